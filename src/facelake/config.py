@@ -1,0 +1,123 @@
+"""One validated configuration for the whole program.
+
+Every threshold and limit lives here, with its bounds and the reason for its default, so a
+value is never hard-coded twice. Values come, in increasing priority, from the defaults
+below, a TOML file (``FACELAKE_CONFIG`` or ``--config``), and ``FACELAKE_*`` environment
+variables. Unknown keys are rejected: a typo in a config file must not silently fall back
+to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """facelake settings (env prefix ``FACELAKE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FACELAKE_", extra="forbid", frozen=True)
+
+    db: Path = Field(
+        Path("facelake.duckdb"),
+        title="Database file",
+        description="DuckDB file that holds images and sightings.",
+    )
+
+    # --- decoding limits (the decompression-bomb and huge-upload guards) ---
+    max_file_mb: float = Field(
+        100.0, gt=0, le=10_000, title="Largest accepted file (MB)",
+        description="Files above this size are recorded as errors without being decoded.",
+    )
+    max_pixels: int = Field(
+        80_000_000, ge=1_000_000, le=1_000_000_000, title="Largest accepted image (pixels)",
+        description="Images with more pixels are refused before decoding (decompression bombs).",
+    )
+
+    # --- detection ---
+    detector: Literal["retinaface"] = Field(
+        "retinaface", title="Face detector", description="Which detector finds faces.",
+    )
+    det_threshold: float = Field(
+        0.6, ge=0.05, le=0.99, title="Detection score threshold",
+        description="RetinaFace confidence needed to keep a face. 0.6 keeps blurred, dark "
+        "CCTV faces that the package default (0.9) drops, at no false positive on the dev photos.",
+    )
+    nms_iou: float = Field(
+        0.4, ge=0.1, le=0.9, title="NMS overlap", description="IoU above which overlapping boxes merge.",
+    )
+    detect_min_side: int = Field(
+        640, ge=128, le=4096, title="Upscale small images to this long side",
+        description="Small images (thumbnails, CCTV crops) are enlarged before detection so "
+        "their faces reach the sizes RetinaFace's anchors were trained on (16-512 px).",
+    )
+    detect_max_side: int = Field(
+        1920, ge=320, le=8192, title="Shrink large images to this long side",
+        description="Bounds detection time and memory on large photos; 1920 keeps a 24-px face "
+        "in a 1080p CCTV frame at full size.",
+    )
+    max_upscale: float = Field(
+        8.0, ge=1.0, le=16.0, title="Largest upscale factor for detection",
+        description="Caps the enlargement of tiny images.",
+    )
+    min_face_px: int = Field(
+        12, ge=4, le=512, title="Smallest face kept (px)",
+        description="Detections narrower than this in the original image are dropped.",
+    )
+
+    # --- embedding ---
+    embed_flip: bool = Field(
+        True, title="Add the mirrored chip",
+        description="Average the embedding of the aligned chip and its mirror image: a cheap "
+        "test-time augmentation that steadies low-resolution faces.",
+    )
+
+    # --- stored crops and quality ---
+    thumb_px: int = Field(
+        96, ge=32, le=512, title="Face thumbnail size (px)", description="Side of the stored face crop.",
+    )
+    thumb_quality: int = Field(85, ge=30, le=100, title="Face thumbnail JPEG quality")
+
+    # --- ingest ---
+    workers: int = Field(
+        0, ge=0, le=64, title="Worker processes",
+        description="0 picks one process per CPU core (the models are single-threaded per worker).",
+    )
+    match_threshold: float = Field(
+        0.86, ge=-1.0, le=1.0, title="Same-person cosine threshold",
+        description="Cosine similarity of L2-normalised dlib embeddings above which two faces "
+        "are taken to be the same person (dlib's Euclidean 0.6 on raw descriptors, calibrated "
+        "on the dev photos; see docs/accuracy.md).",
+    )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from a TOML file (if any), the environment, and explicit overrides.
+
+    Explicit overrides (CLI options) win over the environment, which wins over the file.
+    """
+    import os
+
+    file_values: dict[str, Any] = {}
+    path = config_file or (Path(os.environ["FACELAKE_CONFIG"]) if os.environ.get("FACELAKE_CONFIG") else None)
+    if path is not None:
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    env_values = {
+        name: os.environ[f"FACELAKE_{name.upper()}"]
+        for name in Settings.model_fields
+        if f"FACELAKE_{name.upper()}" in os.environ
+    }
+    merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,48 @@
+"""The exceptions facelake raises, in one tree.
+
+    FacelakeError                 base of everything facelake raises on purpose
+    ├── ConfigError               a setting or option has a value outside what is allowed
+    ├── ModelLoadError            shipped weights missing, unreadable or of the wrong shape
+    ├── ImageUnreadable           the bytes are not an image we can decode safely
+    │   └── ImageTooLarge         file or pixel count over the configured limit
+    ├── NoFaceFound               an operation that needs a face got none
+    └── StoreError                the database refused an operation
+        └── ReadOnlyViolation     a write was attempted through the read-only SQL command
+
+The CLI maps these to exit codes in one place (`cli.EXIT_CODES`); anything else is a bug
+and surfaces as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class FacelakeError(Exception):
+    """Base class of every error facelake raises deliberately."""
+
+
+class ConfigError(FacelakeError, ValueError):
+    """A setting has a value outside what is allowed."""
+
+
+class ModelLoadError(FacelakeError):
+    """Model weights could not be found or loaded."""
+
+
+class ImageUnreadable(FacelakeError):
+    """The input could not be decoded as an image (corrupt, truncated, not an image, unreadable)."""
+
+
+class ImageTooLarge(ImageUnreadable):
+    """The input is over the file-size or pixel limit (decompression-bomb guard)."""
+
+
+class NoFaceFound(FacelakeError):
+    """An operation that needs a face found none."""
+
+
+class StoreError(FacelakeError):
+    """The database refused an operation."""
+
+
+class ReadOnlyViolation(StoreError):
+    """A statement tried to write through the read-only SQL command."""

@@ -1,0 +1,52 @@
+"""Service functions over the store: what the CLI (and later the API and reports) call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .store.duck import Store
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def run_sql(settings: Settings, sql: str) -> QueryResult:
+    """Run read-only SQL against the database; writes raise :class:`ReadOnlyViolation`."""
+    with Store(settings.db, read_only=True) as store:
+        columns, rows = store.query(sql)
+    return QueryResult(columns, rows)
+
+
+def export_parquet(settings: Settings, directory: Path) -> dict[str, int]:
+    """Write the images and sightings tables as Parquet files into ``directory``."""
+    with Store(settings.db, read_only=True) as store:
+        return store.export_parquet(directory)
+
+
+def stats(settings: Settings) -> dict[str, QueryResult]:
+    """Counts per camera and per day (images ok/failed, faces)."""
+    per_camera = """
+        SELECT i.camera, count(*) FILTER (WHERE i.status = 'ok') AS images,
+               count(*) FILTER (WHERE i.status = 'error') AS failed,
+               coalesce(sum(f.n), 0)::BIGINT AS faces,
+               min(i.taken_at) AS first_seen, max(i.taken_at) AS last_seen
+        FROM images i LEFT JOIN (SELECT image_id, count(*) AS n FROM sightings GROUP BY 1) f USING (image_id)
+        GROUP BY 1 ORDER BY 1"""
+    per_day = """
+        SELECT CAST(i.taken_at AS DATE) AS day, i.camera,
+               count(*) FILTER (WHERE i.status = 'ok') AS images,
+               coalesce(sum(f.n), 0)::BIGINT AS faces
+        FROM images i LEFT JOIN (SELECT image_id, count(*) AS n FROM sightings GROUP BY 1) f USING (image_id)
+        WHERE i.status = 'ok'
+        GROUP BY 1, 2 ORDER BY 1, 2"""
+    with Store(settings.db, read_only=True) as store:
+        return {
+            "per_camera": QueryResult(*store.query(per_camera)),
+            "per_day": QueryResult(*store.query(per_day)),
+        }

@@ -1,0 +1,68 @@
+"""The database schema (DESIGN.md's data model) as versioned migrations.
+
+Each migration runs once, in order, inside a transaction, and bumps ``schema_version``;
+opening an older database upgrades it, so SQL written against these columns keeps working.
+"""
+
+from __future__ import annotations
+
+EMBEDDING_DIM = 128
+
+MIGRATIONS: list[str] = [
+    f"""
+    CREATE SEQUENCE IF NOT EXISTS sighting_seq START 1;
+    CREATE SEQUENCE IF NOT EXISTS person_seq START 1;
+    CREATE TABLE images (
+        image_id     VARCHAR PRIMARY KEY,   -- sha256 of the file's bytes
+        uri          VARCHAR NOT NULL,      -- where it was first seen
+        camera       VARCHAR,
+        taken_at     TIMESTAMP,             -- EXIF DateTimeOriginal, else the file's mtime
+        taken_at_source VARCHAR,            -- 'exif' | 'mtime' | NULL
+        gps_lat      DOUBLE,
+        gps_lon      DOUBLE,
+        camera_make  VARCHAR,
+        camera_model VARCHAR,
+        format       VARCHAR,
+        width        INTEGER,
+        height       INTEGER,
+        bytes        BIGINT,
+        ingested_at  TIMESTAMP NOT NULL,
+        status       VARCHAR NOT NULL CHECK (status IN ('ok', 'error')),
+        error        VARCHAR
+    );
+    CREATE TABLE people (
+        person_id    BIGINT PRIMARY KEY DEFAULT nextval('person_seq'),
+        name         VARCHAR NOT NULL UNIQUE,
+        consent_note VARCHAR NOT NULL,
+        created_at   TIMESTAMP NOT NULL
+    );
+    CREATE TABLE sightings (
+        sighting_id  BIGINT PRIMARY KEY DEFAULT nextval('sighting_seq'),
+        image_id     VARCHAR NOT NULL,
+        face_index   INTEGER NOT NULL,      -- 0 = largest face of the image
+        box          FLOAT[4] NOT NULL,     -- x, y, w, h in pixels of the upright image
+        landmarks    FLOAT[2][5] NOT NULL,  -- eyes, nose, mouth corners as [x, y]
+        det_score    FLOAT NOT NULL,
+        quality      FLOAT NOT NULL,
+        embedding    FLOAT[{EMBEDDING_DIM}],
+        model        VARCHAR NOT NULL,
+        person_id    BIGINT,
+        cluster_id   BIGINT,
+        match_score  FLOAT,
+        thumb        BLOB,                  -- small JPEG face crop
+        UNIQUE (image_id, face_index)
+    );
+    CREATE TABLE enrollments (
+        person_id    BIGINT NOT NULL,
+        sighting_id  BIGINT NOT NULL,
+        PRIMARY KEY (person_id, sighting_id)
+    );
+    CREATE TABLE audit (
+        "at"     TIMESTAMP NOT NULL,    -- quoted: AT is a keyword in DuckDB
+        actor    VARCHAR NOT NULL,
+        action   VARCHAR NOT NULL,
+        subject  VARCHAR
+    );
+    CREATE INDEX sightings_image ON sightings (image_id);
+    """,
+]

