@@ -161,11 +161,11 @@ def decode_image(data: bytes, max_pixels: int, max_bytes: int | None = None) -> 
             pixels = _to_rgb(upright)
     except ImageUnreadable:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"decompression bomb refused: {exc}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"decompression bomb refused (over {max_pixels / 1e6:.0f} MP): {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageUnreadable("not an image (no known image format recognised)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageUnreadable(f"corrupt or truncated {fmt}: {exc}") from exc
     h, w = pixels.shape[:2]
     return DecodedImage(pixels, ImageMeta(w, h, fmt, taken, lat, lon, make, model))

@@ -193,7 +193,7 @@ class Store:
         queries = {
             "images": "SELECT * FROM images ORDER BY ingested_at, image_id",
             "sightings": """SELECT sighting_id, image_id, face_index, box::FLOAT[] AS box,
-                   list_transform(landmarks::FLOAT[2][], p -> {'x': p[1], 'y': p[2]}) AS landmarks,
+                   list_transform(landmarks::FLOAT[2][], lambda p: {'x': p[1], 'y': p[2]}) AS landmarks,
                    det_score, quality, embedding::FLOAT[] AS embedding, model, person_id, cluster_id,
                    match_score, thumb
                    FROM sightings ORDER BY sighting_id""",

@@ -62,29 +62,19 @@ def face_crop(image: RGBImage, det: Detection) -> tuple[RGBImage, float, NDArray
     """
     x, y, w, h = det.box
     face = max(w, h, 1.0)
-    side = face * (1 + 2 * _CROP_MARGIN)
-    cx, cy = x + w / 2, y + h / 2
-    origin = np.array([cx - side / 2, cy - side / 2])
-    factor = _TARGET_FACE_PX / face
-    out = round(side * factor)
-    matrix = np.array([[factor, 0, -origin[0] * factor], [0, factor, -origin[1] * factor]], dtype=np.float64)
+    side = max(2, int(np.ceil(face * (1 + 2 * _CROP_MARGIN))))
+    x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+    height, width = image.shape[:2]
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + side, width), min(y0 + side, height)
+    region = np.zeros((side, side, 3), dtype=np.uint8)
+    if cx1 > cx0 and cy1 > cy0:
+        region[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = image[cy0:cy1, cx0:cx1]
+    out = max(2, round(side * _TARGET_FACE_PX / face))
+    factor = out / side
     interp = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
-    if factor < 1:
-        # INTER_AREA is not supported by warpAffine: shrink the region first, then place it.
-        x0, y0 = int(max(origin[0], 0)), int(max(origin[1], 0))
-        x1 = int(min(origin[0] + side, image.shape[1]))
-        y1 = int(min(origin[1] + side, image.shape[0]))
-        crop = np.zeros((out, out, 3), dtype=np.uint8)
-        region = image[y0:y1, x0:x1]
-        if region.size:
-            rw, rh = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
-            small = cv2.resize(region, (rw, rh), interpolation=interp)
-            ox, oy = round((x0 - origin[0]) * factor), round((y0 - origin[1]) * factor)
-            small = small[: out - oy, : out - ox]
-            crop[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
-        return crop, factor, origin
-    crop = cv2.warpAffine(image, matrix, (out, out), flags=interp, borderMode=cv2.BORDER_CONSTANT)
-    return crop, factor, origin
+    crop = cv2.resize(region, (out, out), interpolation=interp)
+    return crop, factor, np.array([x0, y0], dtype=np.float64)
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

@@ -1,0 +1,241 @@
+"""The `facelake` command end to end on real photos, with a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facelake.cli import app
+
+runner = CliRunner()
+
+
+def cli(db: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--db", str(db), *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_ingest_stores_images_and_sightings_with_camera_from_folder(tmp_path: Path, cams: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0, output
+    images = rows(db, "SELECT uri, camera, status, width, height, taken_at IS NOT NULL FROM images ORDER BY uri")
+    assert [r[1:3] for r in images] == [("frontdoor", "ok"), ("frontdoor", "ok"), ("garden", "ok")]
+    for uri, *_, width, height, has_time in images:
+        assert (width, height) == Image.open(uri).size and has_time
+    faces = rows(db, "SELECT face_index, len(box), len(landmarks), det_score, quality, len(embedding), model, "
+                     "octet_length(thumb), person_id, cluster_id FROM sightings")
+    assert len(faces) == 3
+    for face_index, nbox, nlm, score, quality, dim, model, thumb, person, cluster in faces:
+        assert (face_index, nbox, nlm, dim) == (0, 4, 5, 128)
+        assert score > 0.9 and 0 < quality <= 1 and thumb > 500
+        assert model == "dlib_face_recognition_resnet_model_v1"
+        assert person is None and cluster is None
+    norms = rows(db, "SELECT list_dot_product(embedding::FLOAT[], embedding::FLOAT[]) FROM sightings")
+    assert all(abs(n[0] - 1) < 1e-4 for n in norms)
+
+
+def test_reingest_is_a_noop_and_new_files_are_picked_up(tmp_path: Path, cams: Path, samples: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    before = rows(db, "SELECT count(*) FROM images"), rows(db, "SELECT count(*), max(sighting_id) FROM sightings")
+    # Same bytes under another name are the same image.
+    shutil.copy(cams / "garden" / "c.jpg", cams / "garden" / "c-copy.jpg")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0 and "skipped" in output
+    after = rows(db, "SELECT count(*) FROM images"), rows(db, "SELECT count(*), max(sighting_id) FROM sightings")
+    assert after == before
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert rows(db, "SELECT count(*) FROM images")[0][0] == before[0][0][0] + 1
+
+
+def test_camera_option_overrides_the_folder(tmp_path: Path, cams: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "ingest", str(cams / "garden" / "c.jpg"), "--camera", "porch", "--workers", "1")[0] == 0
+    assert rows(db, "SELECT camera FROM images") == [("porch",)]
+
+
+def _bad_inputs(folder: Path, good: Path) -> dict[str, str]:
+    """Writes one file per kind of broken input; returns name → expected words in the error."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero.jpg").write_bytes(b"")
+    data = good.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "text.jpg").write_text("this is a text file, not a photo\n")
+    (folder / "random.png").write_bytes(np.random.default_rng(5).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    Image.new("L", (12000, 12000)).save(folder / "bomb.png")
+    return {"zero.jpg": "empty", "truncated.jpg": "truncated", "text.jpg": "not an image",
+            "random.png": "", "bomb.png": "MP"}
+
+
+def test_bad_files_are_recorded_and_the_batch_goes_on(tmp_path: Path, cams: Path, samples: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "ingest", str(cams / "garden"), "--workers", "1")[0] == 0
+    kept = rows(db, "SELECT * EXCLUDE (ingested_at) FROM images"), rows(db, "SELECT * FROM sightings")
+    expected = _bad_inputs(cams / "garden" / "bad", samples / "obama.jpg")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0, output
+    errors = dict(rows(db, "SELECT regexp_extract(uri, '[^/]+$'), error FROM images WHERE status = 'error'"))
+    assert set(errors) == set(expected)
+    for name, words in expected.items():
+        assert words.lower() in errors[name].lower(), (name, errors[name])
+    assert rows(db, "SELECT count(*) FROM images WHERE status = 'ok'")[0][0] == 3, "good files after bad ones"
+    assert rows(db, "SELECT * EXCLUDE (ingested_at) FROM images WHERE camera = 'garden' AND status = 'ok'") == kept[0]
+    assert set(rows(db, "SELECT * FROM sightings")) >= set(kept[1]), "stored sightings untouched"
+    # Re-running on the same broken files updates their error rows; it never adds rows.
+    cli(db, "ingest", str(cams), "--workers", "1")
+    assert rows(db, "SELECT count(*) FROM images")[0][0] == 3 + len(expected)
+
+
+def test_unreadable_directory_is_recorded(tmp_path: Path, cams: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = cams / "attic"
+    locked.mkdir()
+    db = tmp_path / "f.duckdb"
+    if os.geteuid() == 0:
+        # root reads any directory, so make this one fail the way a permission error does.
+        real_scandir = os.scandir
+
+        def scandir(path: object) -> object:
+            if Path(str(path)) == locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "scandir", scandir)
+    else:
+        locked.chmod(0)
+    try:
+        code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    finally:
+        locked.chmod(0o755)
+    assert code == 0, output
+    errors = rows(db, "SELECT uri, error FROM images WHERE status = 'error'")
+    assert errors == [(str(locked), "cannot read directory: Permission denied")]
+    assert rows(db, "SELECT count(*) FROM images WHERE status = 'ok'")[0][0] == 3
+
+
+def test_parallel_workers_store_the_same_rows(tmp_path: Path, cams: Path) -> None:
+    one, two = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
+    assert cli(one, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert cli(two, "ingest", str(cams), "--workers", "2")[0] == 0
+    sql = "SELECT image_id, face_index, box, embedding FROM sightings ORDER BY image_id, face_index"
+    a, b = rows(one, sql), rows(two, sql)
+    assert [r[:2] for r in a] == [r[:2] for r in b]
+    for ra, rb in zip(a, b):
+        assert np.allclose(ra[2], rb[2], atol=1e-3) and np.allclose(ra[3], rb[3], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_batch_resumes_with_every_image_once(tmp_path: Path, samples: Path) -> None:
+    src = tmp_path / "cams" / "cam1"
+    src.mkdir(parents=True)
+    base = Image.open(samples / "obama.jpg").convert("RGB")
+    base = base.resize((base.width // 2, base.height // 2))
+    n = 10
+    for i in range(n):  # distinct bytes: a different pixel in each copy
+        img = base.copy()
+        img.putpixel((i, 0), (i * 20, 0, 0))
+        img.save(src / f"{i:02d}.jpg", quality=90)
+    db = tmp_path / "f.duckdb"
+    cmd = [sys.executable, "-m", "facelake.cli", "--db", str(db), "ingest", str(tmp_path / "cams"), "-v",
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    stored = 0
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("new "):
+            stored += 1
+            if stored == 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    partial = rows(db, "SELECT count(*) FROM images")[0][0]
+    assert 3 <= partial < n
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*), count(DISTINCT uri) FROM images WHERE status = 'ok'") == [(n, n)]
+    assert rows(db, "SELECT count(*), count(DISTINCT image_id) FROM sightings") == [(n, n)]
+
+
+def test_sql_is_read_only_and_speaks_json_and_csv(tmp_path: Path, cams: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    cli(db, "ingest", str(cams), "--workers", "1")
+    code, output = cli(db, "sql", "SELECT camera, count(*) AS n FROM images GROUP BY 1 ORDER BY 1", "--json")
+    assert code == 0 and json.loads(output) == [{"camera": "frontdoor", "n": 2}, {"camera": "garden", "n": 1}]
+    code, output = cli(db, "sql", "SELECT camera, count(*) AS n FROM images GROUP BY 1 ORDER BY 1", "--csv")
+    assert output.splitlines() == ["camera,n", "frontdoor,2", "garden,1"]
+    for statement in ("DELETE FROM images", "DROP TABLE sightings", "INSERT INTO audit VALUES (now(), 'x', 'y', 'z')",
+                      "UPDATE people SET name = 'x'", "SELECT 1; DELETE FROM images"):
+        code, output = cli(db, "sql", statement)
+        assert code == 3 and "read-only" in output, statement
+    assert rows(db, "SELECT count(*) FROM images")[0][0] == 3
+    code, output = cli(db, "sql", "SELEC nonsense")
+    assert code == 4 and "SQL error" in output
+
+
+def test_sql_on_a_missing_database_says_so(tmp_path: Path) -> None:
+    code, output = cli(tmp_path / "nope.duckdb", "sql", "SELECT 1")
+    assert code == 4 and "does not exist" in output
+
+
+def test_export_parquet_round_trips(tmp_path: Path, cams: Path) -> None:
+    import pyarrow.parquet as pq
+
+    db = tmp_path / "f.duckdb"
+    cli(db, "ingest", str(cams), "--workers", "1")
+    code, output = cli(db, "export", "--parquet", str(tmp_path / "out"))
+    assert code == 0, output
+    images = pq.read_table(tmp_path / "out" / "images.parquet")
+    sightings = pq.read_table(tmp_path / "out" / "sightings.parquet")
+    assert images.num_rows == 3 and sightings.num_rows == 3
+    assert {"image_id", "uri", "camera", "taken_at", "gps_lat", "gps_lon", "status"} <= set(images.column_names)
+    first = sightings.to_pylist()[0]
+    assert len(first["embedding"]) == 128 and len(first["box"]) == 4
+    assert set(first["landmarks"][0]) == {"x", "y"} and len(first["landmarks"]) == 5
+    stored = rows(db, "SELECT embedding FROM sightings ORDER BY sighting_id LIMIT 1")[0][0]
+    assert np.allclose(first["embedding"], stored)
+
+
+def test_stats_counts_per_camera(tmp_path: Path, cams: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    cli(db, "ingest", str(cams), "--workers", "1")
+    code, output = cli(db, "stats", "--json")
+    assert code == 0
+    per_camera = {r["camera"]: (r["images"], r["faces"]) for r in json.loads(output)["per_camera"]}
+    assert per_camera == {"frontdoor": (2, 2), "garden": (1, 1)}
+
+
+def test_embed_jsonl_is_the_documented_machine_interface(tmp_path: Path, samples: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    paths = [samples / "biden.jpg", bad, samples / "obama.jpg"]
+    code, output = cli(tmp_path / "unused.duckdb", "embed", *map(str, paths), "--jsonl")
+    assert code == 0
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert [r["image"] for r in lines] == [str(p) for p in paths]
+    assert lines[1] == {"image": str(bad), "faces": 0, "error": lines[1]["error"]} and lines[1]["error"]
+    for r in (lines[0], lines[2]):
+        assert set(r) == {"image", "faces", "detections"} and r["faces"] == len(r["detections"]) == 1
+        det = r["detections"][0]
+        assert set(det) == {"box", "score", "landmarks", "embedding"}
+        assert len(det["box"]) == 4 and len(det["landmarks"]) == 5 and len(det["embedding"]) == 128
+    a, b = (np.array(r["detections"][0]["embedding"]) for r in (lines[0], lines[2]))
+    assert float(a @ b) < 0.86
+    assert not (tmp_path / "unused.duckdb").exists(), "embed never writes a database"

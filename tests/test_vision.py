@@ -1,0 +1,138 @@
+"""Detection, alignment and embedding: unit tests on synthetic arrays, integration tests on real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facelake.config import Settings
+from facelake.vision.align import hog_style_box
+from facelake.vision.analyzer import FaceAnalyzer
+from facelake.vision.detect import _anchors, detection_scale, nms
+from facelake.vision.embed import l2_normalize
+
+from .conftest import load_rgb, paste
+
+THRESHOLD = Settings().match_threshold
+
+
+# --- unit tests: no model weights ---------------------------------------------------------
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes_and_separate_ones() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=np.float32)
+    scores = np.array([0.8, 0.9, 0.7], dtype=np.float32)
+    assert nms(boxes, scores, 0.4) == [1, 2]
+    assert nms(boxes, scores, 0.99) == [1, 0, 2]
+
+
+def test_detection_scale_enlarges_small_and_shrinks_large_images() -> None:
+    assert detection_scale(100, 80, 640, 1920, 8.0) == pytest.approx(6.4)
+    assert detection_scale(20, 30, 640, 1920, 8.0) == 8.0
+    assert detection_scale(1080, 1920, 640, 1920, 8.0) == 1.0
+    assert detection_scale(3000, 4000, 640, 1920, 8.0) == pytest.approx(0.48)
+
+
+def test_anchor_count_matches_the_three_pyramid_levels() -> None:
+    anchors = _anchors(64, 96)
+    assert anchors.shape == (2 * (8 * 12 + 4 * 6 + 2 * 3), 4)
+    assert anchors[0].tolist() == [4.0, 4.0, 16.0, 16.0]
+    assert anchors[1].tolist() == [4.0, 4.0, 32.0, 32.0]
+
+
+def test_l2_normalize_gives_unit_rows_and_survives_zero_rows() -> None:
+    v = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert v[0].tolist() == pytest.approx([0.6, 0.8])
+    assert v[1].tolist() == [0.0, 0.0]
+
+
+def test_hog_style_box_is_centred_on_the_face_and_scales_with_it() -> None:
+    pts = np.array([[40, 50], [60, 50], [50, 60], [42, 70], [58, 70]], dtype=np.float32)
+    x, y, w, h = hog_style_box(pts)
+    assert w == h
+    assert x < 40 and x + w > 60 and y < 50 and y + h > 70
+    x2, y2, w2, _ = hog_style_box(pts * 2)
+    assert w2 == pytest.approx(2 * w)
+
+
+# --- integration tests: real models on real photos ----------------------------------------
+
+
+def _embedding(analyzer: FaceAnalyzer, rgb: np.ndarray) -> np.ndarray:
+    faces = analyzer.analyze(rgb)
+    assert faces, "no face found"
+    return faces[0].embedding
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "32bit.png"])
+def test_one_face_per_portrait(analyzer: FaceAnalyzer, samples: Path, name: str) -> None:
+    faces = analyzer.analyze(load_rgb(samples / name))
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.embedding.shape == (128,)
+    assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert face.detection.score > 0.9
+    assert 0.0 < face.quality <= 1.0
+    assert face.thumb[:2] == b"\xff\xd8"
+
+
+def test_partial_faces_are_found(analyzer: FaceAnalyzer, samples: Path) -> None:
+    for name in ("obama_partial_face.jpg", "obama_partial_face2.jpg"):
+        assert len(analyzer.detect(load_rgb(samples / name))) >= 1, name
+
+
+def test_same_person_above_threshold_and_different_people_below(
+    analyzer: FaceAnalyzer, samples: Path, astronaut_rgb: np.ndarray
+) -> None:
+    obama = [_embedding(analyzer, load_rgb(samples / n)) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")]
+    biden = _embedding(analyzer, load_rgb(samples / "biden.jpg"))
+    astro = _embedding(analyzer, astronaut_rgb)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert float(obama[i] @ obama[j]) > THRESHOLD
+    for o in obama:
+        assert float(o @ biden) < THRESHOLD
+        assert float(o @ astro) < THRESHOLD
+    assert float(biden @ astro) < THRESHOLD
+
+
+def test_group_photo_gives_every_face_with_its_identity(
+    analyzer: FaceAnalyzer, samples: Path, patches: dict[str, np.ndarray]
+) -> None:
+    canvas = np.full((700, 1400, 3), 90, dtype=np.uint8)
+    layout = {"obama": (60, 150, 300), "biden": (520, 200, 220), "astronaut": (950, 100, 360)}
+    for name, (x, y, w) in layout.items():
+        paste(canvas, patches[name], x, y, w)
+    faces = analyzer.analyze(canvas)
+    assert len(faces) == 3
+    refs = {
+        "obama": _embedding(analyzer, load_rgb(samples / "obama2.jpg")),
+        "biden": _embedding(analyzer, load_rgb(samples / "biden.jpg")),
+        "astronaut": _embedding(analyzer, patches["astronaut"]),
+    }
+    for face in faces:
+        cx = face.detection.box[0] + face.detection.box[2] / 2
+        expected = next(n for n, (x, _, w) in layout.items() if x <= cx <= x + w)
+        best = max(refs, key=lambda n: float(refs[n] @ face.embedding))
+        assert best == expected
+    widths = [f.detection.box[2] for f in faces]
+    assert widths == sorted(widths, reverse=True), "largest face first"
+
+
+def test_24px_face_in_a_1080p_frame_is_found(analyzer: FaceAnalyzer, patches: dict[str, np.ndarray]) -> None:
+    rng = np.random.default_rng(3)
+    frame = rng.integers(60, 120, size=(1080, 1920, 3), dtype=np.uint8)
+    patch = patches["obama"]
+    # The patch has 0.6 face-widths of margin each side: 2.2 face widths in all.
+    paste(frame, patch, 900, 500, round(24 * 2.2))
+    faces = analyzer.detect(frame)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 900 <= x + w / 2 <= 900 + 53 and 16 <= w <= 36
+
+
+def test_no_face_in_noise(analyzer: FaceAnalyzer) -> None:
+    rng = np.random.default_rng(0)
+    assert analyzer.analyze(rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)) == []
