@@ -17,6 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facelake.cli import app
+from facelake.config import Settings
 
 runner = CliRunner()
 
@@ -237,5 +238,5 @@ def test_embed_jsonl_is_the_documented_machine_interface(tmp_path: Path, samples
         assert set(det) == {"box", "score", "landmarks", "embedding"}
         assert len(det["box"]) == 4 and len(det["landmarks"]) == 5 and len(det["embedding"]) == 128
     a, b = (np.array(r["detections"][0]["embedding"]) for r in (lines[0], lines[2]))
-    assert float(a @ b) < 0.86
+    assert float(a @ b) < Settings().match_threshold
     assert not (tmp_path / "unused.duckdb").exists(), "embed never writes a database"

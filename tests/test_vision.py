@@ -53,7 +53,7 @@ def test_hog_style_box_is_centred_on_the_face_and_scales_with_it() -> None:
     x, y, w, h = hog_style_box(pts)
     assert w == h
     assert x < 40 and x + w > 60 and y < 50 and y + h > 70
-    x2, y2, w2, _ = hog_style_box(pts * 2)
+    _x2, _y2, w2, _ = hog_style_box(pts * 2)
     assert w2 == pytest.approx(2 * w)
 
 
@@ -129,7 +129,7 @@ def test_24px_face_in_a_1080p_frame_is_found(analyzer: FaceAnalyzer, patches: di
     paste(frame, patch, 900, 500, round(24 * 2.2))
     faces = analyzer.detect(frame)
     assert len(faces) == 1
-    x, y, w, h = faces[0].box
+    x, _y, w, _h = faces[0].box
     assert 900 <= x + w / 2 <= 900 + 53 and 16 <= w <= 36
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,8 +39,8 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 class _State:
-    db: Optional[Path] = None
-    config: Optional[Path] = None
+    db: Path | None = None
+    config: Path | None = None
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -60,9 +60,9 @@ def _fail(exc: errors.FacelakeError) -> typer.Exit:
 
 @app.callback()
 def main(
-    db: Annotated[Optional[Path], typer.Option("--db", envvar="FACELAKE_DB", help="DuckDB database file.")] = None,
+    db: Annotated[Path | None, typer.Option("--db", envvar="FACELAKE_DB", help="DuckDB database file.")] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", envvar="FACELAKE_CONFIG", help="TOML settings file.")
+        Path | None, typer.Option("--config", envvar="FACELAKE_CONFIG", help="TOML settings file.")
     ] = None,
 ) -> None:
     _State.db = db
@@ -72,8 +72,8 @@ def main(
 @app.command("ingest")
 def ingest_cmd(
     sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) and image files.")],
-    camera: Annotated[Optional[str], typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
 ) -> None:
     """Find every face in SOURCES and store images and sightings in the database."""

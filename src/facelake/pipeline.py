@@ -76,6 +76,7 @@ def analyzer_options(settings: Settings) -> AnalyzerOptions:
         max_upscale=settings.max_upscale,
         min_face_px=settings.min_face_px,
         embed_flip=settings.embed_flip,
+        embed_lowres_px=settings.embed_lowres_px,
         thumb_px=settings.thumb_px,
         thumb_quality=settings.thumb_quality,
     )

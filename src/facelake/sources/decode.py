@@ -125,7 +125,7 @@ def read_meta(img: Image.Image) -> tuple[datetime | None, float | None, float | 
     """EXIF capture time, GPS position and camera make/model (``None`` where missing)."""
     try:
         exif = img.getexif()
-    except Exception:  # malformed EXIF must not lose the picture
+    except Exception:  # noqa: BLE001 - malformed EXIF must not lose the picture
         return None, None, None, None, None
     sub = exif.get_ifd(_EXIF_IFD) if exif else {}
     taken = _exif_time(sub.get(_DATETIME_ORIGINAL)) or _exif_time(exif.get(_DATETIME))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from dataclasses import dataclass
 from . import models
 from .align import DlibAligner
 from .detect import RetinaFaceDetector
@@ -59,6 +60,7 @@ class AnalyzerOptions:
     max_upscale: float = 8.0
     min_face_px: int = 12
     embed_flip: bool = True
+    embed_lowres_px: int = 20
     thumb_px: int = 96
     thumb_quality: int = 85
 
@@ -96,7 +98,10 @@ class FaceAnalyzer:
     @property
     def embedder(self) -> DlibEmbedder:
         if self._embedder is None:
-            self._embedder = DlibEmbedder(models.dlib_resnet(), models.DLIB_RESNET, flip=self.settings.embed_flip)
+            self._embedder = DlibEmbedder(
+                models.dlib_resnet(), models.DLIB_RESNET,
+                flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px,
+            )
         return self._embedder
 
     @property

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -17,28 +19,55 @@ def l2_normalize(vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     return (v / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def low_resolution_view(chip: RGBImage, face_px: int) -> RGBImage:
+    """``chip`` as it would look if the face had been ``face_px`` wide in the camera frame.
+
+    Shrunk, enlarged back, and softened like :func:`~.align.face_crop` softens enlarged faces.
+    """
+    size = chip.shape[0]
+    small = cv2.resize(chip, (face_px, face_px), interpolation=cv2.INTER_AREA)
+    big = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.asarray(cv2.GaussianBlur(big, (0, 0), 0.5 * size / face_px), dtype=np.uint8)
+
+
 class DlibEmbedder:
     """dlib's ResNet (128-D) over 150×150 chips cut by :class:`~.align.DlibAligner`.
 
-    With ``flip=True`` each chip and its mirror image are embedded and averaged: faces are
-    nearly symmetric, so the mirror is a second, independent look at the same face that
-    averages out noise and blur (measured on the CCTV copies; see docs/accuracy.md).
+    Each face is embedded from several views whose embeddings are averaged:
+
+    - with ``flip``, the chip's mirror image: faces are nearly symmetric, so the mirror is
+      a second look at the same face that averages out noise and alignment error;
+    - with ``lowres_px``, the chip as it would look ``lowres_px`` wide. A sharp enrollment
+      photo and a tiny, blurred camera face of the same person otherwise embed far apart
+      (every blurred face drifts towards the same "blurred face" region); giving every
+      embedding a low-resolution component puts both in the same place. Measured on CCTV
+      copies with 24-px faces matched against clean photos: rank-1 identification from
+      0.71 to 0.87 and balanced accuracy +2 to +6 points, clean accuracy unchanged within
+      0.7 points (docs/accuracy.md).
     """
 
-    def __init__(self, net: Any, model_name: str, flip: bool = True) -> None:
+    def __init__(self, net: Any, model_name: str, flip: bool = True, lowres_px: int = 20) -> None:
         self.net = net
         self.model_name = model_name
         self.flip = flip
+        self.lowres_px = lowres_px
         self.dim = 128
+
+    def views(self, chip: RGBImage) -> list[RGBImage]:
+        """The images whose embeddings are averaged into the face's embedding."""
+        views = [chip]
+        if self.lowres_px:
+            views.append(low_resolution_view(chip, self.lowres_px))
+        if self.flip:
+            views += [v[:, ::-1] for v in views]
+        return [np.ascontiguousarray(v) for v in views]
 
     def embed(self, chips: Sequence[RGBImage]) -> NDArray[np.float32]:
         """Embeddings of ``chips`` as an ``(n, 128)`` array of unit vectors."""
         if not chips:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = [np.ascontiguousarray(c) for c in chips]
-        if self.flip:
-            batch += [np.ascontiguousarray(c[:, ::-1]) for c in chips]
-        raw = np.array(self.net.compute_face_descriptor(batch), dtype=np.float32)
-        if self.flip:
-            raw = raw[: len(chips)] + raw[len(chips) :]
-        return l2_normalize(raw)
+        per_chip = [self.views(c) for c in chips]
+        batch = [v for views in per_chip for v in views]
+        raw = l2_normalize(np.array(self.net.compute_face_descriptor(batch), dtype=np.float32))
+        n = len(per_chip[0])
+        return l2_normalize(raw.reshape(len(chips), n, -1).sum(axis=1))
