@@ -75,6 +75,7 @@ def analyzer_options(settings: Settings) -> AnalyzerOptions:
         detect_max_side=settings.detect_max_side,
         max_upscale=settings.max_upscale,
         min_face_px=settings.min_face_px,
+        embed_backend=settings.embed_backend,
         embed_flip=settings.embed_flip,
         embed_lowres_px=settings.embed_lowres_px,
         thumb_px=settings.thumb_px,

@@ -7,12 +7,13 @@ happens once per machine. Run ``python -m facelake.samples DIR`` to copy them in
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+from .vision.models import cache_dir
 
 SDIST = "face_recognition==1.3.0"
 PHOTOS = (
@@ -24,13 +25,6 @@ PHOTOS = (
     "obama_partial_face2.jpg",
     "32bit.png",
 )
-
-
-def cache_dir() -> Path:
-    """``$FACELAKE_CACHE``, else ``$XDG_CACHE_HOME/facelake``, else ``~/.cache/facelake``."""
-    if os.environ.get("FACELAKE_CACHE"):
-        return Path(os.environ["FACELAKE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facelake"
 
 
 def sample_photos() -> Path:

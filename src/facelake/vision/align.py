@@ -30,14 +30,6 @@ CHIP_PADDING = 0.25
 _TARGET_FACE_PX = 150.0
 _CROP_MARGIN = 1.0
 """Crop side = face width × (1 + 2 × margin): enough context for HOG's window and padding."""
-_SOFTEN_ABOVE = 2.0
-_SOFTEN_SIGMA = 0.5
-"""A face enlarged more than 2× is blurred by σ = 0.5 source pixels after enlargement.
-
-Small camera faces carry JPEG block edges and sensor noise that enlargement turns into
-false texture the embedder reads as identity; a half-pixel blur removes it. Measured on
-CCTV copies with 24-px faces: balanced accuracy +1 to +3 points; larger faces are untouched.
-"""
 
 # HOG-style box from RetinaFace landmarks, relative to the inter-ocular/eye-mouth scale
 # (medians over the 89 dev faces where HOG and RetinaFace agree).
@@ -82,8 +74,6 @@ def face_crop(image: RGBImage, det: Detection) -> tuple[RGBImage, float, NDArray
     factor = out / side
     interp = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
     crop = cv2.resize(region, (out, out), interpolation=interp)
-    if factor > _SOFTEN_ABOVE:
-        crop = cv2.GaussianBlur(crop, (0, 0), _SOFTEN_SIGMA * factor)
     return np.asarray(crop, dtype=np.uint8), factor, np.array([x0, y0], dtype=np.float64)
 
 

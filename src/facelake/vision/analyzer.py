@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from . import models
 from .align import DlibAligner
 from .detect import RetinaFaceDetector
-from .embed import DlibEmbedder
+from .embed import ResnetEmbedder, dlib_describe, onnx_describe
 from .types import AlignedFace, Detection, Face, RGBImage
 
 _SHARP_LAPLACIAN_VAR = 150.0
@@ -59,6 +59,7 @@ class AnalyzerOptions:
     detect_max_side: int = 1920
     max_upscale: float = 8.0
     min_face_px: int = 12
+    embed_backend: str = "onnx"
     embed_flip: bool = True
     embed_lowres_px: int = 20
     thumb_px: int = 96
@@ -72,7 +73,7 @@ class FaceAnalyzer:
         self.settings = options or AnalyzerOptions()
         self._detector: RetinaFaceDetector | None = None
         self._aligner: DlibAligner | None = None
-        self._embedder: DlibEmbedder | None = None
+        self._embedder: ResnetEmbedder | None = None
 
     @property
     def detector(self) -> RetinaFaceDetector:
@@ -96,10 +97,15 @@ class FaceAnalyzer:
         return self._aligner
 
     @property
-    def embedder(self) -> DlibEmbedder:
+    def embedder(self) -> ResnetEmbedder:
         if self._embedder is None:
-            self._embedder = DlibEmbedder(
-                models.dlib_resnet(), models.DLIB_RESNET,
+            describe = (
+                onnx_describe(models.dlib_resnet_onnx())
+                if self.settings.embed_backend == "onnx"
+                else dlib_describe(models.dlib_resnet())
+            )
+            self._embedder = ResnetEmbedder(
+                describe, models.DLIB_RESNET,
                 flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px,
             )
         return self._embedder
