@@ -30,6 +30,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -173,7 +174,7 @@ def build_onnx(weights: DlibResnetWeights) -> bytes:
         inits.append(numpy_helper.from_array(np.asarray(value), n))
         return n
 
-    def op(kind: str, inputs: list[str], **attrs: object) -> str:
+    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
         out = name(kind.lower())
         nodes.append(helper.make_node(kind, inputs, [out], **attrs))
         return out
