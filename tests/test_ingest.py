@@ -240,3 +240,12 @@ def test_embed_jsonl_is_the_documented_machine_interface(tmp_path: Path, samples
     a, b = (np.array(r["detections"][0]["embedding"]) for r in (lines[0], lines[2]))
     assert float(a @ b) < Settings().match_threshold
     assert not (tmp_path / "unused.duckdb").exists(), "embed never writes a database"
+
+
+def test_detector_option_selects_hog_and_rejects_unknown_names(tmp_path: Path, samples: Path) -> None:
+    code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "obama.jpg"), "--jsonl", "--detector", "hog")
+    assert code == 0, output
+    record = json.loads(output)
+    assert record["faces"] == 1 and len(record["detections"][0]["embedding"]) == 128
+    code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "obama.jpg"), "--detector", "yolo")
+    assert code == 2 and "detector" in output and "retinaface" in output

@@ -136,3 +136,14 @@ def test_24px_face_in_a_1080p_frame_is_found(analyzer: FaceAnalyzer, patches: di
 def test_no_face_in_noise(analyzer: FaceAnalyzer) -> None:
     rng = np.random.default_rng(0)
     assert analyzer.analyze(rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)) == []
+
+
+def test_dlib_points_become_eyes_nose_and_mouth_in_image_order() -> None:
+    from facelake.vision.detect import dlib_points_to_five
+
+    # dlib order: one eye's two corners, the other eye's two corners, nose base.
+    pts = np.array([[70, 50], [60, 50], [30, 50], [40, 50], [50, 70]], dtype=np.float32)
+    five = dlib_points_to_five(pts)
+    assert five[0].tolist() == [35, 50] and five[1].tolist() == [65, 50]
+    assert five[2].tolist() == [50, 70]
+    assert five[3, 0] < 50 < five[4, 0] and five[3, 1] > 70

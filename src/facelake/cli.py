@@ -74,11 +74,12 @@ def ingest_cmd(
     sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) and image files.")],
     camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
+    detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default) or hog.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
 ) -> None:
     """Find every face in SOURCES and store images and sightings in the database."""
     try:
-        settings = _settings()
+        settings = _settings(detector=detector)
         with Progress(
             TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
@@ -123,10 +124,11 @@ def _detection_json(face: Any) -> dict[str, Any]:
 def embed_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image (the machine interface).")] = False,
+    detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default) or hog.")] = None,
 ) -> None:
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
     try:
-        settings = _settings()
+        settings = _settings(detector=detector)
         results = embed_paths(paths, settings)
         table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
         for r in results:

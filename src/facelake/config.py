@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     )
 
     # --- detection ---
-    detector: Literal["retinaface"] = Field(
-        "retinaface", title="Face detector", description="Which detector finds faces.",
+    detector: Literal["retinaface", "hog"] = Field(
+        "retinaface", title="Face detector",
+        description="'retinaface' (default: finds small, blurred and turned faces) or 'hog' "
+        "(dlib's HOG, as face_recognition uses it: frontal faces of ~40 px and more).",
     )
     det_threshold: float = Field(
         0.6, ge=0.05, le=0.99, title="Detection score threshold",
@@ -99,6 +101,11 @@ class Settings(BaseSettings):
     workers: int = Field(
         0, ge=0, le=64, title="Worker processes",
         description="0 picks one process per CPU core (the models are single-threaded per worker).",
+    )
+    batch_images: int = Field(
+        8, ge=1, le=256, title="Images per worker task",
+        description="Each worker analyses this many images at a time and embeds all their faces "
+        "in one batch; larger batches amortise the embedder, smaller ones show progress sooner.",
     )
     match_threshold: float = Field(
         0.935, ge=-1.0, le=1.0, title="Same-person cosine threshold",

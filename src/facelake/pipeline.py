@@ -69,6 +69,7 @@ class IngestSummary:
 
 def analyzer_options(settings: Settings) -> AnalyzerOptions:
     return AnalyzerOptions(
+        detector=settings.detector,
         det_threshold=settings.det_threshold,
         nms_iou=settings.nms_iou,
         detect_min_side=settings.detect_min_side,
@@ -124,21 +125,23 @@ def _init_worker(options: AnalyzerOptions, max_pixels: int) -> None:
     _MAX_PIXELS = max_pixels
 
 
-def analyze_bytes(data: bytes, analyzer: FaceAnalyzer, max_pixels: int) -> tuple[DecodedImage, list[Face]]:
-    """Decode and analyse one image; raises :class:`ImageUnreadable` for bad input."""
-    decoded = decode_image(data, max_pixels=max_pixels)
-    return decoded, analyzer.analyze(decoded.pixels)
-
-
-def _process(job: Job) -> ImageResult:
+def _process_batch(jobs: list[Job]) -> list[ImageResult]:
+    """Decode each job's image (capturing errors per image) and analyse the good ones together."""
     assert _ANALYZER is not None, "worker not initialised"
-    if job.data is None:
-        return ImageResult(job, None, [], job.error or "unreadable")
-    try:
-        decoded, faces = analyze_bytes(job.data, _ANALYZER, _MAX_PIXELS)
-    except FacelakeError as exc:
-        return ImageResult(_strip(job), None, [], str(exc))
-    return ImageResult(_strip(job), decoded.meta, faces, None)
+    results: list[ImageResult | None] = [None] * len(jobs)
+    decoded: list[tuple[int, DecodedImage]] = []
+    for i, job in enumerate(jobs):
+        if job.data is None:
+            results[i] = ImageResult(job, None, [], job.error or "unreadable")
+            continue
+        try:
+            decoded.append((i, decode_image(job.data, max_pixels=_MAX_PIXELS)))
+        except FacelakeError as exc:
+            results[i] = ImageResult(_strip(job), None, [], str(exc))
+    faces = _ANALYZER.analyze_many([d.pixels for _, d in decoded]) if decoded else []
+    for (i, image), found in zip(decoded, faces):
+        results[i] = ImageResult(_strip(jobs[i]), image.meta, found, None)
+    return [r for r in results if r is not None]
 
 
 def _strip(job: Job) -> Job:
@@ -178,25 +181,40 @@ def default_workers(settings: Settings) -> int:
     return settings.workers or max(1, os.cpu_count() or 1)
 
 
+def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    chunk: list[Job] = []
+    for job in jobs:
+        chunk.append(job)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _results(jobs: Iterable[Job], settings: Settings, workers: int) -> Iterator[ImageResult]:
-    """Results in job order; with one worker the models run in this process."""
+    """Results in job order; with one worker the models run in this process.
+
+    At most ``2 × workers`` batches are in flight, which bounds memory on huge folders while
+    keeping every worker busy.
+    """
     options = analyzer_options(settings)
+    batches = _chunks(jobs, settings.batch_images)
     if workers <= 1:
         _init_worker(options, settings.max_pixels)
-        for job in jobs:
-            yield _process(job)
+        for batch in batches:
+            yield from _process_batch(batch)
         return
     ctx = multiprocessing.get_context("spawn")
-    window = workers * 2
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(options, settings.max_pixels)) as pool:
-        pending: deque[Future[ImageResult]] = deque()
-        for job in jobs:
-            pending.append(pool.submit(_process, job))
-            if len(pending) >= window:
-                yield pending.popleft().result()
+        pending: deque[Future[list[ImageResult]]] = deque()
+        for batch in batches:
+            pending.append(pool.submit(_process_batch, batch))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
         while pending:
-            yield pending.popleft().result()
+            yield from pending.popleft().result()
 
 
 def ingest(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -10,7 +12,7 @@ from numpy.typing import NDArray
 
 from . import models
 from .align import DlibAligner
-from .detect import RetinaFaceDetector
+from .detect import HogDetector, RetinaFaceDetector
 from .embed import ResnetEmbedder, dlib_describe, onnx_describe
 from .types import AlignedFace, Detection, Face, RGBImage
 
@@ -53,6 +55,7 @@ def face_thumbnail(image: RGBImage, det: Detection, side: int, quality: int) -> 
 class AnalyzerOptions:
     """The knobs of :class:`FaceAnalyzer` (filled from ``facelake.config.Settings``)."""
 
+    detector: str = "retinaface"
     det_threshold: float = 0.6
     nms_iou: float = 0.4
     detect_min_side: int = 640
@@ -66,19 +69,32 @@ class AnalyzerOptions:
     thumb_quality: int = 85
 
 
+Detector = RetinaFaceDetector | HogDetector
+DETECTORS = ("retinaface", "hog")
+
+
 class FaceAnalyzer:
-    """Finds, aligns and embeds every face of an image; models load on first use."""
+    """Finds, aligns and embeds every face of an image; models load on first use.
+
+    ``timings`` accumulates seconds spent per stage (detect, align, embed), for benchmarks.
+    """
 
     def __init__(self, options: AnalyzerOptions | None = None) -> None:
         self.settings = options or AnalyzerOptions()
-        self._detector: RetinaFaceDetector | None = None
+        if self.settings.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.settings.detector!r}")
+        self.timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
+        self._detector: Detector | None = None
         self._aligner: DlibAligner | None = None
         self._embedder: ResnetEmbedder | None = None
 
     @property
-    def detector(self) -> RetinaFaceDetector:
+    def detector(self) -> Detector:
         if self._detector is None:
             s = self.settings
+            if s.detector == "hog":
+                self._detector = HogDetector(models.dlib_hog_detector(), models.dlib_shape_predictor())
+                return self._detector
             self._detector = RetinaFaceDetector(
                 session=models.retinaface_session(),
                 score_threshold=s.det_threshold,
@@ -115,27 +131,49 @@ class FaceAnalyzer:
         return self.embedder.model_name
 
     def detect(self, image: RGBImage) -> list[Detection]:
-        return self.detector.detect(image)
+        start = time.perf_counter()
+        found = self.detector.detect(image)
+        self.timings["detect"] += time.perf_counter() - start
+        return found
 
     def align(self, image: RGBImage, detections: list[Detection]) -> list[AlignedFace]:
-        return [self.aligner.align(image, d) for d in detections]
+        start = time.perf_counter()
+        aligned = [self.aligner.align(image, d) for d in detections]
+        self.timings["align"] += time.perf_counter() - start
+        return aligned
 
     def embed(self, aligned: list[AlignedFace]) -> NDArray[np.float32]:
-        return self.embedder.embed([a.chip for a in aligned])
+        start = time.perf_counter()
+        vectors = self.embedder.embed([a.chip for a in aligned])
+        self.timings["embed"] += time.perf_counter() - start
+        return vectors
 
     def analyze(self, image: RGBImage) -> list[Face]:
         """Every face in ``image``, largest first."""
-        detections = self.detect(image)
-        aligned = self.align(image, detections)
-        vectors = self.embed(aligned)
+        return self.analyze_many([image])[0]
+
+    def analyze_many(self, images: Sequence[RGBImage]) -> list[list[Face]]:
+        """Every face of each image; the faces of all images go through the embedder together.
+
+        Batching the embedder over images keeps its batches full on camera frames that hold
+        one or two faces each, which is where the ONNX runtime gains over face-by-face calls.
+        """
+        found = [self.detect(image) for image in images]
+        aligned = [self.align(image, dets) for image, dets in zip(images, found)]
+        vectors = self.embed([a for per_image in aligned for a in per_image])
         s = self.settings
-        return [
-            Face(
-                detection=det,
-                embedding=vec,
-                quality=face_quality(det, al.chip),
-                thumb=face_thumbnail(image, det, s.thumb_px, s.thumb_quality),
-                model=self.model_name,
-            )
-            for det, al, vec in zip(detections, aligned, vectors)
-        ]
+        out: list[list[Face]] = []
+        at = 0
+        for image, dets, als in zip(images, found, aligned):
+            out.append([
+                Face(
+                    detection=det,
+                    embedding=vectors[at + i],
+                    quality=face_quality(det, al.chip),
+                    thumb=face_thumbnail(image, det, s.thumb_px, s.thumb_quality),
+                    model=self.model_name,
+                )
+                for i, (det, al) in enumerate(zip(dets, als))
+            ])
+            at += len(dets)
+        return out

@@ -131,3 +131,48 @@ class RetinaFaceDetector:
             )
         out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
         return out
+
+
+def dlib_points_to_five(points: NDArray[np.float32]) -> NDArray[np.float32]:
+    """dlib's 5 points (two corners of each eye, base of the nose) → eyes, nose, mouth corners.
+
+    dlib's predictor has no mouth points; they are placed from the eye-nose geometry with
+    average face proportions, so treat them as estimates (they only seed the landmark box
+    and are stored for reference).
+    """
+    eyes = sorted([points[0:2].mean(axis=0), points[2:4].mean(axis=0)], key=lambda p: float(p[0]))
+    left, right = eyes
+    nose = points[4]
+    mid = (left + right) / 2
+    mouth = mid + 1.45 * (nose - mid)
+    half = 0.42 * (right - left)
+    return np.array([left, right, nose, mouth - half, mouth + half], dtype=np.float32)
+
+
+@dataclass
+class HogDetector:
+    """dlib's HOG detector, as face_recognition uses it; finds frontal faces of 80 px and more.
+
+    ``upsample`` doubles the image that many times first (1 finds faces down to ~40 px, at
+    four times the cost). Landmarks come from dlib's 5-point predictor.
+    """
+
+    hog: Any
+    predictor: Any
+    upsample: int = 1
+    score_threshold: float = 0.0
+
+    def detect(self, image: RGBImage) -> list[Detection]:
+        import dlib
+
+        rects, scores, _ = self.hog.run(image, self.upsample, self.score_threshold)
+        out = []
+        for rect, score in zip(rects, scores):
+            shape = self.predictor(image, rect)
+            pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+            box = (float(rect.left()), float(rect.top()), float(rect.width()), float(rect.height()))
+            # HOG scores are margins (0 = threshold, ~2-3 = clear face): squash into 0..1.
+            out.append(Detection(box, float(1 / (1 + np.exp(-2 * score))), dlib_points_to_five(pts)))
+        del dlib
+        out.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
+        return out
