@@ -28,8 +28,11 @@ from .types import AlignedFace, Detection, RGBImage
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 _TARGET_FACE_PX = 150.0
-_CROP_MARGIN = 1.0
-"""Crop side = face width × (1 + 2 × margin): enough context for HOG's window and padding."""
+_CROP_MARGIN = 0.5
+"""Crop side = face width × (1 + 2 × margin): room for the chip's padding and HOG's window.
+
+A wider margin (1.0) costs 4× the HOG time (42 vs 10 ms per face) for no measured accuracy gain.
+"""
 
 # HOG-style box from RetinaFace landmarks, relative to the inter-ocular/eye-mouth scale
 # (medians over the 89 dev faces where HOG and RetinaFace agree).

@@ -91,9 +91,12 @@ class RetinaFaceDetector:
             resized = image
         rh, rw = resized.shape[:2]
         ph, pw = math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
-        blob = np.zeros((ph, pw, 3), dtype=np.float32)
-        blob[:rh, :rw] = resized[..., ::-1].astype(np.float32) - _BGR_MEAN
-        blob = blob.transpose(2, 0, 1)[np.newaxis]
+        if (ph, pw) != (rh, rw):
+            # Pad with the mean colour, which becomes zero after mean subtraction.
+            fill = tuple(float(v) for v in _BGR_MEAN[::-1])
+            resized = cv2.copyMakeBorder(resized, 0, ph - rh, 0, pw - rw, cv2.BORDER_CONSTANT, value=fill)
+        # blobFromImage swaps RGB to BGR first, then subtracts the mean in that (BGR) order.
+        blob = cv2.dnn.blobFromImage(resized, 1.0, (pw, ph), tuple(float(v) for v in _BGR_MEAN), swapRB=True)
         loc, conf, landm = self.session.run(None, {"input": blob})
         return self._decode(loc[0], conf[0], landm[0], ph, pw, scale)
 

@@ -1,0 +1,323 @@
+"""Throughput on a synthetic CCTV corpus: facelake against a face_recognition-style baseline.
+
+The corpus is reproducible (seeded): N frames of 1920×1080, each with 0-4 faces cut from the
+photos in a folder (default ``../shared/facedata``), pasted at widths of 24-160 px onto a
+textured background, then blurred, noised and JPEG-compressed like a camera recorder's
+export. Where each face was pasted is known, so detection recall is measured per face size.
+
+Each pipeline runs in its own process (so peak memory is its own) over the same frames:
+
+- ``facelake/retinaface``: ``facelake.ingest`` into a fresh DuckDB file — decoding, hashing,
+  detection, alignment, embedding, thumbnails and the database writes all counted;
+- ``facelake/hog``: the same with ``--detector hog``;
+- ``baseline/N``: face_recognition's pipeline — dlib HOG with one upsample, dlib's 5-point
+  predictor and dlib's ResNet — over N processes (1 is how the library runs by itself).
+
+Usage: python bench/throughput.py [--frames 40] [--workers 2] [--photos DIR] [--seed 0]
+                                  [--pipelines facelake/retinaface facelake/hog baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+FRAME_W, FRAME_H = 1920, 1080
+BUCKETS = ((24, 32), (32, 48), (48, 80), (80, 161))
+
+
+# --- corpus --------------------------------------------------------------------------------
+
+
+def face_patches(photos: Path, limit: int = 60) -> list[tuple[np.ndarray, tuple[float, float, float, float]]]:
+    """Faces cut from the colour photos under ``photos``, with the face box inside each patch."""
+    from facelake.vision.analyzer import FaceAnalyzer
+
+    analyzer = FaceAnalyzer()
+    patches = []
+    files = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    for path in files:
+        rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        for det in analyzer.detect(rgb):
+            x, y, w, h = det.box
+            if det.score < 0.97 or w < 60:
+                continue
+            m = 0.5 * w
+            x0, y0 = int(max(0, x - m)), int(max(0, y - m))
+            x1, y1 = int(min(rgb.shape[1], x + w + m)), int(min(rgb.shape[0], y + h + m))
+            patches.append((rgb[y0:y1, x0:x1].copy(), (x - x0, y - y0, w, h)))
+        if len(patches) >= limit:
+            break
+    return patches
+
+
+def background(rng: np.random.Generator) -> np.ndarray:
+    """A textured scene: smooth colour blobs, a gradient and fine grain."""
+    coarse = rng.integers(40, 200, size=(9, 16, 3)).astype(np.uint8)
+    bg = cv2.resize(coarse, (FRAME_W, FRAME_H), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    bg *= np.linspace(0.7, 1.1, FRAME_W, dtype=np.float32)[None, :, None]
+    bg += rng.normal(0, 6, size=bg.shape).astype(np.float32)
+    return np.clip(bg, 0, 255).astype(np.uint8)
+
+
+def make_corpus(photos: Path, out: Path, frames: int, seed: int) -> list[dict]:
+    """Write ``frames`` JPEG frames into ``out``; return the ground truth per frame."""
+    rng = np.random.default_rng(seed)
+    patches = face_patches(photos)
+    if not patches:
+        raise SystemExit(f"no usable faces found under {photos}")
+    out.mkdir(parents=True, exist_ok=True)
+    truth = []
+    for i in range(frames):
+        frame = background(rng)
+        boxes: list[list[float]] = []
+        for _ in range(int(rng.integers(0, 5))):
+            patch, (fx, fy, fw, fh) = patches[int(rng.integers(len(patches)))]
+            width = float(np.exp(rng.uniform(np.log(24), np.log(160))))
+            scale = width / fw
+            pw, ph = max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale))
+            for _attempt in range(20):
+                px, py = int(rng.integers(0, FRAME_W - pw)), int(rng.integers(0, FRAME_H - ph))
+                box = [px + fx * scale, py + fy * scale, fw * scale, fh * scale]
+                if all(abs(box[0] - b[0]) > (box[2] + b[2]) and abs(box[1] - b[1]) > (box[3] + b[3]) for b in boxes):
+                    frame[py : py + ph, px : px + pw] = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
+                    boxes.append(box)
+                    break
+        frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.3, 0.9)))
+        frame = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
+        name = f"frame_{i:05d}.jpg"
+        Image.fromarray(frame).save(out / name, quality=int(rng.integers(45, 75)))
+        truth.append({"file": name, "faces": boxes})
+    (out / "truth.json").write_text(json.dumps(truth))
+    return truth
+
+
+# --- pipelines (each run in its own process) ------------------------------------------------
+
+
+def run_facelake(corpus: Path, detector: str, workers: int) -> dict:
+    from facelake import ingest, load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(None, db=Path(tmp) / "bench.duckdb", detector=detector)
+        start = time.perf_counter()
+        summary = ingest([corpus], settings, workers=workers)
+        seconds = time.perf_counter() - start
+        import duckdb
+
+        with duckdb.connect(str(settings.db), read_only=True) as con:
+            rows = con.execute(
+                "SELECT regexp_extract(i.uri, '[^/]+$'), s.box FROM sightings s JOIN images i USING (image_id)"
+            ).fetchall()
+    found: dict[str, list[list[float]]] = {}
+    for name, box in rows:
+        found.setdefault(name, []).append(list(box))
+    return {"seconds": seconds, "frames": summary.new, "detections": found}
+
+
+_BASE: tuple | None = None
+
+
+def _baseline_init() -> None:
+    global _BASE
+    from facelake.vision import models
+
+    _BASE = (models.dlib_hog_detector(), models.dlib_shape_predictor(), models.dlib_resnet())
+
+
+def _baseline_frame(path: str) -> tuple[str, list[list[float]], dict[str, float]]:
+    assert _BASE is not None
+    hog, sp, net = _BASE
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    t0 = time.perf_counter()
+    rects = hog(rgb, 1)
+    t1 = time.perf_counter()
+    shapes = [sp(rgb, r) for r in rects]
+    t2 = time.perf_counter()
+    for shape in shapes:
+        np.asarray(net.compute_face_descriptor(rgb, shape))
+    t3 = time.perf_counter()
+    boxes = [[float(r.left()), float(r.top()), float(r.width()), float(r.height())] for r in rects]
+    return Path(path).name, boxes, {"detect": t1 - t0, "align": t2 - t1, "embed": t3 - t2}
+
+
+def run_baseline(corpus: Path, workers: int) -> dict:
+    files = sorted(str(p) for p in corpus.glob("*.jpg"))
+    ctx = multiprocessing.get_context("spawn")
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_baseline_init) as pool:
+        results = list(pool.map(_baseline_frame, files))
+    seconds = time.perf_counter() - start
+    stages = {k: sum(r[2][k] for r in results) for k in ("detect", "align", "embed")}
+    return {"seconds": seconds, "frames": len(files), "detections": {r[0]: r[1] for r in results if r[1]},
+            "stages": stages}
+
+
+def stage_profile(corpus: Path, detector: str, frames: int) -> dict[str, float]:
+    """Seconds per stage over the first ``frames`` frames, in this process, one thread."""
+    from facelake import load_settings
+    from facelake.pipeline import analyzer_options
+    from facelake.sources.decode import decode_image
+    from facelake.vision.analyzer import FaceAnalyzer
+
+    analyzer = FaceAnalyzer(analyzer_options(load_settings(None, detector=detector)))
+    files = sorted(corpus.glob("*.jpg"))[:frames]
+    images = [decode_image(p.read_bytes(), 80_000_000).pixels for p in files]
+    analyzer.analyze_many(images[:1])  # load the models outside the timing
+    analyzer.timings = dict.fromkeys(analyzer.timings, 0.0)
+    faces = sum(len(f) for f in analyzer.analyze_many(images))
+    return {**analyzer.timings, "faces": float(faces), "frames": float(len(images))}
+
+
+def embed_speed(batch: int = 32, repeats: int = 5) -> dict[str, float]:
+    """Milliseconds per face for one pass of the ONNX ResNet and of dlib's own, batch of ``batch``."""
+    from facelake.vision import models
+    from facelake.vision.embed import ResnetEmbedder, dlib_describe, onnx_describe
+
+    chips = list(np.random.default_rng(0).integers(0, 255, (batch, 150, 150, 3), dtype=np.uint8))
+    onnx = onnx_describe(models.dlib_resnet_onnx(), batch=batch)
+    onnx(chips)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        onnx(chips)
+    onnx_ms = (time.perf_counter() - t) / repeats / batch * 1000
+    full = ResnetEmbedder(onnx, models.DLIB_RESNET)
+    t = time.perf_counter()
+    full.embed(chips)
+    full_ms = (time.perf_counter() - t) / batch * 1000
+    dlib = dlib_describe(models.dlib_resnet())
+    t = time.perf_counter()
+    dlib(chips[:8])
+    dlib_ms = (time.perf_counter() - t) / 8 * 1000
+    return {"onnx_pass_ms": onnx_ms, "onnx_face_ms": full_ms, "dlib_pass_ms": dlib_ms}
+
+
+def child(args: argparse.Namespace) -> None:
+    corpus = Path(args.corpus)
+    if args.child.startswith("baseline/"):
+        args.workers = int(args.child.split("/", 1)[1])
+        result = run_baseline(corpus, args.workers)
+    elif args.child == "embed-speed":
+        result = embed_speed()
+    elif args.child.startswith("profile/"):
+        result = stage_profile(corpus, args.child.split("/", 1)[1], args.profile_frames)
+    else:
+        result = run_facelake(corpus, args.child.split("/", 1)[1], args.workers)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result["rss_mb"] = own + kids * (args.workers if kids else 0)
+    print(json.dumps(result))
+
+
+# --- scoring and report ---------------------------------------------------------------------
+
+
+def matches(truth: list[float], found: list[float]) -> bool:
+    """Same face: centres within half a face width and widths within a factor of two.
+
+    Detectors draw boxes differently (HOG's is tighter than RetinaFace's), so overlap alone
+    would penalise a box convention rather than a miss.
+    """
+    tx, ty, tw, th = truth
+    fx, fy, fw, fh = found
+    close = abs((tx + tw / 2) - (fx + fw / 2)) < tw / 2 and abs((ty + th / 2) - (fy + fh / 2)) < th / 2
+    return close and 0.5 < fw / tw < 2.0
+
+
+def recall(truth: list[dict], found: dict[str, list[list[float]]]) -> tuple[list[tuple[int, int]], int]:
+    per_bucket = [[0, 0] for _ in BUCKETS]
+    false_pos = 0
+    for frame in truth:
+        dets = found.get(frame["file"], [])
+        used = set()
+        for box in frame["faces"]:
+            b = next(i for i, (lo, hi) in enumerate(BUCKETS) if lo <= round(box[2]) < hi or i == len(BUCKETS) - 1)
+            per_bucket[b][1] += 1
+            hit = next((j for j, d in enumerate(dets) if j not in used and matches(box, d)), None)
+            if hit is not None:
+                used.add(hit)
+                per_bucket[b][0] += 1
+        false_pos += len(dets) - len(used)
+    return [(h, n) for h, n in per_bucket], false_pos
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--photos", type=Path, default=here.parent / "shared" / "facedata")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile-frames", type=int, default=10)
+    parser.add_argument("--pipelines", nargs="+",
+                        default=["facelake/retinaface", "facelake/hog", "baseline/1", "baseline/2"],
+                        help="facelake/DETECTOR, or baseline/PROCESSES")
+    parser.add_argument("--corpus", type=Path, default=None, help="reuse or keep the corpus here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    corpus = args.corpus or Path(tempfile.mkdtemp(prefix="facelake-cctv-"))
+    if not (corpus / "truth.json").exists() or len(json.loads((corpus / "truth.json").read_text())) != args.frames:
+        make_corpus(args.photos, corpus, args.frames, args.seed)
+    truth = json.loads((corpus / "truth.json").read_text())
+    n_faces = sum(len(f["faces"]) for f in truth)
+    print(f"corpus: {len(truth)} frames of {FRAME_W}x{FRAME_H}, {n_faces} faces (seed {args.seed}) in {corpus}")
+
+    def run(kind: str) -> dict:
+        cmd = [sys.executable, __file__, "--child", kind, "--corpus", str(corpus), "--workers", str(args.workers),
+               "--profile-frames", str(args.profile_frames)]
+        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+    speed = run("embed-speed")
+    print(f"embedder, batch of 32, one thread: ONNX {speed['onnx_pass_ms']:.1f} ms per pass, "
+          f"{speed['onnx_face_ms']:.1f} ms per face with facelake's 4 views (chip, mirror, 20-px view, "
+          f"its mirror); dlib {speed['dlib_pass_ms']:.1f} ms per pass")
+
+    rows = []
+    for kind in args.pipelines:
+        result = run(kind)
+        if kind.startswith("baseline"):
+            stages, faces = result["stages"], sum(len(v) for v in result["detections"].values())
+        else:
+            prof = run("profile/" + kind.split("/", 1)[1])
+            stages, faces = prof, prof["faces"]
+        per_bucket, false_pos = recall(truth, result["detections"])
+        fps = result["frames"] / result["seconds"]
+        ms = {k: 1000 * stages[k] / max(faces, 1) for k in ("align", "embed")}
+        ms["detect"] = 1000 * stages["detect"] / (len(truth) if kind.startswith("baseline") else prof["frames"])
+        rows.append((kind, fps, ms, result["rss_mb"], per_bucket, false_pos))
+
+    base_fps = next((r[1] for r in rows if r[0].startswith("baseline")), None)
+    buckets = " ".join(f"{f'{lo}-{hi - 1}px':>9}" for lo, hi in BUCKETS)
+    header = (f"{'pipeline':20} {'frames/s':>8} {'x base':>6} {'detect ms/frame':>15} {'align ms/face':>13} "
+              f"{'embed ms/face':>13} {'peak RSS MB':>11} {buckets} {'false +':>7}")
+    print(header)
+    print("-" * len(header))
+    for kind, fps, ms, rss, per_bucket, false_pos in rows:
+        ratio = f"{fps / base_fps:6.1f}" if base_fps else "     -"
+        rec = " ".join(f"{h:>4}/{n:<4}" for h, n in per_bucket)
+        print(f"{kind:20} {fps:8.2f} {ratio} {ms['detect']:15.0f} {ms['align']:13.1f} {ms['embed']:13.1f} "
+              f"{rss:11.0f} {rec} {false_pos:7d}")
+    print(f"\nfacelake ran {args.workers} worker processes; 'x base' is relative to the first baseline row "
+          "(baseline/1 = face_recognition used as a library, one process); recall is found/total per face-width bucket; stage times are "
+          "per frame (detect) and per face (align, embed), measured single-threaded on the first "
+          f"{args.profile_frames} frames for facelake and over all frames for the baseline.")
+
+
+if __name__ == "__main__":
+    main()
