@@ -242,10 +242,16 @@ def test_embed_jsonl_is_the_documented_machine_interface(tmp_path: Path, samples
     assert not (tmp_path / "unused.duckdb").exists(), "embed never writes a database"
 
 
-def test_detector_option_selects_hog_and_rejects_unknown_names(tmp_path: Path, samples: Path) -> None:
-    code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "obama.jpg"), "--jsonl", "--detector", "hog")
+@pytest.mark.parametrize("detector", ["hog", "mtcnn"])
+def test_detector_option_selects_the_detector_and_rejects_unknown_names(
+    tmp_path: Path, samples: Path, detector: str
+) -> None:
+    code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "biden.jpg"), "--jsonl", "--detector", detector)
     assert code == 0, output
     record = json.loads(output)
     assert record["faces"] == 1 and len(record["detections"][0]["embedding"]) == 128
+    _, default = cli(tmp_path / "x.duckdb", "embed", str(samples / "biden.jpg"), "--jsonl")
+    same_face = np.dot(record["detections"][0]["embedding"], json.loads(default)["detections"][0]["embedding"])
+    assert same_face > 0.97, "each detector's face embeds like RetinaFace's"
     code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "obama.jpg"), "--detector", "yolo")
-    assert code == 2 and "detector" in output and "retinaface" in output
+    assert code == 2 and "detector" in output and all(n in output for n in ("retinaface", "hog", "mtcnn"))

@@ -147,3 +147,16 @@ def test_dlib_points_become_eyes_nose_and_mouth_in_image_order() -> None:
     assert five[0].tolist() == [35, 50] and five[1].tolist() == [65, 50]
     assert five[2].tolist() == [50, 70]
     assert five[3, 0] < 50 < five[4, 0] and five[3, 1] > 70
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "biden.jpg", "32bit.png"])
+def test_mtcnn_agrees_with_retinaface(analyzer: FaceAnalyzer, samples: Path, name: str) -> None:
+    from facelake.vision.mtcnn import MtcnnDetector, mtcnn_sessions
+
+    rgb = load_rgb(samples / name)
+    mtcnn = MtcnnDetector(mtcnn_sessions()).detect(rgb)
+    retina = analyzer.detect(rgb)[0]
+    assert mtcnn and mtcnn[0].score > 0.95
+    width = retina.box[2]
+    assert np.abs(np.array(mtcnn[0].box) - np.array(retina.box)).max() < 0.12 * width
+    assert np.abs(mtcnn[0].landmarks - retina.landmarks).max() < 0.06 * width

@@ -74,7 +74,7 @@ def ingest_cmd(
     sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) and image files.")],
     camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
-    detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default) or hog.")] = None,
+    detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
 ) -> None:
     """Find every face in SOURCES and store images and sightings in the database."""
@@ -124,7 +124,7 @@ def _detection_json(face: Any) -> dict[str, Any]:
 def embed_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image (the machine interface).")] = False,
-    detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default) or hog.")] = None,
+    detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
 ) -> None:
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
     try:

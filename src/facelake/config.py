@@ -41,10 +41,11 @@ class Settings(BaseSettings):
     )
 
     # --- detection ---
-    detector: Literal["retinaface", "hog"] = Field(
+    detector: Literal["retinaface", "hog", "mtcnn"] = Field(
         "retinaface", title="Face detector",
-        description="'retinaface' (default: finds small, blurred and turned faces) or 'hog' "
-        "(dlib's HOG, as face_recognition uses it: frontal faces of ~40 px and more).",
+        description="'retinaface' (default: finds small, blurred and turned faces), 'hog' "
+        "(dlib's HOG, as face_recognition uses it: frontal faces of ~40 px and more) or 'mtcnn' "
+        "(the P/R/O-Net cascade; needs the 'mtcnn' extra).",
     )
     det_threshold: float = Field(
         0.6, ge=0.05, le=0.99, title="Detection score threshold",
@@ -60,9 +61,18 @@ class Settings(BaseSettings):
         "their faces reach the sizes RetinaFace's anchors were trained on (16-512 px).",
     )
     detect_max_side: int = Field(
-        1920, ge=320, le=8192, title="Shrink large images to this long side",
-        description="Bounds detection time and memory on large photos; 1920 keeps a 24-px face "
-        "in a 1080p CCTV frame at full size.",
+        1280, ge=320, le=8192, title="First-pass long side for large images",
+        description="Larger images are searched shrunk to this size first; small faces found "
+        "there are confirmed on full-resolution crops (see detect_refine_below_px).",
+    )
+    detect_refine_below_px: int = Field(
+        40, ge=0, le=512, title="Re-check candidates narrower than this (px, shrunk frame)",
+        description="Candidates this small in the shrunk frame are searched again in an enlarged "
+        "full-resolution crop, so a 24-px face in a 1080p frame is still found; 0 turns it off.",
+    )
+    detect_candidate_threshold: float = Field(
+        0.02, ge=0.001, le=0.99, title="Candidate score for the re-check",
+        description="First-pass score from which a small face is worth a second look.",
     )
     max_upscale: float = Field(
         8.0, ge=1.0, le=16.0, title="Largest upscale factor for detection",

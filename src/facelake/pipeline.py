@@ -74,6 +74,8 @@ def analyzer_options(settings: Settings) -> AnalyzerOptions:
         nms_iou=settings.nms_iou,
         detect_min_side=settings.detect_min_side,
         detect_max_side=settings.detect_max_side,
+        detect_refine_below_px=settings.detect_refine_below_px,
+        detect_candidate_threshold=settings.detect_candidate_threshold,
         max_upscale=settings.max_upscale,
         min_face_px=settings.min_face_px,
         embed_backend=settings.embed_backend,

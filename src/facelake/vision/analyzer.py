@@ -14,6 +14,7 @@ from . import models
 from .align import DlibAligner
 from .detect import HogDetector, RetinaFaceDetector
 from .embed import ResnetEmbedder, dlib_describe, onnx_describe
+from .mtcnn import MtcnnDetector, mtcnn_sessions
 from .types import AlignedFace, Detection, Face, RGBImage
 
 _SHARP_LAPLACIAN_VAR = 150.0
@@ -59,7 +60,9 @@ class AnalyzerOptions:
     det_threshold: float = 0.6
     nms_iou: float = 0.4
     detect_min_side: int = 640
-    detect_max_side: int = 1920
+    detect_max_side: int = 1280
+    detect_refine_below_px: int = 40
+    detect_candidate_threshold: float = 0.02
     max_upscale: float = 8.0
     min_face_px: int = 12
     embed_backend: str = "onnx"
@@ -69,8 +72,8 @@ class AnalyzerOptions:
     thumb_quality: int = 85
 
 
-Detector = RetinaFaceDetector | HogDetector
-DETECTORS = ("retinaface", "hog")
+Detector = RetinaFaceDetector | HogDetector | MtcnnDetector
+DETECTORS = ("retinaface", "hog", "mtcnn")
 
 
 class FaceAnalyzer:
@@ -95,12 +98,17 @@ class FaceAnalyzer:
             if s.detector == "hog":
                 self._detector = HogDetector(models.dlib_hog_detector(), models.dlib_shape_predictor())
                 return self._detector
+            if s.detector == "mtcnn":
+                self._detector = MtcnnDetector(mtcnn_sessions())
+                return self._detector
             self._detector = RetinaFaceDetector(
                 session=models.retinaface_session(),
                 score_threshold=s.det_threshold,
                 nms_iou=s.nms_iou,
                 min_side=s.detect_min_side,
                 max_side=s.detect_max_side,
+                refine_below_px=s.detect_refine_below_px,
+                candidate_threshold=s.detect_candidate_threshold,
                 max_upscale=s.max_upscale,
                 min_face_px=s.min_face_px,
             )
