@@ -124,6 +124,7 @@ _MAX_PIXELS = 0
 def _init_worker(options: AnalyzerOptions, max_pixels: int) -> None:
     global _ANALYZER, _MAX_PIXELS
     _ANALYZER = FaceAnalyzer(options)
+    _ANALYZER.load()
     _MAX_PIXELS = max_pixels
 
 

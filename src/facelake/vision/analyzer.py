@@ -134,6 +134,10 @@ class FaceAnalyzer:
             )
         return self._embedder
 
+    def load(self) -> None:
+        """Load every model now, so a broken install fails before the first image, not during it."""
+        _ = (self.detector, self.aligner, self.embedder)
+
     @property
     def model_name(self) -> str:
         return self.embedder.model_name

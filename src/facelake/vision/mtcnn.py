@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from ..errors import ModelLoadError
 from .types import Detection, RGBImage
 
-_LAYERS = {
+_LAYERS: dict[str, list[tuple[str, Any]]] = {
     # (kind, argument) per layer, in the order of the Keras weight list.
     "pnet": [("conv", None), ("prelu", None), ("pool", (2, "same")), ("conv", None), ("prelu", None),
              ("conv", None), ("prelu", None), ("heads", ("conv", ["reg", "prob"]))],
