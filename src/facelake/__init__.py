@@ -17,7 +17,8 @@ from .errors import (
     ReadOnlyViolation,
     StoreError,
 )
-from .pipeline import EmbedOutcome, IngestSummary, embed_paths, ingest
+from .identities.service import enroll_person, forget, identify, ingest, purge
+from .pipeline import EmbedOutcome, IngestSummary, embed_paths
 from .service import QueryResult, export_parquet, run_sql, stats
 
 __version__ = "0.1.0"
@@ -36,9 +37,13 @@ __all__ = [
     "Settings",
     "StoreError",
     "embed_paths",
+    "enroll_person",
     "export_parquet",
+    "forget",
+    "identify",
     "ingest",
     "load_settings",
+    "purge",
     "run_sql",
     "stats",
 ]

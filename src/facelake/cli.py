@@ -16,7 +16,9 @@ from rich.table import Table
 
 from . import errors
 from .config import Settings, load_settings
-from .pipeline import embed_paths, ingest
+from .identities import service as people_service
+from .identities.service import ingest
+from .pipeline import embed_paths
 from .service import QueryResult, export_parquet, run_sql, stats
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
@@ -99,10 +101,10 @@ def ingest_cmd(
     except errors.FacelakeError as exc:
         raise _fail(exc) from exc
     table = Table(title=f"ingest into {settings.db}", show_header=True)
-    for col in ("new", "skipped", "failed", "faces", "images/s"):
+    for col in ("new", "skipped", "failed", "faces", "named", "purged", "images/s"):
         table.add_column(col, justify="right")
     table.add_row(str(summary.new), str(summary.skipped), str(summary.failed), str(summary.faces),
-                  f"{summary.images_per_second:.2f}")
+                  str(summary.named), str(summary.purged), f"{summary.images_per_second:.2f}")
     out.print(table)
     for uri, error in summary.errors[:20]:
         out.print(f"[red]failed[/] {uri}: {error}", markup=True, highlight=False)
@@ -226,6 +228,97 @@ def stats_cmd(
         return
     _print_result(result["per_camera"], "table", "per camera")
     _print_result(result["per_day"], "table", "per day")
+
+
+people_app = typer.Typer(help="Enrolled people: the only faces facelake ever names.", no_args_is_help=True)
+app.add_typer(people_app, name="people")
+
+
+@people_app.command("add")
+def people_add(
+    name: Annotated[str, typer.Argument(help="The person's name, as it will appear in reports and alerts.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos showing the person's face (one face each).")],
+    consent: Annotated[str, typer.Option("--consent", help="How and when the person agreed to be recognised.")],
+    face: Annotated[int | None, typer.Option("--face", min=0, help="Which face to use in photos with several (0 = largest).")] = None,
+) -> None:
+    """Enroll a person from their photos; a consent note is required."""
+    try:
+        result = people_service.enroll_person(_settings(), name, photos, consent, face)
+        people_service.identify(_settings())
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"enrolled {result.name} (person {result.person_id}) from {len(result.sightings)} photo(s)")
+
+
+@people_app.command("list")
+def people_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Enrolled people with their consent notes and how often they were seen."""
+    try:
+        rows = people_service.list_people(_settings())
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    columns = ["person_id", "name", "consent_note", "created_at", "enrolled_faces", "sightings", "last_seen"]
+    _print_result(QueryResult(columns, [tuple(getattr(r, c) for c in columns) for r in rows]),
+                  "json" if as_json else "table")
+
+
+@people_app.command("rename")
+def people_rename(
+    person: Annotated[str, typer.Argument(help="Current name (or person id).")],
+    new_name: Annotated[str, typer.Argument(help="New name.")],
+) -> None:
+    """Rename an enrolled person."""
+    try:
+        pid = people_service.rename_person(_settings(), person, new_name)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"person {pid} is now {new_name}")
+
+
+@people_app.command("remove")
+def people_remove(
+    person: Annotated[str, typer.Argument(help="Name (or person id).")],
+) -> None:
+    """Un-enroll a person; their faces become unknown (use `facelake forget` to erase them)."""
+    try:
+        counts = people_service.remove_person(_settings(), person)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print("removed " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@app.command("identify")
+def identify_cmd() -> None:
+    """Re-match every stored face against the enrolled people (after enrollment changes)."""
+    try:
+        result = people_service.identify(_settings())
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
+
+
+@app.command("forget")
+def forget_cmd(
+    person: Annotated[str, typer.Argument(help="Name (or person id) to erase.")],
+) -> None:
+    """Erase a person completely: enrollments, enrollment photos, links, face crops, embeddings."""
+    try:
+        counts = people_service.forget(_settings(), person)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print("erased " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@app.command("purge")
+def purge_cmd() -> None:
+    """Erase embeddings and crops of unknown faces older than the retention period."""
+    try:
+        n = people_service.purge(_settings())
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"purged the embeddings and crops of {n} unknown faces")
 
 
 if __name__ == "__main__":

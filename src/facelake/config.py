@@ -124,6 +124,19 @@ class Settings(BaseSettings):
         "different people still score 0.8-0.92; calibrated on the dev photos (docs/accuracy.md): "
         "all same-person clean pairs pass, no different-person pair does.",
     )
+    match_margin: float = Field(
+        0.01, ge=0.0, le=1.0, title="Margin over the second-best person",
+        description="A face is named only if its best person beats the next one by this much, so "
+        "a face that looks like two enrolled people stays unknown.",
+    )
+    identify_min_quality: float = Field(
+        0.3, ge=0.0, le=1.0, title="Lowest face quality that is named automatically",
+        description="Tiny, blurred or doubtful faces are stored but left unknown.",
+    )
+    retention_days: int = Field(
+        30, ge=1, le=3650, title="Days unknown faces keep their embedding and crop",
+        description="Afterwards `facelake purge` (also run after every ingest) erases them.",
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -52,12 +52,18 @@ class ImageResult:
     error: str | None
 
 
+Namer = Callable[[list[Face]], list[tuple[int | None, float | None]]]
+"""Names faces: ``(person_id, match_score)`` per face, ``(None, None)`` for unknown ones."""
+
+
 @dataclass
 class IngestSummary:
     new: int = 0
     skipped: int = 0
     failed: int = 0
     faces: int = 0
+    named: int = 0
+    purged: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -155,11 +161,12 @@ def _strip(job: Job) -> Job:
 # --- main side ---------------------------------------------------------------------------
 
 
-def _records(result: ImageResult) -> tuple[ImageRecord, list[SightingRecord]]:
-    job = result.job
-    meta = result.meta
-    if result.error is not None or meta is None:
-        return ImageRecord(job.image_id, job.uri, job.camera, "error", error=result.error, bytes=job.size), []
+def records(
+    job: Job, meta: ImageMeta | None, faces: list[Face], names: Namer | None, error: str | None = None
+) -> tuple[ImageRecord, list[SightingRecord]]:
+    """The rows that store one analysed image (and its named faces)."""
+    if error is not None or meta is None:
+        return ImageRecord(job.image_id, job.uri, job.camera, "error", error=error, bytes=job.size), []
     taken, source = meta.taken_at, "exif"
     if taken is None and job.mtime is not None:
         taken, source = datetime.fromtimestamp(job.mtime), "mtime"
@@ -169,13 +176,14 @@ def _records(result: ImageResult) -> tuple[ImageRecord, list[SightingRecord]]:
         gps_lat=meta.gps_lat, gps_lon=meta.gps_lon, camera_make=meta.make, camera_model=meta.model,
         format=meta.format, width=meta.width, height=meta.height, bytes=job.size,
     )
+    named = names(faces) if names is not None else [(None, None)] * len(faces)
     sightings = [
         SightingRecord(
             face_index=i, box=f.detection.box, landmarks=f.detection.landmarks,
             det_score=f.detection.score, quality=f.quality, embedding=f.embedding,
-            model=f.model, thumb=f.thumb,
+            model=f.model, thumb=f.thumb, person_id=person, match_score=score,
         )
-        for i, f in enumerate(result.faces)
+        for i, (f, (person, score)) in enumerate(zip(faces, named))
     ]
     return image, sightings
 
@@ -227,13 +235,15 @@ def ingest(
     workers: int | None = None,
     on_listed: Callable[[int], None] | None = None,
     on_image: Callable[[str, str, int, str | None], None] | None = None,
+    namer: Namer | None = None,
 ) -> IngestSummary:
     """Find every face in ``sources`` and store them as sightings in ``settings.db``.
 
     Images already stored are skipped by content hash, so ingest can run every hour on the
     same folder. ``on_listed(total)`` is called once the sources are listed and
     ``on_image(uri, outcome, faces, error)`` after each image (outcome ``new``, ``skipped``
-    or ``failed``); the CLI drives its progress bar with them.
+    or ``failed``); the CLI drives its progress bar with them. ``namer`` names faces as
+    they are stored (the identities module passes one built from the enrolled people).
     """
     start = time.perf_counter()
     summary = IngestSummary()
@@ -257,11 +267,12 @@ def ingest(
                 yield job
 
         for result in _results(jobs(), settings, workers or default_workers(settings)):
-            image, sightings = _records(result)
+            image, sightings = records(result.job, result.meta, result.faces, namer, result.error)
             store.write_image(image, sightings)
             if image.status == "ok":
                 summary.new += 1
                 summary.faces += len(sightings)
+                summary.named += sum(s.person_id is not None for s in sightings)
             else:
                 summary.failed += 1
                 summary.errors.append((image.uri, image.error or ""))

@@ -50,6 +50,8 @@ class SightingRecord:
     embedding: NDArray[np.float32]
     model: str
     thumb: bytes
+    person_id: int | None = None
+    match_score: float | None = None
 
 
 _READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "RELATION", "VARIABLE_SET"}
@@ -108,8 +110,20 @@ class Store:
         """Ids of every image already stored without error (what a re-run skips)."""
         return {r[0] for r in self.con.execute("SELECT image_id FROM images WHERE status = 'ok'").fetchall()}
 
-    def write_image(self, image: ImageRecord, sightings: Sequence[SightingRecord]) -> list[int]:
+    def _audit(self, actor: str, action: str, subject: str) -> None:
+        self.con.execute('INSERT INTO audit ("at", actor, action, subject) VALUES (?, ?, ?, ?)',
+                         [_now(), actor, action, subject])
+
+    def audit(self, actor: str, action: str, subject: str) -> None:
+        """Append one row to the audit log (its own transaction)."""
+        self._audit(actor, action, subject)
+
+    def write_image(
+        self, image: ImageRecord, sightings: Sequence[SightingRecord], actor: str = "ingest"
+    ) -> list[int]:
         """Store one image and its sightings atomically; returns the new sighting ids.
+
+        Sightings that arrive already identified get their audit row in the same transaction.
 
         An image already stored ``ok`` is left untouched (returns ``[]``). An earlier
         ``error`` row for the same id is replaced: the file may have been fixed or a
@@ -138,16 +152,19 @@ class Store:
             for s in sightings:
                 row = con.execute(
                     """INSERT INTO sightings (image_id, face_index, box, landmarks, det_score, quality,
-                           embedding, model, thumb)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sighting_id""",
+                           embedding, model, thumb, person_id, match_score)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sighting_id""",
                     [
                         image.image_id, s.face_index, [float(v) for v in s.box],
                         np.asarray(s.landmarks, dtype=np.float32).tolist(), s.det_score, s.quality,
                         np.asarray(s.embedding, dtype=np.float32).tolist(), s.model, s.thumb,
+                        s.person_id, s.match_score,
                     ],
                 ).fetchone()
                 assert row is not None
                 ids.append(int(row[0]))
+                if s.person_id is not None:
+                    self._audit(actor, "identify", f"sighting:{row[0]} person:{s.person_id}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

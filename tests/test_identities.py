@@ -1,0 +1,144 @@
+"""People: open-set matching (units), enrollment, naming at ingest, erasure and retention (end to end)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from PIL import Image
+
+from facelake.identities.gallery import Gallery
+
+from .conftest import paste
+from .test_ingest import cli, rows
+
+# --- the decision rule, on synthetic unit vectors ----------------------------------------------
+
+
+def _unit(*v: float) -> np.ndarray:
+    a = np.array(v, dtype=np.float32)
+    return a / np.linalg.norm(a)
+
+
+def test_gallery_names_only_clear_matches() -> None:
+    X = np.stack([_unit(1, 0, 0), _unit(0.9, 0.1, 0), _unit(0, 1, 0)])
+    g = Gallery(threshold=0.9, margin=0.05).fit(X, np.array([7, 7, 9]))
+    near_7, near_9, nobody = _unit(0.95, 0.05, 0.05), _unit(0.02, 1, 0.05), _unit(0, 0, 1)
+    between = _unit(1, 1, 0)  # 0.707 to both people: below threshold
+    m = g.match(np.stack([near_7, near_9, nobody, between]))
+    assert [x.person for x in m] == [7, 9, None, None]
+    assert m[0].score == pytest.approx(float(near_7 @ X[0]), abs=1e-6), "1-NN: the closest enrolled face"
+
+
+def test_gallery_margin_keeps_lookalikes_unknown() -> None:
+    X = np.stack([_unit(1, 0.05, 0), _unit(1, -0.05, 0)])
+    g = Gallery(threshold=0.5, margin=0.05).fit(X, np.array([1, 2]))
+    probe = _unit(1, 0.01, 0)
+    (m,) = g.match(probe[None])
+    assert m.person is None and m.score > 0.99 and m.margin < 0.05
+    (m,) = Gallery(threshold=0.5, margin=0.0).fit(X, np.array([1, 2])).match(probe[None])
+    assert m.person == 1
+
+
+def test_empty_gallery_names_nobody() -> None:
+    g = Gallery(0.5, 0.0).fit(np.zeros((0, 3), np.float32), np.zeros(0, np.int64))
+    assert [m.person for m in g.match(np.stack([_unit(1, 0, 0)]))] == [None]
+
+
+# --- end to end on real photos -----------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "f.duckdb"
+
+
+def test_enrollment_needs_consent_and_exactly_one_face(
+    db: Path, tmp_path: Path, samples: Path, patches: dict[str, np.ndarray]
+) -> None:
+    obama = str(samples / "obama.jpg")
+    code, output = cli(db, "people", "add", "Barack", obama, "--consent", "   ")
+    assert code == 2 and "consent" in output
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(noise)
+    code, output = cli(db, "people", "add", "Nobody", str(noise), "--consent", "asked")
+    assert code == 7 and "no face" in output
+    group = np.full((500, 1000, 3), 120, dtype=np.uint8)
+    paste(group, patches["obama"], 50, 50, 300)
+    paste(group, patches["biden"], 600, 80, 220)
+    Image.fromarray(group).save(tmp_path / "group.jpg", quality=95)
+    code, output = cli(db, "people", "add", "Barack", str(tmp_path / "group.jpg"), "--consent", "asked in person")
+    assert code == 2 and "2 faces" in output and "--face" in output
+    assert not db.exists() or rows(db, "SELECT count(*) FROM people") == [(0,)], "a refused enrollment writes nothing"
+    code, output = cli(db, "people", "add", "Barack", str(tmp_path / "group.jpg"), "--face", "0",
+                       "--consent", "asked in person")
+    assert code == 0, output
+    assert rows(db, "SELECT name, consent_note FROM people") == [("Barack", "asked in person")]
+    code, output = cli(db, "people", "add", "Barack", obama, "--consent", "again")
+    assert code == 4 and "already enrolled" in output
+
+
+def test_ingest_names_enrolled_people_and_leaves_others_unknown(db: Path, cams: Path, samples: Path) -> None:
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "public figure, test")[0] == 0
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0, output
+    named = rows(db, """SELECT regexp_extract(i.uri, '[^/]+$'), p.name, s.match_score FROM sightings s
+                        JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
+                        WHERE i.camera <> 'enrollment' ORDER BY 1""")
+    assert [(f, n) for f, n, _ in named] == [("a.jpg", "Barack"), ("b.jpg", None), ("c.jpg", "Barack")]
+    assert all(score > 0.9 for _, n, score in named if n) and all(score is None for _, n, score in named if not n)
+    audit = rows(db, """SELECT action, count(*) FROM audit GROUP BY 1 ORDER BY 1""")
+    assert dict(audit)["identify"] == 2 and dict(audit)["enroll"] == 1
+    # Enrolling Biden later and re-identifying names his earlier sighting.
+    assert cli(db, "people", "add", "Joe", str(samples / "biden.jpg"), "--consent", "public figure, test")[0] == 0
+    assert rows(db, """SELECT p.name FROM sightings s JOIN images i USING (image_id) JOIN people p USING (person_id)
+                       WHERE i.uri LIKE '%b.jpg'""") == [("Joe",)]
+    code, output = cli(db, "people", "list", "--json")
+    people = {p["name"]: p for p in json.loads(output)}
+    assert people["Barack"]["sightings"] == 3 and people["Joe"]["enrolled_faces"] == 1
+    assert cli(db, "people", "rename", "Joe", "Joseph")[0] == 0
+    assert rows(db, "SELECT name FROM people ORDER BY 1") == [("Barack",), ("Joseph",)]
+
+
+def test_remove_unlinks_and_forget_erases(db: Path, cams: Path, samples: Path) -> None:
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    # biden.jpg is also cams/.../b.jpg: enrolled after the ingest, the same image gets linked.
+    assert cli(db, "people", "add", "Joe", str(samples / "biden.jpg"), "--consent", "test")[0] == 0
+    code, output = cli(db, "people", "remove", "Joe")
+    assert code == 0 and "1 sightings unlinked" in output
+    b = rows(db, "SELECT person_id, embedding IS NOT NULL, thumb IS NOT NULL FROM sightings s "
+                 "JOIN images i USING (image_id) WHERE i.uri LIKE '%b.jpg'")
+    assert b == [(None, True, True)], "removed: unknown again, data kept until retention"
+    code, output = cli(db, "forget", "Barack")
+    assert code == 0, output
+    assert "1 enrollment photos" in output and "2 sightings unlinked" in output
+    assert rows(db, "SELECT count(*) FROM people") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM enrollments") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM images WHERE camera = 'enrollment'") == [(0,)]
+    erased = rows(db, """SELECT regexp_extract(i.uri, '[^/]+$'), s.person_id, s.embedding IS NULL, s.thumb IS NULL
+                         FROM sightings s JOIN images i USING (image_id) ORDER BY 1""")
+    assert erased == [("a.jpg", None, True, True), ("b.jpg", None, False, False), ("c.jpg", None, True, True)]
+    assert ("forget", "person:1") in rows(db, "SELECT action, subject FROM audit")
+    assert cli(db, "forget", "Barack")[0] == 4, "forgetting twice says there is no such person"
+
+
+def test_purge_erases_old_unknown_faces_only(db: Path, cams: Path, samples: Path) -> None:
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    with duckdb.connect(str(db)) as con:  # age the stored images past the 30-day retention
+        con.execute("UPDATE images SET ingested_at = ?", [datetime.now() - timedelta(days=40)])
+    code, output = cli(db, "purge")
+    assert code == 0 and "1 unknown faces" in output
+    state = rows(db, """SELECT regexp_extract(i.uri, '[^/]+$'), s.embedding IS NULL, s.thumb IS NULL
+                        FROM sightings s JOIN images i USING (image_id) WHERE i.camera <> 'enrollment' ORDER BY 1""")
+    assert state == [("a.jpg", False, False), ("b.jpg", True, True), ("c.jpg", False, False)]
+    assert rows(db, "SELECT count(*) FROM audit WHERE action = 'purge'") == [(1,)]
+    shutil.copy(samples / "obama2.jpg", cams / "garden" / "again.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert rows(db, "SELECT count(*) FROM sightings WHERE embedding IS NULL") == [(1,)], "fresh faces are kept"
