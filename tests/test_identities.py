@@ -142,3 +142,54 @@ def test_purge_erases_old_unknown_faces_only(db: Path, cams: Path, samples: Path
     shutil.copy(samples / "obama2.jpg", cams / "garden" / "again.jpg")
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     assert rows(db, "SELECT count(*) FROM sightings WHERE embedding IS NULL") == [(1,)], "fresh faces are kept"
+
+
+# --- clustering --------------------------------------------------------------------------------
+
+
+def test_chinese_whispers_groups_separates_and_extends() -> None:
+    from facelake.identities.cluster import ChineseWhispers, bcubed
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(4, 16, dtype=np.float32)
+    X = np.vstack([c + rng.normal(0, 0.05, (5, 16)) for c in centres[:2]] + [centres[2:3]]).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    labels = ChineseWhispers(0.8).fit(X).labels_
+    assert len(set(labels[:5])) == 1 and len(set(labels[5:10])) == 1 and labels[0] != labels[5]
+    assert labels[10] not in labels[:10], "an outlier stays on its own"
+    assert bcubed(["a"] * 5 + ["b"] * 5 + ["c"], list(labels)) == (1.0, 1.0, 1.0)
+    # Incremental: grouped faces keep their labels; a new face joins its neighbours' group.
+    fixed = np.array([40] * 5 + [41] * 5 + [42] + [-1, -1], dtype=np.int64)
+    newcomers = np.vstack([centres[1] + rng.normal(0, 0.05, 16), centres[3]]).astype(np.float32)
+    newcomers /= np.linalg.norm(newcomers, axis=1, keepdims=True)
+    more = ChineseWhispers(0.8).fit(np.vstack([X, newcomers]), fixed).labels_
+    assert list(more[:11]) == list(fixed[:11]) and more[11] == 41 and more[12] > 42
+    p, r, _ = bcubed(["a", "a", "b"], [1, 1, 1])
+    assert p == pytest.approx(5 / 9) and r == 1.0
+
+
+def test_cluster_name_merge_and_split(db: Path, cams: Path, samples: Path) -> None:
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "cluster")
+    assert code == 0 and "clustered 4 unknown faces (4 new)" in output
+    by_file = dict(rows(db, "SELECT regexp_extract(i.uri, '[^/]+$'), s.cluster_id FROM sightings s "
+                            "JOIN images i USING (image_id)"))
+    assert by_file["a.jpg"] == by_file["c.jpg"] == by_file["d.jpg"] != by_file["b.jpg"]
+    listed = json.loads(cli(db, "clusters", "--json")[1])
+    assert [(c["cluster_id"], c["faces"]) for c in listed] == [(by_file["a.jpg"], 3)]
+    assert cli(db, "cluster")[1].startswith("clustered 4 unknown faces (0 new)"), "a re-run moves nothing"
+    # A wrong merge, undone by a split.
+    code, output = cli(db, "clusters", "merge", str(by_file["a.jpg"]), str(by_file["b.jpg"]))
+    assert code == 0 and "moved 1 faces" in output
+    code, output = cli(db, "clusters", "split", str(by_file["a.jpg"]))
+    assert code == 0 and "split into" in output
+    after = dict(rows(db, "SELECT regexp_extract(i.uri, '[^/]+$'), s.cluster_id FROM sightings s "
+                          "JOIN images i USING (image_id)"))
+    assert after["a.jpg"] == after["c.jpg"] == after["d.jpg"] != after["b.jpg"]
+    # Naming the cluster enrolls its faces as a person.
+    code, output = cli(db, "clusters", "name", str(after["a.jpg"]), "Barack", "--consent", "public figure, test")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM sightings s JOIN people p USING (person_id) WHERE p.name = 'Barack'") == [(3,)]
+    assert rows(db, "SELECT count(*) FROM enrollments") == [(3,)]
+    assert cli(db, "clusters", "name", "999", "X", "--consent", "y")[0] == 4

@@ -321,5 +321,81 @@ def purge_cmd() -> None:
     out.print(f"purged the embeddings and crops of {n} unknown faces")
 
 
+@app.command("cluster")
+def cluster_cmd(
+    full: Annotated[bool, typer.Option("--full", help="Regroup every unknown face from scratch.")] = False,
+) -> None:
+    """Group unknown faces into candidate identities (new faces join or start groups)."""
+    try:
+        result = people_service.cluster(_settings(), full=full)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"clustered {result.faces} unknown faces ({result.new_faces} new): {result.clusters} groups of 2 or more")
+
+
+clusters_app = typer.Typer(help="Candidate identities among unknown faces.", invoke_without_command=True)
+app.add_typer(clusters_app, name="clusters")
+
+
+@clusters_app.callback()
+def clusters_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group to list.")] = 2,
+) -> None:
+    """List clusters with their size and first/last seen (run `facelake cluster` first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        rows = people_service.list_clusters(_settings(), min_size)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    columns = ["cluster_id", "faces", "first_seen", "last_seen", "cameras"]
+    _print_result(QueryResult(columns, [tuple(getattr(r, c) for c in columns) for r in rows]),
+                  "json" if as_json else "table")
+
+
+@clusters_app.command("name")
+def clusters_name(
+    cluster_id: Annotated[int, typer.Argument(help="Cluster id (see `facelake clusters`).")],
+    name: Annotated[str, typer.Argument(help="The person's name.")],
+    consent: Annotated[str, typer.Option("--consent", help="How and when the person agreed to be recognised.")],
+) -> None:
+    """Enroll a cluster as a person (its best faces become the enrollment)."""
+    try:
+        result = people_service.name_cluster(_settings(), cluster_id, name, consent)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"enrolled {result.name} (person {result.person_id}) from {len(result.sightings)} faces")
+
+
+@clusters_app.command("merge")
+def clusters_merge(
+    keep: Annotated[int, typer.Argument(help="Cluster that stays.")],
+    other: Annotated[int, typer.Argument(help="Cluster merged into it.")],
+) -> None:
+    """Merge two clusters that are the same person."""
+    try:
+        moved = people_service.merge_clusters(_settings(), keep, other)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    out.print(f"moved {moved} faces from cluster {other} into {keep}")
+
+
+@clusters_app.command("split")
+def clusters_split(
+    cluster_id: Annotated[int, typer.Argument(help="Cluster to split.")],
+) -> None:
+    """Split a cluster that mixes people (re-grouped with a stricter threshold)."""
+    try:
+        ids = people_service.split_cluster(_settings(), cluster_id)
+    except errors.FacelakeError as exc:
+        raise _fail(exc) from exc
+    if len(ids) == 1:
+        out.print(f"cluster {cluster_id} holds one tight group; nothing to split")
+    else:
+        out.print(f"cluster {cluster_id} split into {', '.join(map(str, ids))}")
+
+
 if __name__ == "__main__":
     app()

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         "dev photos: clean portraits 0.5-1.0, CCTV copies with 40-px faces 0.15-0.25, with 24-px "
         "faces 0.09-0.12 — so 40-px camera faces are named and 24-px ones are not.",
     )
+    cluster_threshold: float = Field(
+        0.95, ge=-1.0, le=1.0, title="Cosine similarity that links two unknown faces",
+        description="Chinese-whispers edges join faces at least this similar. Stricter than the "
+        "naming threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 5 "
+        "groups (BCubed F 0.50), at 0.95 into 15 (F 0.94); splitting is harder to undo than merging.",
+    )
     retention_days: int = Field(
         30, ge=1, le=3650, title="Days unknown faces keep their embedding and crop",
         description="Afterwards `facelake purge` (also run after every ingest) erases them.",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
-from ..errors import ConfigError, FacelakeError, NoFaceFound
+from ..errors import ConfigError, FacelakeError, NoFaceFound, StoreError
 from ..pipeline import IngestSummary, Namer, analyzer_options, make_job, records
 from ..pipeline import ingest as ingest_images
 from ..sources.decode import decode_image
@@ -23,6 +23,7 @@ from ..store import people as sql
 from ..store.duck import Store
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.types import Face
+from .cluster import ChineseWhispers
 from .gallery import Gallery
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -197,7 +198,156 @@ def purge(settings: Settings) -> int:
         return sql.purge_unknown(store, settings.retention_days, actor="cli")
 
 
+
+
+# --- clusters of unknown faces -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    faces: int
+    """Unknown faces of good enough quality that were clustered."""
+    clusters: int
+    """Clusters with at least two faces."""
+    new_faces: int
+
+
+def _eligible(store: Store, settings: Settings) -> list[tuple[int, list[float], int | None]]:
+    return store.con.execute(
+        """SELECT sighting_id, embedding, cluster_id FROM sightings
+           WHERE person_id IS NULL AND embedding IS NOT NULL AND quality >= ?
+             AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
+           ORDER BY sighting_id""",
+        [settings.identify_min_quality],
+    ).fetchall()
+
+
+def cluster(settings: Settings, full: bool = False) -> ClusterResult:
+    """Group unknown faces into candidate identities.
+
+    By default only faces without a cluster move: they join the group most of their similar
+    neighbours belong to, or start new ones, and existing clusters keep their ids (names the
+    owner already gave stay attached). ``full`` regroups everything from scratch.
+    Low-quality faces are left out: their embeddings are too unreliable to group.
+    """
+    with Store(settings.db) as store:
+        rows = _eligible(store, settings)
+        if not rows:
+            return ClusterResult(0, 0, 0)
+        X = np.array([r[1] for r in rows], dtype=np.float32)
+        previous = np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64)
+        top = store.con.execute("SELECT coalesce(max(cluster_id), 0) FROM sightings").fetchone()
+        base = int(top[0]) if top else 0
+        fixed = np.full(len(rows), -1, dtype=np.int64) if full else previous
+        found = ChineseWhispers(settings.cluster_threshold).fit(X, fixed).labels_
+        # Groups that did not grow out of an existing cluster get ids above every id in use.
+        kept = {int(v) for v in fixed[fixed >= 0]}
+        fresh: dict[int, int] = {}
+        labels = []
+        for value in map(int, found):
+            if value not in kept and value not in fresh:
+                fresh[value] = base + 1 + len(fresh)
+            labels.append(value if value in kept else fresh[value])
+        with sql.transaction(store):
+            for (sid, _, old), new in zip(rows, labels):
+                if old != int(new):
+                    store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(new), sid])
+            store._audit("cli", "cluster", f"faces:{len(rows)}")
+        sizes = np.unique(np.array(labels), return_counts=True)[1]
+        return ClusterResult(len(rows), int((sizes >= 2).sum()), int((previous < 0).sum()))
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    cluster_id: int
+    faces: int
+    first_seen: object
+    last_seen: object
+    cameras: str
+
+
+def list_clusters(settings: Settings, min_size: int = 2) -> list[ClusterRow]:
+    with Store(settings.db, read_only=True) as store:
+        rows = store.con.execute(
+            """SELECT s.cluster_id, count(*), min(i.taken_at), max(i.taken_at),
+                      string_agg(DISTINCT i.camera, ', ' ORDER BY i.camera)
+               FROM sightings s JOIN images i USING (image_id)
+               WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
+               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1""",
+            [min_size],
+        ).fetchall()
+    return [ClusterRow(*r) for r in rows]
+
+
+def _cluster_members(store: Store, cluster_id: int) -> list[tuple[int, float]]:
+    members = store.con.execute(
+        "SELECT sighting_id, quality FROM sightings WHERE cluster_id = ? AND person_id IS NULL ORDER BY quality DESC",
+        [cluster_id],
+    ).fetchall()
+    if not members:
+        raise StoreError(f"no cluster {cluster_id} (see `facelake clusters`)")
+    return [(int(s), float(q)) for s, q in members]
+
+
+def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5) -> Enrollment:
+    """Enroll a cluster as a person: its best faces become enrollments, all its faces get the name."""
+    if not consent.strip():
+        raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
+    with Store(settings.db) as store:
+        members = _cluster_members(store, cluster_id)
+        with sql.transaction(store):
+            person = sql.add_person(store, name.strip(), consent.strip())
+            store._audit("cli", "add_person", f"person:{person} from cluster:{cluster_id}")
+            for sid, _ in members[:max_faces]:
+                sql.enroll(store, person, sid, actor="cli")
+            store.con.execute("UPDATE sightings SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
+                              [person, cluster_id])
+    identify(settings)
+    return Enrollment(person, name.strip(), [s for s, _ in members[:max_faces]])
+
+
+def merge_clusters(settings: Settings, keep: int, other: int) -> int:
+    """Move every face of cluster ``other`` into ``keep``; returns how many moved."""
+    with Store(settings.db) as store:
+        _cluster_members(store, keep)
+        moved = len(_cluster_members(store, other))
+        with sql.transaction(store):
+            store.con.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
+            store._audit("cli", "merge_clusters", f"cluster:{other} into cluster:{keep}")
+    return moved
+
+
+def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
+    """Re-cluster one cluster with ever stricter thresholds until it falls apart; returns the ids."""
+    with Store(settings.db) as store:
+        members = [m[0] for m in _cluster_members(store, cluster_id)]
+        rows = store.con.execute(
+            f"SELECT sighting_id, embedding FROM sightings WHERE sighting_id IN ({','.join('?' * len(members))})",
+            members,
+        ).fetchall()
+        X = np.array([r[1] for r in rows], dtype=np.float32)
+        threshold = settings.cluster_threshold
+        labels = np.zeros(len(rows), dtype=np.int64)
+        while threshold < 0.999 and len(np.unique(labels)) < 2:
+            threshold += 0.005
+            labels = ChineseWhispers(threshold).fit(X).labels_
+        groups = np.unique(labels)
+        if len(groups) < 2:
+            return [cluster_id]
+        top = store.con.execute("SELECT coalesce(max(cluster_id), 0) FROM sightings").fetchone()
+        next_id = (int(top[0]) if top else 0) + 1
+        ids = {int(groups[0]): cluster_id}
+        for g in groups[1:]:
+            ids[int(g)], next_id = next_id, next_id + 1
+        with sql.transaction(store):
+            for (sid, _), label in zip(rows, labels):
+                store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [ids[int(label)], sid])
+            store._audit("cli", "split_cluster", f"cluster:{cluster_id} into {len(groups)}")
+    return sorted(ids.values())
+
+
 __all__ = [
-    "Enrollment", "IdentifyResult", "enroll_person", "forget", "identify", "ingest", "list_people",
-    "purge", "remove_person", "rename_person",
+    "ClusterResult", "ClusterRow", "Enrollment", "IdentifyResult", "cluster", "enroll_person", "forget",
+    "identify", "ingest", "list_clusters", "list_people", "merge_clusters", "name_cluster", "purge",
+    "remove_person", "rename_person", "split_cluster",
 ]
