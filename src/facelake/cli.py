@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +62,19 @@ def _fail(exc: errors.FacelakeError) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _reports_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn facelake's own errors into a one-line message and the exit code of EXIT_CODES."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except errors.FacelakeError as exc:
+            raise _fail(exc) from exc
+
+    return run
+
+
 @app.callback()
 def main(
     db: Annotated[Path | None, typer.Option("--db", envvar="FACELAKE_DB", help="DuckDB database file.")] = None,
@@ -72,6 +87,7 @@ def main(
 
 
 @app.command("ingest")
+@_reports_errors
 def ingest_cmd(
     sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) and image files.")],
     camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
@@ -80,26 +96,23 @@ def ingest_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
 ) -> None:
     """Find every face in SOURCES and store images and sightings in the database."""
-    try:
-        settings = _settings(detector=detector)
-        with Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
-        ) as progress:
-            task = progress.add_task("listing", total=None)
+    settings = _settings(detector=detector)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("listing", total=None)
 
-            def listed(total: int) -> None:
-                progress.update(task, total=total, description="ingesting")
+        def listed(total: int) -> None:
+            progress.update(task, total=total, description="ingesting")
 
-            def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
-                progress.advance(task)
-                if verbose:
-                    detail = f"error: {error}" if error else f"faces={faces}"
-                    console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+        def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
+            progress.advance(task)
+            if verbose:
+                detail = f"error: {error}" if error else f"faces={faces}"
+                console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
-            summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+        summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done)
     table = Table(title=f"ingest into {settings.db}", show_header=True)
     for col in ("new", "skipped", "failed", "faces", "named", "purged", "images/s"):
         table.add_column(col, justify="right")
@@ -123,37 +136,35 @@ def _detection_json(face: Any) -> dict[str, Any]:
 
 
 @app.command("embed")
+@_reports_errors
 def embed_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image (the machine interface).")] = False,
     detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
 ) -> None:
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
-    try:
-        settings = _settings(detector=detector)
-        results = embed_paths(paths, settings)
-        table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
-        for r in results:
-            if jsonl:
-                record: dict[str, Any] = {"image": r.uri, "faces": len(r.faces)}
-                if r.error is not None:
-                    record["error"] = r.error
-                else:
-                    record["detections"] = [_detection_json(f) for f in r.faces]
-                sys.stdout.write(json.dumps(record) + "\n")
-                sys.stdout.flush()
+    settings = _settings(detector=detector)
+    results = embed_paths(paths, settings)
+    table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
+    for r in results:
+        if jsonl:
+            record: dict[str, Any] = {"image": r.uri, "faces": len(r.faces)}
+            if r.error is not None:
+                record["error"] = r.error
             else:
-                assert table is not None
-                top = r.faces[0].detection if r.faces else None
-                table.add_row(
-                    r.uri, str(len(r.faces)),
-                    " ".join(f"{v:.0f}" for v in top.box) if top else "",
-                    f"{top.score:.3f}" if top else "", r.error or "",
-                )
-        if table is not None:
-            out.print(table)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+                record["detections"] = [_detection_json(f) for f in r.faces]
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+        else:
+            assert table is not None
+            top = r.faces[0].detection if r.faces else None
+            table.add_row(
+                r.uri, str(len(r.faces)),
+                " ".join(f"{v:.0f}" for v in top.box) if top else "",
+                f"{top.score:.3f}" if top else "", r.error or "",
+            )
+    if table is not None:
+        out.print(table)
 
 
 def _cell(value: Any) -> Any:
@@ -183,6 +194,7 @@ def _print_result(result: QueryResult, fmt: str, title: str | None = None) -> No
 
 
 @app.command("sql")
+@_reports_errors
 def sql_cmd(
     query: Annotated[str, typer.Argument(help="SQL over images, sightings, people, enrollments, audit.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as a JSON array of objects.")] = False,
@@ -190,36 +202,29 @@ def sql_cmd(
 ) -> None:
     """Run read-only SQL against the database (writes are refused)."""
     if as_json and as_csv:
-        raise _fail(errors.ConfigError("--json and --csv are exclusive: pick one output format"))
-    try:
-        result = run_sql(_settings(), query)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+        raise errors.ConfigError("--json and --csv are exclusive: pick one output format")
+    result = run_sql(_settings(), query)
     _print_result(result, "json" if as_json else "csv" if as_csv else "table")
 
 
 @app.command("export")
+@_reports_errors
 def export_cmd(
     parquet: Annotated[Path, typer.Option("--parquet", help="Folder to write images.parquet and sightings.parquet into.")],
 ) -> None:
     """Export images and sightings as Parquet (loadable into BigQuery, see docs/bigquery.md)."""
-    try:
-        counts = export_parquet(_settings(), parquet)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    counts = export_parquet(_settings(), parquet)
     for name, n in counts.items():
         out.print(f"{parquet / (name + '.parquet')}: {n} rows")
 
 
 @app.command("stats")
+@_reports_errors
 def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Images and faces per camera and per day."""
-    try:
-        result = stats(_settings())
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    result = stats(_settings())
     if as_json:
         payload = {
             k: [{c: _cell(v) for c, v in zip(r.columns, row)} for row in r.rows] for k, r in result.items()
@@ -235,6 +240,7 @@ app.add_typer(people_app, name="people")
 
 
 @people_app.command("add")
+@_reports_errors
 def people_add(
     name: Annotated[str, typer.Argument(help="The person's name, as it will appear in reports and alerts.")],
     photos: Annotated[list[Path], typer.Argument(help="Photos showing the person's face (one face each).")],
@@ -242,94 +248,77 @@ def people_add(
     face: Annotated[int | None, typer.Option("--face", min=0, help="Which face to use in photos with several (0 = largest).")] = None,
 ) -> None:
     """Enroll a person from their photos; a consent note is required."""
-    try:
-        result = people_service.enroll_person(_settings(), name, photos, consent, face)
-        people_service.identify(_settings())
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    result = people_service.enroll_person(_settings(), name, photos, consent, face)
+    people_service.identify(_settings())
     out.print(f"enrolled {result.name} (person {result.person_id}) from {len(result.sightings)} photo(s)")
 
 
 @people_app.command("list")
+@_reports_errors
 def people_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Enrolled people with their consent notes and how often they were seen."""
-    try:
-        rows = people_service.list_people(_settings())
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    rows = people_service.list_people(_settings())
     columns = ["person_id", "name", "consent_note", "created_at", "enrolled_faces", "sightings", "last_seen"]
     _print_result(QueryResult(columns, [tuple(getattr(r, c) for c in columns) for r in rows]),
                   "json" if as_json else "table")
 
 
 @people_app.command("rename")
+@_reports_errors
 def people_rename(
     person: Annotated[str, typer.Argument(help="Current name (or person id).")],
     new_name: Annotated[str, typer.Argument(help="New name.")],
 ) -> None:
     """Rename an enrolled person."""
-    try:
-        pid = people_service.rename_person(_settings(), person, new_name)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    pid = people_service.rename_person(_settings(), person, new_name)
     out.print(f"person {pid} is now {new_name}")
 
 
 @people_app.command("remove")
+@_reports_errors
 def people_remove(
     person: Annotated[str, typer.Argument(help="Name (or person id).")],
 ) -> None:
     """Un-enroll a person; their faces become unknown (use `facelake forget` to erase them)."""
-    try:
-        counts = people_service.remove_person(_settings(), person)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    counts = people_service.remove_person(_settings(), person)
     out.print("removed " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @app.command("identify")
+@_reports_errors
 def identify_cmd() -> None:
     """Re-match every stored face against the enrolled people (after enrollment changes)."""
-    try:
-        result = people_service.identify(_settings())
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    result = people_service.identify(_settings())
     out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
 
 
 @app.command("forget")
+@_reports_errors
 def forget_cmd(
     person: Annotated[str, typer.Argument(help="Name (or person id) to erase.")],
 ) -> None:
     """Erase a person completely: enrollments, enrollment photos, links, face crops, embeddings."""
-    try:
-        counts = people_service.forget(_settings(), person)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    counts = people_service.forget(_settings(), person)
     out.print("erased " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @app.command("purge")
+@_reports_errors
 def purge_cmd() -> None:
     """Erase embeddings and crops of unknown faces older than the retention period."""
-    try:
-        n = people_service.purge(_settings())
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    n = people_service.purge(_settings())
     out.print(f"purged the embeddings and crops of {n} unknown faces")
 
 
 @app.command("cluster")
+@_reports_errors
 def cluster_cmd(
     full: Annotated[bool, typer.Option("--full", help="Regroup every unknown face from scratch.")] = False,
 ) -> None:
     """Group unknown faces into candidate identities (new faces join or start groups)."""
-    try:
-        result = people_service.cluster(_settings(), full=full)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    result = people_service.cluster(_settings(), full=full)
     out.print(f"clustered {result.faces} unknown faces ({result.new_faces} new): {result.clusters} groups of 2 or more")
 
 
@@ -338,6 +327,7 @@ app.add_typer(clusters_app, name="clusters")
 
 
 @clusters_app.callback()
+@_reports_errors
 def clusters_list(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -346,51 +336,42 @@ def clusters_list(
     """List clusters with their size and first/last seen (run `facelake cluster` first)."""
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        rows = people_service.list_clusters(_settings(), min_size)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    rows = people_service.list_clusters(_settings(), min_size)
     columns = ["cluster_id", "faces", "first_seen", "last_seen", "cameras"]
     _print_result(QueryResult(columns, [tuple(getattr(r, c) for c in columns) for r in rows]),
                   "json" if as_json else "table")
 
 
 @clusters_app.command("name")
+@_reports_errors
 def clusters_name(
     cluster_id: Annotated[int, typer.Argument(help="Cluster id (see `facelake clusters`).")],
     name: Annotated[str, typer.Argument(help="The person's name.")],
     consent: Annotated[str, typer.Option("--consent", help="How and when the person agreed to be recognised.")],
 ) -> None:
     """Enroll a cluster as a person (its best faces become the enrollment)."""
-    try:
-        result = people_service.name_cluster(_settings(), cluster_id, name, consent)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    result = people_service.name_cluster(_settings(), cluster_id, name, consent)
     out.print(f"enrolled {result.name} (person {result.person_id}) from {len(result.sightings)} faces")
 
 
 @clusters_app.command("merge")
+@_reports_errors
 def clusters_merge(
     keep: Annotated[int, typer.Argument(help="Cluster that stays.")],
     other: Annotated[int, typer.Argument(help="Cluster merged into it.")],
 ) -> None:
     """Merge two clusters that are the same person."""
-    try:
-        moved = people_service.merge_clusters(_settings(), keep, other)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    moved = people_service.merge_clusters(_settings(), keep, other)
     out.print(f"moved {moved} faces from cluster {other} into {keep}")
 
 
 @clusters_app.command("split")
+@_reports_errors
 def clusters_split(
     cluster_id: Annotated[int, typer.Argument(help="Cluster to split.")],
 ) -> None:
     """Split a cluster that mixes people (re-grouped with a stricter threshold)."""
-    try:
-        ids = people_service.split_cluster(_settings(), cluster_id)
-    except errors.FacelakeError as exc:
-        raise _fail(exc) from exc
+    ids = people_service.split_cluster(_settings(), cluster_id)
     if len(ids) == 1:
         out.print(f"cluster {cluster_id} holds one tight group; nothing to split")
     else:
