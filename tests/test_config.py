@@ -41,7 +41,7 @@ def test_bad_toml_is_a_config_error(tmp_path: Path) -> None:
 def test_exported_members() -> None:
     """The public API is exactly what __all__ lists, and all of it exists."""
     public = {name for name in dir(facelake) if not name.startswith("_")}
-    modules = {"annotations", "cli", "config", "errors", "identities", "pipeline", "samples", "service", "sources",
+    modules = {"alerts", "annotations", "cli", "config", "errors", "identities", "pipeline", "samples", "service", "sources",
                "store", "vision"}
     assert set(facelake.__all__) == public - modules
     for name in facelake.__all__:

@@ -193,3 +193,34 @@ def test_cluster_name_merge_and_split(db: Path, cams: Path, samples: Path) -> No
     assert rows(db, "SELECT count(*) FROM sightings s JOIN people p USING (person_id) WHERE p.name = 'Barack'") == [(3,)]
     assert rows(db, "SELECT count(*) FROM enrollments") == [(3,)]
     assert cli(db, "clusters", "name", "999", "X", "--consent", "y")[0] == 4
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+def test_search_finds_past_sightings_and_survives_a_lost_index(db: Path, cams: Path, samples: Path) -> None:
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    index_file = db.with_name(db.name + ".faces.usearch")
+    assert index_file.exists(), "ingest keeps the index next to the database"
+    code, output = cli(db, "search", str(samples / "obama3.jpg"), "--top", "3", "--json")
+    assert code == 0, output
+    hits = json.loads(output)
+    assert [Path(h["uri"]).name for h in hits[:2]] in (["a.jpg", "c.jpg"], ["c.jpg", "a.jpg"])
+    assert Path(hits[2]["uri"]).name == "b.jpg" and hits[1]["score"] > hits[2]["score"]
+    assert rows(db, "SELECT count(*) FROM audit WHERE action = 'search'") == [(1,)]
+    index_file.unlink()
+    assert json.loads(cli(db, "search", str(samples / "obama3.jpg"), "--top", "3", "--json")[1]) == hits
+    # New sightings are picked up incrementally.
+    shutil.copy(samples / "obama_partial_face2.jpg", cams / "garden" / "e.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    names = [Path(h["uri"]).name for h in json.loads(cli(db, "search", str(samples / "obama3.jpg"), "--json")[1])]
+    assert "e.jpg" in names[:3]
+
+
+def test_forget_removes_index_entries(db: Path, cams: Path, samples: Path) -> None:
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "forget", "Barack")
+    assert code == 0 and "3 index entries" in output, output
+    hits = json.loads(cli(db, "search", str(samples / "obama2.jpg"), "--json")[1])
+    assert [Path(h["uri"]).name for h in hits] == ["b.jpg"], "only the unknown face is left to find"

@@ -6,6 +6,7 @@ tree. The CLI is a thin shell over exactly these.
 
 from __future__ import annotations
 
+from .alerts.service import ingest
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
@@ -17,7 +18,7 @@ from .errors import (
     ReadOnlyViolation,
     StoreError,
 )
-from .identities.service import enroll_person, forget, identify, ingest, purge
+from .identities.service import cluster, enroll_person, forget, identify, purge, search
 from .pipeline import EmbedOutcome, IngestSummary, embed_paths
 from .service import QueryResult, export_parquet, run_sql, stats
 
@@ -36,6 +37,7 @@ __all__ = [
     "ReadOnlyViolation",
     "Settings",
     "StoreError",
+    "cluster",
     "embed_paths",
     "enroll_person",
     "export_parquet",
@@ -45,5 +47,6 @@ __all__ = [
     "load_settings",
     "purge",
     "run_sql",
+    "search",
     "stats",
 ]

@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import errors
+from .alerts.service import ingest
 from .config import Settings, load_settings
 from .identities import service as people_service
-from .identities.service import ingest
 from .pipeline import embed_paths
 from .service import QueryResult, export_parquet, run_sql, stats
 
@@ -93,10 +93,11 @@ def ingest_cmd(
     camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
     detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
+    alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML); see the README.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
 ) -> None:
     """Find every face in SOURCES and store images and sightings in the database."""
-    settings = _settings(detector=detector)
+    settings = _settings(detector=detector, alerts_file=alerts)
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
@@ -119,6 +120,8 @@ def ingest_cmd(
     table.add_row(str(summary.new), str(summary.skipped), str(summary.failed), str(summary.faces),
                   str(summary.named), str(summary.purged), f"{summary.images_per_second:.2f}")
     out.print(table)
+    if summary.alerts or summary.alerts_undelivered:
+        out.print(f"alerts: {summary.alerts} raised, {summary.alerts_undelivered} not delivered")
     for uri, error in summary.errors[:20]:
         out.print(f"[red]failed[/] {uri}: {error}", markup=True, highlight=False)
     if len(summary.errors) > 20:
@@ -310,6 +313,21 @@ def purge_cmd() -> None:
     """Erase embeddings and crops of unknown faces older than the retention period."""
     n = people_service.purge(_settings())
     out.print(f"purged the embeddings and crops of {n} unknown faces")
+
+
+@app.command("search")
+@_reports_errors
+def search_cmd(
+    photo: Annotated[Path, typer.Argument(help="A photo of the face to look for.")],
+    top: Annotated[int, typer.Option("--top", min=1, max=1000, help="How many sightings to list.")] = 10,
+    face: Annotated[int | None, typer.Option("--face", min=0, help="Which face in a photo with several (0 = largest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List past sightings of the face in PHOTO (image, camera, time, score); the query is audited."""
+    hits = people_service.search(_settings(), photo, top, face)
+    columns = ["sighting_id", "score", "uri", "camera", "taken_at", "person"]
+    _print_result(QueryResult(columns, [(h.sighting_id, round(h.score, 4), h.uri, h.camera, h.taken_at, h.person)
+                                        for h in hits]), "json" if as_json else "table")
 
 
 @app.command("cluster")

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         "naming threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 5 "
         "groups (BCubed F 0.50), at 0.95 into 15 (F 0.94); splitting is harder to undo than merging.",
     )
+    alerts_file: Path | None = Field(
+        None, title="Alert rules (TOML)",
+        description="Rules and outputs (webhook, MQTT) for alerts on stored faces; see alerts/rules.py.",
+    )
     retention_days: int = Field(
         30, ge=1, le=3650, title="Days unknown faces keep their embedding and crop",
         description="Afterwards `facelake purge` (also run after every ingest) erases them.",

@@ -64,6 +64,8 @@ class IngestSummary:
     faces: int = 0
     named: int = 0
     purged: int = 0
+    alerts: int = 0
+    alerts_undelivered: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -236,6 +238,7 @@ def ingest(
     on_listed: Callable[[int], None] | None = None,
     on_image: Callable[[str, str, int, str | None], None] | None = None,
     namer: Namer | None = None,
+    on_stored: Callable[[ImageRecord, list[SightingRecord], list[int]], None] | None = None,
 ) -> IngestSummary:
     """Find every face in ``sources`` and store them as sightings in ``settings.db``.
 
@@ -243,7 +246,8 @@ def ingest(
     same folder. ``on_listed(total)`` is called once the sources are listed and
     ``on_image(uri, outcome, faces, error)`` after each image (outcome ``new``, ``skipped``
     or ``failed``); the CLI drives its progress bar with them. ``namer`` names faces as
-    they are stored (the identities module passes one built from the enrolled people).
+    they are stored (the identities module passes one built from the enrolled people), and
+    ``on_stored(image, sightings, ids)`` sees every committed image (the alerts hook).
     """
     start = time.perf_counter()
     summary = IngestSummary()
@@ -268,7 +272,9 @@ def ingest(
 
         for result in _results(jobs(), settings, workers or default_workers(settings)):
             image, sightings = records(result.job, result.meta, result.faces, namer, result.error)
-            store.write_image(image, sightings)
+            ids = store.write_image(image, sightings)
+            if on_stored is not None and ids:
+                on_stored(image, sightings, ids)
             if image.status == "ok":
                 summary.new += 1
                 summary.faces += len(sightings)

@@ -20,11 +20,13 @@ from ..pipeline import ingest as ingest_images
 from ..sources.decode import decode_image
 from ..sources.folder import Entry
 from ..store import people as sql
-from ..store.duck import Store
+from ..store.duck import ImageRecord, SightingRecord, Store
 from ..vision.analyzer import FaceAnalyzer
+from ..vision.models import DLIB_RESNET
 from ..vision.types import Face
 from .cluster import ChineseWhispers
 from .gallery import Gallery
+from .index import FaceIndex
 
 ENROLLMENT_CAMERA = "enrollment"
 
@@ -57,14 +59,16 @@ def ingest(
     workers: int | None = None,
     on_listed: Callable[[int], None] | None = None,
     on_image: Callable[[str, str, int, str | None], None] | None = None,
+    on_stored: Callable[[ImageRecord, list[SightingRecord], list[int]], None] | None = None,
 ) -> IngestSummary:
     """Ingest images, name the faces of enrolled people, then purge expired unknown faces."""
     with Store(settings.db) as store:
         gallery = load_gallery(store, settings)
     summary = ingest_images(sources, settings, camera=camera, workers=workers, on_listed=on_listed,
-                            on_image=on_image, namer=namer(gallery, settings))
+                            on_image=on_image, namer=namer(gallery, settings), on_stored=on_stored)
     with Store(settings.db) as store:
         summary.purged = sql.purge_unknown(store, settings.retention_days, actor="ingest")
+        sync_index(store, settings)
     return summary
 
 
@@ -189,13 +193,17 @@ def remove_person(settings: Settings, who: str) -> dict[str, int]:
 def forget(settings: Settings, who: str) -> dict[str, int]:
     """Erase a person completely (see ``store.people.forget_person``)."""
     with Store(settings.db) as store:
-        return sql.forget_person(store, who, actor="cli")
+        counts = sql.forget_person(store, who, actor="cli")
+        counts["index entries"] = sync_index(store, settings).removed
+    return counts
 
 
 def purge(settings: Settings) -> int:
     """Erase embeddings and crops of unknown faces older than ``retention_days``."""
     with Store(settings.db) as store:
-        return sql.purge_unknown(store, settings.retention_days, actor="cli")
+        n = sql.purge_unknown(store, settings.retention_days, actor="cli")
+        sync_index(store, settings)
+    return n
 
 
 
@@ -346,8 +354,88 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
     return sorted(ids.values())
 
 
+# --- search ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexSync:
+    index: FaceIndex
+    added: int
+    removed: int
+
+
+def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSync:
+    """Bring the face index up to date with the database (or rebuild it if it was lost)."""
+    index = FaceIndex(settings.db, DLIB_RESNET)
+    added = removed = 0
+    last = index.synced_to
+    while True:
+        rows = store.con.execute(
+            """SELECT sighting_id, embedding FROM sightings
+               WHERE embedding IS NOT NULL AND model = ? AND sighting_id > ? ORDER BY sighting_id LIMIT ?""",
+            [DLIB_RESNET, last, chunk],
+        ).fetchall()
+        if not rows:
+            break
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        added += index.add(ids, np.array([r[1] for r in rows], dtype=np.float32))
+        last = int(ids[-1])
+    live = {r[0] for r in store.con.execute(
+        "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [DLIB_RESNET]).fetchall()}
+    if len(index) != len(live):
+        # Embeddings erased by forget/purge leave keys behind; a crash between saving the
+        # index and its state can leave the opposite. Either way the database decides.
+        keys = set(index.keys().tolist())
+        removed = index.remove(np.array(sorted(keys - live), dtype=np.int64))
+        missing = sorted(live - keys)
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            rows = store.con.execute(
+                f"SELECT sighting_id, embedding FROM sightings WHERE sighting_id IN ({','.join('?' * len(part))})",
+                part).fetchall()
+            added += index.add(np.array([r[0] for r in rows], dtype=np.int64),
+                               np.array([r[1] for r in rows], dtype=np.float32))
+    if added or removed or index.rebuilt or last != index.synced_to:
+        index.synced_to = last
+        index.save()
+    return IndexSync(index, added, removed)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    sighting_id: int
+    score: float
+    uri: str
+    camera: str | None
+    taken_at: object
+    person: str | None
+
+
+def search(settings: Settings, photo: Path, top: int = 10, face: int | None = None,
+           analyzer: FaceAnalyzer | None = None) -> list[SearchHit]:
+    """Past sightings of the face in ``photo``, most similar first (an audited query)."""
+    analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
+    job = make_job(Entry(photo, "search"), int(settings.max_file_mb * 1e6))
+    if job.data is None:
+        raise FacelakeError(f"{photo}: {job.error}")
+    faces = analyzer.analyze(decode_image(job.data, settings.max_pixels).pixels)
+    chosen = faces[_enrollment_face(photo, faces, face)]
+    with Store(settings.db) as store:
+        index = sync_index(store, settings).index
+        hits = index.search(chosen.embedding, top)
+        store.audit("cli", "search", f"photo:{job.image_id[:16]} top:{top}")
+        if not hits:
+            return []
+        info = {r[0]: r[1:] for r in store.con.execute(
+            f"""SELECT s.sighting_id, i.uri, i.camera, i.taken_at, p.name FROM sightings s
+                JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
+                WHERE s.sighting_id IN ({",".join("?" * len(hits))})""",
+            [h.sighting_id for h in hits]).fetchall()}
+    return [SearchHit(h.sighting_id, h.score, *info[h.sighting_id]) for h in hits if h.sighting_id in info]
+
+
 __all__ = [
     "ClusterResult", "ClusterRow", "Enrollment", "IdentifyResult", "cluster", "enroll_person", "forget",
     "identify", "ingest", "list_clusters", "list_people", "merge_clusters", "name_cluster", "purge",
-    "remove_person", "rename_person", "split_cluster",
+    "remove_person", "rename_person", "search", "split_cluster", "sync_index",
 ]

@@ -1,0 +1,211 @@
+"""Delivering alerts: a webhook (HTTP POST) and MQTT with Home Assistant discovery.
+
+Delivery never blocks ingestion: alerts go into a bounded queue that a background thread
+drains with retries and exponential backoff. A broker or receiver that is down costs queued
+alerts (the oldest are dropped when the queue is full, and whatever is still queued when the
+ingest's flush time runs out is reported as undelivered), never a stored face.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from .rules import MqttConfig, WebhookConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Alert:
+    rule: str
+    camera: str | None
+    person: str | None
+    """Name of the enrolled person, or ``None`` for an unknown face."""
+    sighting_id: int
+    score: float | None
+    quality: float
+    taken_at: datetime | None
+    uri: str
+    thumb: bytes
+
+    def payload(self, with_crop: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "rule": self.rule, "camera": self.camera, "person": self.person, "known": self.person is not None,
+            "sighting_id": self.sighting_id, "match_score": self.score, "quality": round(self.quality, 3),
+            "taken_at": self.taken_at.isoformat() if self.taken_at else None, "image": self.uri,
+        }
+        if with_crop:
+            body["crop_jpeg_base64"] = base64.b64encode(self.thumb).decode("ascii")
+        return body
+
+
+class Output(Protocol):
+    name: str
+
+    def send(self, alert: Alert) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class WebhookOutput:
+    name = "webhook"
+
+    def __init__(self, config: WebhookConfig) -> None:
+        self.config = config
+
+    def send(self, alert: Alert) -> None:
+        request = urllib.request.Request(
+            self.config.url, data=json.dumps(alert.payload()).encode(), method="POST",
+            headers={"Content-Type": "application/json", **self.config.headers},
+        )
+        with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            if response.status >= 300:
+                raise OSError(f"webhook answered HTTP {response.status}")
+
+    def close(self) -> None:
+        return None
+
+
+def _slug(text: str | None) -> str:
+    return "".join(c if c.isalnum() else "_" for c in (text or "unknown")).lower()
+
+
+class MqttOutput:
+    """Publishes ``<prefix>/<camera>/face`` (JSON) and ``/crop`` (JPEG), and announces a sensor
+    per camera through Home Assistant's MQTT discovery, so it appears there by itself."""
+
+    name = "mqtt"
+
+    def __init__(self, config: MqttConfig) -> None:
+        self.config = config
+        self.client: Any = None
+        self.announced: set[str] = set()
+
+    def _connect(self) -> Any:
+        if self.client is not None and self.client.is_connected():
+            return self.client
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="facelake")
+        if self.config.username:
+            client.username_pw_set(self.config.username, self.config.password)
+        client.connect(self.config.host, self.config.port, keepalive=30)
+        client.loop_start()
+        deadline = time.monotonic() + self.config.timeout_s
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not client.is_connected():
+            client.loop_stop()
+            raise OSError(f"MQTT broker {self.config.host}:{self.config.port} did not accept the connection")
+        self.client, self.announced = client, set()
+        return client
+
+    def _publish(self, client: Any, topic: str, payload: bytes | str, retain: bool = False) -> None:
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout=self.config.timeout_s)
+        if not info.is_published():
+            raise OSError(f"MQTT publish to {topic} was not acknowledged")
+
+    def send(self, alert: Alert) -> None:
+        client = self._connect()
+        camera = _slug(alert.camera)
+        base = f"{self.config.topic_prefix}/{camera}"
+        if camera not in self.announced:
+            discovery = {
+                "name": f"Last face at {alert.camera}",
+                "unique_id": f"facelake_{camera}_last_face",
+                "state_topic": f"{base}/face",
+                "value_template": "{{ value_json.person if value_json.person else 'unknown' }}",
+                "json_attributes_topic": f"{base}/face",
+                "icon": "mdi:face-recognition",
+                "device": {"identifiers": ["facelake"], "name": "facelake", "manufacturer": "facelake"},
+            }
+            self._publish(client, f"{self.config.discovery_prefix}/sensor/facelake_{camera}/config",
+                          json.dumps(discovery), retain=True)
+            self.announced.add(camera)
+        self._publish(client, f"{base}/face", json.dumps(alert.payload(with_crop=False)))
+        self._publish(client, f"{base}/crop", alert.thumb)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+
+
+class Dispatcher:
+    """A bounded queue of (alert, output) deliveries drained by one background thread."""
+
+    def __init__(self, outputs: dict[str, Output], queue_size: int) -> None:
+        self.outputs = outputs
+        self.queue: deque[tuple[Alert, str, int]] = deque()
+        self.queue_size = queue_size
+        self.delivered = 0
+        self.dropped = 0
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="facelake-alerts", daemon=True)
+        self.thread.start()
+
+    def submit(self, alert: Alert, outputs: Sequence[str]) -> None:
+        with self.cond:
+            for name in outputs:
+                if len(self.queue) >= self.queue_size:
+                    self.queue.popleft()
+                    self.dropped += 1
+                self.queue.append((alert, name, 0))
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue and not self.stopping:
+                    self.cond.wait()
+                if not self.queue:
+                    return
+                alert, name, attempts = self.queue[0]
+            try:
+                self.outputs[name].send(alert)
+            except Exception as exc:  # noqa: BLE001 - any delivery failure is retried, never raised
+                log.warning("alert to %s failed (attempt %d): %s", name, attempts + 1, exc)
+                with self.cond:
+                    if self.queue and self.queue[0][0] is alert:
+                        self.queue[0] = (alert, name, attempts + 1)
+                    if self.stopping:
+                        return
+                    self.cond.wait(timeout=min(0.5 * 2**attempts, 10.0))
+                continue
+            with self.cond:
+                if self.queue and self.queue[0][0] is alert:
+                    self.queue.popleft()
+                self.delivered += 1
+
+    def close(self, flush_s: float) -> int:
+        """Wait up to ``flush_s`` for the queue to drain; returns how many deliveries are left."""
+        deadline = time.monotonic() + flush_s
+        while time.monotonic() < deadline:
+            with self.cond:
+                if not self.queue:
+                    break
+            time.sleep(0.05)
+        with self.cond:
+            self.stopping = True
+            left = len(self.queue)
+            self.cond.notify_all()
+        self.thread.join(timeout=5)
+        for output in self.outputs.values():
+            try:
+                output.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection must not fail the ingest
+                log.debug("closing %s failed", output.name)
+        return left + self.dropped
