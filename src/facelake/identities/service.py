@@ -33,7 +33,7 @@ ENROLLMENT_CAMERA = "enrollment"
 
 def load_gallery(store: Store, settings: Settings) -> Gallery:
     X, y = sql.enrolled_embeddings(store)
-    return Gallery(settings.match_threshold, settings.match_margin).fit(X, y)
+    return Gallery(settings.identify_threshold, settings.match_margin).fit(X, y)
 
 
 def namer(gallery: Gallery, settings: Settings) -> Namer:
