@@ -145,8 +145,8 @@ class Settings(BaseSettings):
     cluster_threshold: float = Field(
         0.95, ge=-1.0, le=1.0, title="Cosine similarity that links two unknown faces",
         description="Chinese-whispers edges join faces at least this similar. Stricter than the "
-        "naming threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 5 "
-        "groups (BCubed F 0.50), at 0.95 into 15 (F 0.94); splitting is harder to undo than merging.",
+        "pair threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 6 "
+        "groups (BCubed F 0.59), at 0.95 into 14 (F 0.95); over-merging is harder to undo than splitting.",
     )
     alerts_file: Path | None = Field(
         None, title="Alert rules (TOML)",
