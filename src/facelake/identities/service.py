@@ -25,7 +25,7 @@ from ..vision.analyzer import FaceAnalyzer
 from ..vision.models import DLIB_RESNET
 from ..vision.types import Face
 from .cluster import ChineseWhispers
-from .gallery import Gallery
+from .gallery import Gallery, Match
 from .index import FaceIndex
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -36,6 +36,13 @@ def load_gallery(store: Store, settings: Settings) -> Gallery:
     return Gallery(settings.identify_threshold, settings.match_margin).fit(X, y)
 
 
+def _decide(match: Match, quality: float, settings: Settings) -> tuple[int | None, float | None]:
+    """The gallery's answer, kept only for faces of good enough quality."""
+    if match.person is None or quality < settings.identify_min_quality:
+        return None, None
+    return match.person, match.score
+
+
 def namer(gallery: Gallery, settings: Settings) -> Namer:
     """Names faces of good enough quality; tiny, blurred or doubtful faces stay unknown."""
 
@@ -43,11 +50,7 @@ def namer(gallery: Gallery, settings: Settings) -> Namer:
         if not faces or len(gallery.people_) == 0:
             return [(None, None)] * len(faces)
         matches = gallery.match(np.stack([f.embedding for f in faces]))
-        return [
-            (m.person, m.score) if m.person is not None and f.quality >= settings.identify_min_quality
-            else (None, None)
-            for f, m in zip(faces, matches)
-        ]
+        return [_decide(m, f.quality, settings) for f, m in zip(faces, matches)]
 
     return name
 
@@ -149,16 +152,15 @@ def identify(settings: Settings) -> IdentifyResult:
         ).fetchall()
         changes: list[tuple[int, int | None, float | None]] = []
         named = 0
-        if rows:
-            X = np.array([r[1] for r in rows], dtype=np.float32)
-            matches = gallery.match(X) if len(gallery.people_) else []
-            for i, (sid, _, quality, current) in enumerate(rows):
-                m = matches[i] if matches else None
-                person = m.person if m is not None and quality >= settings.identify_min_quality else None
-                score = m.score if person is not None and m is not None else None
-                named += person is not None
-                if person != current:
-                    changes.append((int(sid), person, score))
+        if rows and len(gallery.people_):
+            matches = gallery.match(np.array([r[1] for r in rows], dtype=np.float32))
+        else:
+            matches = [Match(None, -1.0, 0.0)] * len(rows)
+        for (sid, _, quality, current), m in zip(rows, matches):
+            person, score = _decide(m, quality, settings)
+            named += person is not None
+            if person != current:
+                changes.append((int(sid), person, score))
         sql.set_identities(store, changes, actor="identify")
     return IdentifyResult(len(rows), named, len(changes))
 
