@@ -120,7 +120,7 @@ def enroll_person(
     with Store(settings.db) as store:
         with sql.transaction(store):
             person = sql.add_person(store, name.strip(), consent.strip())
-            store._audit("cli", "add_person", f"person:{person}")
+            store.audit("cli", "add_person", f"person:{person}")
         linked = []
         for job, meta, faces, chosen in prepared:
             image, sightings = records(job, meta, faces, None)
@@ -187,7 +187,7 @@ def remove_person(settings: Settings, who: str) -> dict[str, int]:
             store.con.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
             store.con.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE person_id = ?", [pid])
             store.con.execute("DELETE FROM people WHERE person_id = ?", [pid])
-            store._audit("cli", "remove_person", f"person:{pid}")
+            store.audit("cli", "remove_person", f"person:{pid}")
     return {"people": 1, "enrollments": int(n_enr[0]) if n_enr else 0,
             "sightings unlinked": int(n_sig[0]) if n_sig else 0}
 
@@ -262,7 +262,7 @@ def cluster(settings: Settings, full: bool = False) -> ClusterResult:
             for (sid, _, old), new in zip(rows, labels):
                 if old != int(new):
                     store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(new), sid])
-            store._audit("cli", "cluster", f"faces:{len(rows)}")
+            store.audit("cli", "cluster", f"faces:{len(rows)}")
         sizes = np.unique(np.array(labels), return_counts=True)[1]
         return ClusterResult(len(rows), int((sizes >= 2).sum()), int((previous < 0).sum()))
 
@@ -307,7 +307,7 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
         members = _cluster_members(store, cluster_id)
         with sql.transaction(store):
             person = sql.add_person(store, name.strip(), consent.strip())
-            store._audit("cli", "add_person", f"person:{person} from cluster:{cluster_id}")
+            store.audit("cli", "add_person", f"person:{person} from cluster:{cluster_id}")
             for sid, _ in members[:max_faces]:
                 sql.enroll(store, person, sid, actor="cli")
             store.con.execute("UPDATE sightings SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
@@ -323,7 +323,7 @@ def merge_clusters(settings: Settings, keep: int, other: int) -> int:
         moved = len(_cluster_members(store, other))
         with sql.transaction(store):
             store.con.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
-            store._audit("cli", "merge_clusters", f"cluster:{other} into cluster:{keep}")
+            store.audit("cli", "merge_clusters", f"cluster:{other} into cluster:{keep}")
     return moved
 
 
@@ -352,7 +352,7 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
         with sql.transaction(store):
             for (sid, _), label in zip(rows, labels):
                 store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [ids[int(label)], sid])
-            store._audit("cli", "split_cluster", f"cluster:{cluster_id} into {len(groups)}")
+            store.audit("cli", "split_cluster", f"cluster:{cluster_id} into {len(groups)}")
     return sorted(ids.values())
 
 

@@ -57,7 +57,8 @@ class SightingRecord:
 _READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "RELATION", "VARIABLE_SET"}
 
 
-def _now() -> datetime:
+def utcnow() -> datetime:
+    """Naive UTC now: DuckDB TIMESTAMP columns hold no time zone."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 
@@ -110,13 +111,10 @@ class Store:
         """Ids of every image already stored without error (what a re-run skips)."""
         return {r[0] for r in self.con.execute("SELECT image_id FROM images WHERE status = 'ok'").fetchall()}
 
-    def _audit(self, actor: str, action: str, subject: str) -> None:
-        self.con.execute('INSERT INTO audit ("at", actor, action, subject) VALUES (?, ?, ?, ?)',
-                         [_now(), actor, action, subject])
-
     def audit(self, actor: str, action: str, subject: str) -> None:
-        """Append one row to the audit log (its own transaction)."""
-        self._audit(actor, action, subject)
+        """Append one row to the audit log (part of the caller's transaction, if one is open)."""
+        self.con.execute('INSERT INTO audit ("at", actor, action, subject) VALUES (?, ?, ?, ?)',
+                         [utcnow(), actor, action, subject])
 
     def write_image(
         self, image: ImageRecord, sightings: Sequence[SightingRecord], actor: str = "ingest"
@@ -145,7 +143,7 @@ class Store:
                 [
                     image.image_id, image.uri, image.camera, image.taken_at, image.taken_at_source,
                     image.gps_lat, image.gps_lon, image.camera_make, image.camera_model, image.format,
-                    image.width, image.height, image.bytes, _now(), image.status, image.error,
+                    image.width, image.height, image.bytes, utcnow(), image.status, image.error,
                 ],
             )
             ids: list[int] = []
@@ -164,7 +162,7 @@ class Store:
                 assert row is not None
                 ids.append(int(row[0]))
                 if s.person_id is not None:
-                    self._audit(actor, "identify", f"sighting:{row[0]} person:{s.person_id}")
+                    self.audit(actor, "identify", f"sighting:{row[0]} person:{s.person_id}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

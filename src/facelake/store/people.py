@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import StoreError
-from .duck import Store, _now
+from .duck import Store, utcnow
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def add_person(store: Store, name: str, consent_note: str) -> int:
         raise StoreError(f"a person called {name!r} is already enrolled; pick another name or add photos")
     row = store.con.execute(
         "INSERT INTO people (name, consent_note, created_at) VALUES (?, ?, ?) RETURNING person_id",
-        [name, consent_note, _now()],
+        [name, consent_note, utcnow()],
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -66,7 +66,7 @@ def enroll(store: Store, person: int, sighting: int, actor: str) -> None:
     store.con.execute("INSERT OR IGNORE INTO enrollments VALUES (?, ?)", [person, sighting])
     store.con.execute("UPDATE sightings SET person_id = ?, match_score = 1.0 WHERE sighting_id = ?",
                       [person, sighting])
-    store._audit(actor, "enroll", f"sighting:{sighting} person:{person}")
+    store.audit(actor, "enroll", f"sighting:{sighting} person:{person}")
 
 
 def list_people(store: Store) -> list[PersonRow]:
@@ -87,7 +87,7 @@ def rename_person(store: Store, who: str, new_name: str, actor: str) -> int:
         raise StoreError(f"a person called {new_name!r} is already enrolled")
     with transaction(store):
         store.con.execute("UPDATE people SET name = ? WHERE person_id = ?", [new_name, pid])
-        store._audit(actor, "rename", f"person:{pid}")
+        store.audit(actor, "rename", f"person:{pid}")
     return pid
 
 
@@ -133,7 +133,7 @@ def forget_person(store: Store, who: str, actor: str) -> dict[str, int]:
                        WHERE person_id = ?""", [pid])
         con.execute("DELETE FROM people WHERE person_id = ?", [pid])
         counts["people"] = 1
-        store._audit(actor, "forget", f"person:{pid}")
+        store.audit(actor, "forget", f"person:{pid}")
     return counts
 
 
@@ -144,7 +144,7 @@ def purge_unknown(store: Store, retention_days: int, actor: str, now: datetime |
     photo archive must not erase its unknown faces on the spot. The sighting rows stay
     (counts and statistics keep working) without the biometric data.
     """
-    cutoff = (now or _now()) - timedelta(days=retention_days)
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
     with transaction(store):
         where = """person_id IS NULL
                    AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
@@ -154,7 +154,7 @@ def purge_unknown(store: Store, retention_days: int, actor: str, now: datetime |
         n = int(row[0]) if row else 0
         if n:
             store.con.execute(f"UPDATE sightings SET embedding = NULL, thumb = NULL WHERE {where}", [cutoff])
-            store._audit(actor, "purge", f"sightings:{n} before:{cutoff.isoformat(timespec='seconds')}")
+            store.audit(actor, "purge", f"sightings:{n} before:{cutoff.isoformat(timespec='seconds')}")
     return n
 
 
@@ -165,4 +165,4 @@ def set_identities(store: Store, changes: list[tuple[int, int | None, float | No
             store.con.execute("UPDATE sightings SET person_id = ?, match_score = ? WHERE sighting_id = ?",
                               [person, score, sighting])
             if person is not None:
-                store._audit(actor, "identify", f"sighting:{sighting} person:{person}")
+                store.audit(actor, "identify", f"sighting:{sighting} person:{person}")
