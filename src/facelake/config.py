@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         "their faces reach the sizes RetinaFace's anchors were trained on (16-512 px).",
     )
     detect_max_side: int = Field(
-        1280, ge=320, le=8192, title="First-pass long side for large images",
+        1024, ge=320, le=8192, title="First-pass long side for large images",
         description="Larger images are searched shrunk to this size first; small faces found "
         "there are confirmed on full-resolution crops (see detect_refine_below_px).",
     )

@@ -60,7 +60,7 @@ class AnalyzerOptions:
     det_threshold: float = 0.6
     nms_iou: float = 0.4
     detect_min_side: int = 640
-    detect_max_side: int = 1280
+    detect_max_side: int = 1024
     detect_refine_below_px: int = 40
     detect_candidate_threshold: float = 0.02
     max_upscale: float = 8.0
