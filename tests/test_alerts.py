@@ -80,13 +80,21 @@ def subscribe(port: int) -> tuple[object, list[tuple[str, bytes, bool]]]:
     import paho.mqtt.client as mqtt
 
     messages: list[tuple[str, bytes, bool]] = []
+    subscribed = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-listener")
     client.on_message = lambda _c, _u, msg: messages.append((msg.topic, msg.payload, bool(msg.retain)))
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
     client.connect("127.0.0.1", port)
-    client.subscribe("#", qos=1)
     client.loop_start()
-    time.sleep(0.3)
+    assert subscribed.wait(10), "test subscriber could not subscribe"
     return client, messages
+
+
+def wait_for(condition: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():  # type: ignore[operator]
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -131,7 +139,7 @@ outputs = ["webhook"]
 """)
     client, messages = subscribe(mosquitto)
     code, output = cli(db, "ingest", str(door), "--workers", "1", "--alerts", str(alerts))
-    time.sleep(0.5)
+    wait_for(lambda: any(t == "facelake/door/crop" for t, _, _ in messages))
     client.loop_stop()  # type: ignore[attr-defined]
     assert code == 0, output
     assert "alerts: 2 raised, 0 not delivered" in output
