@@ -15,9 +15,9 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import ConfigError, FacelakeError, NoFaceFound, StoreError
-from ..pipeline import IngestSummary, Namer, analyzer_options, make_job, records
+from ..pipeline import IngestSummary, Job, Namer, analyzer_options, make_job, records
 from ..pipeline import ingest as ingest_images
-from ..sources.decode import decode_image
+from ..sources.decode import ImageMeta, decode_image
 from ..sources.folder import Entry
 from ..store import people as sql
 from ..store.duck import ImageRecord, SightingRecord, Store
@@ -82,9 +82,10 @@ class Enrollment:
     sightings: list[int]
 
 
-def _enrollment_face(path: Path, faces: list[Face], face: int | None) -> int:
+def _pick_face(path: Path, faces: list[Face], face: int | None) -> int:
+    """The face a command means: the only one, or the one ``--face`` names."""
     if not faces:
-        raise NoFaceFound(f"{path}: no face found; enrollment needs a photo with the person's face")
+        raise NoFaceFound(f"{path}: no face found; the photo must show the person's face")
     if face is None:
         if len(faces) > 1:
             sizes = ", ".join(f"{i}: {f.detection.box[2]:.0f} px wide" for i, f in enumerate(faces))
@@ -93,6 +94,18 @@ def _enrollment_face(path: Path, faces: list[Face], face: int | None) -> int:
     if not 0 <= face < len(faces):
         raise ConfigError(f"{path}: --face must be between 0 and {len(faces) - 1}, got {face}")
     return face
+
+
+def _photo_faces(
+    path: Path, camera: str, face: int | None, settings: Settings, analyzer: FaceAnalyzer
+) -> tuple[Job, ImageMeta, list[Face], int]:
+    """Read, decode and analyse a photo given on the command line; returns the chosen face's index too."""
+    job = make_job(Entry(path, camera), int(settings.max_file_mb * 1e6))
+    if job.data is None:
+        raise FacelakeError(f"{path}: {job.error}")
+    decoded = decode_image(job.data, settings.max_pixels)
+    faces = analyzer.analyze(decoded.pixels)
+    return job, decoded.meta, faces, _pick_face(path, faces, face)
 
 
 def enroll_person(
@@ -108,15 +121,7 @@ def enroll_person(
     if not name.strip():
         raise ConfigError("the person's name must not be empty")
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
-    max_bytes = int(settings.max_file_mb * 1e6)
-    prepared = []
-    for path in photos:
-        job = make_job(Entry(path, ENROLLMENT_CAMERA), max_bytes)
-        if job.data is None:
-            raise FacelakeError(f"{path}: {job.error}")
-        decoded = decode_image(job.data, settings.max_pixels)
-        faces = analyzer.analyze(decoded.pixels)
-        prepared.append((job, decoded.meta, faces, _enrollment_face(path, faces, face)))
+    prepared = [_photo_faces(path, ENROLLMENT_CAMERA, face, settings, analyzer) for path in photos]
     with Store(settings.db) as store:
         with sql.transaction(store):
             person = sql.add_person(store, name.strip(), consent.strip())
@@ -206,8 +211,6 @@ def purge(settings: Settings) -> int:
         n = sql.purge_unknown(store, settings.retention_days, actor="cli")
         sync_index(store, settings)
     return n
-
-
 
 
 # --- clusters of unknown faces -----------------------------------------------------------------
@@ -382,11 +385,13 @@ def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSy
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         added += index.add(ids, np.array([r[1] for r in rows], dtype=np.float32))
         last = int(ids[-1])
-    live = {r[0] for r in store.con.execute(
-        "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [DLIB_RESNET]).fetchall()}
-    if len(index) != len(live):
+    counted = store.con.execute(
+        "SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model = ?", [DLIB_RESNET]).fetchone()
+    if counted is not None and len(index) != int(counted[0]):
         # Embeddings erased by forget/purge leave keys behind; a crash between saving the
         # index and its state can leave the opposite. Either way the database decides.
+        live = {r[0] for r in store.con.execute(
+            "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [DLIB_RESNET]).fetchall()}
         keys = set(index.keys().tolist())
         removed = index.remove(np.array(sorted(keys - live), dtype=np.int64))
         missing = sorted(live - keys)
@@ -417,11 +422,8 @@ def search(settings: Settings, photo: Path, top: int = 10, face: int | None = No
            analyzer: FaceAnalyzer | None = None) -> list[SearchHit]:
     """Past sightings of the face in ``photo``, most similar first (an audited query)."""
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
-    job = make_job(Entry(photo, "search"), int(settings.max_file_mb * 1e6))
-    if job.data is None:
-        raise FacelakeError(f"{photo}: {job.error}")
-    faces = analyzer.analyze(decode_image(job.data, settings.max_pixels).pixels)
-    chosen = faces[_enrollment_face(photo, faces, face)]
+    job, _, faces, chosen_index = _photo_faces(photo, "search", face, settings, analyzer)
+    chosen = faces[chosen_index]
     with Store(settings.db) as store:
         index = sync_index(store, settings).index
         hits = index.search(chosen.embedding, top)
