@@ -22,10 +22,10 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import build_set  # noqa: E402
+from accuracy import build_set
 
-from facelake import cluster, enroll_person, ingest, load_settings  # noqa: E402
-from facelake.identities.cluster import bcubed  # noqa: E402
+from facelake import cluster, enroll_person, ingest, load_settings
+from facelake.identities.cluster import bcubed
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     for person in people:
         if person in unenrolled:
             continue
-        first = sorted(k for k in photos if labels[k] == person)[0]
+        first = min(k for k in photos if labels[k] == person)
         enroll_person(settings, person, [photos[first]], consent="benchmark: public dev photos")
         enrolled_keys.add(first)
     cams = work / "cams"

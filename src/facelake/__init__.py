@@ -6,7 +6,6 @@ tree. The CLI is a thin shell over exactly these.
 
 from __future__ import annotations
 
-from .alerts.service import ingest
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
@@ -16,11 +15,12 @@ from .errors import (
     ModelLoadError,
     NoFaceFound,
     ReadOnlyViolation,
+    SourceError,
     StoreError,
 )
 from .identities.service import cluster, enroll_person, forget, identify, purge, search
 from .pipeline import EmbedOutcome, IngestSummary, embed_paths
-from .service import QueryResult, export_parquet, run_sql, stats
+from .service import QueryResult, export_parquet, ingest, run_sql, stats
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "QueryResult",
     "ReadOnlyViolation",
     "Settings",
+    "SourceError",
     "StoreError",
     "cluster",
     "embed_paths",

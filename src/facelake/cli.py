@@ -17,11 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import errors
-from .alerts.service import ingest
 from .config import Settings, load_settings
 from .identities import service as people_service
 from .pipeline import embed_paths
-from .service import QueryResult, export_parquet, run_sql, stats
+from .service import QueryResult, export_parquet, ingest, run_sql, stats
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -30,6 +29,7 @@ EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ModelLoadError: 5,
     errors.ImageUnreadable: 6,
     errors.NoFaceFound: 7,
+    errors.SourceError: 8,
 }
 """Exit code per error class (the most specific class listed wins); other errors exit 1."""
 
@@ -89,7 +89,7 @@ def main(
 @app.command("ingest")
 @_reports_errors
 def ingest_cmd(
-    sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) and image files.")],
+    sources: Annotated[list[str], typer.Argument(help="Folders (searched recursively), image files, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX.")],
     camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
     detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,

@@ -6,6 +6,7 @@
     ├── ImageUnreadable           the bytes are not an image we can decode safely
     │   └── ImageTooLarge         file or pixel count over the configured limit
     ├── NoFaceFound               an operation that needs a face got none
+    ├── SourceError               a source or sink cannot be listed or written (bucket, credentials)
     └── StoreError                the database refused an operation
         └── ReadOnlyViolation     a write was attempted through the read-only SQL command
 
@@ -38,6 +39,10 @@ class ImageTooLarge(ImageUnreadable):
 
 class NoFaceFound(FacelakeError):
     """An operation that needs a face found none."""
+
+
+class SourceError(FacelakeError):
+    """A source cannot be listed, or a sink written (missing bucket, no credentials, network)."""
 
 
 class StoreError(FacelakeError):

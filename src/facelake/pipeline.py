@@ -1,10 +1,16 @@
-"""Image → faces → sightings: batching, worker processes, idempotency and error capture.
+"""Image → faces → sightings: one ingest, whatever the source, with its stages plugged in.
 
-The main process lists the sources, hashes each file (the hash *is* the image id, so a
-file already stored is skipped before any decoding) and owns the only database
-connection. Worker processes decode and run the models; each loads them once. Every image
-is written in its own transaction as its result arrives, so a crash loses at most the
-images in flight, never half an image.
+The main process lists the sources and reads each entry's bytes (threads overlap the
+downloads of bucket objects); the bytes' hash *is* the image id, so an image already stored
+is skipped before any decoding, and an object version already stored is skipped before it
+is even downloaded. Worker processes decode and run the models; each loads them once. The
+main process owns the only database connection and writes every image in its own
+transaction as its result arrives, so a crash loses at most the images in flight, never
+half an image.
+
+What happens around each write (naming, alerts, purging expired faces) is not this
+module's business: those are :class:`Stage` objects the caller plugs in, so ``ingest``,
+``watch`` and the Cloud Function run the same line of stages.
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
 
 from .config import Settings
-from .errors import FacelakeError, ImageTooLarge, ImageUnreadable
+from .errors import FacelakeError
+from .sources import Entry, Source, open_source
 from .sources.decode import DecodedImage, ImageMeta, decode_image
-from .sources.folder import Entry, list_sources
 from .store.duck import ImageRecord, SightingRecord, Store
 from .vision.analyzer import AnalyzerOptions, FaceAnalyzer
 from .vision.types import Face
@@ -40,6 +50,7 @@ class Job:
     mtime: float | None
     error: str | None = None
     size: int | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,10 +61,6 @@ class ImageResult:
     meta: ImageMeta | None
     faces: list[Face]
     error: str | None
-
-
-Namer = Callable[[list[Face]], list[tuple[int | None, float | None]]]
-"""Names faces: ``(person_id, match_score)`` per face, ``(None, None)`` for unknown ones."""
 
 
 @dataclass
@@ -73,6 +80,30 @@ class IngestSummary:
     def images_per_second(self) -> float:
         done = self.new + self.failed
         return done / self.seconds if self.seconds > 0 else 0.0
+
+
+class Stage:
+    """A step plugged into ingest around each image's write; every hook does nothing by default.
+
+    ``annotate`` may change the sightings before they are written (naming); ``stored`` sees
+    each committed image (alerts); ``after_run`` runs once a batch of entries is done, with
+    the store (purging expired faces); ``close`` runs when the ingestor shuts down.
+    """
+
+    def start(self, store: Store) -> None:
+        """Called once, before the first image, with the open store."""
+
+    def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
+        return sightings
+
+    def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: list[int]) -> None:
+        """Called after the image's transaction committed (``ids`` are the new sighting ids)."""
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        """Called after each :meth:`Ingestor.run`, with that run's summary."""
+
+    def close(self, summary: IngestSummary) -> None:
+        """Called once when the ingestor closes, with the last run's summary."""
 
 
 def analyzer_options(settings: Settings) -> AnalyzerOptions:
@@ -98,29 +129,22 @@ def image_id_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def make_job(entry: Entry, max_bytes: int) -> Job:
+def make_job(entry: Entry, source: Source, max_bytes: int) -> Job:
     """Read and hash one listed entry; unreadable places become jobs that carry their error.
 
-    A place whose bytes cannot be read gets an id derived from its path, so re-running on
+    A place whose bytes cannot be read gets an id derived from its uri, so re-running on
     the same broken input updates one error row instead of adding another.
     """
-    uri = str(entry.path)
-    if entry.error is None:
+    error = entry.error
+    if error is None:
         try:
-            size = entry.path.stat().st_size
-            if size > max_bytes:
-                raise ImageTooLarge(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
-            if not entry.path.is_file():
-                raise ImageUnreadable("not a regular file")
-            data = entry.path.read_bytes()
-            return Job(image_id_of(data), uri, entry.camera, data, entry.path.stat().st_mtime, size=len(data))
-        except OSError as exc:
-            error = f"cannot read file: {exc.strerror or exc}"
-        except ImageUnreadable as exc:
+            data = source.read(entry, max_bytes)
+            return Job(image_id_of(data), entry.uri, entry.camera, data, entry.mtime, size=len(data),
+                       version=entry.version)
+        except FacelakeError as exc:
             error = str(exc)
-    else:
-        error = entry.error
-    return Job(image_id_of(b"unreadable:" + uri.encode()), uri, entry.camera, None, None, error)
+    return Job(image_id_of(b"unreadable:" + entry.uri.encode()), entry.uri, entry.camera, None, None, error,
+               size=entry.size)
 
 
 # --- worker side -------------------------------------------------------------------------
@@ -129,8 +153,12 @@ _ANALYZER: FaceAnalyzer | None = None
 _MAX_PIXELS = 0
 
 
-def _init_worker(options: AnalyzerOptions, max_pixels: int) -> None:
+def _init_worker(options: AnalyzerOptions, max_pixels: int, in_child: bool = False) -> None:
     global _ANALYZER, _MAX_PIXELS
+    if in_child:
+        # Ctrl-C reaches the whole process group: the main process decides when to stop,
+        # so workers finish the images in hand instead of dying with them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ANALYZER = FaceAnalyzer(options)
     _ANALYZER.load()
     _MAX_PIXELS = max_pixels
@@ -157,16 +185,16 @@ def _process_batch(jobs: list[Job]) -> list[ImageResult]:
 
 def _strip(job: Job) -> Job:
     """The job without its bytes, so results don't carry the image back across processes."""
-    return Job(job.image_id, job.uri, job.camera, None, job.mtime, job.error, job.size)
+    return Job(job.image_id, job.uri, job.camera, None, job.mtime, job.error, job.size, job.version)
 
 
 # --- main side ---------------------------------------------------------------------------
 
 
 def records(
-    job: Job, meta: ImageMeta | None, faces: list[Face], names: Namer | None, error: str | None = None
+    job: Job, meta: ImageMeta | None, faces: list[Face], error: str | None = None
 ) -> tuple[ImageRecord, list[SightingRecord]]:
-    """The rows that store one analysed image (and its named faces)."""
+    """The rows that store one analysed image (faces not yet named)."""
     if error is not None or meta is None:
         return ImageRecord(job.image_id, job.uri, job.camera, "error", error=error, bytes=job.size), []
     taken, source = meta.taken_at, "exif"
@@ -178,14 +206,13 @@ def records(
         gps_lat=meta.gps_lat, gps_lon=meta.gps_lon, camera_make=meta.make, camera_model=meta.model,
         format=meta.format, width=meta.width, height=meta.height, bytes=job.size,
     )
-    named = names(faces) if names is not None else [(None, None)] * len(faces)
     sightings = [
         SightingRecord(
             face_index=i, box=f.detection.box, landmarks=f.detection.landmarks,
             det_score=f.detection.score, quality=f.quality, embedding=f.embedding,
-            model=f.model, thumb=f.thumb, person_id=person, match_score=score,
+            model=f.model, thumb=f.thumb,
         )
-        for i, (f, (person, score)) in enumerate(zip(faces, named))
+        for i, f in enumerate(faces)
     ]
     return image, sightings
 
@@ -194,10 +221,14 @@ def default_workers(settings: Settings) -> int:
     return settings.workers or max(1, os.cpu_count() or 1)
 
 
-def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
-    chunk: list[Job] = []
-    for job in jobs:
-        chunk.append(job)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
         if len(chunk) >= size:
             yield chunk
             chunk = []
@@ -205,76 +236,158 @@ def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
         yield chunk
 
 
-def _results(jobs: Iterable[Job], settings: Settings, workers: int) -> Iterator[ImageResult]:
-    """Results in job order; with one worker the models run in this process.
+def _prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: int) -> Iterator[R]:
+    """``map(fn, items)`` in order, with up to ``window`` calls running on ``threads`` threads.
 
-    At most ``2 × workers`` batches are in flight, which bounds memory on huge folders while
-    keeping every worker busy.
+    Reading is I/O: for bucket objects each read is a network round trip, so a few in
+    flight keep the workers fed; the window bounds how many images sit in memory.
     """
-    options = analyzer_options(settings)
-    batches = _chunks(jobs, settings.batch_images)
-    if workers <= 1:
-        _init_worker(options, settings.max_pixels)
-        for batch in batches:
-            yield from _process_batch(batch)
+    if threads <= 1:
+        yield from map(fn, items)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(options, settings.max_pixels)) as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="facelake-read") as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+OnImage = Callable[[str, str, int, str | None], None]
+"""``on_image(uri, outcome, faces, error)`` with outcome ``new``, ``skipped`` or ``failed``."""
+
+
+class Ingestor:
+    """Owns the database connection, the worker processes and the stages for one or many runs.
+
+    ``ingest`` makes one and calls :meth:`run` once; ``watch`` keeps one open and calls
+    :meth:`run` for every group of files that arrives, so models, workers and the gallery
+    are loaded once. :meth:`stop` (from a signal handler) makes the current run take no new
+    image: the images in hand are finished and written, then ``run`` returns.
+    """
+
+    def __init__(self, settings: Settings, stages: Sequence[Stage] = (), workers: int | None = None) -> None:
+        self.settings = settings
+        self.stages = list(stages)
+        self.workers = workers or default_workers(settings)
+        self.max_bytes = int(settings.max_file_mb * 1e6)
+        self._stop = threading.Event()
+        self._pool: ProcessPoolExecutor | None = None
+        self._store: Store | None = None
+        self._last = IngestSummary()
+
+    def __enter__(self) -> Self:
+        self._store = Store(self.settings.db)
+        try:
+            for stage in self.stages:
+                stage.start(self._store)
+        except BaseException:
+            self._store.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            for stage in self.stages:
+                stage.close(self._last)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+            if self._store is not None:
+                self._store.close()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("use the Ingestor as a context manager")
+        return self._store
+
+    def stop(self) -> None:
+        """Take no new image; the run in progress finishes the ones in hand and returns."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _results(self, jobs: Iterable[Job]) -> Iterator[ImageResult]:
+        """Results in job order; with one worker the models run in this process.
+
+        At most ``2 × workers`` batches are in flight, which bounds memory on huge folders
+        while keeping every worker busy.
+        """
+        batches = _chunks(jobs, self.settings.batch_images)
+        options = analyzer_options(self.settings)
+        if self.workers <= 1:
+            if _ANALYZER is None:
+                _init_worker(options, self.settings.max_pixels)
+            for batch in batches:
+                yield from _process_batch(batch)
+            return
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(options, self.settings.max_pixels, True))
         pending: deque[Future[list[ImageResult]]] = deque()
         for batch in batches:
-            pending.append(pool.submit(_process_batch, batch))
-            if len(pending) >= 2 * workers:
+            pending.append(self._pool.submit(_process_batch, batch))
+            if len(pending) >= 2 * self.workers:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
 
-
-def ingest(
-    sources: list[Path],
-    settings: Settings,
-    camera: str | None = None,
-    workers: int | None = None,
-    on_listed: Callable[[int], None] | None = None,
-    on_image: Callable[[str, str, int, str | None], None] | None = None,
-    namer: Namer | None = None,
-    on_stored: Callable[[ImageRecord, list[SightingRecord], list[int]], None] | None = None,
-) -> IngestSummary:
-    """Find every face in ``sources`` and store them as sightings in ``settings.db``.
-
-    Images already stored are skipped by content hash, so ingest can run every hour on the
-    same folder. ``on_listed(total)`` is called once the sources are listed and
-    ``on_image(uri, outcome, faces, error)`` after each image (outcome ``new``, ``skipped``
-    or ``failed``); the CLI drives its progress bar with them. ``namer`` names faces as
-    they are stored (the identities module passes one built from the enrolled people), and
-    ``on_stored(image, sightings, ids)`` sees every committed image (the alerts hook).
-    """
-    start = time.perf_counter()
-    summary = IngestSummary()
-    entries = list(list_sources(sources, camera))
-    if on_listed:
-        on_listed(len(entries))
-    max_bytes = int(settings.max_file_mb * 1e6)
-    with Store(settings.db) as store:
+    def run(self, sources: Sequence[Source], on_listed: Callable[[int], None] | None = None,
+            on_image: OnImage | None = None, entries: Sequence[tuple[Source, Entry]] | None = None,
+            ) -> IngestSummary:
+        """Ingest every entry of ``sources`` (or the given ``entries``); returns this run's summary."""
+        start = time.perf_counter()
+        summary = IngestSummary()
+        store = self.store
+        listed = list(entries) if entries is not None else [(src, e) for src in sources for e in src.entries()]
+        if on_listed:
+            on_listed(len(listed))
         done = store.known_ok()
+        seen = store.known_objects()
         queued: set[str] = set()
 
+        def skip(uri: str) -> None:
+            summary.skipped += 1
+            if on_image:
+                on_image(uri, "skipped", 0, None)
+
+        def fresh() -> Iterator[tuple[Source, Entry]]:
+            for src, entry in listed:
+                if self._stop.is_set():
+                    return
+                if entry.version is not None and (entry.uri, entry.version) in seen:
+                    skip(entry.uri)
+                    continue
+                yield src, entry
+
         def jobs() -> Iterator[Job]:
-            for entry in entries:
-                job = make_job(entry, max_bytes)
+            threads = max((src.read_threads for src, _ in listed), default=1)
+            for job in _prefetched(fresh(), lambda se: make_job(se[1], se[0], self.max_bytes), threads, 32):
+                if self._stop.is_set():
+                    return
                 if job.image_id in done or job.image_id in queued:
-                    summary.skipped += 1
-                    if on_image:
-                        on_image(job.uri, "skipped", 0, None)
+                    if job.image_id in done:
+                        store.remember_object(job.uri, job.version, job.image_id)
+                    skip(job.uri)
                     continue
                 queued.add(job.image_id)
                 yield job
 
-        for result in _results(jobs(), settings, workers or default_workers(settings)):
-            image, sightings = records(result.job, result.meta, result.faces, namer, result.error)
-            ids = store.write_image(image, sightings)
-            if on_stored is not None and ids:
-                on_stored(image, sightings, ids)
+        for result in self._results(jobs()):
+            image, sightings = records(result.job, result.meta, result.faces, result.error)
+            for stage in self.stages:
+                sightings = stage.annotate(image, sightings)
+            ids = store.write_image(image, sightings, version=result.job.version)
+            if ids:
+                for stage in self.stages:
+                    stage.stored(image, sightings, ids)
             if image.status == "ok":
                 summary.new += 1
                 summary.faces += len(sightings)
@@ -284,8 +397,33 @@ def ingest(
                 summary.errors.append((image.uri, image.error or ""))
             if on_image:
                 on_image(image.uri, "new" if image.status == "ok" else "failed", len(sightings), image.error)
-    summary.seconds = time.perf_counter() - start
-    return summary
+        for stage in self.stages:
+            stage.after_run(store, summary)
+        summary.seconds = time.perf_counter() - start
+        self._last = summary
+        return summary
+
+
+def ingest(
+    sources: Sequence[str | Path | Source],
+    settings: Settings,
+    stages: Sequence[Stage] = (),
+    camera: str | None = None,
+    workers: int | None = None,
+    on_listed: Callable[[int], None] | None = None,
+    on_image: OnImage | None = None,
+) -> IngestSummary:
+    """Find every face in ``sources`` and store them as sightings in ``settings.db``.
+
+    Sources are folders, files, ``gs://`` or ``s3://`` URIs (or :class:`Source` objects).
+    Images already stored are skipped by content hash (and bucket objects by version, before
+    download), so ingest can run every hour on the same source. ``on_listed(total)`` is
+    called once the sources are listed and ``on_image`` after each image; the CLI drives
+    its progress bar with them. ``stages`` name, alert and purge (see :func:`facelake.ingest`).
+    """
+    opened = [s if isinstance(s, Source) else open_source(s, camera) for s in sources]
+    with Ingestor(settings, stages, workers) as ingestor:
+        return ingestor.run(opened, on_listed, on_image)
 
 
 @dataclass(frozen=True)
@@ -297,10 +435,15 @@ class EmbedOutcome:
     error: str | None
 
 
-def embed_paths(paths: list[Path], settings: Settings, workers: int = 1) -> Iterator[EmbedOutcome]:
+def embed_paths(paths: Sequence[str | Path], settings: Settings, workers: int = 1) -> Iterator[EmbedOutcome]:
     """Faces and embeddings of each input image, in input order, without touching a database."""
-    entries = list(list_sources(paths))
     max_bytes = int(settings.max_file_mb * 1e6)
-    jobs = (make_job(e, max_bytes) for e in entries)
-    for result in _results(jobs, settings, workers):
-        yield EmbedOutcome(result.job.uri, result.faces, result.error)
+    listed = [(src, e) for src in map(open_source, paths) for e in src.entries()]
+    jobs = (make_job(e, src, max_bytes) for src, e in listed)
+    ingestor = Ingestor(settings, workers=workers)
+    try:
+        for result in ingestor._results(jobs):
+            yield EmbedOutcome(result.job.uri, result.faces, result.error)
+    finally:
+        if ingestor._pool is not None:
+            ingestor._pool.shutdown(cancel_futures=True)

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .alerts.service import alert_stage
 from .config import Settings
+from .identities.service import NamingStage, PurgeStage
+from .pipeline import IngestSummary, OnImage, Stage
+from .pipeline import ingest as run_ingest
+from .sources import Source
 from .store.duck import Store
+
+
+def default_stages(settings: Settings, purge_every_s: float = 3600.0) -> list[Stage]:
+    """The line every trigger runs: name enrolled people → alert by the rules → purge expired faces."""
+    alerts = alert_stage(settings)
+    stages: list[Stage] = [NamingStage(settings)]
+    if alerts is not None:
+        stages.append(alerts)
+    stages.append(PurgeStage(settings, purge_every_s))
+    return stages
+
+
+def ingest(
+    sources: Sequence[str | Path | Source],
+    settings: Settings,
+    camera: str | None = None,
+    workers: int | None = None,
+    on_listed: Callable[[int], None] | None = None,
+    on_image: OnImage | None = None,
+) -> IngestSummary:
+    """The whole job on folders, files or ``gs://``/``s3://`` prefixes: store faces, name, alert, purge."""
+    return run_ingest(sources, settings, default_stages(settings), camera, workers, on_listed, on_image)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Rules applied to faces as they are stored, and the ingest that sends the alerts.
+"""Rules applied to faces as they are stored, and the ingest stage that sends the alerts.
 
 Debounce: a rule stays silent for ``debounce_s`` after alerting about the same enrolled
 person, or about a stranger whose face matches (same-person threshold) one it alerted about
@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..config import Settings
-from ..identities import service as identities
-from ..pipeline import IngestSummary
+from ..pipeline import IngestSummary, Stage
 from ..store.duck import ImageRecord, SightingRecord, Store
 from ..store.people import list_people
 from .outputs import Alert, Dispatcher, MqttOutput, Output, WebhookOutput
@@ -85,27 +83,41 @@ def outputs_for(config: AlertConfig) -> dict[str, Output]:
     return outputs
 
 
-def ingest(
-    sources: list[Path],
-    settings: Settings,
-    camera: str | None = None,
-    workers: int | None = None,
-    on_listed: Callable[[int], None] | None = None,
-    on_image: Callable[[str, str, int, str | None], None] | None = None,
-) -> IngestSummary:
-    """The whole job: ingest, name enrolled people, alert by the rules, purge expired faces."""
-    if settings.alerts_file is None:
-        return identities.ingest(sources, settings, camera, workers, on_listed, on_image)
-    config = load_alerts(settings.alerts_file)
-    with Store(settings.db) as store:
+class AlertStage(Stage):
+    """Raises alerts for stored faces by the rules, through a background dispatcher.
+
+    Delivery runs on the dispatcher's thread so a slow webhook never holds up ingest;
+    ``close`` waits up to ``flush_s`` for the queue to drain and counts what was not sent.
+    """
+
+    def __init__(self, settings: Settings, config: AlertConfig) -> None:
+        self.settings, self.config = settings, config
+        self.dispatcher: Dispatcher | None = None
+        self.engine: AlertEngine | None = None
+        self._reported = 0
+
+    def start(self, store: Store) -> None:
         names = {p.person_id: p.name for p in list_people(store)}
-    dispatcher = Dispatcher(outputs_for(config), config.queue_size)
-    engine = AlertEngine(config, names, settings.match_threshold, dispatcher.submit)
-    try:
-        summary = identities.ingest(sources, settings, camera, workers, on_listed, on_image,
-                                    on_stored=engine.on_stored)
-    finally:
-        undelivered = dispatcher.close(config.flush_s)
-    summary.alerts = engine.raised
-    summary.alerts_undelivered = undelivered
-    return summary
+        self.dispatcher = Dispatcher(outputs_for(self.config), self.config.queue_size)
+        self.engine = AlertEngine(self.config, names, self.settings.match_threshold, self.dispatcher.submit)
+
+    def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: list[int]) -> None:
+        assert self.engine is not None, "stage not started"
+        self.engine.on_stored(image, sightings, ids)
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        assert self.engine is not None, "stage not started"
+        summary.alerts = self.engine.raised - self._reported
+        self._reported = self.engine.raised
+        self.engine.names = {p.person_id: p.name for p in list_people(store)}
+
+    def close(self, summary: IngestSummary) -> None:
+        if self.dispatcher is not None:
+            summary.alerts_undelivered = self.dispatcher.close(self.config.flush_s)
+
+
+def alert_stage(settings: Settings) -> AlertStage | None:
+    """The alert stage of ``settings.alerts_file``, or ``None`` when no rules are configured."""
+    if settings.alerts_file is None:
+        return None
+    return AlertStage(settings, load_alerts(settings.alerts_file))

@@ -7,18 +7,17 @@ anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..config import Settings
 from ..errors import ConfigError, FacelakeError, NoFaceFound, StoreError
-from ..pipeline import IngestSummary, Job, Namer, analyzer_options, make_job, records
-from ..pipeline import ingest as ingest_images
+from ..pipeline import IngestSummary, Job, Stage, analyzer_options, make_job, records
 from ..sources.decode import ImageMeta, decode_image
-from ..sources.folder import Entry
+from ..sources.folder import FolderSource, file_entry
 from ..store import people as sql
 from ..store.duck import ImageRecord, SightingRecord, Store
 from ..vision.analyzer import FaceAnalyzer
@@ -43,36 +42,53 @@ def _decide(match: Match, quality: float, settings: Settings) -> tuple[int | Non
     return match.person, match.score
 
 
-def namer(gallery: Gallery, settings: Settings) -> Namer:
-    """Names faces of good enough quality; tiny, blurred or doubtful faces stay unknown."""
+class NamingStage(Stage):
+    """Names the faces of enrolled people as they are stored (open-set: the rest stay unknown).
 
-    def name(faces: list[Face]) -> list[tuple[int | None, float | None]]:
-        if not faces or len(gallery.people_) == 0:
-            return [(None, None)] * len(faces)
-        matches = gallery.match(np.stack([f.embedding for f in faces]))
-        return [_decide(m, f.quality, settings) for f, m in zip(faces, matches)]
+    The gallery is loaded once when the ingest starts; ``watch`` reloads it after each
+    batch so people enrolled meanwhile are recognised from then on.
+    """
 
-    return name
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gallery: Gallery | None = None
+
+    def start(self, store: Store) -> None:
+        self.gallery = load_gallery(store, self.settings)
+
+    def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
+        gallery = self.gallery
+        if not sightings or gallery is None or len(gallery.people_) == 0:
+            return sightings
+        matches = gallery.match(np.stack([s.embedding for s in sightings]))
+        named = []
+        for s, m in zip(sightings, matches):
+            person, score = _decide(m, s.quality, self.settings)
+            named.append(replace(s, person_id=person, match_score=score))
+        return named
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        self.gallery = load_gallery(store, self.settings)
 
 
-def ingest(
-    sources: list[Path],
-    settings: Settings,
-    camera: str | None = None,
-    workers: int | None = None,
-    on_listed: Callable[[int], None] | None = None,
-    on_image: Callable[[str, str, int, str | None], None] | None = None,
-    on_stored: Callable[[ImageRecord, list[SightingRecord], list[int]], None] | None = None,
-) -> IngestSummary:
-    """Ingest images, name the faces of enrolled people, then purge expired unknown faces."""
-    with Store(settings.db) as store:
-        gallery = load_gallery(store, settings)
-    summary = ingest_images(sources, settings, camera=camera, workers=workers, on_listed=on_listed,
-                            on_image=on_image, namer=namer(gallery, settings), on_stored=on_stored)
-    with Store(settings.db) as store:
-        summary.purged = sql.purge_unknown(store, settings.retention_days, actor="ingest")
-        sync_index(store, settings)
-    return summary
+class PurgeStage(Stage):
+    """Erases expired unknown faces and brings the search index up to date after a run.
+
+    A long-running watcher calls it after every small batch; the purge itself runs at most
+    every ``every_s`` seconds (the index sync is cheap and always runs).
+    """
+
+    def __init__(self, settings: Settings, every_s: float = 3600.0) -> None:
+        self.settings, self.every_s = settings, every_s
+        self._last = float("-inf")
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            summary.purged = sql.purge_unknown(store, self.settings.retention_days, actor="ingest")
+            self._last = now
+        if summary.new or summary.purged:
+            sync_index(store, self.settings)
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,7 @@ def _photo_faces(
     path: Path, camera: str, face: int | None, settings: Settings, analyzer: FaceAnalyzer
 ) -> tuple[Job, ImageMeta, list[Face], int]:
     """Read, decode and analyse a photo given on the command line; returns the chosen face's index too."""
-    job = make_job(Entry(path, camera), int(settings.max_file_mb * 1e6))
+    job = make_job(file_entry(path, camera), FolderSource(path, camera), int(settings.max_file_mb * 1e6))
     if job.data is None:
         raise FacelakeError(f"{path}: {job.error}")
     decoded = decode_image(job.data, settings.max_pixels)
@@ -128,7 +144,7 @@ def enroll_person(
             store.audit("cli", "add_person", f"person:{person}")
         linked = []
         for job, meta, faces, chosen in prepared:
-            image, sightings = records(job, meta, faces, None)
+            image, sightings = records(job, meta, faces)
             store.write_image(image, sightings, actor="enroll")
             row = store.con.execute("SELECT sighting_id FROM sightings WHERE image_id = ? AND face_index = ?",
                                     [image.image_id, chosen]).fetchone()
@@ -439,7 +455,7 @@ def search(settings: Settings, photo: Path, top: int = 10, face: int | None = No
 
 
 __all__ = [
-    "ClusterResult", "ClusterRow", "Enrollment", "IdentifyResult", "cluster", "enroll_person", "forget",
-    "identify", "ingest", "list_clusters", "list_people", "merge_clusters", "name_cluster", "purge",
+    "ClusterResult", "ClusterRow", "Enrollment", "IdentifyResult", "NamingStage", "PurgeStage", "cluster", "enroll_person", "forget",
+    "identify", "list_clusters", "list_people", "merge_clusters", "name_cluster", "purge",
     "remove_person", "rename_person", "search", "split_cluster", "sync_index",
 ]

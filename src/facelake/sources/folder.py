@@ -1,4 +1,4 @@
-"""Local sources: a folder (recursive) or files named one by one.
+"""Local sources: a folder (recursive) or a file named by itself.
 
 Listing never raises on a bad entry: an unreadable directory or file becomes an
 :class:`Entry` carrying its error, so the ingest records it and goes on.
@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".pgm", ".ppm"}
-)
+from ..errors import ImageTooLarge, ImageUnreadable
+from .base import IMAGE_SUFFIXES, Entry
 
-
-@dataclass(frozen=True)
-class Entry:
-    """One thing found in a source: an image path, or a place that could not be read."""
-
-    path: Path
-    camera: str
-    error: str | None = None
+__all__ = ["IMAGE_SUFFIXES", "FolderSource", "camera_for", "file_entry"]
 
 
 def camera_for(path: Path, root: Path | None) -> str:
@@ -42,36 +33,70 @@ def camera_for(path: Path, root: Path | None) -> str:
     return path.resolve().parent.name or "default"
 
 
-def _walk(root: Path, folder: Path, camera: str | None) -> Iterator[Entry]:
+def file_entry(path: Path, camera: str) -> Entry:
+    """An entry for one file, with the version that tells a rewritten file from the old one."""
     try:
-        with os.scandir(folder) as it:
-            children = sorted(it, key=lambda e: e.name)
+        st = path.stat()
     except OSError as exc:
-        yield Entry(folder, camera or camera_for(folder / "_", root), f"cannot read directory: {exc.strerror or exc}")
-        return
-    for child in children:
-        path = Path(child.path)
-        try:
-            is_dir = child.is_dir()
-        except OSError as exc:
-            yield Entry(path, camera or camera_for(path, root), f"cannot stat: {exc.strerror or exc}")
-            continue
-        if is_dir:
-            yield from _walk(root, path, camera)
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            yield Entry(path, camera or camera_for(path, root))
+        return Entry(str(path), camera, error=f"cannot stat: {exc.strerror or exc}")
+    return Entry(str(path), camera, size=st.st_size, version=f"{st.st_mtime_ns}:{st.st_size}", mtime=st.st_mtime)
 
 
-def list_sources(sources: list[Path], camera: str | None = None) -> Iterator[Entry]:
-    """Every image under the given folders and files, in a stable (sorted) order.
+class FolderSource:
+    """A folder searched recursively, or a single file (taken whatever its suffix)."""
 
-    Files given explicitly are taken whatever their suffix (the decoder decides); inside
-    folders only image suffixes are listed, so sidecar files are not reported as errors.
-    """
-    for src in sources:
+    read_threads = 1
+
+    def __init__(self, path: Path, camera: str | None = None) -> None:
+        self.path = Path(path)
+        self.uri = str(self.path)
+        self.camera = camera
+
+    def __repr__(self) -> str:
+        return f"FolderSource({self.uri!r})"
+
+    def entries(self) -> Iterator[Entry]:
+        src = self.path
         if src.is_dir():
-            yield from _walk(src, src, camera)
+            yield from self._walk(src)
         elif src.exists() or src.is_symlink():
-            yield Entry(src, camera or camera_for(src, None))
+            yield file_entry(src, self.camera or camera_for(src, None))
         else:
-            yield Entry(src, camera or camera_for(src, None), "no such file or directory")
+            yield Entry(str(src), self.camera or camera_for(src, None), error="no such file or directory")
+
+    def _walk(self, folder: Path) -> Iterator[Entry]:
+        root, camera = self.path, self.camera
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield Entry(str(folder), camera or camera_for(folder / "_", root),
+                        error=f"cannot read directory: {exc.strerror or exc}")
+            return
+        for child in children:
+            path = Path(child.path)
+            try:
+                is_dir = child.is_dir()
+            except OSError as exc:
+                yield Entry(str(path), camera or camera_for(path, root), error=f"cannot stat: {exc.strerror or exc}")
+                continue
+            if is_dir:
+                yield from self._walk(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                yield file_entry(path, camera or camera_for(path, root))
+
+    def read(self, entry: Entry, max_bytes: int) -> bytes:
+        return read_file(Path(entry.uri), max_bytes)
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes, refusing it by its size before reading it."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLarge(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        if not path.is_file():
+            raise ImageUnreadable("not a regular file")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc

@@ -111,13 +111,28 @@ class Store:
         """Ids of every image already stored without error (what a re-run skips)."""
         return {r[0] for r in self.con.execute("SELECT image_id FROM images WHERE status = 'ok'").fetchall()}
 
+    def known_objects(self) -> set[tuple[str, str]]:
+        """``(uri, version)`` of every listed object whose image is stored without error."""
+        rows = self.con.execute(
+            """SELECT o.uri, o.version FROM source_objects o JOIN images i USING (image_id)
+               WHERE i.status = 'ok'"""
+        ).fetchall()
+        return {(r[0], r[1]) for r in rows}
+
+    def remember_object(self, uri: str, version: str | None, image_id: str) -> None:
+        """Note that ``uri`` at ``version`` holds ``image_id`` (part of the caller's transaction)."""
+        if version is not None:
+            self.con.execute("INSERT INTO source_objects VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                             [uri, version, image_id, utcnow()])
+
     def audit(self, actor: str, action: str, subject: str) -> None:
         """Append one row to the audit log (part of the caller's transaction, if one is open)."""
         self.con.execute('INSERT INTO audit ("at", actor, action, subject) VALUES (?, ?, ?, ?)',
                          [utcnow(), actor, action, subject])
 
     def write_image(
-        self, image: ImageRecord, sightings: Sequence[SightingRecord], actor: str = "ingest"
+        self, image: ImageRecord, sightings: Sequence[SightingRecord], actor: str = "ingest",
+        version: str | None = None,
     ) -> list[int]:
         """Store one image and its sightings atomically; returns the new sighting ids.
 
@@ -125,14 +140,16 @@ class Store:
 
         An image already stored ``ok`` is left untouched (returns ``[]``). An earlier
         ``error`` row for the same id is replaced: the file may have been fixed or a
-        directory made readable since.
+        directory made readable since. ``version`` (the source's object version) is
+        remembered with the image's uri in the same transaction.
         """
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
             status = con.execute("SELECT status FROM images WHERE image_id = ?", [image.image_id]).fetchone()
             if status and status[0] == "ok":
-                con.execute("ROLLBACK")
+                self.remember_object(image.uri, version, image.image_id)
+                con.execute("COMMIT")
                 return []
             if status:
                 con.execute("DELETE FROM images WHERE image_id = ?", [image.image_id])
@@ -163,6 +180,8 @@ class Store:
                 ids.append(int(row[0]))
                 if s.person_id is not None:
                     self.audit(actor, "identify", f"sighting:{row[0]} person:{s.person_id}")
+            if image.status == "ok":
+                self.remember_object(image.uri, version, image.image_id)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

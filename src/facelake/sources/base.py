@@ -1,0 +1,88 @@
+"""What every source is: a listing of entries and a way to read one entry's bytes.
+
+The pipeline sees only :class:`Source` and :class:`Entry`; whether the bytes come from a
+folder, a GCS bucket or an S3 bucket is the source's business. Each entry carries a
+``version`` (a file's mtime and size, a GCS generation, an S3 ETag): the store remembers
+which ``(uri, version)`` it has already stored, so re-listing a bucket downloads nothing it
+has seen, and the image id (the sha256 of the bytes) still makes the same bytes one image
+wherever they were found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol, runtime_checkable
+
+from ..errors import ImageTooLarge
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".pgm", ".ppm"}
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing a source listed: an image to read, or a place that could not be read."""
+
+    uri: str
+    camera: str
+    size: int | None = None
+    version: str | None = None
+    """Changes whenever the bytes may have changed (mtime+size, generation, ETag)."""
+    mtime: float | None = None
+    """Seconds since the epoch; the capture time of images without EXIF."""
+    error: str | None = None
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A place images come from."""
+
+    uri: str
+    read_threads: int
+    """How many reads may run at once (1 for local disks, more for network round trips)."""
+
+    def entries(self) -> Iterator[Entry]:
+        """Every image entry, in a stable order; never raises for one bad entry."""
+        ...
+
+    def read(self, entry: Entry, max_bytes: int) -> bytes:
+        """The entry's bytes; raises ImageTooLarge past ``max_bytes`` without reading them all."""
+        ...
+
+
+def camera_from_key(key: str, prefix: str, fallback: str) -> str:
+    """The camera of an object ``key`` listed under ``prefix``, by the folder rule.
+
+    Recorders write ``<camera>/<date>/<file>.jpg``: the first path part under the prefix is
+    the camera; an object directly under the prefix takes the prefix's last part (or
+    ``fallback``, the bucket name, when the prefix is empty).
+    """
+    rest = key[len(prefix):].lstrip("/") if key.startswith(prefix) else key
+    parts = PurePosixPath(rest).parts
+    if len(parts) > 1:
+        return parts[0]
+    name = PurePosixPath(prefix.rstrip("/")).name
+    return name or fallback or "default"
+
+
+def is_image_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_bounded(chunks: Iterator[bytes], max_bytes: int, where: str) -> bytes:
+    """Join a stream of chunks, stopping with ImageTooLarge as soon as it passes ``max_bytes``.
+
+    A listing's size can be stale or wrong (an object rewritten since); the stream is the
+    truth, so the limit is enforced on what actually arrives.
+    """
+    parts: list[bytes] = []
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise ImageTooLarge(f"{where}: more than {max_bytes / 1e6:.0f} MB, over the limit")
+        parts.append(chunk)
+    return b"".join(parts)

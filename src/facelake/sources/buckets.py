@@ -1,0 +1,246 @@
+"""Object stores: Google Cloud Storage and S3 (and S3-compatible servers), through their official clients.
+
+Why the official clients (google-cloud-storage, boto3) rather than one library for both:
+they read credentials from each cloud's standard chain (ADC, the AWS profile/env/IMDS chain)
+and honour the standard emulator variables (``STORAGE_EMULATOR_HOST``, ``AWS_ENDPOINT_URL``)
+with no facelake-specific settings, and a Cloud Function already has google-cloud-storage.
+The measured listing/download throughput is in docs/cloud.md.
+
+facelake never handles a secret itself: nothing here reads, prints or stores credentials.
+The clients are imported lazily: they belong to the ``cloud`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError
+from .base import Entry, camera_from_key, is_image_name, read_bounded
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    version: str
+    mtime: float | None
+
+
+class Bucket(Protocol):
+    """The few object-store operations facelake needs."""
+
+    uri: str
+    """``gs://name``, ``s3://name`` or a local folder path."""
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+    def read(self, key: str, max_bytes: int) -> bytes: ...
+    def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``gs://bucket/some/prefix`` → ``("gs", "bucket", "some/prefix")``."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("gs", "s3"):
+        raise ConfigError(f"not a bucket URI (expected gs://BUCKET/PREFIX or s3://BUCKET/PREFIX): {uri!r}")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"bucket name missing in {uri!r}")
+    return scheme, bucket, prefix
+
+
+def is_bucket_uri(value: str) -> bool:
+    return value.startswith(("gs://", "s3://"))
+
+
+def _missing_extra(exc: ImportError) -> ConfigError:
+    return ConfigError(f"bucket sources need the cloud extra: pip install 'facelake[cloud]' ({exc})")
+
+
+class GcsBucket:
+    """A Google Cloud Storage bucket (``STORAGE_EMULATOR_HOST`` points the client at an emulator)."""
+
+    def __init__(self, name: str, client: Any | None = None) -> None:
+        try:
+            from google.api_core import exceptions
+            from google.cloud import storage
+        except ImportError as exc:
+            raise _missing_extra(exc) from exc
+        self._errors = exceptions
+        self.name, self.uri = name, f"gs://{name}"
+        if client is None:
+            try:
+                client = storage.Client()
+            except Exception as exc:
+                raise SourceError(f"cannot open {self.uri}: no Google Cloud credentials found "
+                                  f"(run `gcloud auth application-default login`): {type(exc).__name__}") from exc
+        self._client = client
+        self._bucket = client.bucket(name)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            for blob in self._client.list_blobs(self.name, prefix=prefix or None, page_size=1000):
+                updated = blob.updated.timestamp() if blob.updated else None
+                yield ObjectInfo(blob.name, int(blob.size or 0), str(blob.generation), updated)
+        except self._errors.GoogleAPIError as exc:
+            raise SourceError(f"cannot list {self.uri}/{prefix}: {exc}") from exc
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        try:
+            # A ranged request: the server sends at most max_bytes + 1 bytes, whatever the object's size.
+            data = self._bucket.blob(key).download_as_bytes(start=0, end=max_bytes)
+        except self._errors.GoogleAPIError as exc:
+            raise ImageUnreadable(f"cannot read gs://{self.name}/{key}: {exc}") from exc
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"gs://{self.name}/{key}: more than {max_bytes / 1e6:.0f} MB, over the limit")
+        return data
+
+    def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        try:
+            self._bucket.blob(key).upload_from_string(data, content_type=content_type)
+        except self._errors.GoogleAPIError as exc:
+            raise SourceError(f"cannot write gs://{self.name}/{key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return bool(self._bucket.blob(key).exists())
+
+    def delete(self, key: str) -> None:
+        try:
+            self._bucket.blob(key).delete()
+        except self._errors.NotFound:
+            pass
+
+
+class S3Bucket:
+    """An S3 bucket, or any S3-compatible server (``AWS_ENDPOINT_URL`` points boto3 at it)."""
+
+    def __init__(self, name: str, client: Any | None = None) -> None:
+        try:
+            import boto3
+            import botocore.exceptions
+        except ImportError as exc:
+            raise _missing_extra(exc) from exc
+        self._errors = botocore.exceptions
+        self.name, self.uri = name, f"s3://{name}"
+        self._client = client or boto3.client("s3")
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], int(obj["Size"]), obj["ETag"].strip('"'),
+                                     obj["LastModified"].timestamp())
+        except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
+            raise SourceError(f"cannot list {self.uri}/{prefix}: {exc}") from exc
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        where = f"s3://{self.name}/{key}"
+        try:
+            body = self._client.get_object(Bucket=self.name, Key=key)["Body"]
+            try:
+                return read_bounded(body.iter_chunks(CHUNK), max_bytes, where)
+            finally:
+                body.close()
+        except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
+            raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
+
+    def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        try:
+            self._client.put_object(Bucket=self.name, Key=key, Body=data, ContentType=content_type)
+        except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
+            raise SourceError(f"cannot write s3://{self.name}/{key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.name, Key=key)
+            return True
+        except self._errors.ClientError:
+            return False
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.name, Key=key)
+
+
+class LocalBucket:
+    """A folder used like a bucket (a lake on local disk or a mounted share); writes are atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.uri = str(self.root)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root
+        if not base.is_dir():
+            return
+        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+            key = path.relative_to(base).as_posix()
+            if key.startswith(prefix) and not path.name.startswith(".tmp-"):
+                st = path.stat()
+                yield ObjectInfo(key, st.st_size, f"{st.st_mtime_ns}:{st.st_size}", st.st_mtime)
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        from .folder import read_file
+
+        return read_file(self.root / key, max_bytes)
+
+    def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+
+def open_bucket(uri: str) -> tuple[Bucket, str]:
+    """The bucket and key prefix named by ``gs://…``, ``s3://…`` or a local folder path."""
+    if not is_bucket_uri(uri):
+        return LocalBucket(Path(uri)), ""
+    scheme, name, prefix = split_uri(uri)
+    bucket: Bucket = GcsBucket(name) if scheme == "gs" else S3Bucket(name)
+    return bucket, prefix
+
+
+class BucketSource:
+    """Every image object under ``gs://BUCKET/PREFIX`` or ``s3://BUCKET/PREFIX``."""
+
+    read_threads = 8
+
+    def __init__(self, uri: str, camera: str | None = None, bucket: Bucket | None = None) -> None:
+        scheme, name, prefix = split_uri(uri)
+        self.uri = uri
+        self.prefix = prefix
+        self.camera = camera
+        self.bucket: Bucket = bucket or (GcsBucket(name) if scheme == "gs" else S3Bucket(name))
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"BucketSource({self.uri!r})"
+
+    def entries(self) -> Iterator[Entry]:
+        for obj in self.bucket.list(self.prefix):
+            if obj.key.endswith("/") or not is_image_name(obj.key):
+                continue
+            camera = self.camera or camera_from_key(obj.key, self.prefix, self._name)
+            yield Entry(f"{self.bucket.uri}/{obj.key}", camera, obj.size, obj.version, obj.mtime)
+
+    def read(self, entry: Entry, max_bytes: int) -> bytes:
+        if entry.size is not None and entry.size > max_bytes:
+            raise ImageTooLarge(f"object is {entry.size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        key = entry.uri[len(self.bucket.uri) + 1:]
+        return self.bucket.read(key, max_bytes)
