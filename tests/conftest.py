@@ -73,3 +73,30 @@ def cams(tmp_path: Path, samples: Path) -> Iterator[Path]:
     shutil.copy(samples / "biden.jpg", root / "frontdoor" / "2024-05-01" / "b.jpg")
     shutil.copy(samples / "obama2.jpg", root / "garden" / "c.jpg")
     yield root
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real GCS emulator for the whole session; sets ``STORAGE_EMULATOR_HOST`` for the clients."""
+    from .servers import gcs_emulator
+
+    with gcs_emulator(tmp_path_factory.mktemp("gcs")) as host:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("STORAGE_EMULATOR_HOST", host)
+        yield host
+        mp.undo()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 server (moto) for the whole session; sets ``AWS_ENDPOINT_URL`` and dummy keys."""
+    from .servers import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3")) as endpoint:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield endpoint
+        mp.undo()

@@ -1,0 +1,91 @@
+"""Real local servers for the tests, each started on 127.0.0.1 and a free port, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+@contextmanager
+def server(cmd: list[str], port: int, what: str, log: Path, env: dict[str, str] | None = None,
+           timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+        try:
+            wait_for_port(port, proc, what, timeout)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def gcs_emulator(log_dir: Path) -> Iterator[str]:
+    """gcp-storage-emulator in memory; yields the value for ``STORAGE_EMULATOR_HOST``."""
+    port = free_port()
+    cmd = [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"]
+    with server(cmd, port, "gcp-storage-emulator", log_dir / "gcs.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def s3_server(log_dir: Path) -> Iterator[str]:
+    """moto in server mode; yields the value for ``AWS_ENDPOINT_URL``."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with server(cmd, port, "moto S3 server", log_dir / "moto.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def bqemulator_binary() -> Path:
+    """bqemulator from the virtual environment scripts/test.sh makes for it (it pins its own DuckDB)."""
+    root = Path(__file__).resolve().parents[1]
+    path = Path(os.environ.get("FACELAKE_BQEMULATOR", root / ".venv-bq" / "bin" / "bqemulator"))
+    if not path.exists():
+        pytest.fail(f"bqemulator not found at {path}: run scripts/test.sh, which installs it into .venv-bq")
+    return path
+
+
+@contextmanager
+def bigquery_emulator(log_dir: Path, project: str) -> Iterator[str]:
+    """bqemulator (REST + gRPC) in memory; yields its REST endpoint."""
+    rest, grpc = free_port(), free_port()
+    cmd = [str(bqemulator_binary()), "start", "--rest-host", "127.0.0.1", "--rest-port", str(rest),
+           "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc), "--project", project, "--log-level", "warning"]
+    with server(cmd, rest, "bqemulator", log_dir / "bq.log", timeout=120):
+        yield f"http://127.0.0.1:{rest}"
