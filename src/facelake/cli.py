@@ -128,6 +128,52 @@ def ingest_cmd(
         out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
 
 
+@app.command("watch")
+@_reports_errors
+def watch_cmd(
+    sources: Annotated[list[str], typer.Argument(help="Folders to follow, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX to poll.")],
+    camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
+    alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML); see the README.")] = None,
+    settle: Annotated[float | None, typer.Option(help="Seconds a new file must stay unchanged before it is read.")] = None,
+    poll: Annotated[float | None, typer.Option(help="Seconds between two listings of a bucket.")] = None,
+) -> None:
+    """Ingest images as they arrive (folders followed, buckets polled) until SIGTERM or Ctrl-C.
+
+    Starts with a rescan, so what arrived while no watcher ran is ingested first. Stopping
+    finishes the images in hand; nothing is half-written.
+    """
+    import signal
+
+    from .service import default_stages
+    from .sources import open_source
+    from .triggers.watch import Watcher
+
+    settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
+    opened = [open_source(s, camera) for s in sources]
+
+    def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
+        if outcome != "skipped":
+            detail = f"error: {error}" if error else f"faces={faces}"
+            out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+
+    watcher = Watcher(opened, settings, default_stages(settings), workers, on_image=done,
+                      on_ready=lambda: console.print(f"watching {', '.join(sources)} (Ctrl-C or SIGTERM stops)"))
+
+    def stop(signum: int, frame: object) -> None:
+        console.print(f"{signal.Signals(signum).name}: finishing the images in hand")
+        watcher.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = watcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
+              f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts")
+
+
 def _detection_json(face: Any) -> dict[str, Any]:
     det = face.detection
     return {

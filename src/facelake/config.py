@@ -148,6 +148,21 @@ class Settings(BaseSettings):
         "pair threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 6 "
         "groups (BCubed F 0.59), at 0.95 into 14 (F 0.95); over-merging is harder to undo than splitting.",
     )
+    watch_settle_s: float = Field(
+        1.0, ge=0.0, le=600.0, title="Seconds a new file must stay unchanged before it is read",
+        description="`facelake watch` takes a file once its size and mtime have not changed for this "
+        "long, so frames written in pieces (FTP uploads, slow cards) are read whole.",
+    )
+    watch_poll_s: float = Field(
+        30.0, ge=0.5, le=86_400.0, title="Seconds between two listings of a watched bucket",
+        description="Buckets send no events to a plain client; `facelake watch` lists them this often "
+        "(the Cloud Function is the event-driven way).",
+    )
+    watch_queue: int = Field(
+        256, ge=1, le=100_000, title="Images waiting for the models, at most",
+        description="The bounded queue between followers and ingest: when the models fall behind, "
+        "followers wait instead of piling up work in memory.",
+    )
     alerts_file: Path | None = Field(
         None, title="Alert rules (TOML)",
         description="Rules and outputs (webhook, MQTT) for alerts on stored faces; see alerts/rules.py.",

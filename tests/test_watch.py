@@ -1,0 +1,122 @@
+"""`facelake watch` as a real process: files arriving, files written slowly, SIGTERM mid-batch, buckets polled."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .test_ingest import rows
+
+JPEGS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg"]
+
+
+class Watch:
+    """A running `facelake watch`; collects its output lines as they come."""
+
+    def __init__(self, db: Path, *args: str) -> None:
+        cmd = [sys.executable, "-m", "facelake.cli", "--db", str(db), "watch", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if predicate():
+                return time.monotonic() - start
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.proc.kill()
+        pytest.fail(f"{what} not seen within {timeout:.0f} s; stdout={self.out} stderr={self.err[-20:]}")
+
+    def ready(self) -> None:
+        self.wait_for(lambda: any(line.startswith("watching") for line in self.err), 60, "watcher start")
+
+    def new_lines(self, name: str = "") -> list[str]:
+        return [line for line in self.out if line.startswith("new ") and name in line]
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+def test_dropped_files_are_ingested_within_seconds_and_slow_writes_once_whole(tmp_path: Path, samples: Path) -> None:
+    cams = tmp_path / "cams"
+    (cams / "door").mkdir(parents=True)
+    db = tmp_path / "f.duckdb"
+    watch = Watch(db, str(cams), "--workers", "1", "--settle", "0.5")
+    watch.ready()
+    shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
+    latency = watch.wait_for(lambda: watch.new_lines("a.jpg"), 15, "a.jpg ingested")
+    assert latency < 10
+    data = (samples / "biden.jpg").read_bytes()
+    with open(cams / "door" / "slow.jpg", "wb") as f:  # ~1.6 s of writing, in 30 kB pieces
+        for i in range(0, len(data), 30_000):
+            f.write(data[i : i + 30_000])
+            f.flush()
+            time.sleep(0.13)
+    watch.wait_for(lambda: watch.new_lines("slow.jpg"), 15, "slow.jpg ingested")
+    (cams / "door" / "notes.txt").write_text("not an image")
+    time.sleep(1.0)
+    assert watch.stop() == 0
+    assert rows(db, "SELECT regexp_extract(uri, '[^/]+$'), status FROM images ORDER BY 1") == [
+        ("a.jpg", "ok"), ("slow.jpg", "ok")]
+    assert rows(db, "SELECT count(*) FROM sightings") == [(2,)]
+    assert not [line for line in watch.out if line.startswith("failed")]
+
+
+def test_sigterm_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, samples: Path) -> None:
+    cams = tmp_path / "cams"
+    (cams / "door").mkdir(parents=True)
+    for name in JPEGS:
+        shutil.copy(samples / name, cams / "door" / name)
+    db = tmp_path / "f.duckdb"
+    watch = Watch(db, str(cams), "--workers", "1")
+    watch.wait_for(lambda: watch.new_lines(), 90, "a first image")
+    assert watch.stop() == 0
+    stored_first = len(watch.new_lines())
+    assert 1 <= stored_first < len(JPEGS), "stopped mid-batch"
+    images = rows(db, "SELECT image_id, status FROM images")
+    assert len(images) == stored_first and {s for _, s in images} == {"ok"}
+    # Every stored image has all its sightings (one transaction per image).
+    assert rows(db, "SELECT count(*) FROM images i WHERE NOT EXISTS "
+                    "(SELECT 1 FROM sightings s WHERE s.image_id = i.image_id)") == [(0,)]
+    again = Watch(db, str(cams), "--workers", "1")
+    again.ready()
+    assert again.stop() == 0
+    assert len(again.new_lines()) == len(JPEGS) - stored_first
+    assert rows(db, "SELECT count(*), count(DISTINCT image_id) FROM images") == [(len(JPEGS), len(JPEGS))]
+    assert rows(db, "SELECT count(*) FROM (SELECT image_id, face_index FROM sightings GROUP BY 1, 2 "
+                    "HAVING count(*) > 1)") == [(0,)]
+
+
+def test_a_watched_bucket_is_polled(tmp_path: Path, samples: Path, gcs: str) -> None:
+    from google.cloud import storage
+
+    name = f"cams-{uuid.uuid4().hex[:10]}"
+    bucket = storage.Client().create_bucket(name)
+    bucket.blob("door/old.jpg").upload_from_filename(samples / "obama.jpg")
+    db = tmp_path / "f.duckdb"
+    watch = Watch(db, f"gs://{name}", "--workers", "1", "--poll", "0.5")
+    watch.ready()
+    assert watch.new_lines("old.jpg"), "the rescan takes what was there before"
+    bucket.blob("door/new.jpg").upload_from_filename(samples / "biden.jpg")
+    watch.wait_for(lambda: watch.new_lines("new.jpg"), 15, "new.jpg ingested")
+    assert watch.stop() == 0
+    assert rows(db, "SELECT camera, count(*) FROM images GROUP BY 1") == [("door", 2)]
