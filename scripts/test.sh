@@ -8,6 +8,20 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
 fi
+# The BigQuery tests run bqemulator, a real BigQuery REST server over DuckDB. It pins DuckDB
+# 1.5 and needs DuckDB's spatial extension, which it would download at start; the PyPI wheel
+# duckdb-extension-spatial carries it instead. Its own venv keeps its DuckDB apart from ours.
+if [ ! -f .venv-bq/.ready ]; then
+  .venv/bin/python -m venv .venv-bq
+  .venv-bq/bin/python -m pip install --quiet "bqemulator==1.4.0" "duckdb==1.5.5" \
+    "duckdb-extension-spatial==1.5.5" numpy
+  .venv-bq/bin/python - <<'PY'
+import os, duckdb, duckdb_extension_spatial
+path = os.path.join(os.path.dirname(duckdb_extension_spatial.__file__), "extensions", "v1.5.5", "spatial.duckdb_extension")
+duckdb.connect().execute(f"INSTALL '{path}'")
+PY
+  touch .venv-bq/.ready
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

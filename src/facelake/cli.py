@@ -20,7 +20,7 @@ from . import errors
 from .config import Settings, load_settings
 from .identities import service as people_service
 from .pipeline import embed_paths
-from .service import QueryResult, export_parquet, ingest, run_sql, stats
+from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -259,12 +259,35 @@ def sql_cmd(
 @app.command("export")
 @_reports_errors
 def export_cmd(
-    parquet: Annotated[Path, typer.Option("--parquet", help="Folder to write images.parquet and sightings.parquet into.")],
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Folder to write images.parquet and sightings.parquet into.")] = None,
+    bigquery: Annotated[str | None, typer.Option("--bigquery", help="PROJECT.DATASET to load new rows into (incremental).")] = None,
 ) -> None:
-    """Export images and sightings as Parquet (loadable into BigQuery, see docs/bigquery.md)."""
-    counts = export_parquet(_settings(), parquet)
-    for name, n in counts.items():
-        out.print(f"{parquet / (name + '.parquet')}: {n} rows")
+    """Export images and sightings: Parquet files, or an incremental load into BigQuery (docs/bigquery.md)."""
+    if (parquet is None) == (bigquery is None):
+        raise errors.ConfigError("give exactly one of --parquet FOLDER or --bigquery PROJECT.DATASET")
+    if parquet is not None:
+        counts = export_parquet(_settings(), parquet)
+        for name, n in counts.items():
+            out.print(f"{parquet / (name + '.parquet')}: {n} rows")
+        return
+    assert bigquery is not None
+    sent = export_bigquery(_settings(), bigquery)
+    out.print(f"{bigquery}: {sent['images']} images and {sent['sightings']} sightings sent, "
+              f"{sent['erased']} rows of erased people deleted")
+
+
+@app.command("import")
+@_reports_errors
+def import_cmd(
+    lake: Annotated[str, typer.Argument(help="The Cloud Function's lake: gs://BUCKET/lake, s3://BUCKET/lake or a folder.")],
+) -> None:
+    """Bring what the Cloud Function wrote (the Parquet lake) into the database; safe to repeat."""
+    with Progress(TextColumn("importing"), MofNCompleteColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("import", total=None)
+        counts = import_lake(_settings(), lake, lambda image_id, outcome: progress.advance(task))
+    out.print(f"imported {counts['imported']} images ({counts['faces']} faces, {counts['named']} named), "
+              f"{counts['skipped']} already here")
 
 
 @app.command("stats")
@@ -312,6 +335,16 @@ def people_list(
     columns = ["person_id", "name", "consent_note", "created_at", "enrolled_faces", "sightings", "last_seen"]
     _print_result(QueryResult(columns, [tuple(getattr(r, c) for c in columns) for r in rows]),
                   "json" if as_json else "table")
+
+
+@people_app.command("export")
+@_reports_errors
+def people_export(
+    target: Annotated[str, typer.Argument(help="Where to write the gallery: gs://BUCKET/gallery.npz, s3://… or a file.")],
+) -> None:
+    """Write the enrolled people's gallery file, which the Cloud Function names faces with."""
+    n = export_gallery(_settings(), target)
+    out.print(f"wrote the gallery of {n} enrolled people to {target}")
 
 
 @people_app.command("rename")

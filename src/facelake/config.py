@@ -163,6 +163,30 @@ class Settings(BaseSettings):
         description="The bounded queue between followers and ingest: when the models fall behind, "
         "followers wait instead of piling up work in memory.",
     )
+    # --- cloud (the Cloud Function reads these from FACELAKE_* variables) ---
+    lake_uri: str | None = Field(
+        None, title="Parquet lake the Cloud Function writes",
+        description="gs://BUCKET/lake (or s3://, or a folder): one images/ and one sightings/ Parquet "
+        "file per image; `facelake import` brings it into the database.",
+    )
+    bigquery_dataset: str | None = Field(
+        None, title="BigQuery dataset (PROJECT.DATASET)",
+        description="Where the Cloud Function writes rows directly, and `export --bigquery`'s default.",
+    )
+    bigquery_endpoint: str | None = Field(
+        None, title="BigQuery API endpoint (emulators only)",
+        description="Points the BigQuery client at an emulator with anonymous credentials; leave "
+        "unset for Google's service, which uses the standard credential chain.",
+    )
+    gallery_uri: str | None = Field(
+        None, title="Gallery file the Cloud Function names faces with",
+        description="What `facelake people export` wrote (gs://BUCKET/gallery.npz); re-read when it changes.",
+    )
+    function_reload_s: float = Field(
+        60.0, ge=0.0, le=86_400.0, title="Seconds between two checks of the gallery file",
+        description="A warm function instance re-reads the gallery at most this often.",
+    )
+
     alerts_file: Path | None = Field(
         None, title="Alert rules (TOML)",
         description="Rules and outputs (webhook, MQTT) for alerts on stored faces; see alerts/rules.py.",

@@ -78,3 +78,42 @@ def stats(settings: Settings) -> dict[str, QueryResult]:
             "per_camera": QueryResult(*store.query(per_camera)),
             "per_day": QueryResult(*store.query(per_day)),
         }
+
+
+def export_gallery(settings: Settings, uri: str) -> int:
+    """Write the enrolled people's gallery file (for the Cloud Function); returns the people count."""
+    from .identities.gallery_file import GalleryFile, write_gallery
+    from .store.people import enrolled_embeddings
+    from .vision.models import DLIB_RESNET
+
+    with Store(settings.db) as store:
+        X, y = enrolled_embeddings(store)
+        names = {int(r[0]): str(r[1]) for r in store.con.execute("SELECT person_id, name FROM people").fetchall()}
+        write_gallery(GalleryFile(X, y, {int(i): names[int(i)] for i in set(y.tolist())}, DLIB_RESNET,
+                                  settings.identify_threshold, settings.match_margin), uri)
+        store.audit("cli", "export_gallery", f"{uri} people:{len(set(y.tolist()))}")
+    return len(set(y.tolist()))
+
+
+def import_lake(settings: Settings, uri: str, on_image: Callable[[str, str], None] | None = None) -> dict[str, int]:
+    """Bring a Parquet lake (what the Cloud Function wrote) into the database, then name and index it."""
+    from .identities.service import identify, sync_index
+    from .store.lake import Lake
+    from .store.lake import import_lake as run_import
+
+    lake = Lake(uri)
+    with Store(settings.db) as store:
+        summary = run_import(store, lake, on_image)
+        sync_index(store, settings)
+    named = identify(settings).named if summary.imported else 0
+    return {"imported": summary.imported, "skipped": summary.skipped, "faces": summary.faces, "named": named}
+
+
+def export_bigquery(settings: Settings, dataset: str) -> dict[str, int]:
+    """Send images and sightings not exported yet to BigQuery ``PROJECT.DATASET``."""
+    from .store import bigquery
+
+    project, name = bigquery.parse_dataset(dataset)
+    bq = bigquery.client(project, settings.bigquery_endpoint)
+    with Store(settings.db) as store:
+        return bigquery.export(store, bq, project, name)

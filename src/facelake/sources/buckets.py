@@ -216,6 +216,18 @@ def open_bucket(uri: str) -> tuple[Bucket, str]:
     return bucket, prefix
 
 
+def open_object(uri: str) -> tuple[Bucket, str]:
+    """The bucket and key of one object: ``gs://b/k``, ``s3://b/k`` or a local file path."""
+    if not is_bucket_uri(uri):
+        path = Path(uri)
+        return LocalBucket(path.parent), path.name
+    scheme, name, key = split_uri(uri)
+    if not key:
+        raise ConfigError(f"{uri!r} names a bucket, not an object: add the object's name")
+    bucket: Bucket = GcsBucket(name) if scheme == "gs" else S3Bucket(name)
+    return bucket, key
+
+
 class BucketSource:
     """Every image object under ``gs://BUCKET/PREFIX`` or ``s3://BUCKET/PREFIX``."""
 

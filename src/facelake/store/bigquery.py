@@ -1,0 +1,238 @@
+"""BigQuery: incremental export from the local store, and a direct sink for the Cloud Function.
+
+Why it is built this way:
+- **Explicit schemas**, never autodetect: a warehouse table must not change type because
+  one batch happened to hold no GPS point.
+- **Idempotent by key.** Rows are keyed by ``image_id`` (images) and ``(image_id,
+  face_index)`` (sightings). The export loads new rows into a staging table and MERGEs them,
+  so a crash between the load and the bookkeeping re-sends rows that the MERGE then ignores;
+  the function's sink MERGEs each image's rows directly, so a redelivered event adds nothing.
+- **No face crops in the warehouse.** ``thumb`` stays in the owner's database: a warehouse
+  copy of every face is outside the reach of ``facelake forget``. Embeddings are exported
+  (reports and search need them); rows of people erased since are deleted by the next export.
+- The client comes from the standard credential chain (ADC); ``bigquery_endpoint`` points it
+  at an emulator, with anonymous credentials, for tests and local runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, SourceError
+from .duck import ImageRecord, SightingRecord, Store, utcnow
+
+IMAGE_FIELDS: list[tuple[str, str, str]] = [
+    ("image_id", "STRING", "REQUIRED"), ("uri", "STRING", "REQUIRED"), ("camera", "STRING", "NULLABLE"),
+    ("taken_at", "DATETIME", "NULLABLE"), ("taken_at_source", "STRING", "NULLABLE"),
+    ("gps_lat", "FLOAT64", "NULLABLE"), ("gps_lon", "FLOAT64", "NULLABLE"),
+    ("camera_make", "STRING", "NULLABLE"), ("camera_model", "STRING", "NULLABLE"),
+    ("format", "STRING", "NULLABLE"), ("width", "INT64", "NULLABLE"), ("height", "INT64", "NULLABLE"),
+    ("bytes", "INT64", "NULLABLE"), ("ingested_at", "DATETIME", "REQUIRED"), ("status", "STRING", "REQUIRED"),
+    ("error", "STRING", "NULLABLE"),
+]
+SIGHTING_FIELDS: list[tuple[str, str, str]] = [
+    ("sighting_id", "INT64", "NULLABLE"), ("image_id", "STRING", "REQUIRED"), ("face_index", "INT64", "REQUIRED"),
+    ("box", "FLOAT64", "REPEATED"), ("landmarks", "RECORD", "REPEATED"), ("det_score", "FLOAT64", "NULLABLE"),
+    ("quality", "FLOAT64", "NULLABLE"), ("embedding", "FLOAT64", "REPEATED"), ("model", "STRING", "NULLABLE"),
+    ("person_id", "INT64", "NULLABLE"), ("cluster_id", "INT64", "NULLABLE"), ("match_score", "FLOAT64", "NULLABLE"),
+]
+KEYS = {"images": ["image_id"], "sightings": ["image_id", "face_index"]}
+FIELDS = {"images": IMAGE_FIELDS, "sightings": SIGHTING_FIELDS}
+
+# What the export sends, per table, in the order of FIELDS; ``{since}`` is the watermark.
+EXPORT_SQL = {
+    "images": "SELECT * FROM images WHERE ingested_at >= CAST(? AS TIMESTAMP) ORDER BY ingested_at",
+    "sightings": """SELECT sighting_id, image_id, face_index, box::DOUBLE[] AS box,
+           list_transform(landmarks::FLOAT[2][], lambda p: {'x': p[1]::DOUBLE, 'y': p[2]::DOUBLE}) AS landmarks,
+           det_score, quality, embedding::DOUBLE[] AS embedding, model, person_id, cluster_id, match_score
+           FROM sightings WHERE sighting_id >= CAST(? AS BIGINT) ORDER BY sighting_id""",
+}
+WATERMARK_SQL = {
+    "images": "SELECT CAST(max(ingested_at) AS VARCHAR) FROM images",
+    "sightings": "SELECT CAST(max(sighting_id) + 1 AS VARCHAR) FROM sightings",
+}
+START = {"images": "1970-01-01 00:00:00", "sightings": "0"}
+
+
+def schema(table: str) -> list[Any]:
+    """The explicit BigQuery schema of ``table`` ("images" or "sightings")."""
+    from google.cloud import bigquery
+
+    out = []
+    for name, kind, mode in FIELDS[table]:
+        if kind == "RECORD":
+            point = [bigquery.SchemaField("x", "FLOAT64"), bigquery.SchemaField("y", "FLOAT64")]
+            out.append(bigquery.SchemaField(name, kind, mode=mode, fields=point))
+        else:
+            out.append(bigquery.SchemaField(name, kind, mode=mode))
+    return out
+
+
+def load_config(table: str, staging: bool = True) -> Any:
+    """Load-job settings: Parquet with list inference (lists become REPEATED, not nested records)."""
+    from google.cloud import bigquery
+
+    config = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET, schema=schema(table),
+        write_disposition="WRITE_TRUNCATE" if staging else "WRITE_APPEND",
+    )
+    options = bigquery.ParquetOptions()
+    options.enable_list_inference = True
+    config.parquet_options = options
+    return config
+
+
+def parse_dataset(value: str) -> tuple[str, str]:
+    """``PROJECT.DATASET`` → its two parts."""
+    project, dot, dataset = value.partition(".")
+    if not dot or not project or not dataset or "." in dataset:
+        raise ConfigError(f"BigQuery dataset must be PROJECT.DATASET, got {value!r}")
+    return project, dataset
+
+
+def client(project: str, endpoint: str | None = None) -> Any:
+    try:
+        from google.cloud import bigquery
+    except ImportError as exc:
+        raise ConfigError(f"BigQuery needs the cloud extra: pip install 'facelake[cloud]' ({exc})") from exc
+    if endpoint:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                               client_options=ClientOptions(api_endpoint=endpoint))
+    try:
+        return bigquery.Client(project=project)
+    except Exception as exc:
+        raise SourceError(f"cannot reach BigQuery for {project}: no credentials found "
+                          f"(run `gcloud auth application-default login`): {type(exc).__name__}") from exc
+
+
+def ensure_tables(bq: Any, project: str, dataset: str) -> None:
+    from google.cloud import bigquery
+
+    bq.create_dataset(f"{project}.{dataset}", exists_ok=True)
+    for table in FIELDS:
+        bq.create_table(bigquery.Table(f"{project}.{dataset}.{table}", schema=schema(table)), exists_ok=True)
+
+
+def _merge_sql(target: str, source: str, table: str) -> str:
+    cols = [name for name, _, _ in FIELDS[table]]
+    on = " AND ".join(f"T.{k} = S.{k}" for k in KEYS[table])
+    return (f"MERGE `{target}` T USING {source} S ON {on} "
+            f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('S.' + c for c in cols)})")
+
+
+def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
+    """Send the rows not exported yet; returns rows added per table (and rows erased since).
+
+    Incremental by watermark (``exports`` table): images by ``ingested_at``, sightings by
+    ``sighting_id``. Rows at the watermark are re-sent and the MERGE drops them, so the
+    bookkeeping never needs to be exact to avoid duplicates.
+    """
+    ensure_tables(bq, project, dataset)
+    target = f"bigquery:{project}.{dataset}"
+    sent: dict[str, int] = {}
+    for table in ("images", "sightings"):
+        row = store.con.execute("SELECT high_water FROM exports WHERE target = ? AND table_name = ?",
+                                [target, table]).fetchone()
+        since = row[0] if row else START[table]
+        top = store.con.execute(WATERMARK_SQL[table]).fetchone()
+        count = store.con.execute(f"SELECT count(*) FROM ({EXPORT_SQL[table]})", [since]).fetchone()
+        n = int(count[0]) if count else 0
+        added = 0
+        if n:
+            fd, tmp = tempfile.mkstemp(suffix=".parquet")
+            os.close(fd)
+            try:
+                sql = EXPORT_SQL[table].replace("?", f"'{since}'")
+                store.con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT PARQUET)")
+                staging = f"{project}.{dataset}._facelake_staging_{table}"
+                with open(tmp, "rb") as f:
+                    bq.load_table_from_file(f, staging, job_config=load_config(table)).result()
+                merge = bq.query(_merge_sql(f"{project}.{dataset}.{table}", f"`{staging}`", table))
+                merge.result()
+                added = int(merge.num_dml_affected_rows or 0)
+                bq.delete_table(staging, not_found_ok=True)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        if top and top[0] is not None:
+            store.con.execute("INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?)", [target, table, top[0], utcnow()])
+        sent[table] = added
+    sent["erased"] = apply_erasures(store, bq, project, dataset)
+    store.audit("cli", "export_bigquery", f"{project}.{dataset} images:{sent['images']} sightings:{sent['sightings']}")
+    return sent
+
+
+def apply_erasures(store: Store, bq: Any, project: str, dataset: str) -> int:
+    """Delete exported sightings of people who are no longer enrolled (forgotten or removed)."""
+    from google.cloud import bigquery
+
+    people = [int(r[0]) for r in store.con.execute("SELECT person_id FROM people").fetchall()]
+    job = bq.query(
+        f"DELETE FROM `{project}.{dataset}.sightings` WHERE person_id IS NOT NULL "
+        f"AND person_id NOT IN UNNEST(@people)",
+        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter("people", "INT64", people)]),
+    )
+    job.result()
+    return int(job.num_dml_affected_rows or 0)
+
+
+class BigQuerySink:
+    """Writes one image's rows straight into BigQuery (the Cloud Function's second sink)."""
+
+    def __init__(self, bq: Any, project: str, dataset: str) -> None:
+        self.bq, self.project, self.dataset = bq, project, dataset
+        ensure_tables(bq, project, dataset)
+
+    def _table(self, name: str) -> str:
+        return f"{self.project}.{self.dataset}.{name}"
+
+    def has(self, image_id: str) -> bool:
+        from google.cloud import bigquery
+
+        rows = self.bq.query(
+            f"SELECT count(*) AS n FROM `{self._table('images')}` WHERE image_id = @id",
+            job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("id", "STRING", image_id)]),
+        ).result()
+        return any(r[0] for r in rows)
+
+    def write(self, image: ImageRecord, sightings: Sequence[SightingRecord]) -> None:
+        """Sightings first, the image last: an image row marks a complete record."""
+        from google.cloud import bigquery
+
+        P, A, S = bigquery.ScalarQueryParameter, bigquery.ArrayQueryParameter, bigquery.StructQueryParameter
+        image_id = P("image_id", "STRING", image.image_id)
+        if sightings:
+            faces = [S(None, P("face_index", "INT64", s.face_index), A("box", "FLOAT64", [float(v) for v in s.box]),
+                       A("landmarks", "STRUCT", [S(None, P("x", "FLOAT64", float(x)), P("y", "FLOAT64", float(y)))
+                                                 for x, y in np.asarray(s.landmarks, dtype=np.float64)]),
+                       P("det_score", "FLOAT64", float(s.det_score)), P("quality", "FLOAT64", float(s.quality)),
+                       A("embedding", "FLOAT64", np.asarray(s.embedding, dtype=np.float64).tolist()),
+                       P("model", "STRING", s.model), P("person_id", "INT64", s.person_id),
+                       P("match_score", "FLOAT64", None if s.match_score is None else float(s.match_score)))
+                     for s in sightings]
+            source = ("(SELECT CAST(NULL AS INT64) AS sighting_id, @image_id AS image_id, f.face_index, f.box, "
+                      "f.landmarks, f.det_score, f.quality, f.embedding, f.model, f.person_id, "
+                      "CAST(NULL AS INT64) AS cluster_id, f.match_score FROM UNNEST(@faces) AS f)")
+            self.bq.query(_merge_sql(self._table("sightings"), source, "sightings"), job_config=bigquery.QueryJobConfig(
+                query_parameters=[image_id, A("faces", "STRUCT", faces)])).result()
+        values = {
+            "uri": ("STRING", image.uri), "camera": ("STRING", image.camera),
+            "taken_at": ("DATETIME", image.taken_at), "taken_at_source": ("STRING", image.taken_at_source),
+            "gps_lat": ("FLOAT64", image.gps_lat), "gps_lon": ("FLOAT64", image.gps_lon),
+            "camera_make": ("STRING", image.camera_make), "camera_model": ("STRING", image.camera_model),
+            "format": ("STRING", image.format), "width": ("INT64", image.width), "height": ("INT64", image.height),
+            "bytes": ("INT64", image.bytes), "ingested_at": ("DATETIME", utcnow()),
+            "status": ("STRING", image.status), "error": ("STRING", image.error),
+        }
+        params = [image_id] + [P(k, t, v) for k, (t, v) in values.items()]
+        source = "(SELECT @image_id AS image_id, " + ", ".join(f"@{k} AS {k}" for k in values) + ")"
+        self.bq.query(_merge_sql(self._table("images"), source, "images"),
+                      job_config=bigquery.QueryJobConfig(query_parameters=params)).result()

@@ -1,0 +1,120 @@
+"""The Cloud Function: one finalized GCS object in, its faces written to a shared sink.
+
+``deploy/cloud-function/main.py`` wraps :func:`handle_event` for functions-framework. The
+work per object is the same code as ``ingest``: the source reads the object with the same
+size limits, ``make_job`` hashes it, the same worker function decodes and analyses it, and
+the same naming stage names it — only the store differs: a function instance cannot write
+a local DuckDB file, so it writes to a :class:`Sink` that a fleet of instances can share
+(the Parquet lake, or BigQuery directly). Both sinks are keyed by image id, so a
+redelivered event (Cloud Functions delivers at least once) never adds a second row.
+
+Everything expensive (models, sink client, gallery) is built once per instance, on the
+first event, and kept: later events on a warm instance pay only for their own image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..config import Settings, load_settings
+from ..errors import ConfigError, ImageUnreadable
+from ..identities.gallery_file import GalleryFile, read_gallery
+from ..identities.service import NamingStage
+from ..pipeline import _init_worker, _process_batch, analyzer_options, make_job, records
+from ..sources.base import Entry, camera_from_key, is_image_name
+from ..sources.buckets import BucketSource, GcsBucket
+from ..store.duck import ImageRecord, SightingRecord
+from ..vision.models import DLIB_RESNET
+
+log = logging.getLogger(__name__)
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+class Sink(Protocol):
+    def has(self, image_id: str) -> bool: ...
+    def write(self, image: ImageRecord, sightings: list[SightingRecord]) -> None: ...
+
+
+def make_sink(settings: Settings) -> Sink:
+    if settings.lake_uri:
+        from ..store.lake import Lake
+
+        return Lake(settings.lake_uri)
+    if settings.bigquery_dataset:
+        from ..store import bigquery
+
+        project, dataset = bigquery.parse_dataset(settings.bigquery_dataset)
+        return bigquery.BigQuerySink(bigquery.client(project, settings.bigquery_endpoint), project, dataset)
+    raise ConfigError("the function needs a sink: set FACELAKE_LAKE_URI (gs://BUCKET/lake) "
+                      "or FACELAKE_BIGQUERY_DATASET (PROJECT.DATASET)")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    uri: str
+    outcome: str
+    """``new``, ``failed`` (stored as an error row), ``skipped`` (already in the sink) or ``ignored``."""
+    image_id: str | None = None
+    faces: int = 0
+    named: int = 0
+    seconds: float = 0.0
+
+
+class FunctionRuntime:
+    """What one function instance keeps between events."""
+
+    def __init__(self, settings: Settings | None = None, sink: Sink | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.sink = sink or make_sink(self.settings)
+        _init_worker(analyzer_options(self.settings), self.settings.max_pixels)
+        self.naming = NamingStage(self.settings)
+        self._gallery_checked = float("-inf")
+
+    def _refresh_gallery(self) -> None:
+        uri = self.settings.gallery_uri
+        if not uri or time.monotonic() - self._gallery_checked < self.settings.function_reload_s:
+            return
+        self._gallery_checked = time.monotonic()
+        try:
+            file: GalleryFile = read_gallery(uri)
+        except ImageUnreadable as exc:
+            # No gallery yet (nobody enrolled, or not exported): faces stay unknown, as at home.
+            log.warning("no gallery read from %s, faces stay unknown: %s", uri, exc)
+            self.naming.gallery = None
+            return
+        if file.model != DLIB_RESNET:
+            raise ConfigError(f"gallery {uri} holds {file.model} embeddings; this function computes {DLIB_RESNET}")
+        self.naming.gallery = file.gallery()
+
+    def handle(self, bucket: str, name: str, size: int | None = None, generation: str | None = None) -> Outcome:
+        start = time.perf_counter()
+        uri = f"gs://{bucket}/{name}"
+        if name.endswith("/") or not is_image_name(name):
+            return Outcome(uri, "ignored")
+        source = BucketSource(f"gs://{bucket}", bucket=GcsBucket(bucket))
+        entry = Entry(uri, camera_from_key(name, "", bucket), size, generation)
+        job = make_job(entry, source, int(self.settings.max_file_mb * 1e6))
+        if self.sink.has(job.image_id):
+            return Outcome(uri, "skipped", job.image_id, seconds=time.perf_counter() - start)
+        self._refresh_gallery()
+        result = _process_batch([job])[0]
+        image, sightings = records(result.job, result.meta, result.faces, result.error)
+        sightings = self.naming.annotate(image, sightings)
+        self.sink.write(image, sightings)
+        named = sum(s.person_id is not None for s in sightings)
+        outcome = "new" if image.status == "ok" else "failed"
+        log.info("%s %s faces=%d named=%d %s", outcome, uri, len(sightings), named, image.error or "")
+        return Outcome(uri, outcome, image.image_id, len(sightings), named, time.perf_counter() - start)
+
+
+def handle_event(event_type: str, data: dict[str, Any], runtime: FunctionRuntime) -> Outcome:
+    """Run the pipeline on the object a ``finalized`` CloudEvent names."""
+    if event_type != FINALIZED:
+        raise ConfigError(f"expected a {FINALIZED} event, got {event_type!r}")
+    size = int(data["size"]) if data.get("size") not in (None, "") else None
+    return runtime.handle(str(data["bucket"]), str(data["name"]), size,
+                          str(data["generation"]) if data.get("generation") else None)

@@ -1,0 +1,191 @@
+"""The cloud path end to end: the Cloud Function in a real functions-framework server, the Parquet
+lake in the GCS emulator, `facelake import`, the gallery file, and BigQuery in bqemulator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from facelake import load_settings
+from facelake.pipeline import ingest
+from facelake.store.lake import Lake
+
+from .servers import BIN, bigquery_emulator, free_port, server
+from .test_ingest import cli, rows
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ("SELECT i.image_id, i.camera, i.status, s.face_index, s.box, s.landmarks, s.det_score, s.embedding "
+         "FROM images i LEFT JOIN sightings s USING (image_id) ORDER BY i.image_id, s.face_index")
+
+
+def gcs_bucket():  # type: ignore[no-untyped-def]
+    from google.cloud import storage
+
+    return storage.Client().create_bucket(f"cams-{uuid.uuid4().hex[:10]}")
+
+
+def cloud_event(bucket: str, name: str, size: int, generation: int) -> tuple[dict[str, str], str]:
+    """A binary-mode CloudEvent as Eventarc delivers a GCS finalize notification."""
+    headers = {
+        "ce-id": uuid.uuid4().hex, "ce-specversion": "1.0", "ce-time": "2024-05-01T10:00:00Z",
+        "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        "ce-subject": f"objects/{name}", "Content-Type": "application/json",
+    }
+    body = {"bucket": bucket, "name": name, "size": str(size), "generation": str(generation),
+            "contentType": "image/jpeg"}
+    return headers, json.dumps(body)
+
+
+@pytest.fixture
+def function(tmp_path: Path, gcs: str) -> Iterator[tuple[str, object, float]]:
+    """functions-framework serving deploy/cloud-function/main.py, writing a lake into a fresh bucket."""
+    bucket = gcs_bucket()
+    port = free_port()
+    env = {"FACELAKE_LAKE_URI": f"gs://{bucket.name}/lake", "FACELAKE_WORKERS": "1",
+           "FACELAKE_GALLERY_URI": f"gs://{bucket.name}/gallery.npz", "FACELAKE_FUNCTION_RELOAD_S": "0"}
+    cmd = [str(BIN / "functions-framework"), "--source", str(ROOT / "deploy" / "cloud-function" / "main.py"),
+           "--target", "on_object_finalized", "--signature-type", "cloudevent", "--host", "127.0.0.1",
+           "--port", str(port)]
+    start = time.monotonic()
+    with server(cmd, port, "functions-framework", tmp_path / "function.log", env=env):
+        yield f"http://127.0.0.1:{port}/", bucket, time.monotonic() - start
+
+
+def post(url: str, bucket: object, name: str) -> requests.Response:
+    blob = bucket.get_blob(name)  # type: ignore[attr-defined]
+    headers, body = cloud_event(blob.bucket.name, name, blob.size, blob.generation)
+    return requests.post(url, headers=headers, data=body, timeout=120)
+
+
+def test_function_writes_the_lake_once_and_import_matches_the_folder(
+    tmp_path: Path, cams: Path, samples: Path, function: tuple[str, object, float]
+) -> None:
+    url, bucket, _ = function
+    files = sorted(p for p in cams.rglob("*.jpg"))
+    for path in files:
+        bucket.blob(path.relative_to(cams).as_posix()).upload_from_filename(path)  # type: ignore[attr-defined]
+    bucket.blob("door/cut.jpg").upload_from_string((samples / "biden.jpg").read_bytes()[:15_000])  # type: ignore[attr-defined]
+    bucket.blob("door/notes.txt").upload_from_string(b"not an image")  # type: ignore[attr-defined]
+    for name in [p.relative_to(cams).as_posix() for p in files] + ["door/cut.jpg", "door/notes.txt"]:
+        assert post(url, bucket, name).status_code == 200
+    lake = Lake(f"gs://{bucket.name}/lake")  # type: ignore[attr-defined]
+    assert len(list(lake.image_ids())) == 4, "three photos and the truncated one; the text file is ignored"
+    # Redelivery: the same event again rewrites nothing and adds nothing.
+    assert post(url, bucket, "garden/c.jpg").status_code == 200
+    assert len(list(lake.image_ids())) == 4
+    db = tmp_path / "lake.duckdb"
+    code, output = cli(db, "import", f"gs://{bucket.name}/lake/")  # type: ignore[attr-defined]
+    assert code == 0 and "imported 4 images" in output, output
+    code, output = cli(db, "import", f"gs://{bucket.name}/lake/")  # type: ignore[attr-defined]
+    assert code == 0 and "imported 0 images" in output and "4 already here" in output
+    folder_db = tmp_path / "folder.duckdb"
+    ingest([cams], load_settings(db=folder_db), workers=1)
+    from_lake = [r for r in rows(db, FACES) if r[2] == "ok"]
+    assert len(from_lake) == 3 and from_lake == rows(folder_db, FACES)
+    assert rows(db, "SELECT regexp_extract(uri, '[^/]+$'), status FROM images WHERE status = 'error'") == [
+        ("cut.jpg", "error")]
+    assert rows(db, "SELECT count(*) FROM sightings") == [(3,)]
+
+
+def test_function_names_people_from_the_exported_gallery(
+    tmp_path: Path, samples: Path, function: tuple[str, object, float]
+) -> None:
+    url, bucket, _ = function
+    db = tmp_path / "home.duckdb"
+    assert cli(db, "people", "add", "Barack Obama", str(samples / "obama.jpg"), "--consent", "test")[0] == 0
+    code, output = cli(db, "people", "export", f"gs://{bucket.name}/gallery.npz")  # type: ignore[attr-defined]
+    assert code == 0 and "1 enrolled" in output
+    bucket.blob("door/o2.jpg").upload_from_filename(samples / "obama2.jpg")  # type: ignore[attr-defined]
+    bucket.blob("door/b.jpg").upload_from_filename(samples / "biden.jpg")  # type: ignore[attr-defined]
+    for name in ("door/o2.jpg", "door/b.jpg"):
+        assert post(url, bucket, name).status_code == 200
+    assert cli(db, "import", f"gs://{bucket.name}/lake")[0] == 0  # type: ignore[attr-defined]
+    assert rows(db, "SELECT regexp_extract(i.uri, '[^/]+$'), p.name FROM sightings s JOIN images i USING (image_id) "
+                    "LEFT JOIN people p USING (person_id) WHERE i.camera = 'door' ORDER BY 1") == [
+        ("b.jpg", None), ("o2.jpg", "Barack Obama")]
+
+
+def test_cold_start_and_per_image_time_are_reported(function: tuple[str, object, float], samples: Path) -> None:
+    """Not a speed goal: records the function's cold start and warm per-image time in the test log."""
+    url, bucket, started = function
+    bucket.blob("door/a.jpg").upload_from_filename(samples / "obama.jpg")  # type: ignore[attr-defined]
+    bucket.blob("door/b.jpg").upload_from_filename(samples / "biden.jpg")  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    assert post(url, bucket, "door/a.jpg").status_code == 200
+    first = time.monotonic() - t0
+    t0 = time.monotonic()
+    assert post(url, bucket, "door/b.jpg").status_code == 200
+    warm = time.monotonic() - t0
+    print(f"function: server up in {started:.2f} s, first event {first:.2f} s, warm event {warm:.2f} s",
+          file=sys.stderr)
+    assert warm < first, "models load once per instance, on the first event"
+
+
+@pytest.fixture(scope="module")
+def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bigquery_emulator(tmp_path_factory.mktemp("bq"), "facelake-test") as endpoint:
+        yield endpoint
+
+
+def bq_rows(endpoint: str, sql: str) -> list[tuple]:
+    from facelake.store.bigquery import client
+
+    return [tuple(r.values()) for r in client("facelake-test", endpoint).query(sql).result()]
+
+
+def test_export_to_bigquery_is_incremental_and_erasures_follow(
+    tmp_path: Path, cams: Path, samples: Path, bigquery_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACELAKE_BIGQUERY_ENDPOINT", bigquery_endpoint)
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "people", "add", "Barack Obama", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "export", "--bigquery", "facelake-test.exp1")
+    assert code == 0 and "4 images and 4 sightings sent" in output, output
+    code, output = cli(db, "export", "--bigquery", "facelake-test.exp1")
+    assert code == 0 and "0 images and 0 sightings sent" in output, output
+    shutil.copy(samples / "obama_partial_face.jpg", cams / "garden" / "p.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert "1 images and 1 sightings sent" in cli(db, "export", "--bigquery", "facelake-test.exp1")[1]
+    local = rows(db, "SELECT i.image_id, i.camera, s.face_index, s.person_id FROM images i JOIN sightings s "
+                     "USING (image_id) ORDER BY 1, 3")
+    remote = bq_rows(bigquery_endpoint, "SELECT i.image_id, i.camera, s.face_index, s.person_id FROM "
+                     "exp1.images i JOIN exp1.sightings s USING (image_id) ORDER BY 1, 3")
+    assert remote == local and len(remote) == 5
+    emb = bq_rows(bigquery_endpoint, "SELECT ARRAY_LENGTH(embedding), ARRAY_LENGTH(landmarks) FROM exp1.sightings")
+    assert set(emb) == {(128, 5)}
+    # Erasure reaches the warehouse on the next export.
+    assert cli(db, "forget", "Barack Obama")[0] == 0
+    code, output = cli(db, "export", "--bigquery", "facelake-test.exp1")
+    assert code == 0 and "deleted" in output
+    assert bq_rows(bigquery_endpoint, "SELECT count(*) FROM exp1.sightings WHERE person_id IS NOT NULL") == [(0,)]
+
+
+def test_function_sink_writes_bigquery_rows_once(
+    tmp_path: Path, samples: Path, gcs: str, bigquery_endpoint: str
+) -> None:
+    from facelake.store import bigquery
+    from facelake.triggers.cloud_function import FunctionRuntime, handle_event
+
+    bucket = gcs_bucket()
+    bucket.blob("door/a.jpg").upload_from_filename(samples / "obama.jpg")
+    settings = load_settings(db=tmp_path / "unused.duckdb", bigquery_dataset="facelake-test.fn",
+                             bigquery_endpoint=bigquery_endpoint)
+    runtime = FunctionRuntime(settings)
+    assert isinstance(runtime.sink, bigquery.BigQuerySink)
+    blob = bucket.get_blob("door/a.jpg")
+    data = {"bucket": bucket.name, "name": "door/a.jpg", "size": str(blob.size), "generation": str(blob.generation)}
+    first = handle_event("google.cloud.storage.object.v1.finalized", data, runtime)
+    again = handle_event("google.cloud.storage.object.v1.finalized", data, runtime)
+    assert (first.outcome, first.faces, again.outcome) == ("new", 1, "skipped")
+    assert bq_rows(bigquery_endpoint, "SELECT camera, status FROM fn.images") == [("door", "ok")]
+    assert bq_rows(bigquery_endpoint, "SELECT face_index, ARRAY_LENGTH(embedding) FROM fn.sightings") == [(0, 128)]
