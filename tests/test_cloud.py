@@ -4,7 +4,6 @@ lake in the GCS emulator, `facelake import`, the gallery file, and BigQuery in b
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 import uuid
@@ -130,16 +129,37 @@ def test_cold_start_and_per_image_time_are_reported(function: tuple[str, object,
     assert warm < first, "models load once per instance, on the first event"
 
 
+def gps_photo(src: Path, dst: Path) -> None:
+    """A copy of ``src`` with an EXIF capture time and GPS position (as a phone writes them)."""
+    import piexif
+    from PIL import Image
+
+    exif = piexif.dump({
+        "Exif": {piexif.ExifIFD.DateTimeOriginal: b"2024:05:01 07:30:15"},
+        "GPS": {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((48, 1), (51, 1), (2400, 100)),
+                piexif.GPSIFD.GPSLongitudeRef: b"E", piexif.GPSIFD.GPSLongitude: ((2, 1), (21, 1), (0, 1))},
+    })
+    Image.open(src).save(dst, "JPEG", quality=92, exif=exif)
+
+
+def _plain(value: object) -> object:
+    """Compare DuckDB and BigQuery values: floats to 5 places, everything else as it is."""
+    return round(value, 5) if isinstance(value, float) else value
+
+
 @pytest.fixture(scope="module")
 def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with bigquery_emulator(tmp_path_factory.mktemp("bq"), "facelake-test") as endpoint:
         yield endpoint
 
 
-def bq_rows(endpoint: str, sql: str) -> list[tuple]:
+def bq_rows(endpoint: str, sql: str, default_dataset: str | None = None) -> list[tuple]:
+    from google.cloud import bigquery
+
     from facelake.store.bigquery import client
 
-    return [tuple(r.values()) for r in client("facelake-test", endpoint).query(sql).result()]
+    config = bigquery.QueryJobConfig(default_dataset=default_dataset) if default_dataset else None
+    return [tuple(r.values()) for r in client("facelake-test", endpoint).query(sql, job_config=config).result()]
 
 
 def test_export_to_bigquery_is_incremental_and_erasures_follow(
@@ -153,9 +173,16 @@ def test_export_to_bigquery_is_incremental_and_erasures_follow(
     assert code == 0 and "4 images and 4 sightings sent" in output, output
     code, output = cli(db, "export", "--bigquery", "facelake-test.exp1")
     assert code == 0 and "0 images and 0 sightings sent" in output, output
-    shutil.copy(samples / "obama_partial_face.jpg", cams / "garden" / "p.jpg")
+    gps_photo(samples / "obama_partial_face.jpg", cams / "garden" / "p.jpg")
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     assert "1 images and 1 sightings sent" in cli(db, "export", "--bigquery", "facelake-test.exp1")[1]
+    # The shipped report queries give the same answers on DuckDB and on BigQuery.
+    from facelake.reports.queries import report_names, report_sql
+
+    for name in report_names():
+        here = rows(db, report_sql(name))
+        there = bq_rows(bigquery_endpoint, report_sql(name), default_dataset="facelake-test.exp1")
+        assert here and [tuple(map(_plain, r)) for r in there] == [tuple(map(_plain, r)) for r in here], name
     local = rows(db, "SELECT i.image_id, i.camera, s.face_index, s.person_id FROM images i JOIN sightings s "
                      "USING (image_id) ORDER BY 1, 3")
     remote = bq_rows(bigquery_endpoint, "SELECT i.image_id, i.camera, s.face_index, s.person_id FROM "

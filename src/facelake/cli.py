@@ -245,14 +245,20 @@ def _print_result(result: QueryResult, fmt: str, title: str | None = None) -> No
 @app.command("sql")
 @_reports_errors
 def sql_cmd(
-    query: Annotated[str, typer.Argument(help="SQL over images, sightings, people, enrollments, audit.")],
+    query: Annotated[str | None, typer.Argument(help="SQL over images, sightings, people, enrollments, audit.")] = None,
+    report: Annotated[str | None, typer.Option("--report", help="Run a shipped report query instead: "
+                      "sightings_per_camera_hour, people_per_day, unknown_faces_over_time, gps_points.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as a JSON array of objects.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
 ) -> None:
     """Run read-only SQL against the database (writes are refused)."""
+    from .reports.queries import report_sql
+
     if as_json and as_csv:
         raise errors.ConfigError("--json and --csv are exclusive: pick one output format")
-    result = run_sql(_settings(), query)
+    if (query is None) == (report is None):
+        raise errors.ConfigError("give either a SQL query or --report NAME")
+    result = run_sql(_settings(), query if query is not None else report_sql(report or ""))
     _print_result(result, "json" if as_json else "csv" if as_csv else "table")
 
 
