@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) and install facelake into it; safe to run again.
-# Usage: scripts/setup.sh [--test]   (--test adds the test dependencies)
+# Usage: scripts/setup.sh [--test | --extras cloud,mtcnn]   (--test: the test dependencies and every extra)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-}
@@ -16,7 +16,12 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extra=""
-[ "${1:-}" = "--test" ] && extra="[test]"
+case "${1:-}" in
+  --test) extra="[test]" ;;
+  --extras) extra="[${2:?--extras needs a list, e.g. cloud or cloud,mtcnn}]" ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test | --extras LIST]" >&2; exit 2 ;;
+esac
 stamp=".venv/.facelake-installed$extra"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         "pair threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 6 "
         "groups (BCubed F 0.59), at 0.95 into 14 (F 0.95); over-merging is harder to undo than splitting.",
     )
+    bucket_read_threads: int = Field(
+        4, ge=1, le=64, title="Bucket objects downloaded at once",
+        description="Downloads overlap their network round trips; measured against the GCS emulator "
+        "(docs/cloud.md) 4 was best, and more threads than the server serves at once only queue.",
+    )
     watch_settle_s: float = Field(
         1.0, ge=0.0, le=600.0, title="Seconds a new file must stay unchanged before it is read",
         description="`facelake watch` takes a file once its size and mtime have not changed for this "

@@ -368,7 +368,8 @@ class Ingestor:
                 yield src, entry
 
         def jobs() -> Iterator[Job]:
-            threads = max((src.read_threads for src, _ in listed), default=1)
+            wanted = max((src.read_threads for src, _ in listed), default=1)
+            threads = min(wanted, self.settings.bucket_read_threads)
             for job in _prefetched(fresh(), lambda se: make_job(se[1], se[0], self.max_bytes), threads, 32):
                 if self._stop.is_set():
                     return

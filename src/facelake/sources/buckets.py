@@ -231,7 +231,8 @@ def open_object(uri: str) -> tuple[Bucket, str]:
 class BucketSource:
     """Every image object under ``gs://BUCKET/PREFIX`` or ``s3://BUCKET/PREFIX``."""
 
-    read_threads = 8
+    read_threads = 64
+    """Network reads overlap well; ``Settings.bucket_read_threads`` sets how many actually run."""
 
     def __init__(self, uri: str, camera: str | None = None, bucket: Bucket | None = None) -> None:
         scheme, name, prefix = split_uri(uri)
