@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -21,9 +22,10 @@ JPEGS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_fa
 class Watch:
     """A running `facelake watch`; collects its output lines as they come."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "facelake.cli", "--db", str(db), "watch", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         self.out: list[str] = []
         self.err: list[str] = []
         for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
@@ -87,7 +89,8 @@ def test_sigterm_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, samples:
     for name in JPEGS:
         shutil.copy(samples / name, cams / "door" / name)
     db = tmp_path / "f.duckdb"
-    watch = Watch(db, str(cams), "--workers", "1")
+    # One image per batch, so the images in hand when SIGTERM arrives are few and the rest wait.
+    watch = Watch(db, str(cams), "--workers", "1", env={"FACELAKE_BATCH_IMAGES": "1"})
     watch.wait_for(lambda: watch.new_lines(), 90, "a first image")
     assert watch.stop() == 0
     stored_first = len(watch.new_lines())

@@ -255,6 +255,30 @@ def _prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: 
             yield pending.popleft().result()
 
 
+class _Known:
+    """What the store already holds: loaded whole for a big listing, asked per entry for a few.
+
+    A batch ingest of a million files asks once; a watcher's run of three new files must
+    not read a million ids each time.
+    """
+
+    BULK = 1000
+
+    def __init__(self, store: Store, entries: int) -> None:
+        self.store = store
+        self.bulk = entries >= self.BULK
+        self.images = store.known_ok() if self.bulk else set()
+        self.objects = store.known_objects() if self.bulk else set()
+
+    def has_image(self, image_id: str) -> bool:
+        return image_id in self.images if self.bulk else self.store.image_status(image_id) == "ok"
+
+    def has_object(self, uri: str, version: str) -> bool:
+        if self.bulk:
+            return (uri, version) in self.objects
+        return self.store.object_stored(uri, version)
+
+
 OnImage = Callable[[str, str, int, str | None], None]
 """``on_image(uri, outcome, faces, error)`` with outcome ``new``, ``skipped`` or ``failed``."""
 
@@ -349,8 +373,7 @@ class Ingestor:
         listed = list(entries) if entries is not None else [(src, e) for src in sources for e in src.entries()]
         if on_listed:
             on_listed(len(listed))
-        done = store.known_ok()
-        seen = store.known_objects()
+        known = _Known(store, len(listed))
         queued: set[str] = set()
 
         def skip(uri: str) -> None:
@@ -362,7 +385,7 @@ class Ingestor:
             for src, entry in listed:
                 if self._stop.is_set():
                     return
-                if entry.version is not None and (entry.uri, entry.version) in seen:
+                if entry.version is not None and known.has_object(entry.uri, entry.version):
                     skip(entry.uri)
                     continue
                 yield src, entry
@@ -373,8 +396,9 @@ class Ingestor:
             for job in _prefetched(fresh(), lambda se: make_job(se[1], se[0], self.max_bytes), threads, 32):
                 if self._stop.is_set():
                     return
-                if job.image_id in done or job.image_id in queued:
-                    if job.image_id in done:
+                stored = known.has_image(job.image_id)
+                if stored or job.image_id in queued:
+                    if stored:
                         store.remember_object(job.uri, job.version, job.image_id)
                     skip(job.uri)
                     continue

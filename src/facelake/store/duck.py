@@ -119,6 +119,13 @@ class Store:
         ).fetchall()
         return {(r[0], r[1]) for r in rows}
 
+    def object_stored(self, uri: str, version: str) -> bool:
+        """Whether ``uri`` at ``version`` was stored without error (one entry of known_objects)."""
+        row = self.con.execute(
+            """SELECT 1 FROM source_objects o JOIN images i USING (image_id)
+               WHERE o.uri = ? AND o.version = ? AND i.status = 'ok'""", [uri, version]).fetchone()
+        return row is not None
+
     def remember_object(self, uri: str, version: str | None, image_id: str) -> None:
         """Note that ``uri`` at ``version`` holds ``image_id`` (part of the caller's transaction)."""
         if version is not None:
