@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelake.config import Settings
+from facelake.identities.calibration import CALIBRATED
 from facelake.vision.align import hog_style_box
 from facelake.vision.analyzer import FaceAnalyzer
 from facelake.vision.detect import _anchors, detection_scale, nms
 from facelake.vision.embed import l2_normalize
+from facelake.vision.models import DLIB_RESNET
 
 from .conftest import load_rgb, paste
 
-THRESHOLD = Settings().match_threshold
+THRESHOLD = CALIBRATED[DLIB_RESNET].match
 
 
 # --- unit tests: no model weights ---------------------------------------------------------

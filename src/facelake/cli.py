@@ -301,7 +301,7 @@ def import_cmd(
 def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Images and faces per camera and per day."""
+    """Images and faces per camera and per day, and faces per embedding model."""
     result = stats(_settings())
     if as_json:
         payload = {
@@ -311,6 +311,7 @@ def stats_cmd(
         return
     _print_result(result["per_camera"], "table", "per camera")
     _print_result(result["per_day"], "table", "per day")
+    _print_result(result["per_model"], "table", "faces per embedding model")
 
 
 people_app = typer.Typer(help="Enrolled people: the only faces facelake ever names.", no_args_is_help=True)

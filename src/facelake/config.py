@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     )
 
     # --- embedding ---
+    embedder: Literal["dlib", "mobilefacenet"] = Field(
+        "dlib", title="Face embedder",
+        description="'dlib' (dlib's ResNet, 128-D, aligned the dlib way) or 'mobilefacenet' "
+        "(sirius-ai's MobileFaceNet, 192-D, ArcFace-style; docs/models.md). Every embedding row "
+        "names its model and vectors of two models are never compared; `facelake reembed` "
+        "recomputes stored faces with another model.",
+    )
     embed_backend: Literal["onnx", "dlib"] = Field(
         "onnx", title="Embedder implementation",
         description="'onnx' runs dlib's ResNet rebuilt as ONNX from its own weights (identical "
@@ -117,16 +124,16 @@ class Settings(BaseSettings):
         description="Each worker analyses this many images at a time and embeds all their faces "
         "in one batch; larger batches amortise the embedder, smaller ones show progress sooner.",
     )
-    match_threshold: float = Field(
-        0.935, ge=-1.0, le=1.0, title="Same-person cosine threshold",
-        description="Cosine similarity of facelake embeddings at or above which two faces are "
-        "taken to be the same person. dlib's embeddings share a large common component, so "
+    match_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, title="Same-person cosine threshold",
+        description="None: the embedder's calibrated value (identities/calibration.py). Cosine "
+        "similarity of facelake embeddings at or above which two faces are taken to be the same person. dlib's embeddings share a large common component, so "
         "different people still score 0.8-0.92; calibrated on the dev photos (docs/accuracy.md): "
         "all same-person clean pairs pass, no different-person pair does.",
     )
-    identify_threshold: float = Field(
-        0.95, ge=-1.0, le=1.0, title="Cosine similarity needed to name a face",
-        description="Stricter than match_threshold (one pair) because a stranger gets one try per "
+    identify_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, title="Cosine similarity needed to name a face",
+        description="None: the embedder's calibrated value. Stricter than match_threshold (one pair) because a stranger gets one try per "
         "enrolled face. Calibrated with bench/identify.py on the dev photos: at 0.95 no face of a "
         "never-enrolled person was named (0 of 26) and no enrolled face got a wrong name, with "
         "95 % of clean and 88 % of 40-px CCTV faces named right (docs/accuracy.md).",
@@ -142,9 +149,9 @@ class Settings(BaseSettings):
         "dev photos: clean portraits 0.5-1.0, CCTV copies with 40-px faces 0.15-0.25, with 24-px "
         "faces 0.09-0.12 — so 40-px camera faces are named and 24-px ones are not.",
     )
-    cluster_threshold: float = Field(
-        0.95, ge=-1.0, le=1.0, title="Cosine similarity that links two unknown faces",
-        description="Chinese-whispers edges join faces at least this similar. Stricter than the "
+    cluster_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, title="Cosine similarity that links two unknown faces",
+        description="None: the embedder's calibrated value. Chinese-whispers edges join faces at least this similar. Stricter than the "
         "pair threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 6 "
         "groups (BCubed F 0.59), at 0.95 into 14 (F 0.95); over-merging is harder to undo than splitting.",
     )

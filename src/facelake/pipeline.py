@@ -117,6 +117,7 @@ def analyzer_options(settings: Settings) -> AnalyzerOptions:
         detect_candidate_threshold=settings.detect_candidate_threshold,
         max_upscale=settings.max_upscale,
         min_face_px=settings.min_face_px,
+        embedder=settings.embedder,
         embed_backend=settings.embed_backend,
         embed_flip=settings.embed_flip,
         embed_lowres_px=settings.embed_lowres_px,
@@ -346,7 +347,7 @@ class Ingestor:
         batches = _chunks(jobs, self.settings.batch_images)
         options = analyzer_options(self.settings)
         if self.workers <= 1:
-            if _ANALYZER is None:
+            if _ANALYZER is None or _ANALYZER.settings != options:
                 _init_worker(options, self.settings.max_pixels)
             for batch in batches:
                 yield from _process_batch(batch)

@@ -58,7 +58,7 @@ def export_parquet(settings: Settings, directory: Path) -> dict[str, int]:
 
 
 def stats(settings: Settings) -> dict[str, QueryResult]:
-    """Counts per camera and per day (images ok/failed, faces)."""
+    """Counts per camera and per day (images ok/failed, faces), and faces per embedding model."""
     per_camera = """
         SELECT i.camera, count(*) FILTER (WHERE i.status = 'ok') AS images,
                count(*) FILTER (WHERE i.status = 'error') AS failed,
@@ -73,24 +73,29 @@ def stats(settings: Settings) -> dict[str, QueryResult]:
         FROM images i LEFT JOIN (SELECT image_id, count(*) AS n FROM sightings GROUP BY 1) f USING (image_id)
         WHERE i.status = 'ok'
         GROUP BY 1, 2 ORDER BY 1, 2"""
+    per_model = """
+        SELECT model, count(*) AS faces, count(embedding) AS embeddings,
+               count(*) FILTER (WHERE person_id IS NOT NULL) AS named
+        FROM sightings GROUP BY 1 ORDER BY 1"""
     with Store(settings.db, read_only=True) as store:
         return {
             "per_camera": QueryResult(*store.query(per_camera)),
             "per_day": QueryResult(*store.query(per_day)),
+            "per_model": QueryResult(*store.query(per_model)),
         }
 
 
 def export_gallery(settings: Settings, uri: str) -> int:
     """Write the enrolled people's gallery file (for the Cloud Function); returns the people count."""
+    from .identities.calibration import dim_of, model_of, thresholds
     from .identities.gallery_file import GalleryFile, write_gallery
     from .store.people import enrolled_embeddings
-    from .vision.models import DLIB_RESNET
 
     with Store(settings.db) as store:
-        X, y = enrolled_embeddings(store)
+        X, y = enrolled_embeddings(store, model_of(settings), dim_of(settings))
         names = {int(r[0]): str(r[1]) for r in store.con.execute("SELECT person_id, name FROM people").fetchall()}
-        write_gallery(GalleryFile(X, y, {int(i): names[int(i)] for i in set(y.tolist())}, DLIB_RESNET,
-                                  settings.identify_threshold, settings.match_margin), uri)
+        write_gallery(GalleryFile(X, y, {int(i): names[int(i)] for i in set(y.tolist())}, model_of(settings),
+                                  thresholds(settings).identify, settings.match_margin), uri)
         store.audit("cli", "export_gallery", f"{uri} people:{len(set(y.tolist()))}")
     return len(set(y.tolist()))
 

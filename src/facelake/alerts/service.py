@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import Settings
+from ..identities.calibration import thresholds
 from ..pipeline import IngestSummary, Stage
 from ..store.duck import ImageRecord, SightingRecord, Store
 from ..store.people import list_people
@@ -99,7 +100,8 @@ class AlertStage(Stage):
     def start(self, store: Store) -> None:
         names = {p.person_id: p.name for p in list_people(store)}
         self.dispatcher = Dispatcher(outputs_for(self.config), self.config.queue_size)
-        self.engine = AlertEngine(self.config, names, self.settings.match_threshold, self.dispatcher.submit)
+        same_person = thresholds(self.settings).match
+        self.engine = AlertEngine(self.config, names, same_person, self.dispatcher.submit)
 
     def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: list[int]) -> None:
         assert self.engine is not None, "stage not started"

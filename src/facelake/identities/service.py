@@ -21,8 +21,8 @@ from ..sources.folder import FolderSource, file_entry
 from ..store import people as sql
 from ..store.duck import ImageRecord, SightingRecord, Store
 from ..vision.analyzer import FaceAnalyzer
-from ..vision.models import DLIB_RESNET
 from ..vision.types import Face
+from .calibration import dim_of, model_of, thresholds
 from .cluster import ChineseWhispers
 from .gallery import Gallery, Match
 from .index import FaceIndex
@@ -31,8 +31,8 @@ ENROLLMENT_CAMERA = "enrollment"
 
 
 def load_gallery(store: Store, settings: Settings) -> Gallery:
-    X, y = sql.enrolled_embeddings(store)
-    return Gallery(settings.identify_threshold, settings.match_margin).fit(X, y)
+    X, y = sql.enrolled_embeddings(store, model_of(settings), dim_of(settings))
+    return Gallery(thresholds(settings).identify, settings.match_margin).fit(X, y)
 
 
 def _decide(match: Match, quality: float, settings: Settings) -> tuple[int | None, float | None]:
@@ -168,8 +168,8 @@ def identify(settings: Settings) -> IdentifyResult:
         gallery = load_gallery(store, settings)
         rows = store.con.execute(
             """SELECT sighting_id, embedding, quality, person_id FROM sightings
-               WHERE embedding IS NOT NULL AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
-               ORDER BY sighting_id"""
+               WHERE embedding IS NOT NULL AND model = ? AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
+               ORDER BY sighting_id""", [model_of(settings)]
         ).fetchall()
         changes: list[tuple[int, int | None, float | None]] = []
         named = 0
@@ -244,10 +244,10 @@ class ClusterResult:
 def _eligible(store: Store, settings: Settings) -> list[tuple[int, list[float], int | None]]:
     return store.con.execute(
         """SELECT sighting_id, embedding, cluster_id FROM sightings
-           WHERE person_id IS NULL AND embedding IS NOT NULL AND quality >= ?
+           WHERE person_id IS NULL AND embedding IS NOT NULL AND quality >= ? AND model = ?
              AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
            ORDER BY sighting_id""",
-        [settings.identify_min_quality],
+        [settings.identify_min_quality, model_of(settings)],
     ).fetchall()
 
 
@@ -268,7 +268,7 @@ def cluster(settings: Settings, full: bool = False) -> ClusterResult:
         top = store.con.execute("SELECT coalesce(max(cluster_id), 0) FROM sightings").fetchone()
         base = int(top[0]) if top else 0
         fixed = np.full(len(rows), -1, dtype=np.int64) if full else previous
-        found = ChineseWhispers(settings.cluster_threshold).fit(X, fixed).labels_
+        found = ChineseWhispers(thresholds(settings).cluster).fit(X, fixed).labels_
         # Groups that did not grow out of an existing cluster get ids above every id in use.
         kept = {int(v) for v in fixed[fixed >= 0]}
         fresh: dict[int, int] = {}
@@ -355,7 +355,7 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
             members,
         ).fetchall()
         X = np.array([r[1] for r in rows], dtype=np.float32)
-        threshold = settings.cluster_threshold
+        threshold = thresholds(settings).cluster
         labels = np.zeros(len(rows), dtype=np.int64)
         while threshold < 0.999 and len(np.unique(labels)) < 2:
             threshold += 0.005
@@ -387,14 +387,15 @@ class IndexSync:
 
 def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSync:
     """Bring the face index up to date with the database (or rebuild it if it was lost)."""
-    index = FaceIndex(settings.db, DLIB_RESNET)
+    model = model_of(settings)
+    index = FaceIndex(settings.db, model, dim_of(settings))
     added = removed = 0
     last = index.synced_to
     while True:
         rows = store.con.execute(
             """SELECT sighting_id, embedding FROM sightings
                WHERE embedding IS NOT NULL AND model = ? AND sighting_id > ? ORDER BY sighting_id LIMIT ?""",
-            [DLIB_RESNET, last, chunk],
+            [model, last, chunk],
         ).fetchall()
         if not rows:
             break
@@ -402,12 +403,12 @@ def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSy
         added += index.add(ids, np.array([r[1] for r in rows], dtype=np.float32))
         last = int(ids[-1])
     counted = store.con.execute(
-        "SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model = ?", [DLIB_RESNET]).fetchone()
+        "SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model = ?", [model]).fetchone()
     if counted is not None and len(index) != int(counted[0]):
         # Embeddings erased by forget/purge leave keys behind; a crash between saving the
         # index and its state can leave the opposite. Either way the database decides.
         live = {r[0] for r in store.con.execute(
-            "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [DLIB_RESNET]).fetchall()}
+            "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [model]).fetchall()}
         keys = set(index.keys().tolist())
         removed = index.remove(np.array(sorted(keys - live), dtype=np.int64))
         missing = sorted(live - keys)

@@ -91,14 +91,14 @@ def rename_person(store: Store, who: str, new_name: str, actor: str) -> int:
     return pid
 
 
-def enrolled_embeddings(store: Store) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Every enrolled face's embedding and person id (the gallery's training data)."""
+def enrolled_embeddings(store: Store, model: str, dim: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Every enrolled face's embedding of ``model`` and its person id (the gallery's training data)."""
     rows = store.con.execute(
         """SELECT e.person_id, s.embedding FROM enrollments e JOIN sightings s USING (sighting_id)
-           WHERE s.embedding IS NOT NULL ORDER BY e.person_id, s.sighting_id"""
+           WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY e.person_id, s.sighting_id""", [model]
     ).fetchall()
     if not rows:
-        return np.zeros((0, 128), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
     return (np.array([r[1] for r in rows], dtype=np.float32), np.array([r[0] for r in rows], dtype=np.int64))
 
 

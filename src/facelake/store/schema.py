@@ -83,4 +83,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (target, table_name)
     );
     """,
+    """
+    -- Embeddings of any model: dlib's ResNet is 128-D, MobileFaceNet 192-D; each row names its model.
+    DROP INDEX sightings_image;
+    ALTER TABLE sightings ALTER COLUMN embedding SET DATA TYPE FLOAT[];
+    CREATE INDEX sightings_image ON sightings (image_id);
+    """,
 ]

@@ -21,13 +21,13 @@ from typing import Any, Protocol
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ImageUnreadable
+from ..identities.calibration import model_of
 from ..identities.gallery_file import GalleryFile, read_gallery
 from ..identities.service import NamingStage
 from ..pipeline import _init_worker, _process_batch, analyzer_options, make_job, records
 from ..sources.base import Entry, camera_from_key, is_image_name
 from ..sources.buckets import BucketSource, GcsBucket
 from ..store.duck import ImageRecord, SightingRecord
-from ..vision.models import DLIB_RESNET
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ class FunctionRuntime:
             log.warning("no gallery read from %s, faces stay unknown: %s", uri, exc)
             self.naming.gallery = None
             return
-        if file.model != DLIB_RESNET:
-            raise ConfigError(f"gallery {uri} holds {file.model} embeddings; this function computes {DLIB_RESNET}")
+        if file.model != model_of(self.settings):
+            raise ConfigError(f"gallery {uri} holds {file.model} embeddings; this function computes "
+                              f"{model_of(self.settings)} (set FACELAKE_EMBEDDER to match, or re-export)")
         self.naming.gallery = file.gallery()
 
     def handle(self, bucket: str, name: str, size: int | None = None, generation: str | None = None) -> Outcome:

@@ -117,3 +117,51 @@ class DlibAligner:
         pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
         landmarks = (pts / factor + origin).astype(np.float32)
         return AlignedFace(chip=np.ascontiguousarray(chip), landmarks=landmarks, method=method)
+
+
+ARCFACE_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+"""Where ArcFace-style embedders expect the eyes, nose tip and mouth corners in a 112×112 chip."""
+
+
+def similarity_transform(src: NDArray[np.floating[Any]], dst: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """The 2×3 rotation + uniform scale + translation that best maps ``src`` onto ``dst`` (least squares).
+
+    Umeyama's closed form: no RANSAC, since five landmarks from one detector carry no
+    outliers to reject, and every point should pull on the fit (as insightface's norm_crop).
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sigma, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rotation = u @ sign @ vt
+    scale = float(np.trace(np.diag(sigma) @ sign) / (s**2).sum(axis=1).mean())
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = mu_d - scale * rotation @ mu_s
+    return matrix
+
+
+class SimilarityAligner:
+    """Warps a face so its five landmarks land on the ArcFace template (112×112 chips).
+
+    ArcFace-style networks are trained on exactly this crop; no HOG or 68-point pass is needed.
+    """
+
+    def __init__(self, size: int = 112) -> None:
+        self.size = size
+        self.template = ARCFACE_TEMPLATE * (size / 112.0)
+
+    def align(self, image: RGBImage, det: Detection) -> AlignedFace:
+        points = np.asarray(det.landmarks, dtype=np.float64)
+        matrix = similarity_transform(points, self.template)
+        scale = float(np.hypot(*matrix[:, 0]))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        chip = cv2.warpAffine(image, matrix, (self.size, self.size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+        return AlignedFace(np.ascontiguousarray(chip, dtype=np.uint8), np.asarray(det.landmarks, np.float32),
+                           "similarity")

@@ -11,9 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import models
-from .align import DlibAligner
+from .align import DlibAligner, SimilarityAligner
 from .detect import HogDetector, RetinaFaceDetector
-from .embed import ResnetEmbedder, dlib_describe, onnx_describe
+from .embed import ArcFaceEmbedder, ResnetEmbedder, dlib_describe, onnx_describe
 from .mtcnn import MtcnnDetector, mtcnn_sessions
 from .types import AlignedFace, Detection, Face, RGBImage
 
@@ -65,6 +65,7 @@ class AnalyzerOptions:
     detect_candidate_threshold: float = 0.02
     max_upscale: float = 8.0
     min_face_px: int = 12
+    embedder: str = "dlib"
     embed_backend: str = "onnx"
     embed_flip: bool = True
     embed_lowres_px: int = 20
@@ -74,6 +75,9 @@ class AnalyzerOptions:
 
 Detector = RetinaFaceDetector | HogDetector | MtcnnDetector
 DETECTORS = ("retinaface", "hog", "mtcnn")
+EMBEDDERS = ("dlib", "mobilefacenet")
+Aligner = DlibAligner | SimilarityAligner
+Embedder = ResnetEmbedder | ArcFaceEmbedder
 
 
 class FaceAnalyzer:
@@ -86,10 +90,12 @@ class FaceAnalyzer:
         self.settings = options or AnalyzerOptions()
         if self.settings.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {self.settings.detector!r}")
+        if self.settings.embedder not in EMBEDDERS:
+            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.settings.embedder!r}")
         self.timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
         self._detector: Detector | None = None
-        self._aligner: DlibAligner | None = None
-        self._embedder: ResnetEmbedder | None = None
+        self._aligner: Aligner | None = None
+        self._embedder: Embedder | None = None
 
     @property
     def detector(self) -> Detector:
@@ -115,13 +121,20 @@ class FaceAnalyzer:
         return self._detector
 
     @property
-    def aligner(self) -> DlibAligner:
+    def aligner(self) -> Aligner:
+        """Each embedder gets the crop it was trained on: dlib's chips, or the ArcFace template."""
         if self._aligner is None:
-            self._aligner = DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor())
+            if self.settings.embedder == "mobilefacenet":
+                self._aligner = SimilarityAligner(112)
+            else:
+                self._aligner = DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor())
         return self._aligner
 
     @property
-    def embedder(self) -> ResnetEmbedder:
+    def embedder(self) -> Embedder:
+        if self._embedder is None and self.settings.embedder == "mobilefacenet":
+            self._embedder = ArcFaceEmbedder(models.mobilefacenet_session(), models.MOBILEFACENET, 192,
+                                             flip=self.settings.embed_flip)
         if self._embedder is None:
             describe = (
                 onnx_describe(models.dlib_resnet_onnx())

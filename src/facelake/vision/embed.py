@@ -94,3 +94,45 @@ class ResnetEmbedder:
         raw = l2_normalize(self.describe(batch))
         n = len(per_chip[0])
         return l2_normalize(raw.reshape(len(chips), n, -1).sum(axis=1))
+
+
+class ArcFaceEmbedder:
+    """An ArcFace-style network (112×112 RGB chips, ``(x − 127.5) / 128``) such as MobileFaceNet.
+
+    Each face is embedded from the chip and, with ``flip``, its mirror image, averaged; with
+    ``lowres_px`` also from the chip as it would look that many pixels wide (see
+    :class:`ResnetEmbedder` for why a low-resolution view helps tiny camera faces).
+    """
+
+    def __init__(self, session: Any, model_name: str, dim: int, flip: bool = True, lowres_px: int = 0,
+                 batch: int = 32) -> None:
+        self.session = session
+        self.model_name = model_name
+        self.dim = dim
+        self.flip = flip
+        self.lowres_px = lowres_px
+        self.batch = batch
+        self.input_name = session.get_inputs()[0].name
+
+    def views(self, chip: RGBImage) -> list[RGBImage]:
+        views = [chip]
+        if self.lowres_px:
+            views.append(low_resolution_view(chip, self.lowres_px))
+        if self.flip:
+            views += [v[:, ::-1] for v in views]
+        return [np.ascontiguousarray(v) for v in views]
+
+    def describe(self, chips: list[RGBImage]) -> NDArray[np.float32]:
+        out = []
+        for i in range(0, len(chips), self.batch):
+            x = (np.stack(chips[i : i + self.batch]).astype(np.float32) - 127.5) / 128.0
+            out.append(self.session.run(None, {self.input_name: x})[0])
+        return np.concatenate(out).astype(np.float32)
+
+    def embed(self, chips: Sequence[RGBImage]) -> NDArray[np.float32]:
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        per_chip = [self.views(c) for c in chips]
+        raw = l2_normalize(self.describe([v for views in per_chip for v in views]))
+        n = len(per_chip[0])
+        return l2_normalize(raw.reshape(len(chips), n, -1).sum(axis=1))

