@@ -75,3 +75,33 @@ def test_each_row_names_its_model_and_models_never_meet(tmp_path: Path, cams: Pa
         ("garden", models.MOBILEFACENET, 192, None)]
     code, output = cli(db, "stats")
     assert code == 0 and models.MOBILEFACENET in output and models.DLIB_RESNET in output
+
+
+def test_reembed_switches_models_keeping_names_and_is_resumable(
+    tmp_path: Path, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "f.duckdb"
+    enroll = tmp_path / "enroll"
+    enroll.mkdir()
+    (enroll / "o3.jpg").write_bytes((samples / "obama3.jpg").read_bytes())
+    assert cli(db, "people", "add", "Barack Obama", str(enroll / "o3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    before = rows(db, "SELECT sighting_id, person_id, cluster_id FROM sightings ORDER BY 1")
+    assert sum(r[1] is not None for r in before) == 3  # enrollment + two obama photos
+    (cams / "garden" / "c.jpg").unlink()  # one source gone: that face keeps its dlib embedding
+    code, output = cli(db, "reembed", "--model", "mobilefacenet")
+    assert code == 0 and "re-embedded 3 faces" in output and "1 faces kept" in output, output
+    assert rows(db, "SELECT sighting_id, person_id, cluster_id FROM sightings ORDER BY 1") == before
+    assert rows(db, "SELECT model, len(embedding), count(*) FROM sightings GROUP BY 1, 2 ORDER BY 1") == [
+        (models.DLIB_RESNET, 128, 1), (models.MOBILEFACENET, 192, 3)]
+    # Nothing left that can be done: a second run re-embeds nothing.
+    assert "re-embedded 0 faces" in cli(db, "reembed", "--model", "mobilefacenet")[1]
+    # With the new model configured, a new photo of the enrolled person is named through the new gallery.
+    monkeypatch.setenv("FACELAKE_EMBEDDER", "mobilefacenet")
+    from PIL import Image
+
+    Image.open(samples / "obama2.jpg").save(cams / "garden" / "new.jpg", quality=80)  # new bytes, same face
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert rows(db, "SELECT s.model, p.name FROM sightings s JOIN images i USING (image_id) "
+                    "LEFT JOIN people p USING (person_id) WHERE i.uri LIKE '%new.jpg'") == [
+        (models.MOBILEFACENET, "Barack Obama")]

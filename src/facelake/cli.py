@@ -383,6 +383,29 @@ def identify_cmd() -> None:
     out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
 
 
+@app.command("reembed")
+@_reports_errors
+def reembed_cmd(
+    model: Annotated[str, typer.Option("--model", help="Embedder to recompute every stored face with: dlib or mobilefacenet.")],
+) -> None:
+    """Recompute every stored face's embedding with another model (resumable; names and clusters stay).
+
+    Then set `embedder` to the same model (config file or FACELAKE_EMBEDDER) so new faces match them.
+    """
+    from .identities.reembed import reembed
+
+    settings = _settings()
+    with Progress(TextColumn("re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("reembed", total=None)
+        summary = reembed(settings, model, lambda n: progress.update(task, total=n),
+                          lambda uri, faces: progress.advance(task))
+    out.print(f"re-embedded {summary.faces} faces in {summary.images} images with {model}; "
+              f"{summary.unavailable} faces kept their old embedding (source image gone or changed)")
+    if settings.embedder != model:
+        out.print(f"now set embedder = \"{model}\" (config file) or FACELAKE_EMBEDDER={model}")
+
+
 @app.command("forget")
 @_reports_errors
 def forget_cmd(

@@ -1,0 +1,102 @@
+"""``facelake reembed``: recompute stored faces' embeddings with another model.
+
+Why from the source image and the stored detection: a new model needs its own crop
+(dlib's 150-px chip, or the ArcFace 112-px template), and the stored box and landmarks say
+exactly where the face was, so nothing is detected again — each sighting keeps its id, its
+name, its cluster and its feedback; only ``embedding`` and ``model`` change, per image in
+one transaction. Faces whose embedding was erased (forgotten people, expired unknown faces)
+stay erased. A face whose source image is gone or changed keeps its old embedding, which the
+new model's matching never compares with its own; it is counted and reported.
+
+Resumable by construction: only rows whose model differs from the target are selected, so a
+run killed halfway continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..errors import FacelakeError
+from ..pipeline import analyzer_options
+from ..sources.buckets import is_bucket_uri, open_object
+from ..sources.decode import decode_image
+from ..sources.folder import read_file
+from ..store.duck import Store
+from ..vision.analyzer import FaceAnalyzer
+from ..vision.models import EMBEDDER_MODELS
+from ..vision.types import Detection
+
+
+@dataclass
+class ReembedSummary:
+    images: int = 0
+    faces: int = 0
+    unavailable: int = 0
+    """Faces whose source image could not be read, or has changed since it was stored."""
+    remaining: int = 0
+
+
+def _image_bytes(uri: str, max_bytes: int) -> bytes:
+    if is_bucket_uri(uri):
+        bucket, key = open_object(uri)
+        return bucket.read(key, max_bytes)
+    return read_file(Path(uri), max_bytes)
+
+
+def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] | None = None,
+            on_image: Callable[[str, int], None] | None = None) -> ReembedSummary:
+    """Give every stored face an embedding of ``embedder`` ("dlib" or "mobilefacenet")."""
+    if embedder not in EMBEDDER_MODELS:
+        raise FacelakeError(f"--model must be one of {sorted(EMBEDDER_MODELS)}, got {embedder!r}")
+    target = EMBEDDER_MODELS[embedder]
+    analyzer = FaceAnalyzer(replace(analyzer_options(settings), embedder=embedder))
+    max_bytes = int(settings.max_file_mb * 1e6)
+    summary = ReembedSummary()
+    with Store(settings.db) as store:
+        todo = store.con.execute(
+            """SELECT s.image_id, any_value(i.uri), list(s.sighting_id ORDER BY s.face_index),
+                      list(s.box ORDER BY s.face_index), list(s.landmarks ORDER BY s.face_index),
+                      list(s.det_score ORDER BY s.face_index)
+               FROM sightings s JOIN images i USING (image_id)
+               WHERE s.embedding IS NOT NULL AND s.model <> ?
+               GROUP BY s.image_id ORDER BY 1""", [target]).fetchall()
+        if on_total:
+            on_total(len(todo))
+        for image_id, uri, ids, boxes, landmarks, scores in todo:
+            try:
+                data = _image_bytes(uri, max_bytes)
+                if hashlib.sha256(data).hexdigest() != image_id:
+                    raise FacelakeError(f"{uri} has changed since it was stored")
+                pixels = decode_image(data, settings.max_pixels).pixels
+            except FacelakeError:
+                summary.unavailable += len(ids)
+                if on_image:
+                    on_image(uri, 0)
+                continue
+            dets = [Detection(tuple(map(float, b)), float(sc), np.asarray(lm, dtype=np.float32))  # type: ignore[arg-type]
+                    for b, lm, sc in zip(boxes, landmarks, scores)]
+            vectors = analyzer.embed(analyzer.align(pixels, dets))
+            store.con.execute("BEGIN TRANSACTION")
+            try:
+                for sid, vec in zip(ids, vectors):
+                    store.con.execute("UPDATE sightings SET embedding = ?, model = ? WHERE sighting_id = ?",
+                                      [vec.astype(np.float32).tolist(), target, sid])
+                store.con.execute("COMMIT")
+            except BaseException:
+                store.con.execute("ROLLBACK")
+                raise
+            summary.images += 1
+            summary.faces += len(ids)
+            if on_image:
+                on_image(uri, len(ids))
+        store.audit("cli", "reembed", f"model:{target} faces:{summary.faces} unavailable:{summary.unavailable}")
+        left = store.con.execute("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model <> ?",
+                                 [target]).fetchone()
+        summary.remaining = int(left[0]) if left else 0
+    return summary
