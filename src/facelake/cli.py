@@ -325,11 +325,25 @@ def people_add(
     photos: Annotated[list[Path], typer.Argument(help="Photos showing the person's face (one face each).")],
     consent: Annotated[str, typer.Option("--consent", help="How and when the person agreed to be recognised.")],
     face: Annotated[int | None, typer.Option("--face", min=0, help="Which face to use in photos with several (0 = largest).")] = None,
+    more: Annotated[bool, typer.Option("--more", help="Add these photos to a person already enrolled under NAME.")] = False,
 ) -> None:
     """Enroll a person from their photos; a consent note is required."""
-    result = people_service.enroll_person(_settings(), name, photos, consent, face)
+    result = people_service.enroll_person(_settings(), name, photos, consent, face, extend=more)
     people_service.identify(_settings())
     out.print(f"enrolled {result.name} (person {result.person_id}) from {len(result.sightings)} photo(s)")
+
+
+@people_app.command("import")
+@_reports_errors
+def people_import(
+    folder: Annotated[Path, typer.Argument(help="A folder per person: FOLDER/<name>/*.jpg, one face per photo.")],
+    consent: Annotated[str, typer.Option("--consent", help="How and when these people agreed to be recognised.")],
+) -> None:
+    """Enroll many people at once (photos of people already enrolled are added to theirs)."""
+    done = people_service.import_people(_settings(), folder, consent)
+    people_service.identify(_settings())
+    for e in done:
+        out.print(f"enrolled {e.name} (person {e.person_id}) from {len(e.sightings)} photo(s)")
 
 
 @people_app.command("list")
@@ -373,6 +387,30 @@ def people_remove(
     """Un-enroll a person; their faces become unknown (use `facelake forget` to erase them)."""
     counts = people_service.remove_person(_settings(), person)
     out.print("removed " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+sightings_app = typer.Typer(help="Single sightings: correct or confirm a name.", no_args_is_help=True)
+app.add_typer(sightings_app, name="sightings")
+
+
+@sightings_app.command("unname")
+@_reports_errors
+def sightings_unname(
+    sighting: Annotated[int, typer.Argument(help="Sighting id (see `facelake sql` or `search`).")],
+) -> None:
+    """"Not this person": remove the name, and never give it to this face or its near-duplicates again."""
+    person = people_service.unname(_settings(), sighting)
+    out.print(f"sighting {sighting} is no longer named as person {person}; the correction is remembered")
+
+
+@sightings_app.command("confirm")
+@_reports_errors
+def sightings_confirm(
+    sighting: Annotated[int, typer.Argument(help="A named sighting that is right.")],
+) -> None:
+    """Add a named sighting to its person's enrollment examples."""
+    person = people_service.confirm(_settings(), sighting)
+    out.print(f"sighting {sighting} is now an example of person {person}")
 
 
 @app.command("identify")

@@ -23,12 +23,16 @@ class Thresholds:
     """A face this similar to an enrolled person's closest face may be named."""
     cluster: float
     """Two unknown faces this similar are linked in clustering."""
+    low_quality_extra: float
+    """Added to ``identify`` for a face of quality 0 (linearly less up to quality_full)."""
+    duplicate: float
+    """Two faces this similar are near-duplicates ("not this person" covers both)."""
 
 
 CALIBRATED: dict[str, Thresholds] = {
     # bench/identify.py and bench/accuracy.py on the development photos (docs/accuracy.md).
-    DLIB_RESNET: Thresholds(match=0.935, identify=0.95, cluster=0.95),
-    MOBILEFACENET: Thresholds(match=0.45, identify=0.55, cluster=0.55),
+    DLIB_RESNET: Thresholds(match=0.935, identify=0.95, cluster=0.95, low_quality_extra=0.015, duplicate=0.975),
+    MOBILEFACENET: Thresholds(match=0.45, identify=0.55, cluster=0.55, low_quality_extra=0.10, duplicate=0.85),
 }
 
 
@@ -47,4 +51,6 @@ def thresholds(settings: Settings) -> Thresholds:
         match=base.match if settings.match_threshold is None else settings.match_threshold,
         identify=base.identify if settings.identify_threshold is None else settings.identify_threshold,
         cluster=base.cluster if settings.cluster_threshold is None else settings.cluster_threshold,
+        low_quality_extra=base.low_quality_extra,
+        duplicate=base.duplicate,
     )

@@ -24,8 +24,9 @@ from ..vision.analyzer import FaceAnalyzer
 from ..vision.types import Face
 from .calibration import dim_of, model_of, thresholds
 from .cluster import ChineseWhispers
-from .gallery import Gallery, Match
+from .gallery import Gallery
 from .index import FaceIndex
+from .naming import Namer
 
 ENROLLMENT_CAMERA = "enrollment"
 
@@ -35,11 +36,11 @@ def load_gallery(store: Store, settings: Settings) -> Gallery:
     return Gallery(thresholds(settings).identify, settings.match_margin).fit(X, y)
 
 
-def _decide(match: Match, quality: float, settings: Settings) -> tuple[int | None, float | None]:
-    """The gallery's answer, kept only for faces of good enough quality."""
-    if match.person is None or quality < settings.identify_min_quality:
-        return None, None
-    return match.person, match.score
+def load_namer(store: Store, settings: Settings) -> Namer:
+    """The naming rule with the current enrollments and the owner's "not this person" feedback."""
+    rejected, rejected_people = sql.rejected_embeddings(store, model_of(settings), dim_of(settings))
+    return Namer(load_gallery(store, settings), thresholds(settings), settings.match_margin,
+                 settings.identify_min_quality, rejected=rejected, rejected_people=rejected_people)
 
 
 class NamingStage(Stage):
@@ -51,24 +52,24 @@ class NamingStage(Stage):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.gallery: Gallery | None = None
+        self.namer: Namer | None = None
 
     def start(self, store: Store) -> None:
-        self.gallery = load_gallery(store, self.settings)
+        self.namer = load_namer(store, self.settings)
+
+    def use_gallery(self, gallery: Gallery | None) -> None:
+        """Name with ``gallery`` (the Cloud Function's gallery file) instead of the store's."""
+        self.namer = None if gallery is None else Namer(
+            gallery, thresholds(self.settings), self.settings.match_margin, self.settings.identify_min_quality)
 
     def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
-        gallery = self.gallery
-        if not sightings or gallery is None or len(gallery.people_) == 0:
+        if not sightings or self.namer is None:
             return sightings
-        matches = gallery.match(np.stack([s.embedding for s in sightings]))
-        named = []
-        for s, m in zip(sightings, matches):
-            person, score = _decide(m, s.quality, self.settings)
-            named.append(replace(s, person_id=person, match_score=score))
-        return named
+        decisions = self.namer.name_image(np.stack([s.embedding for s in sightings]), [s.quality for s in sightings])
+        return [replace(s, person_id=p, match_score=score) for s, (p, score) in zip(sightings, decisions)]
 
     def after_run(self, store: Store, summary: IngestSummary) -> None:
-        self.gallery = load_gallery(store, self.settings)
+        self.namer = load_namer(store, self.settings)
 
 
 class PurgeStage(Stage):
@@ -126,11 +127,13 @@ def _photo_faces(
 
 def enroll_person(
     settings: Settings, name: str, photos: list[Path], consent: str, face: int | None = None,
-    analyzer: FaceAnalyzer | None = None,
+    analyzer: FaceAnalyzer | None = None, extend: bool = False,
 ) -> Enrollment:
     """Enroll ``name`` from ``photos``; every photo must show exactly one face (or ``face`` picks one).
 
-    All photos are checked before anything is written: a bad photo enrolls nothing.
+    All photos are checked before anything is written: a bad photo enrolls nothing. With
+    ``extend``, photos of a person already enrolled under ``name`` are added to theirs
+    (several photos per person: front, profile, glasses; each helps naming).
     """
     if not consent.strip():
         raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
@@ -139,9 +142,14 @@ def enroll_person(
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
     prepared = [_photo_faces(path, ENROLLMENT_CAMERA, face, settings, analyzer) for path in photos]
     with Store(settings.db) as store:
+        existing = store.con.execute("SELECT person_id FROM people WHERE name = ?", [name.strip()]).fetchone()
         with sql.transaction(store):
-            person = sql.add_person(store, name.strip(), consent.strip())
-            store.audit("cli", "add_person", f"person:{person}")
+            if existing is not None and extend:
+                person = int(existing[0])
+                store.audit("cli", "add_photos", f"person:{person} photos:{len(prepared)}")
+            else:
+                person = sql.add_person(store, name.strip(), consent.strip())
+                store.audit("cli", "add_person", f"person:{person}")
         linked = []
         for job, meta, faces, chosen in prepared:
             image, sightings = records(job, meta, faces)
@@ -155,6 +163,29 @@ def enroll_person(
     return Enrollment(person, name.strip(), linked)
 
 
+def import_people(settings: Settings, folder: Path, consent: str) -> list[Enrollment]:
+    """Enroll a folder of people: ``folder/<name>/*.jpg``, each photo showing one face.
+
+    Every photo of every person is checked before anything is written; a person already
+    enrolled gets the new photos added.
+    """
+    from ..sources.base import IMAGE_SUFFIXES
+
+    people = sorted(p for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
+    if not people:
+        raise ConfigError(f"{folder}: expected one folder per person (FOLDER/<name>/*.jpg)")
+    analyzer = FaceAnalyzer(analyzer_options(settings))
+    plan = []
+    for person in people:
+        photos = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not photos:
+            raise ConfigError(f"{person}: no photos")
+        for photo in photos:  # fail before writing anything: every photo must show exactly one face
+            _photo_faces(photo, ENROLLMENT_CAMERA, None, settings, analyzer)
+        plan.append((person.name, photos))
+    return [enroll_person(settings, name, photos, consent, analyzer=analyzer, extend=True) for name, photos in plan]
+
+
 @dataclass(frozen=True)
 class IdentifyResult:
     checked: int
@@ -163,27 +194,54 @@ class IdentifyResult:
 
 
 def identify(settings: Settings) -> IdentifyResult:
-    """Re-match every stored face against the current enrollments (after people change)."""
+    """Re-match every stored face against the current enrollments (after people change).
+
+    Image by image, so two faces of one image never get the same person, nor the person
+    whose enrollment photo the image is.
+    """
     with Store(settings.db) as store:
-        gallery = load_gallery(store, settings)
+        namer = load_namer(store, settings)
         rows = store.con.execute(
-            """SELECT sighting_id, embedding, quality, person_id FROM sightings
-               WHERE embedding IS NOT NULL AND model = ? AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
-               ORDER BY sighting_id""", [model_of(settings)]
-        ).fetchall()
+            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id
+               FROM sightings s LEFT JOIN enrollments e USING (sighting_id)
+               WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY s.image_id, s.face_index""",
+            [model_of(settings)]).fetchall()
         changes: list[tuple[int, int | None, float | None]] = []
-        named = 0
-        if rows and len(gallery.people_):
-            matches = gallery.match(np.array([r[1] for r in rows], dtype=np.float32))
-        else:
-            matches = [Match(None, -1.0, 0.0)] * len(rows)
-        for (sid, _, quality, current), m in zip(rows, matches):
-            person, score = _decide(m, quality, settings)
-            named += person is not None
-            if person != current:
-                changes.append((int(sid), person, score))
+        named = checked = 0
+        by_image: dict[str, list[tuple[int, list[float], float, int | None, int | None]]] = {}
+        for sid, image_id, emb, quality, current, enrolled in rows:
+            by_image.setdefault(image_id, []).append((sid, emb, quality, current, enrolled))
+        for faces in by_image.values():
+            taken = {f[4] for f in faces if f[4] is not None}
+            free = [f for f in faces if f[4] is None]
+            if not free:
+                continue
+            checked += len(free)
+            decisions = namer.name_image(np.array([f[1] for f in free], dtype=np.float32), [f[2] for f in free], taken)
+            for (sid, _, _, current, _), (person, score) in zip(free, decisions):
+                named += person is not None
+                if person != current:
+                    changes.append((int(sid), person, score))
         sql.set_identities(store, changes, actor="identify")
-    return IdentifyResult(len(rows), named, len(changes))
+    return IdentifyResult(checked, named, len(changes))
+
+
+def unname(settings: Settings, sighting: int) -> int:
+    """"Not this person": take the name back and never give it to this face or its near-duplicates again."""
+    with Store(settings.db) as store:
+        return sql.reject(store, sighting, actor="cli")
+
+
+def confirm(settings: Settings, sighting: int) -> int:
+    """Add a named sighting to its person's enrollment examples (the owner confirms it is them)."""
+    with Store(settings.db) as store:
+        row = store.con.execute("SELECT person_id FROM sightings WHERE sighting_id = ? AND embedding IS NOT NULL",
+                                [sighting]).fetchone()
+        if row is None or row[0] is None:
+            raise StoreError(f"sighting {sighting} has no name to confirm (name it first, or enroll a photo)")
+        with sql.transaction(store):
+            sql.enroll(store, int(row[0]), sighting, actor="cli")
+        return int(row[0])
 
 
 def list_people(settings: Settings) -> list[sql.PersonRow]:
@@ -206,6 +264,7 @@ def remove_person(settings: Settings, who: str) -> dict[str, int]:
             n_enr = store.con.execute("SELECT count(*) FROM enrollments WHERE person_id = ?", [pid]).fetchone()
             n_sig = store.con.execute("SELECT count(*) FROM sightings WHERE person_id = ?", [pid]).fetchone()
             store.con.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
+            store.con.execute("DELETE FROM rejections WHERE person_id = ?", [pid])
             store.con.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE person_id = ?", [pid])
             store.con.execute("DELETE FROM people WHERE person_id = ?", [pid])
             store.audit("cli", "remove_person", f"person:{pid}")

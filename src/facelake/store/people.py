@@ -102,6 +102,35 @@ def enrolled_embeddings(store: Store, model: str, dim: int) -> tuple[NDArray[np.
     return (np.array([r[1] for r in rows], dtype=np.float32), np.array([r[0] for r in rows], dtype=np.int64))
 
 
+def rejected_embeddings(store: Store, model: str, dim: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Faces the owner said are *not* a person: their embeddings of ``model`` and that person's id."""
+    rows = store.con.execute(
+        """SELECT r.person_id, s.embedding FROM rejections r JOIN sightings s USING (sighting_id)
+           WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY 1, r.sighting_id""", [model]).fetchall()
+    if not rows:
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+    return np.array([r[1] for r in rows], dtype=np.float32), np.array([r[0] for r in rows], dtype=np.int64)
+
+
+def reject(store: Store, sighting: int, actor: str) -> int:
+    """Record that ``sighting`` is not the person it was named as, and unname it; returns that person."""
+    row = store.con.execute("SELECT person_id FROM sightings WHERE sighting_id = ?", [sighting]).fetchone()
+    if row is None:
+        raise StoreError(f"no sighting {sighting}")
+    if row[0] is None:
+        raise StoreError(f"sighting {sighting} has no name to take back")
+    if store.con.execute("SELECT 1 FROM enrollments WHERE sighting_id = ?", [sighting]).fetchone():
+        raise StoreError(f"sighting {sighting} is an enrollment photo: use `facelake people remove` instead")
+    person = int(row[0])
+    with transaction(store):
+        store.con.execute("INSERT INTO rejections VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                          [sighting, person, utcnow()])
+        store.con.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE sighting_id = ?",
+                          [sighting])
+        store.audit(actor, "unname", f"sighting:{sighting} person:{person}")
+    return person
+
+
 def forget_person(store: Store, who: str, actor: str) -> dict[str, int]:
     """Erase a person completely; returns what was removed, per kind.
 
@@ -131,6 +160,7 @@ def forget_person(store: Store, who: str, actor: str) -> dict[str, int]:
         counts["sightings unlinked (crop and embedding erased)"] = int(linked[0]) if linked else 0
         con.execute("""UPDATE sightings SET person_id = NULL, match_score = NULL, thumb = NULL, embedding = NULL
                        WHERE person_id = ?""", [pid])
+        con.execute("DELETE FROM rejections WHERE person_id = ?", [pid])
         con.execute("DELETE FROM people WHERE person_id = ?", [pid])
         counts["people"] = 1
         store.audit(actor, "forget", f"person:{pid}")

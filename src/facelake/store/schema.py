@@ -89,4 +89,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sightings ALTER COLUMN embedding SET DATA TYPE FLOAT[];
     CREATE INDEX sightings_image ON sightings (image_id);
     """,
+    """
+    -- "Not this person": the owner's corrections, never repeated for the face or its near-duplicates.
+    CREATE TABLE rejections (
+        sighting_id BIGINT NOT NULL,
+        person_id   BIGINT NOT NULL,
+        "at"        TIMESTAMP NOT NULL,
+        PRIMARY KEY (sighting_id, person_id)
+    );
+    """,
 ]

@@ -84,12 +84,12 @@ class FunctionRuntime:
         except ImageUnreadable as exc:
             # No gallery yet (nobody enrolled, or not exported): faces stay unknown, as at home.
             log.warning("no gallery read from %s, faces stay unknown: %s", uri, exc)
-            self.naming.gallery = None
+            self.naming.use_gallery(None)
             return
         if file.model != model_of(self.settings):
             raise ConfigError(f"gallery {uri} holds {file.model} embeddings; this function computes "
                               f"{model_of(self.settings)} (set FACELAKE_EMBEDDER to match, or re-export)")
-        self.naming.gallery = file.gallery()
+        self.naming.use_gallery(file.gallery())
 
     def handle(self, bucket: str, name: str, size: int | None = None, generation: str | None = None) -> Outcome:
         start = time.perf_counter()

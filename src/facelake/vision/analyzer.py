@@ -134,7 +134,7 @@ class FaceAnalyzer:
     def embedder(self) -> Embedder:
         if self._embedder is None and self.settings.embedder == "mobilefacenet":
             self._embedder = ArcFaceEmbedder(models.mobilefacenet_session(), models.MOBILEFACENET, 192,
-                                             flip=self.settings.embed_flip)
+                                             flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px)
         if self._embedder is None:
             describe = (
                 onnx_describe(models.dlib_resnet_onnx())

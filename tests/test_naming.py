@@ -1,0 +1,116 @@
+"""Decisions people can trust: must-differ per image, quality-aware thresholds, "not this person",
+several photos per person and `people import` — unit tests on synthetic vectors and end to end."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facelake.identities.calibration import Thresholds
+from facelake.identities.gallery import Gallery
+from facelake.identities.naming import Namer
+
+from .conftest import paste
+from .test_ingest import cli, rows
+
+T = Thresholds(match=0.5, identify=0.6, cluster=0.6, low_quality_extra=0.2, duplicate=0.9)
+
+
+def unit(*v: float) -> np.ndarray:
+    a = np.array(v, dtype=np.float32)
+    return a / np.linalg.norm(a)
+
+
+def namer(**kw: object) -> Namer:
+    gallery = Gallery(T.identify, 0.0).fit(np.stack([unit(1, 0, 0), unit(0, 1, 0)]), np.array([1, 2]))
+    return Namer(gallery, T, margin=0.0, min_quality=0.1, **kw)  # type: ignore[arg-type]
+
+
+def test_two_faces_of_one_image_never_get_the_same_person() -> None:
+    faces = np.stack([unit(1, 0.3, 0), unit(1, 0.1, 0)])  # both look like person 1; the second more so
+    assert [p for p, _ in namer().name_image(faces, [1.0, 1.0])] == [None, 1]
+    # A person already in the image (its enrollment face) is not given to another face.
+    assert namer().name_image(faces[1:], [1.0], taken={1}) == [(None, None)]
+
+
+def test_low_quality_faces_need_a_higher_score() -> None:
+    face = unit(1, 0.8, 0.5)  # ~0.69 to person 1 (0.55 to person 2): named at full quality only
+    n = namer()
+    assert n.required(1.0) == T.identify and n.required(0.0) == T.identify + T.low_quality_extra
+    similar = float(face @ unit(1, 0, 0))
+    assert n.name_image(face[None], [1.0])[0][0] == 1
+    assert n.required(0.15) > similar and n.name_image(face[None], [0.15]) == [(None, None)]
+
+
+def test_a_rejected_face_and_its_near_duplicates_are_not_named_again() -> None:
+    face = unit(1, 0.2, 0)
+    near = unit(1, 0.25, 0)
+    other = unit(1, -0.3, 0.2)
+    n = namer(rejected=face[None], rejected_people=np.array([1]))
+    assert [p for p, _ in n.name_image(np.stack([near, other]), [1.0, 1.0])] == [None, 1]
+
+
+def test_unname_is_remembered_through_identify(tmp_path: Path, cams: Path, samples: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    sid = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%a.jpg'")[0][0]
+    code, output = cli(db, "sightings", "unname", str(sid))
+    assert code == 0 and "remembered" in output
+    assert cli(db, "identify")[0] == 0
+    assert rows(db, f"SELECT person_id FROM sightings WHERE sighting_id = {sid}") == [(None,)]
+    # The same bytes again elsewhere are the same image; a re-encoded copy is a near-duplicate face.
+    Image.open(cams / "frontdoor" / "2024-05-01" / "a.jpg").save(cams / "garden" / "a-copy.jpg", quality=90)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert rows(db, "SELECT s.person_id FROM sightings s JOIN images i USING (image_id) "
+                    "WHERE i.uri LIKE '%a-copy.jpg'") == [(None,)]
+    enrolled = rows(db, "SELECT sighting_id FROM enrollments")[0][0]
+    assert cli(db, "sightings", "unname", str(enrolled))[0] == 4, "an enrollment photo is removed, not unnamed"
+    assert cli(db, "forget", "Barack")[0] == 0
+    assert rows(db, "SELECT count(*) FROM rejections") == [(0,)], "erasure takes the corrections too"
+
+
+def test_a_duplicated_face_in_one_image_is_named_once(tmp_path: Path, samples: Path,
+                                                      patches: dict[str, np.ndarray]) -> None:
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    canvas = np.full((500, 1000, 3), 120, dtype=np.uint8)
+    paste(canvas, patches["obama"], 40, 40, 300)
+    paste(canvas, patches["obama"], 560, 60, 280)
+    (tmp_path / "cam").mkdir()
+    Image.fromarray(canvas).save(tmp_path / "cam" / "twice.jpg", quality=95)
+    assert cli(db, "ingest", str(tmp_path / "cam"), "--workers", "1")[0] == 0
+    named = rows(db, "SELECT s.person_id FROM sightings s JOIN images i USING (image_id) "
+                     "WHERE i.camera = 'cam' ORDER BY s.face_index")
+    assert len(named) == 2 and sorted(p is None for (p,) in named) == [False, True]
+    assert cli(db, "identify")[0] == 0
+    assert sum(p is not None for (p,) in rows(db, "SELECT s.person_id FROM sightings s JOIN images i "
+                                                  "USING (image_id) WHERE i.camera = 'cam'")) == 1
+
+
+def test_people_import_enrolls_a_folder_per_person_and_adds_photos(tmp_path: Path, samples: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    people = tmp_path / "people"
+    (people / "Barack Obama").mkdir(parents=True)
+    (people / "Joe Biden").mkdir()
+    shutil.copy(samples / "obama.jpg", people / "Barack Obama" / "1.jpg")
+    shutil.copy(samples / "obama2.jpg", people / "Barack Obama" / "2.jpg")
+    shutil.copy(samples / "biden.jpg", people / "Joe Biden" / "1.jpg")
+    assert cli(db, "people", "import", str(people))[0] == 2, "a consent note is required"
+    code, output = cli(db, "people", "import", str(people), "--consent", "family, asked 2024-05-01")
+    assert code == 0, output
+    assert rows(db, "SELECT p.name, count(*) FROM people p JOIN enrollments e USING (person_id) GROUP BY 1 ORDER BY 1") \
+        == [("Barack Obama", 2), ("Joe Biden", 1)]
+    shutil.copy(samples / "obama3.jpg", people / "Barack Obama" / "3.jpg")
+    assert cli(db, "people", "import", str(people), "--consent", "family")[0] == 0
+    assert rows(db, "SELECT count(*) FROM people") == [(2,)]
+    assert rows(db, "SELECT count(*) FROM enrollments e JOIN people p USING (person_id) "
+                    "WHERE p.name = 'Barack Obama'") == [(3,)]
+    # A folder with a photo showing no single face enrolls nobody from it.
+    (people / "Nobody").mkdir()
+    Image.fromarray(np.full((200, 200, 3), 90, dtype=np.uint8)).save(people / "Nobody" / "x.jpg")
+    assert cli(db, "people", "import", str(people), "--consent", "family")[0] == 7
+    assert rows(db, "SELECT count(*) FROM people") == [(2,)]
