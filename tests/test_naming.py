@@ -114,3 +114,52 @@ def test_people_import_enrolls_a_folder_per_person_and_adds_photos(tmp_path: Pat
     Image.fromarray(np.full((200, 200, 3), 90, dtype=np.uint8)).save(people / "Nobody" / "x.jpg")
     assert cli(db, "people", "import", str(people), "--consent", "family")[0] == 7
     assert rows(db, "SELECT count(*) FROM people") == [(2,)]
+
+
+def chain(n: int, step: float) -> np.ndarray:
+    """Unit vectors along an arc: neighbours ``step`` radians apart, the ends far apart."""
+    angles = np.arange(n) * step
+    return np.stack([np.cos(angles), np.sin(angles), np.zeros(n)], axis=1).astype(np.float32)
+
+
+def test_centroid_clustering_does_not_chain_strangers_where_chinese_whispers_does() -> None:
+    from facelake.identities.cluster import CentroidClustering, ChineseWhispers
+
+    X = chain(40, 0.08)  # neighbours at cos 0.997, the ends opposite: different people all along
+
+    def widest(labels: np.ndarray) -> float:
+        """The least similar pair inside any one cluster."""
+        return min(float((X[labels == c] @ X[labels == c].T).min()) for c in set(labels.tolist()))
+
+    assert widest(ChineseWhispers(0.95).fit(X).labels_) < 0.5, "single links chain faces that look nothing alike"
+    assert widest(CentroidClustering(0.95).fit(X).labels_) > 0.8
+
+
+def test_centroid_clustering_keeps_two_faces_of_one_image_apart_and_fixed_labels() -> None:
+    from facelake.identities.cluster import CentroidClustering
+
+    X = np.stack([unit(1, 0, 0), unit(1, 0.01, 0), unit(1, 0.02, 0), unit(0, 1, 0)])
+    labels = CentroidClustering(0.9).fit(X, groups=["img1", "img1", "img2", "img3"]).labels_
+    assert labels[0] != labels[1] and labels[3] not in labels[:3]
+    fixed = np.array([7, -1, -1, -1])
+    again = CentroidClustering(0.9).fit(X, fixed, groups=["a", "b", "c", "d"]).labels_
+    assert again[0] == 7 and again[1] == 7 and again[2] == 7 and again[3] > 7
+
+
+def test_eval_reports_on_a_folder_per_person(tmp_path: Path, samples: Path, astronaut_rgb: np.ndarray) -> None:
+    import json
+
+    for person, files in {"obama": ["obama.jpg", "obama2.jpg", "obama3.jpg"], "biden": ["biden.jpg"]}.items():
+        (tmp_path / "people" / person).mkdir(parents=True)
+        for f in files:
+            shutil.copy(samples / f, tmp_path / "people" / person / f)
+    (tmp_path / "people" / "astronaut").mkdir()
+    Image.fromarray(astronaut_rgb).save(tmp_path / "people" / "astronaut" / "a.jpg")
+    Image.fromarray(astronaut_rgb[:, ::-1]).save(tmp_path / "people" / "astronaut" / "b.jpg")
+    code, output = cli(tmp_path / "unused.duckdb", "eval", str(tmp_path / "people"), "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert (report["people"], report["photos"], report["no_face"]) == (3, 6, 0)
+    assert report["strangers_named"] == 0.0 and report["named_wrong"] == 0.0 and report["named_right"] > 0.5
+    assert report["cluster_precision"] == 1.0 and report["tar_at_far_1"] > 0.5
+    assert not (tmp_path / "unused.duckdb").exists(), "eval stores nothing"

@@ -421,6 +421,25 @@ def identify_cmd() -> None:
     out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
 
 
+@app.command("eval")
+@_reports_errors
+def eval_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder per person (FOLDER/<name>/*.jpg): your own labelled photos.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Measure naming and clustering on your own photos: TAR@FAR, rank-1, strangers named, BCubed."""
+    from .identities.evaluation import evaluate
+
+    report = evaluate(_settings(), folder).as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    table = Table("measure", "value", title=f"facelake eval {folder}")
+    for key, value in report.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
 @app.command("reembed")
 @_reports_errors
 def reembed_cmd(

@@ -125,18 +125,16 @@ class Settings(BaseSettings):
         "in one batch; larger batches amortise the embedder, smaller ones show progress sooner.",
     )
     match_threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, title="Same-person cosine threshold",
-        description="None: the embedder's calibrated value (identities/calibration.py). Cosine "
-        "similarity of facelake embeddings at or above which two faces are taken to be the same person. dlib's embeddings share a large common component, so "
-        "different people still score 0.8-0.92; calibrated on the dev photos (docs/accuracy.md): "
-        "all same-person clean pairs pass, no different-person pair does.",
+        None, ge=-1.0, le=1.0, title="Same-person cosine threshold (one pair)",
+        description="None: the embedder's calibrated value (identities/calibration.py; dlib 0.935, "
+        "MobileFaceNet 0.6). Two faces at least this similar are taken to be the same person "
+        "(alert debounce of look-alike strangers).",
     )
     identify_threshold: float | None = Field(
         None, ge=-1.0, le=1.0, title="Cosine similarity needed to name a face",
-        description="None: the embedder's calibrated value. Stricter than match_threshold (one pair) because a stranger gets one try per "
-        "enrolled face. Calibrated with bench/identify.py on the dev photos: at 0.95 no face of a "
-        "never-enrolled person was named (0 of 26) and no enrolled face got a wrong name, with "
-        "95 % of clean and 88 % of 40-px CCTV faces named right (docs/accuracy.md).",
+        description="None: the embedder's calibrated value (dlib 0.953, MobileFaceNet 0.66). Stricter "
+        "than one pair's threshold because a stranger gets one try per enrolled face; raised further "
+        "for low-quality faces (docs/accuracy.md has the score distributions behind each value).",
     )
     match_margin: float = Field(
         0.005, ge=0.0, le=1.0, title="Margin over the second-best person",
@@ -150,10 +148,10 @@ class Settings(BaseSettings):
         "faces 0.09-0.12 — so 40-px camera faces are named and 24-px ones are not.",
     )
     cluster_threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, title="Cosine similarity that links two unknown faces",
-        description="None: the embedder's calibrated value. Chinese-whispers edges join faces at least this similar. Stricter than the "
-        "pair threshold because the graph chains: at 0.935 the 14 ORL subjects merge into 6 "
-        "groups (BCubed F 0.59), at 0.95 into 14 (F 0.95); over-merging is harder to undo than splitting.",
+        None, ge=-1.0, le=1.0, title="Similarity to a cluster's centre needed to join it",
+        description="None: the embedder's calibrated value (dlib 0.96, MobileFaceNet 0.65), chosen with "
+        "bench/clustering.py so a crowd of strangers stays apart (largest cluster 4) while repeat "
+        "visitors group (BCubed F 0.98).",
     )
     bucket_read_threads: int = Field(
         4, ge=1, le=64, title="Bucket objects downloaded at once",

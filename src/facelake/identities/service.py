@@ -23,7 +23,7 @@ from ..store.duck import ImageRecord, SightingRecord, Store
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.types import Face
 from .calibration import dim_of, model_of, thresholds
-from .cluster import ChineseWhispers
+from .cluster import CentroidClustering
 from .gallery import Gallery
 from .index import FaceIndex
 from .naming import Namer
@@ -300,9 +300,9 @@ class ClusterResult:
     new_faces: int
 
 
-def _eligible(store: Store, settings: Settings) -> list[tuple[int, list[float], int | None]]:
+def _eligible(store: Store, settings: Settings) -> list[tuple[int, list[float], int | None, str, float]]:
     return store.con.execute(
-        """SELECT sighting_id, embedding, cluster_id FROM sightings
+        """SELECT sighting_id, embedding, cluster_id, image_id, quality FROM sightings
            WHERE person_id IS NULL AND embedding IS NOT NULL AND quality >= ? AND model = ?
              AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
            ORDER BY sighting_id""",
@@ -327,7 +327,8 @@ def cluster(settings: Settings, full: bool = False) -> ClusterResult:
         top = store.con.execute("SELECT coalesce(max(cluster_id), 0) FROM sightings").fetchone()
         base = int(top[0]) if top else 0
         fixed = np.full(len(rows), -1, dtype=np.int64) if full else previous
-        found = ChineseWhispers(thresholds(settings).cluster).fit(X, fixed).labels_
+        found = CentroidClustering(thresholds(settings).cluster).fit(
+            X, fixed, groups=[r[3] for r in rows], quality=np.array([r[4] for r in rows], dtype=np.float32)).labels_
         # Groups that did not grow out of an existing cluster get ids above every id in use.
         kept = {int(v) for v in fixed[fixed >= 0]}
         fresh: dict[int, int] = {}
@@ -337,7 +338,7 @@ def cluster(settings: Settings, full: bool = False) -> ClusterResult:
                 fresh[value] = base + 1 + len(fresh)
             labels.append(value if value in kept else fresh[value])
         with sql.transaction(store):
-            for (sid, _, old), new in zip(rows, labels):
+            for (sid, _, old, _, _), new in zip(rows, labels):
                 if old != int(new):
                     store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(new), sid])
             store.audit("cli", "cluster", f"faces:{len(rows)}")
@@ -410,7 +411,8 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
     with Store(settings.db) as store:
         members = [m[0] for m in _cluster_members(store, cluster_id)]
         rows = store.con.execute(
-            f"SELECT sighting_id, embedding FROM sightings WHERE sighting_id IN ({','.join('?' * len(members))})",
+            f"SELECT sighting_id, embedding, image_id, quality FROM sightings "
+            f"WHERE sighting_id IN ({','.join('?' * len(members))})",
             members,
         ).fetchall()
         X = np.array([r[1] for r in rows], dtype=np.float32)
@@ -418,7 +420,8 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
         labels = np.zeros(len(rows), dtype=np.int64)
         while threshold < 0.999 and len(np.unique(labels)) < 2:
             threshold += 0.005
-            labels = ChineseWhispers(threshold).fit(X).labels_
+            labels = CentroidClustering(threshold).fit(
+                X, groups=[r[2] for r in rows], quality=np.array([r[3] for r in rows], dtype=np.float32)).labels_
         groups = np.unique(labels)
         if len(groups) < 2:
             return [cluster_id]
@@ -428,7 +431,7 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
         for g in groups[1:]:
             ids[int(g)], next_id = next_id, next_id + 1
         with sql.transaction(store):
-            for (sid, _), label in zip(rows, labels):
+            for (sid, *_), label in zip(rows, labels):
                 store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [ids[int(label)], sid])
             store.audit("cli", "split_cluster", f"cluster:{cluster_id} into {len(groups)}")
     return sorted(ids.values())
