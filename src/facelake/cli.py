@@ -128,6 +128,26 @@ def ingest_cmd(
         out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
 
 
+@app.command("serve")
+@_reports_errors
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the dashboard on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8470,
+    watch: Annotated[list[str] | None, typer.Option("--watch", help="Folder or bucket to follow (repeatable).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Ingest worker processes.")] = None,
+    alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML).")] = None,
+) -> None:
+    """Watcher + HTTP API + dashboard in one process that owns the database (Ctrl-C or SIGTERM stops)."""
+    try:
+        from .api.serve import serve
+    except ImportError as exc:
+        raise errors.ConfigError(f"serve needs the serve extra: pip install 'facelake[serve]' ({exc})") from exc
+    settings = _settings(alerts_file=alerts)
+    console.print(f"facelake serving {settings.db} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
+                  + (f"; watching {', '.join(watch)}" if watch else ""))
+    serve(settings, host, port, watch or [], workers)
+
+
 @app.command("watch")
 @_reports_errors
 def watch_cmd(
@@ -387,6 +407,46 @@ def people_remove(
     """Un-enroll a person; their faces become unknown (use `facelake forget` to erase them)."""
     counts = people_service.remove_person(_settings(), person)
     out.print("removed " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+tokens_app = typer.Typer(help="API tokens for `facelake serve` (only a hash is stored).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+@_reports_errors
+def tokens_create(
+    scope: Annotated[str, typer.Option("--scope", help="read (sees everything, changes nothing) or admin.")],
+    name: Annotated[str | None, typer.Option("--name", help="A name for the token (shown in the audit log).")] = None,
+) -> None:
+    """Create a token; it is printed once, alone on the last line of stdout."""
+    from .api.tokens import create_token
+
+    token, secret = create_token(_settings(), scope, name)
+    console.print(f"token {token.name!r} ({token.scope}) created; it is shown only this once:")
+    sys.stdout.write(secret + "\n")
+
+
+@tokens_app.command("list")
+@_reports_errors
+def tokens_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Tokens with their scope and state (never the tokens themselves)."""
+    from .api.tokens import list_tokens
+
+    rows = list_tokens(_settings())
+    columns = ["token_id", "name", "scope", "created_at", "revoked_at"]
+    _print_result(QueryResult(columns, [tuple(getattr(t, c) for c in columns) for t in rows]),
+                  "json" if as_json else "table")
+
+
+@tokens_app.command("revoke")
+@_reports_errors
+def tokens_revoke(who: Annotated[str, typer.Argument(help="Token name or id.")]) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    from .api.tokens import revoke_token
+
+    token = revoke_token(_settings(), who)
+    out.print(f"token {token.name!r} revoked")
 
 
 sightings_app = typer.Typer(help="Single sightings: correct or confirm a name.", no_args_is_help=True)

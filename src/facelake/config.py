@@ -197,6 +197,11 @@ class Settings(BaseSettings):
         description="A warm function instance re-reads the gallery at most this often.",
     )
 
+    map_tile_url: str | None = Field(
+        None, title="Map tile URL for the dashboard (optional)",
+        description="The dashboard's map draws GPS points on plain coordinates, offline. A tile server "
+        "of your own (e.g. http://127.0.0.1:8080/{z}/{x}/{y}.png) may be named here; nothing is fetched otherwise.",
+    )
     alerts_file: Path | None = Field(
         None, title="Alert rules (TOML)",
         description="Rules and outputs (webhook, MQTT) for alerts on stored faces; see alerts/rules.py.",

@@ -8,6 +8,7 @@
     ├── NoFaceFound               an operation that needs a face got none
     ├── SourceError               a source or sink cannot be listed or written (bucket, credentials)
     └── StoreError                the database refused an operation
+        ├── NotFound              no such person, cluster, sighting or token
         └── ReadOnlyViolation     a write was attempted through the read-only SQL command
 
 The CLI maps these to exit codes in one place (`cli.EXIT_CODES`); anything else is a bug
@@ -47,6 +48,10 @@ class SourceError(FacelakeError):
 
 class StoreError(FacelakeError):
     """The database refused an operation."""
+
+
+class NotFound(StoreError):
+    """The person, cluster, sighting or token named does not exist."""
 
 
 class ReadOnlyViolation(StoreError):

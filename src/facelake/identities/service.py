@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
-from ..errors import ConfigError, FacelakeError, NoFaceFound, StoreError
+from ..errors import ConfigError, FacelakeError, NoFaceFound, NotFound, StoreError
 from ..pipeline import IngestSummary, Job, Stage, analyzer_options, make_job, records
 from ..sources.decode import ImageMeta, decode_image
 from ..sources.folder import FolderSource, file_entry
 from ..store import people as sql
-from ..store.duck import ImageRecord, SightingRecord, Store
+from ..store.duck import ImageRecord, SightingRecord, Store, utcnow
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.types import Face
 from .calibration import dim_of, model_of, thresholds
@@ -127,7 +127,7 @@ def _photo_faces(
 
 def enroll_person(
     settings: Settings, name: str, photos: list[Path], consent: str, face: int | None = None,
-    analyzer: FaceAnalyzer | None = None, extend: bool = False,
+    analyzer: FaceAnalyzer | None = None, extend: bool = False, actor: str = "cli",
 ) -> Enrollment:
     """Enroll ``name`` from ``photos``; every photo must show exactly one face (or ``face`` picks one).
 
@@ -146,10 +146,10 @@ def enroll_person(
         with sql.transaction(store):
             if existing is not None and extend:
                 person = int(existing[0])
-                store.audit("cli", "add_photos", f"person:{person} photos:{len(prepared)}")
+                store.audit(actor, "add_photos", f"person:{person} photos:{len(prepared)}")
             else:
                 person = sql.add_person(store, name.strip(), consent.strip())
-                store.audit("cli", "add_person", f"person:{person}")
+                store.audit(actor, "add_person", f"person:{person}")
         linked = []
         for job, meta, faces, chosen in prepared:
             image, sightings = records(job, meta, faces)
@@ -158,7 +158,7 @@ def enroll_person(
                                     [image.image_id, chosen]).fetchone()
             assert row is not None
             with sql.transaction(store):
-                sql.enroll(store, person, int(row[0]), actor="cli")
+                sql.enroll(store, person, int(row[0]), actor=actor)
             linked.append(int(row[0]))
     return Enrollment(person, name.strip(), linked)
 
@@ -226,13 +226,13 @@ def identify(settings: Settings) -> IdentifyResult:
     return IdentifyResult(checked, named, len(changes))
 
 
-def unname(settings: Settings, sighting: int) -> int:
+def unname(settings: Settings, sighting: int, actor: str = "cli") -> int:
     """"Not this person": take the name back and never give it to this face or its near-duplicates again."""
     with Store(settings.db) as store:
-        return sql.reject(store, sighting, actor="cli")
+        return sql.reject(store, sighting, actor=actor)
 
 
-def confirm(settings: Settings, sighting: int) -> int:
+def confirm(settings: Settings, sighting: int, actor: str = "cli") -> int:
     """Add a named sighting to its person's enrollment examples (the owner confirms it is them)."""
     with Store(settings.db) as store:
         row = store.con.execute("SELECT person_id FROM sightings WHERE sighting_id = ? AND embedding IS NOT NULL",
@@ -240,7 +240,7 @@ def confirm(settings: Settings, sighting: int) -> int:
         if row is None or row[0] is None:
             raise StoreError(f"sighting {sighting} has no name to confirm (name it first, or enroll a photo)")
         with sql.transaction(store):
-            sql.enroll(store, int(row[0]), sighting, actor="cli")
+            sql.enroll(store, int(row[0]), sighting, actor=actor)
         return int(row[0])
 
 
@@ -249,14 +249,14 @@ def list_people(settings: Settings) -> list[sql.PersonRow]:
         return sql.list_people(store)
 
 
-def rename_person(settings: Settings, who: str, new_name: str) -> int:
+def rename_person(settings: Settings, who: str, new_name: str, actor: str = "cli") -> int:
     if not new_name.strip():
         raise ConfigError("the new name must not be empty")
     with Store(settings.db) as store:
-        return sql.rename_person(store, who, new_name.strip(), actor="cli")
+        return sql.rename_person(store, who, new_name.strip(), actor=actor)
 
 
-def remove_person(settings: Settings, who: str) -> dict[str, int]:
+def remove_person(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
     """Un-enroll a person: their faces become unknown again (and expire like any unknown face)."""
     with Store(settings.db) as store:
         pid = sql.person_id(store, who)
@@ -267,15 +267,15 @@ def remove_person(settings: Settings, who: str) -> dict[str, int]:
             store.con.execute("DELETE FROM rejections WHERE person_id = ?", [pid])
             store.con.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE person_id = ?", [pid])
             store.con.execute("DELETE FROM people WHERE person_id = ?", [pid])
-            store.audit("cli", "remove_person", f"person:{pid}")
+            store.audit(actor, "remove_person", f"person:{pid}")
     return {"people": 1, "enrollments": int(n_enr[0]) if n_enr else 0,
             "sightings unlinked": int(n_sig[0]) if n_sig else 0}
 
 
-def forget(settings: Settings, who: str) -> dict[str, int]:
+def forget(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely (see ``store.people.forget_person``)."""
     with Store(settings.db) as store:
-        counts = sql.forget_person(store, who, actor="cli")
+        counts = sql.forget_person(store, who, actor=actor)
         counts["index entries"] = sync_index(store, settings).removed
     return counts
 
@@ -310,7 +310,7 @@ def _eligible(store: Store, settings: Settings) -> list[tuple[int, list[float], 
     ).fetchall()
 
 
-def cluster(settings: Settings, full: bool = False) -> ClusterResult:
+def cluster(settings: Settings, full: bool = False, actor: str = "cli") -> ClusterResult:
     """Group unknown faces into candidate identities.
 
     By default only faces without a cluster move: they join the group most of their similar
@@ -341,7 +341,7 @@ def cluster(settings: Settings, full: bool = False) -> ClusterResult:
             for (sid, _, old, _, _), new in zip(rows, labels):
                 if old != int(new):
                     store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(new), sid])
-            store.audit("cli", "cluster", f"faces:{len(rows)}")
+            store.audit(actor, "cluster", f"faces:{len(rows)}")
         sizes = np.unique(np.array(labels), return_counts=True)[1]
         return ClusterResult(len(rows), int((sizes >= 2).sum()), int((previous < 0).sum()))
 
@@ -374,11 +374,12 @@ def _cluster_members(store: Store, cluster_id: int) -> list[tuple[int, float]]:
         [cluster_id],
     ).fetchall()
     if not members:
-        raise StoreError(f"no cluster {cluster_id} (see `facelake clusters`)")
+        raise NotFound(f"no cluster {cluster_id} (see `facelake clusters`)")
     return [(int(s), float(q)) for s, q in members]
 
 
-def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5) -> Enrollment:
+def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5,
+                 actor: str = "cli") -> Enrollment:
     """Enroll a cluster as a person: its best faces become enrollments, all its faces get the name."""
     if not consent.strip():
         raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
@@ -386,27 +387,41 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
         members = _cluster_members(store, cluster_id)
         with sql.transaction(store):
             person = sql.add_person(store, name.strip(), consent.strip())
-            store.audit("cli", "add_person", f"person:{person} from cluster:{cluster_id}")
+            store.audit(actor, "add_person", f"person:{person} from cluster:{cluster_id}")
             for sid, _ in members[:max_faces]:
-                sql.enroll(store, person, sid, actor="cli")
+                sql.enroll(store, person, sid, actor=actor)
             store.con.execute("UPDATE sightings SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
                               [person, cluster_id])
     identify(settings)
     return Enrollment(person, name.strip(), [s for s, _ in members[:max_faces]])
 
 
-def merge_clusters(settings: Settings, keep: int, other: int) -> int:
+def merge_clusters(settings: Settings, keep: int, other: int, actor: str = "cli") -> int:
     """Move every face of cluster ``other`` into ``keep``; returns how many moved."""
     with Store(settings.db) as store:
         _cluster_members(store, keep)
         moved = len(_cluster_members(store, other))
         with sql.transaction(store):
             store.con.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
-            store.audit("cli", "merge_clusters", f"cluster:{other} into cluster:{keep}")
+            store.audit(actor, "merge_clusters", f"cluster:{other} into cluster:{keep}")
     return moved
 
 
-def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
+def dismiss_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> int:
+    """"Not a face": erase the embeddings and crops of a cluster's detections and keep them out of every group."""
+    with Store(settings.db) as store:
+        members = [m[0] for m in _cluster_members(store, cluster_id)]
+        with sql.transaction(store):
+            for sid in members:
+                store.con.execute("INSERT INTO not_faces VALUES (?, ?) ON CONFLICT DO NOTHING", [sid, utcnow()])
+            store.con.execute("UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "
+                              "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
+            store.audit(actor, "dismiss_cluster", f"cluster:{cluster_id} faces:{len(members)}")
+        sync_index(store, settings)
+    return len(members)
+
+
+def split_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> list[int]:
     """Re-cluster one cluster with ever stricter thresholds until it falls apart; returns the ids."""
     with Store(settings.db) as store:
         members = [m[0] for m in _cluster_members(store, cluster_id)]
@@ -433,7 +448,7 @@ def split_cluster(settings: Settings, cluster_id: int) -> list[int]:
         with sql.transaction(store):
             for (sid, *_), label in zip(rows, labels):
                 store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [ids[int(label)], sid])
-            store.audit("cli", "split_cluster", f"cluster:{cluster_id} into {len(groups)}")
+            store.audit(actor, "split_cluster", f"cluster:{cluster_id} into {len(groups)}")
     return sorted(ids.values())
 
 
@@ -498,7 +513,7 @@ class SearchHit:
 
 
 def search(settings: Settings, photo: Path, top: int = 10, face: int | None = None,
-           analyzer: FaceAnalyzer | None = None) -> list[SearchHit]:
+           analyzer: FaceAnalyzer | None = None, actor: str = "cli") -> list[SearchHit]:
     """Past sightings of the face in ``photo``, most similar first (an audited query)."""
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
     job, _, faces, chosen_index = _photo_faces(photo, "search", face, settings, analyzer)
@@ -506,7 +521,7 @@ def search(settings: Settings, photo: Path, top: int = 10, face: int | None = No
     with Store(settings.db) as store:
         index = sync_index(store, settings).index
         hits = index.search(chosen.embedding, top)
-        store.audit("cli", "search", f"photo:{job.image_id[:16]} top:{top}")
+        store.audit(actor, "search", f"photo:{job.image_id[:16]} top:{top}")
         if not hits:
             return []
         info = {r[0]: r[1:] for r in store.con.execute(

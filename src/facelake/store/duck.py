@@ -57,6 +57,26 @@ class SightingRecord:
 _READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "RELATION", "VARIABLE_SET"}
 
 
+def serve_lock_path(db: Path) -> Path:
+    """Where a running ``facelake serve`` says that it holds ``db`` and how to reach it."""
+    return Path(f"{db}.serve.json")
+
+
+def held_message(db: Path) -> str | None:
+    """If ``facelake serve`` holds ``db``, a message saying so and how to reach the data over HTTP."""
+    import json
+    import os
+
+    try:
+        info = json.loads(serve_lock_path(db).read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (f"database {db} is held by `facelake serve` (pid {info['pid']}); reach the same data over HTTP at "
+            f"{info['url']} (API under /api, OpenAPI at /docs, send `Authorization: Bearer TOKEN`), "
+            f"or stop serve first")
+
+
 def utcnow() -> datetime:
     """Naive UTC now: DuckDB TIMESTAMP columns hold no time zone."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -65,15 +85,23 @@ def utcnow() -> datetime:
 class Store:
     """A facelake database. Use as a context manager; writers are exclusive (DuckDB's lock)."""
 
+    shared = False
+    """Set by ``facelake serve``: every Store of this process opens the file read-write.
+
+    DuckDB lets one process hold a file; inside it, connections share one database, but a
+    read-only connection cannot sit beside a read-write one. A shared store is still
+    read-only where it says so: ``query`` refuses anything but reads.
+    """
+
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"database {self.path} does not exist yet: run `facelake ingest` first")
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=read_only and not Store.shared)
         except duckdb.IOException as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+            raise StoreError(held_message(self.path) or f"cannot open database {self.path}: {exc}") from exc
         if not read_only:
             self._migrate()
 

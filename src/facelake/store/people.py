@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import StoreError
+from ..errors import NotFound, StoreError
 from .duck import Store, utcnow
 
 
@@ -46,7 +46,7 @@ def person_id(store: Store, who: str) -> int:
         "SELECT person_id FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?", [who, who]
     ).fetchone()
     if row is None:
-        raise StoreError(f"no enrolled person called {who!r} (see `facelake people list`)")
+        raise NotFound(f"no enrolled person called {who!r} (see `facelake people list`)")
     return int(row[0])
 
 
@@ -116,7 +116,7 @@ def reject(store: Store, sighting: int, actor: str) -> int:
     """Record that ``sighting`` is not the person it was named as, and unname it; returns that person."""
     row = store.con.execute("SELECT person_id FROM sightings WHERE sighting_id = ?", [sighting]).fetchone()
     if row is None:
-        raise StoreError(f"no sighting {sighting}")
+        raise NotFound(f"no sighting {sighting}")
     if row[0] is None:
         raise StoreError(f"sighting {sighting} has no name to take back")
     if store.con.execute("SELECT 1 FROM enrollments WHERE sighting_id = ?", [sighting]).fetchone():

@@ -98,4 +98,23 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sighting_id, person_id)
     );
     """,
+    """
+    -- API tokens: only a hash is kept; the token itself is shown once, when it is created.
+    CREATE SEQUENCE IF NOT EXISTS token_seq START 1;
+    CREATE TABLE tokens (
+        token_id    BIGINT PRIMARY KEY DEFAULT nextval('token_seq'),
+        name        VARCHAR NOT NULL UNIQUE,
+        scope       VARCHAR NOT NULL CHECK (scope IN ('read', 'admin')),
+        token_hash  VARCHAR NOT NULL UNIQUE,  -- sha256 of the token
+        created_at  TIMESTAMP NOT NULL,
+        revoked_at  TIMESTAMP
+    );
+    """,
+    """
+    -- "Not a face": detections the owner dismissed; their embedding and crop are erased.
+    CREATE TABLE not_faces (
+        sighting_id BIGINT PRIMARY KEY,
+        "at"        TIMESTAMP NOT NULL
+    );
+    """,
 ]

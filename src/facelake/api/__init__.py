@@ -1,0 +1,1 @@
+"""The HTTP API and dashboard (``facelake serve``); tokens work without the ``serve`` extra."""

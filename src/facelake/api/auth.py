@@ -1,0 +1,97 @@
+"""Who is calling: a Bearer token, or a dashboard session cookie set by the login form.
+
+Rules (tested as a matrix in tests/test_api.py):
+- every endpoint and page needs a token, except the health check, the login page, static
+  assets and the OpenAPI docs;
+- no token, an unknown or a revoked token → 401; a read token on a change → 403;
+- tokens are checked against the database on every request, so a revocation takes effect
+  at once, sessions included;
+- the session cookie is HttpOnly and SameSite=Strict, and every form post made with it must
+  carry the session's CSRF token (requests with a Bearer header carry no ambient credential
+  and need none).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+from ..config import Settings
+from ..store.duck import Store
+from .tokens import Token, check_token, token_hash
+
+SESSION_COOKIE = "facelake_session"
+
+
+@dataclass(frozen=True)
+class Caller:
+    token: Token
+    via_session: bool
+    csrf: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.token.name}"
+
+
+class Sessions:
+    """Dashboard sessions in memory: session id → (token hash, CSRF token). They end with the server."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, tuple[str, str]] = {}
+
+    def open(self, token: str) -> tuple[str, str]:
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        with self._lock:
+            self._by_id[sid] = (token_hash(token), csrf)
+        return sid, csrf
+
+    def get(self, sid: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._by_id.get(sid)
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            self._by_id.pop(sid, None)
+
+
+def _by_hash(store: Store, digest: str) -> Token | None:
+    row = store.con.execute(
+        "SELECT token_id, name, scope, created_at, revoked_at FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        [digest]).fetchone()
+    return Token(*row) if row else None
+
+
+def identify_caller(request: Request, settings: Settings, sessions: Sessions) -> Caller | None:
+    header = request.headers.get("authorization", "")
+    with Store(settings.db, read_only=True) as store:
+        if header.lower().startswith("bearer "):
+            token = check_token(store, header[7:].strip())
+            return Caller(token, False, None) if token else None
+        sid = request.cookies.get(SESSION_COOKIE)
+        session = sessions.get(sid) if sid else None
+        if session is None:
+            return None
+        token = _by_hash(store, session[0])
+        return Caller(token, True, session[1]) if token else None
+
+
+def require(request: Request, scope: str) -> Caller:
+    """The caller, if allowed ``scope``; raises 401/403 otherwise (and checks CSRF on session posts)."""
+    app = request.app
+    caller = identify_caller(request, app.state.settings, app.state.sessions)
+    if caller is None:
+        raise HTTPException(401, "a valid token is needed: send `Authorization: Bearer TOKEN` or log in",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if scope == "admin" and caller.token.scope != "admin":
+        raise HTTPException(403, f"token {caller.token.name!r} has the read scope; this needs admin")
+    return caller
+
+
+def check_csrf(caller: Caller, submitted: str | None) -> None:
+    if caller.via_session and (not submitted or not secrets.compare_digest(submitted, caller.csrf or "")):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")

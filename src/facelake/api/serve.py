@@ -1,0 +1,63 @@
+"""``facelake serve``: one process that owns the database — watcher, API and dashboard together.
+
+DuckDB admits one process per file, so the server is that process: it runs the watcher on
+the given sources (the same ingest, naming and alerts as ``ingest``) in a thread, answers
+HTTP while it ingests, and leaves a note next to the database (``<db>.serve.json``) so that
+a CLI command started meanwhile can say who holds the file and where its data is served.
+SIGTERM or Ctrl-C stop the web server, then the watcher finishes the images in hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Sequence
+
+from ..config import Settings
+from ..errors import StoreError
+from ..service import default_stages
+from ..sources import open_source
+from ..store.duck import Store, held_message, serve_lock_path
+from ..triggers.watch import Watcher
+from .app import create_app
+
+
+def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), workers: int | None = None,
+          on_ready: object = None) -> None:
+    import uvicorn
+
+    message = held_message(settings.db)
+    if message:
+        raise StoreError(message)
+    with Store(settings.db):  # create or migrate the file before anything else opens it
+        pass
+    Store.shared = True
+    url = f"http://{host}:{port}"
+    lock = serve_lock_path(settings.db)
+    lock.write_text(json.dumps({"pid": os.getpid(), "url": url}))
+    watcher: Watcher | None = None
+    thread: threading.Thread | None = None
+    try:
+        if watch:
+            watcher = Watcher([open_source(s) for s in watch], settings, default_stages(settings), workers)
+            thread = threading.Thread(target=watcher.run, name="facelake-watch", daemon=True)
+            thread.start()
+        app = create_app(settings)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then re-raises the signal to the
+        # handlers it found; these let the process go on to stop the watcher and remove its note.
+        previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        if thread is not None:
+            thread.join(timeout=60)
+        lock.unlink(missing_ok=True)
+        Store.shared = False

@@ -1,0 +1,215 @@
+"""The HTTP API through the real app (TestClient) on real photos: flows, the auth matrix,
+hostile uploads, CSRF; and `facelake serve --watch` as a real process."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from facelake import load_settings
+from facelake.api.app import create_app
+from facelake.api.tokens import create_token, revoke_token
+from facelake.store.duck import Store
+
+from .servers import free_port
+from .test_ingest import cli, rows
+
+
+@pytest.fixture
+def site(tmp_path: Path, cams: Path) -> Iterator[tuple[TestClient, dict[str, str], Path]]:
+    """An app over a database holding the sample cameras, and tokens of every kind."""
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    settings = load_settings(db=db, max_file_mb=20)
+    tokens = {scope: create_token(settings, scope, scope)[1] for scope in ("read", "admin")}
+    tokens["revoked"] = create_token(settings, "admin", "old")[1]
+    revoke_token(settings, "old")
+    Store.shared = True
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield client, tokens, db
+    finally:
+        Store.shared = False
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def jpeg(path: Path) -> tuple[str, bytes, str]:
+    return (path.name, path.read_bytes(), "image/jpeg")
+
+
+ENDPOINTS = [  # method, path, scope needed
+    ("GET", "/api/stats", "read"), ("GET", "/api/sightings", "read"), ("GET", "/api/sightings/1/crop", "read"),
+    ("GET", "/api/people", "read"), ("GET", "/api/clusters", "read"), ("POST", "/api/recognize", "read"),
+    ("POST", "/api/search", "read"), ("POST", "/api/people", "admin"), ("PATCH", "/api/people/x", "admin"),
+    ("DELETE", "/api/people/x", "admin"), ("POST", "/api/clusters/refresh", "admin"),
+    ("POST", "/api/clusters/1/name", "admin"), ("POST", "/api/clusters/1/merge", "admin"),
+    ("POST", "/api/clusters/1/split", "admin"), ("POST", "/api/clusters/1/dismiss", "admin"),
+    ("POST", "/api/sightings/1/unname", "admin"), ("POST", "/api/recognize?store=true", "admin"),
+    ("GET", "/", "page"), ("GET", "/people", "page"), ("GET", "/clusters", "page"), ("GET", "/activity", "page"),
+]
+
+
+def test_every_endpoint_needs_a_token_and_the_right_scope(site: tuple[TestClient, dict[str, str], Path],
+                                                          samples: Path) -> None:
+    client, tokens, _ = site
+    photo = {"photo": jpeg(samples / "obama.jpg")}
+    for method, path, need in ENDPOINTS:
+        files = photo if path.startswith(("/api/recognize", "/api/search")) else None
+        for who in (None, "revoked", "read", "admin"):
+            r = client.request(method, path, headers=auth(tokens[who]) if who else {}, files=files,
+                               follow_redirects=False)
+            where = f"{method} {path} as {who}: {r.status_code} {r.text[:120]}"
+            if need == "page":
+                assert (r.status_code == 303) == (who in (None, "revoked")), where
+            elif who in (None, "revoked"):
+                assert r.status_code == 401, where
+            elif who == "read" and need == "admin":
+                assert r.status_code == 403, where
+            else:
+                assert r.status_code not in (401, 403, 500), where
+    for open_path in ("/api/health", "/login", "/docs", "/openapi.json", "/static/app.js"):
+        assert client.get(open_path).status_code == 200, open_path
+
+
+def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str, str], Path], samples: Path) -> None:
+    client, tokens, db = site
+    admin, read = auth(tokens["admin"]), auth(tokens["read"])
+    # Nobody enrolled: the two Obama photos form an unknown cluster; naming it names past sightings.
+    assert client.post("/api/clusters/refresh", headers=admin).json()["clusters"] == 1
+    clusters = client.get("/api/clusters", headers=read).json()
+    assert len(clusters) == 1 and clusters[0]["faces"] == 2 and len(clusters[0]["crops"]) == 2
+    cid = clusters[0]["cluster_id"]
+    r = client.post(f"/api/clusters/{cid}/name", headers=admin, data={"name": "Barack", "consent": "public figure"})
+    assert r.status_code == 200, r.text
+    named = client.get("/api/sightings", params={"person": "Barack"}, headers=read).json()["items"]
+    assert len(named) == 2 and all(s["person"] == "Barack" for s in named)
+    crop = client.get(named[0]["crop_url"], headers=read)
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+    Image.open(io.BytesIO(crop.content)).verify()
+    # Recognise without storing, then with.
+    before = rows(db, "SELECT count(*) FROM images")
+    faces = client.post("/api/recognize", headers=read, files={"photo": jpeg(samples / "obama3.jpg")}).json()["faces"]
+    assert [f["person"] for f in faces] == ["Barack"] and rows(db, "SELECT count(*) FROM images") == before
+    stored = client.post("/api/recognize?store=true&camera=phone", headers=admin,
+                         files={"photo": jpeg(samples / "obama3.jpg")}).json()
+    assert stored["stored"] and stored["faces"][0]["sighting_id"] is not None
+    # Enroll through the API; Joe's earlier sighting gets his name.
+    r = client.post("/api/people", headers=admin, data={"name": "Joe", "consent": "asked"},
+                    files=[("photos", jpeg(samples / "biden.jpg"))])
+    assert r.status_code == 201, r.text
+    assert [s["person"] for s in client.get("/api/sightings", params={"person": "Joe"}, headers=read).json()["items"]] \
+        == ["Joe"]
+    hits = client.post("/api/search?top=3", headers=read, files={"photo": jpeg(samples / "obama2.jpg")}).json()["hits"]
+    assert hits[0]["person"] == "Barack" and hits[0]["score"] > 0.99
+    # Pagination: a cursor walks every sighting once.
+    seen, cursor = [], None
+    while True:
+        page = client.get("/api/sightings", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+                          headers=read).json()
+        seen += [s["sighting_id"] for s in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 4
+    assert client.delete("/api/people/Joe", headers=admin).status_code == 200
+    assert [p["name"] for p in client.get("/api/people", headers=read).json()] == ["Barack"]
+    audit = rows(db, "SELECT actor, action FROM audit WHERE actor LIKE 'token:%'")
+    assert {("token:admin", "forget"), ("token:read", "search"), ("token:admin", "add_person")} <= set(audit)
+
+
+def test_hostile_uploads_get_4xx_and_store_nothing(site: tuple[TestClient, dict[str, str], Path],
+                                                  samples: Path, tmp_path: Path) -> None:
+    client, tokens, db = site
+    admin = auth(tokens["admin"])
+    before = rows(db, "SELECT count(*) FROM images"), rows(db, "SELECT count(*) FROM sightings")
+    good = (samples / "obama.jpg").read_bytes()
+    bomb = io.BytesIO()
+    Image.new("L", (12000, 12000)).save(bomb, "PNG")  # 144 MP of zeros, ~140 kB on disk
+    cases = {
+        "truncated": (good[: len(good) // 3], 422),
+        "text": (b"this is not a picture\n" * 40, 422),
+        "empty": (b"", 422),
+        "bomb": (bomb.getvalue(), 413),
+        "50 MB": (np.random.default_rng(0).bytes(50_000_000), 413),
+    }
+    for name, (data, status) in cases.items():
+        for path in ("/api/recognize?store=true", "/api/search"):
+            r = client.post(path, headers=admin, files={"photo": (f"{name}.jpg", data, "image/jpeg")})
+            assert r.status_code == status, (name, path, r.status_code, r.text[:200])
+            assert "detail" in r.json()
+        r = client.post("/api/people", headers=admin, data={"name": name, "consent": "x"},
+                        files=[("photos", (f"{name}.jpg", data, "image/jpeg"))])
+        assert r.status_code == status, (name, "enroll", r.status_code)
+    assert (rows(db, "SELECT count(*) FROM images"), rows(db, "SELECT count(*) FROM sightings")) == before
+    assert rows(db, "SELECT count(*) FROM people") == [(0,)]
+
+
+def test_dashboard_session_needs_csrf_for_changes(site: tuple[TestClient, dict[str, str], Path]) -> None:
+    client, tokens, _ = site
+    assert client.post("/login", data={"token": "fl_wrong"}, follow_redirects=False).status_code == 401
+    r = client.post("/login", data={"token": tokens["admin"]}, follow_redirects=False)
+    assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
+    assert "samesite=strict" in r.headers["set-cookie"].lower()
+    page = client.get("/")
+    assert page.status_code == 200 and "Timeline" in page.text
+    csrf = page.text.split('data-csrf="')[1].split('"')[0]
+    assert client.post("/api/clusters/refresh").status_code == 403, "a session post without the CSRF token"
+    assert client.post("/api/clusters/refresh", data={"csrf": "forged"}).status_code == 403
+    assert client.post("/api/clusters/refresh", data={"csrf": csrf}).status_code == 200
+    for path in ("/people", "/clusters", "/activity"):
+        assert client.get(path).status_code == 200, path
+    client.post("/logout")
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_serve_watches_answers_while_ingesting_and_tells_the_cli(tmp_path: Path, samples: Path) -> None:
+    db = tmp_path / "f.duckdb"
+    cams = tmp_path / "cams" / "door"
+    cams.mkdir(parents=True)
+    code, output = cli(db, "tokens", "create", "--scope", "read", "--name", "watcher")
+    token = output.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(db), "serve", "--port", str(port),
+                             "--watch", str(tmp_path / "cams"), "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        shutil.copy(samples / "obama.jpg", cams / "a.jpg")
+        start, items = time.monotonic(), []
+        while time.monotonic() - start < 20 and not items:
+            items = httpx.get(f"{base}/api/sightings", headers=auth(token), timeout=5).json()["items"]
+            time.sleep(0.3)
+        assert items and items[0]["camera"] == "door", "the dropped file appears in the API"
+        assert time.monotonic() - start < 15
+        code, output = cli(db, "stats")
+        assert code == 4 and "held by `facelake serve`" in output and base in output
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert not Path(f"{db}.serve.json").exists()
+    assert rows(db, "SELECT count(*) FROM images") == [(1,)]
+    assert json.loads(json.dumps(items))[0]["person"] is None
