@@ -3,10 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-# The alert tests run a real MQTT broker (Debian's mosquitto), started by the tests themselves.
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+# Debian packages the tests run for real: a MQTT broker (mosquitto) for the alert tests and
+# headless Chromium for the dashboard test (driven by Playwright, which downloads no browser).
+need=""
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
+[ -x /usr/bin/chromium ] || need="$need chromium"
+if [ -n "$need" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 # The BigQuery tests run bqemulator, a real BigQuery REST server over DuckDB. It pins DuckDB
 # 1.5 and needs DuckDB's spatial extension, which it would download at start; the PyPI wheel

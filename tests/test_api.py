@@ -213,3 +213,22 @@ def test_serve_watches_answers_while_ingesting_and_tells_the_cli(tmp_path: Path,
     assert not Path(f"{db}.serve.json").exists()
     assert rows(db, "SELECT count(*) FROM images") == [(1,)]
     assert json.loads(json.dumps(items))[0]["person"] is None
+
+
+def test_report_is_one_self_contained_file(tmp_path: Path, cams: Path, samples: Path) -> None:
+    from .test_cloud import gps_photo
+
+    gps_photo(samples / "obama_partial_face.jpg", cams / "garden" / "gps.jpg")
+    db = tmp_path / "f.duckdb"
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    out = tmp_path / "report.html"
+    code, output = cli(db, "report", "--out", str(out))
+    assert code == 0 and "4 sightings" in output, output
+    html = out.read_text()
+    assert "<script" not in html and "<link" not in html and 'src="http' not in html
+    assert html.count("<svg") == 3 and html.count("data:image/jpeg;base64,") == 4
+    assert "Barack" in html and "48.8" in html  # the person table and the GPS point (48°51'24"N)
+    code, output = cli(db, "report", "--out", str(out), "--since", "1d", "--camera", "garden", "--no-faces")
+    assert code == 0 and "0 sightings" in output and "data:image" not in out.read_text()
+    assert cli(db, "report", "--out", str(out), "--since", "soon")[0] == 2

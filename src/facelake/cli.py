@@ -316,6 +316,21 @@ def import_cmd(
               f"{counts['skipped']} already here")
 
 
+@app.command("report")
+@_reports_errors
+def report_cmd(
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    since: Annotated[str | None, typer.Option("--since", help="Window: 7d, 12h, 30m or a date (default: everything).")] = None,
+    camera: Annotated[str | None, typer.Option("--camera", help="One camera only.")] = None,
+    no_faces: Annotated[bool, typer.Option("--no-faces", help="Leave face crops out of the file.")] = False,
+) -> None:
+    """One self-contained HTML report (charts, map, tables; no network needed to open it)."""
+    from .reports.html import build_report
+
+    summary = build_report(_settings(), out_file, since, camera, faces=not no_faces)
+    out.print(f"wrote {summary.path} ({summary.bytes / 1e3:.0f} kB, {summary.sightings} sightings)")
+
+
 @app.command("stats")
 @_reports_errors
 def stats_cmd(
