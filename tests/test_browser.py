@@ -59,7 +59,7 @@ def test_log_in_name_a_stranger_and_see_the_name(served: tuple[str, str, Path, P
         pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it)")
     from playwright.sync_api import sync_playwright
 
-    base, token, db, cams = served
+    base, token, _, cams = served
     outside: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
