@@ -232,3 +232,16 @@ def test_report_is_one_self_contained_file(tmp_path: Path, cams: Path, samples: 
     code, output = cli(db, "report", "--out", str(out), "--since", "1d", "--camera", "garden", "--no-faces")
     assert code == 0 and "0 sightings" in output and "data:image" not in out.read_text()
     assert cli(db, "report", "--out", str(out), "--since", "soon")[0] == 2
+
+
+def test_map_draws_offline_and_over_a_configured_tile_server() -> None:
+    from facelake.reports.charts import gps_map, tiled_map
+
+    points = [(48.8566, 2.3522, "door"), (48.8570, 2.3530, "gate")]
+    plain = gps_map(points, "map")
+    assert plain.count("<circle") == 2 and "<image" not in plain and "http" not in plain.replace(
+        "http://www.w3.org/2000/svg", "")
+    tiled = tiled_map(points, "map", "http://127.0.0.1:8080/{z}/{x}/{y}.png")
+    assert tiled.count("<circle") == 2 and 'href="http://127.0.0.1:8080/' in tiled
+    z = int(tiled.split('href="http://127.0.0.1:8080/')[1].split("/")[0])
+    assert 14 <= z <= 18, "two points 80 m apart are drawn at street level"

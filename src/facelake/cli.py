@@ -177,7 +177,7 @@ def watch_cmd(
             detail = f"error: {error}" if error else f"faces={faces}"
             out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
-    watcher = Watcher(opened, settings, default_stages(settings), workers, on_image=done,
+    watcher = Watcher(opened, settings, default_stages(settings, cluster=True), workers, on_image=done,
                       on_ready=lambda: console.print(f"watching {', '.join(sources)} (Ctrl-C or SIGTERM stops)"))
 
     def stop(signum: int, frame: object) -> None:

@@ -9,20 +9,23 @@ from typing import Any
 
 from .alerts.service import alert_stage
 from .config import Settings
-from .identities.service import NamingStage, PurgeStage
+from .identities.service import ClusterStage, NamingStage, PurgeStage
 from .pipeline import IngestSummary, OnImage, Stage
 from .pipeline import ingest as run_ingest
 from .sources import Source
 from .store.duck import Store
 
 
-def default_stages(settings: Settings, purge_every_s: float = 3600.0) -> list[Stage]:
-    """The line every trigger runs: name enrolled people → alert by the rules → purge expired faces."""
+def default_stages(settings: Settings, purge_every_s: float = 3600.0, cluster: bool = False) -> list[Stage]:
+    """The line every trigger runs: name enrolled people → alert by the rules → purge expired faces
+    (→ group new unknown faces, for the long-running ``watch`` and ``serve``)."""
     alerts = alert_stage(settings)
     stages: list[Stage] = [NamingStage(settings)]
     if alerts is not None:
         stages.append(alerts)
     stages.append(PurgeStage(settings, purge_every_s))
+    if cluster:
+        stages.append(ClusterStage(settings))
     return stages
 
 

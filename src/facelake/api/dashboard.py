@@ -109,7 +109,9 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
             cameras = [r[0] for r in store.con.execute(
                 "SELECT DISTINCT camera FROM images WHERE camera <> 'enrollment' AND camera IS NOT NULL ORDER BY 1"
             ).fetchall()]
-        return page(request, "activity.html", heat=heat, days=days, map=charts.gps_map(points, "GPS-tagged sightings"),
+        drawn = (charts.tiled_map(points, "GPS-tagged sightings", settings.map_tile_url) if settings.map_tile_url
+                 else charts.gps_map(points, "GPS-tagged sightings"))
+        return page(request, "activity.html", heat=heat, days=days, map=drawn,
                     points=points, cameras=cameras, camera=camera, tile_url=settings.map_tile_url)
 
 

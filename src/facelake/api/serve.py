@@ -41,7 +41,7 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
     thread: threading.Thread | None = None
     try:
         if watch:
-            watcher = Watcher([open_source(s) for s in watch], settings, default_stages(settings), workers)
+            watcher = Watcher([open_source(s) for s in watch], settings, default_stages(settings, cluster=True), workers)
             thread = threading.Thread(target=watcher.run, name="facelake-watch", daemon=True)
             thread.start()
         app = create_app(settings)

@@ -92,6 +92,27 @@ class PurgeStage(Stage):
             sync_index(store, self.settings)
 
 
+class ClusterStage(Stage):
+    """Groups new unknown faces after each run, so a long-running watcher keeps clusters current.
+
+    Used by ``watch`` and ``serve`` (an owner looking at the dashboard expects strangers to
+    appear as groups by themselves); a batch ``ingest`` leaves it to ``facelake cluster``.
+    Incremental: existing groups keep their ids, so names given meanwhile stay attached.
+    """
+
+    def __init__(self, settings: Settings, every_s: float = 30.0) -> None:
+        self.settings, self.every_s = settings, every_s
+        self._last = float("-inf")
+        self._pending = False
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        self._pending = self._pending or summary.new > 0
+        if self._pending and time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            self._pending = False
+            cluster(self.settings, actor="watch")
+
+
 @dataclass(frozen=True)
 class Enrollment:
     person_id: int
@@ -533,7 +554,25 @@ def search(settings: Settings, photo: Path, top: int = 10, face: int | None = No
 
 
 __all__ = [
-    "ClusterResult", "ClusterRow", "Enrollment", "IdentifyResult", "NamingStage", "PurgeStage", "cluster", "enroll_person", "forget",
-    "identify", "list_clusters", "list_people", "merge_clusters", "name_cluster", "purge",
-    "remove_person", "rename_person", "search", "split_cluster", "sync_index",
+    "ClusterResult",
+    "ClusterRow",
+    "ClusterStage",
+    "Enrollment",
+    "IdentifyResult",
+    "NamingStage",
+    "PurgeStage",
+    "cluster",
+    "enroll_person",
+    "forget",
+    "identify",
+    "list_clusters",
+    "list_people",
+    "merge_clusters",
+    "name_cluster",
+    "purge",
+    "remove_person",
+    "rename_person",
+    "search",
+    "split_cluster",
+    "sync_index",
 ]

@@ -48,6 +48,48 @@ def bars(series: Sequence[tuple[date | str, int]], title: str, width: int = 640,
     return "".join(parts)
 
 
+def _mercator(lat: float, lon: float, zoom: int) -> tuple[float, float]:
+    """Web Mercator pixel coordinates (256-px tiles) of a point at ``zoom``."""
+    import math
+
+    scale = 256 * 2**zoom
+    x = (lon + 180.0) / 360.0 * scale
+    s = math.sin(math.radians(max(-85.0, min(85.0, lat))))
+    y = (0.5 - math.log((1 + s) / (1 - s)) / (4 * math.pi)) * scale
+    return x, y
+
+
+def tiled_map(points: Sequence[tuple[float, float, str]], title: str, tile_url: str,
+              width: int = 640, height: int = 360) -> str:
+    """GPS points over map tiles from a tile server the owner runs (``{z}/{x}/{y}`` URL template).
+
+    Only used when ``map_tile_url`` is set: the browser then loads tiles from that server.
+    """
+    if not points:
+        return gps_map(points, title, width, height)
+    zoom = 18
+    while zoom > 1:
+        xs, ys = zip(*(_mercator(lat, lon, zoom) for lat, lon, _ in points))
+        if max(xs) - min(xs) < width * 0.8 and max(ys) - min(ys) < height * 0.8:
+            break
+        zoom -= 1
+    xs, ys = zip(*(_mercator(lat, lon, zoom) for lat, lon, _ in points))
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    x0, y0 = cx - width / 2, cy - height / 2
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+              f'aria-label="{escape(title)}">')]
+    for tx in range(int(x0 // 256), int((x0 + width) // 256) + 1):
+        for ty in range(int(y0 // 256), int((y0 + height) // 256) + 1):
+            href = tile_url.replace("{z}", str(zoom)).replace("{x}", str(tx)).replace("{y}", str(ty))
+            parts.append(f'<image href="{escape(href)}" x="{tx * 256 - x0:.0f}" y="{ty * 256 - y0:.0f}" '
+                         f'width="256" height="256"/>')
+    for (lat, lon, label), x, y in zip(points, xs, ys):
+        parts.append(f'<circle cx="{x - x0:.1f}" cy="{y - y0:.1f}" r="6" fill="#d84a4a" fill-opacity="0.8">'
+                     f'<title>{escape(label)} ({lat:.5f}, {lon:.5f})</title></circle>')
+    parts.append(f'<text x="6" y="16" font-size="13">{escape(title)}</text></svg>')
+    return "".join(parts)
+
+
 def gps_map(points: Sequence[tuple[float, float, str]], title: str, width: int = 640, height: int = 360) -> str:
     """GPS points on plain longitude/latitude axes (works offline; no map tiles needed).
 
