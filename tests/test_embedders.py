@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -88,9 +89,14 @@ def test_reembed_switches_models_keeping_names_and_is_resumable(
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     before = rows(db, "SELECT sighting_id, person_id, cluster_id FROM sightings ORDER BY 1")
     assert sum(r[1] is not None for r in before) == 3  # enrollment + two obama photos
-    (cams / "garden" / "c.jpg").unlink()  # one source gone: that face keeps its dlib embedding
+    (cams / "garden" / "c.jpg").unlink()  # one source gone: its kept face context stands in
+    with duckdb.connect(str(db)) as con:  # and one face with neither source nor context keeps its embedding
+        con.execute("DELETE FROM face_contexts WHERE sighting_id = (SELECT s.sighting_id FROM sightings s "
+                    "JOIN images i USING (image_id) WHERE i.uri LIKE '%c.jpg')")
+    (enroll / "o3.jpg").unlink()
     code, output = cli(db, "reembed", "--model", "mobilefacenet")
-    assert code == 0 and "re-embedded 3 faces" in output and "1 faces kept" in output, output
+    assert code == 0 and "re-embedded 3 faces" in output and "(1 from the kept face context" in output, output
+    assert "1 faces kept their old embedding" in output
     assert rows(db, "SELECT sighting_id, person_id, cluster_id FROM sightings ORDER BY 1") == before
     assert rows(db, "SELECT model, len(embedding), count(*) FROM sightings GROUP BY 1, 2 ORDER BY 1") == [
         (models.DLIB_RESNET, 128, 1), (models.MOBILEFACENET, 192, 3)]
@@ -105,3 +111,10 @@ def test_reembed_switches_models_keeping_names_and_is_resumable(
     assert rows(db, "SELECT s.model, p.name FROM sightings s JOIN images i USING (image_id) "
                     "LEFT JOIN people p USING (person_id) WHERE i.uri LIKE '%new.jpg'") == [
         (models.MOBILEFACENET, "Barack Obama")]
+    # The kept contexts follow the embeddings' erasure.
+    assert rows(db, "SELECT count(*) FROM face_contexts")[0][0] >= 4
+    assert cli(db, "forget", "Barack Obama")[0] == 0
+    assert rows(db, "SELECT count(*) FROM face_contexts c JOIN sightings s USING (sighting_id) "
+                    "WHERE s.embedding IS NULL") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM face_contexts c LEFT JOIN sightings s USING (sighting_id) "
+                    "WHERE s.sighting_id IS NULL") == [(0,)]

@@ -138,6 +138,9 @@ def test_purge_erases_old_unknown_faces_only(db: Path, cams: Path, samples: Path
     state = rows(db, """SELECT regexp_extract(i.uri, '[^/]+$'), s.embedding IS NULL, s.thumb IS NULL
                         FROM sightings s JOIN images i USING (image_id) WHERE i.camera <> 'enrollment' ORDER BY 1""")
     assert state == [("a.jpg", False, False), ("b.jpg", True, True), ("c.jpg", False, False)]
+    assert rows(db, "SELECT count(*) FROM face_contexts c JOIN sightings s USING (sighting_id) "
+                    "WHERE s.embedding IS NULL") == [(0,)], "the kept face context expires with the embedding"
+    assert rows(db, "SELECT count(*) FROM face_contexts") == [(3,)]
     assert rows(db, "SELECT count(*) FROM audit WHERE action = 'purge'") == [(1,)]
     shutil.copy(samples / "obama2.jpg", cams / "garden" / "again.jpg")
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0

@@ -532,8 +532,9 @@ def reembed_cmd(
         task = progress.add_task("reembed", total=None)
         summary = reembed(settings, model, lambda n: progress.update(task, total=n),
                           lambda uri, faces: progress.advance(task))
-    out.print(f"re-embedded {summary.faces} faces in {summary.images} images with {model}; "
-              f"{summary.unavailable} faces kept their old embedding (source image gone or changed)")
+    out.print(f"re-embedded {summary.faces} faces in {summary.images} images with {model} "
+              f"({summary.from_context} from the kept face context, their source image being gone or changed); "
+              f"{summary.unavailable} faces kept their old embedding (no source image, no context)")
     if settings.embedder != model:
         out.print(f"now set embedder = \"{model}\" (config file) or FACELAKE_EMBEDDER={model}")
 

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         96, ge=32, le=512, title="Face thumbnail size (px)", description="Side of the stored face crop.",
     )
     thumb_quality: int = Field(85, ge=30, le=100, title="Face thumbnail JPEG quality")
+    keep_face_context: bool = Field(
+        True, title="Keep each face with room around it (for re-embedding)",
+        description="A JPEG of the face with a face-width of margin (at most 320 px, ~15-25 kB), so "
+        "`facelake reembed` can embed it with another model when the source image is gone. Erased "
+        "with the embedding (retention, forget, 'not a face').",
+    )
 
     # --- ingest ---
     workers: int = Field(

@@ -123,6 +123,7 @@ def analyzer_options(settings: Settings) -> AnalyzerOptions:
         embed_lowres_px=settings.embed_lowres_px,
         thumb_px=settings.thumb_px,
         thumb_quality=settings.thumb_quality,
+        keep_context=settings.keep_face_context,
     )
 
 
@@ -212,6 +213,7 @@ def records(
             face_index=i, box=f.detection.box, landmarks=f.detection.landmarks,
             det_score=f.detection.score, quality=f.quality, embedding=f.embedding,
             model=f.model, thumb=f.thumb,
+            context=None if f.context is None else (f.context.jpeg, f.context.box, f.context.landmarks),
         )
         for i, f in enumerate(faces)
     ]

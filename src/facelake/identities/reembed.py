@@ -1,12 +1,14 @@
 """``facelake reembed``: recompute stored faces' embeddings with another model.
 
-Why from the source image and the stored detection: a new model needs its own crop
+Why from the source image (or, when it is gone, the face context kept beside the embedding)
+and the stored detection: a new model needs its own crop
 (dlib's 150-px chip, or the ArcFace 112-px template), and the stored box and landmarks say
 exactly where the face was, so nothing is detected again — each sighting keeps its id, its
 name, its cluster and its feedback; only ``embedding`` and ``model`` change, per image in
 one transaction. Faces whose embedding was erased (forgotten people, expired unknown faces)
-stay erased. A face whose source image is gone or changed keeps its old embedding, which the
-new model's matching never compares with its own; it is counted and reported.
+stay erased (their context is erased with them). A face whose source image is gone or changed
+is embedded from its kept context; one with neither keeps its old embedding, which the new
+model's matching never compares with its own; it is counted and reported.
 
 Resumable by construction: only rows whose model differs from the target are selected, so a
 run killed halfway continues where it stopped.
@@ -38,7 +40,9 @@ class ReembedSummary:
     images: int = 0
     faces: int = 0
     unavailable: int = 0
-    """Faces whose source image could not be read, or has changed since it was stored."""
+    """Faces with neither a readable, unchanged source image nor a kept face context."""
+    from_context: int = 0
+    """Faces re-embedded from the kept face context because the source image was gone or changed."""
     remaining: int = 0
 
 
@@ -47,6 +51,21 @@ def _image_bytes(uri: str, max_bytes: int) -> bytes:
         bucket, key = open_object(uri)
         return bucket.read(key, max_bytes)
     return read_file(Path(uri), max_bytes)
+
+
+def _from_context(store: Store, analyzer: FaceAnalyzer, sighting: int, score: float,
+                  max_pixels: int) -> np.ndarray | None:
+    """The face's new embedding from its kept context (the face with room around it), if any."""
+    row = store.con.execute("SELECT jpeg, box, landmarks FROM face_contexts WHERE sighting_id = ?",
+                            [sighting]).fetchone()
+    if row is None:
+        return None
+    try:
+        pixels = decode_image(bytes(row[0]), max_pixels).pixels
+    except FacelakeError:
+        return None
+    det = Detection(tuple(map(float, row[1])), float(score), np.asarray(row[2], dtype=np.float32))  # type: ignore[arg-type]
+    return np.asarray(analyzer.embed(analyzer.align(pixels, [det]))[0])
 
 
 def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] | None = None,
@@ -75,16 +94,23 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
                     raise FacelakeError(f"{uri} has changed since it was stored")
                 pixels = decode_image(data, settings.max_pixels).pixels
             except FacelakeError:
-                summary.unavailable += len(ids)
+                pixels = None
+            if pixels is not None:
+                dets = [Detection(tuple(map(float, b)), float(sc), np.asarray(lm, dtype=np.float32))  # type: ignore[arg-type]
+                        for b, lm, sc in zip(boxes, landmarks, scores)]
+                vectors = list(analyzer.embed(analyzer.align(pixels, dets)))
+            else:
+                vectors = [_from_context(store, analyzer, sid, sc, settings.max_pixels) for sid, sc in zip(ids, scores)]
+            kept = [(sid, vec) for sid, vec in zip(ids, vectors) if vec is not None]
+            summary.unavailable += len(ids) - len(kept)
+            summary.from_context += len(kept) if pixels is None else 0
+            if not kept:
                 if on_image:
                     on_image(uri, 0)
                 continue
-            dets = [Detection(tuple(map(float, b)), float(sc), np.asarray(lm, dtype=np.float32))  # type: ignore[arg-type]
-                    for b, lm, sc in zip(boxes, landmarks, scores)]
-            vectors = analyzer.embed(analyzer.align(pixels, dets))
             store.con.execute("BEGIN TRANSACTION")
             try:
-                for sid, vec in zip(ids, vectors):
+                for sid, vec in kept:
                     store.con.execute("UPDATE sightings SET embedding = ?, model = ? WHERE sighting_id = ?",
                                       [vec.astype(np.float32).tolist(), target, sid])
                 store.con.execute("COMMIT")
@@ -92,9 +118,9 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
                 store.con.execute("ROLLBACK")
                 raise
             summary.images += 1
-            summary.faces += len(ids)
+            summary.faces += len(kept)
             if on_image:
-                on_image(uri, len(ids))
+                on_image(uri, len(kept))
         store.audit("cli", "reembed", f"model:{target} faces:{summary.faces} unavailable:{summary.unavailable}")
         left = store.con.execute("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model <> ?",
                                  [target]).fetchone()

@@ -435,6 +435,8 @@ def dismiss_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> 
         with sql.transaction(store):
             for sid in members:
                 store.con.execute("INSERT INTO not_faces VALUES (?, ?) ON CONFLICT DO NOTHING", [sid, utcnow()])
+            store.con.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
+                              "WHERE cluster_id = ? AND person_id IS NULL)", [cluster_id])
             store.con.execute("UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "
                               "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
             store.audit(actor, "dismiss_cluster", f"cluster:{cluster_id} faces:{len(members)}")

@@ -52,6 +52,8 @@ class SightingRecord:
     thumb: bytes
     person_id: int | None = None
     match_score: float | None = None
+    context: tuple[bytes, tuple[float, float, float, float], NDArray[np.float32]] | None = None
+    """The face with room around it: JPEG, box and landmarks in its pixels (for re-embedding)."""
 
 
 _READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "RELATION", "VARIABLE_SET"}
@@ -213,6 +215,10 @@ class Store:
                 ).fetchone()
                 assert row is not None
                 ids.append(int(row[0]))
+                if s.context is not None:
+                    jpeg, box, lm = s.context
+                    con.execute("INSERT INTO face_contexts VALUES (?, ?, ?, ?)",
+                                [row[0], jpeg, [float(v) for v in box], np.asarray(lm, np.float32).tolist()])
                 if s.person_id is not None:
                     self.audit(actor, "identify", f"sighting:{row[0]} person:{s.person_id}")
             if image.status == "ok":

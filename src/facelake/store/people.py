@@ -154,10 +154,14 @@ def forget_person(store: Store, who: str, actor: str) -> dict[str, int]:
             counts["enrollment faces"] += int(n[0]) if n else 0
             con.execute("DELETE FROM enrollments WHERE sighting_id IN "
                         "(SELECT sighting_id FROM sightings WHERE image_id = ?)", [image_id])
+            con.execute("DELETE FROM face_contexts WHERE sighting_id IN "
+                        "(SELECT sighting_id FROM sightings WHERE image_id = ?)", [image_id])
             con.execute("DELETE FROM sightings WHERE image_id = ?", [image_id])
             con.execute("DELETE FROM images WHERE image_id = ?", [image_id])
         linked = con.execute("SELECT count(*) FROM sightings WHERE person_id = ?", [pid]).fetchone()
         counts["sightings unlinked (crop and embedding erased)"] = int(linked[0]) if linked else 0
+        con.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings WHERE person_id = ?)",
+                    [pid])
         con.execute("""UPDATE sightings SET person_id = NULL, match_score = NULL, thumb = NULL, embedding = NULL
                        WHERE person_id = ?""", [pid])
         con.execute("DELETE FROM rejections WHERE person_id = ?", [pid])
@@ -183,6 +187,8 @@ def purge_unknown(store: Store, retention_days: int, actor: str, now: datetime |
         row = store.con.execute(f"SELECT count(*) FROM sightings WHERE {where}", [cutoff]).fetchone()
         n = int(row[0]) if row else 0
         if n:
+            store.con.execute(f"DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
+                              f"WHERE {where})", [cutoff])
             store.con.execute(f"UPDATE sightings SET embedding = NULL, thumb = NULL WHERE {where}", [cutoff])
             store.audit(actor, "purge", f"sightings:{n} before:{cutoff.isoformat(timespec='seconds')}")
     return n

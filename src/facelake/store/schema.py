@@ -117,4 +117,13 @@ MIGRATIONS: list[str] = [
         "at"        TIMESTAMP NOT NULL
     );
     """,
+    """
+    -- Each face with room around it, for re-embedding with another model; erased with the embedding.
+    CREATE TABLE face_contexts (
+        sighting_id BIGINT PRIMARY KEY,
+        jpeg        BLOB NOT NULL,
+        box         FLOAT[4] NOT NULL,      -- in the JPEG's pixels
+        landmarks   FLOAT[2][5] NOT NULL
+    );
+    """,
 ]

@@ -15,7 +15,7 @@ from .align import DlibAligner, SimilarityAligner
 from .detect import HogDetector, RetinaFaceDetector
 from .embed import ArcFaceEmbedder, ResnetEmbedder, dlib_describe, onnx_describe
 from .mtcnn import MtcnnDetector, mtcnn_sessions
-from .types import AlignedFace, Detection, Face, RGBImage
+from .types import AlignedFace, Detection, Face, FaceContext, RGBImage
 
 _SHARP_LAPLACIAN_VAR = 150.0
 """Laplacian variance of a crisp 150-px chip; blurrier chips score proportionally lower."""
@@ -52,6 +52,25 @@ def face_thumbnail(image: RGBImage, det: Detection, side: int, quality: int) -> 
     return buf.tobytes()
 
 
+def face_context(image: RGBImage, det: Detection, max_side: int = 320, quality: int = 92) -> FaceContext:
+    """The face with a face-width of room on every side, at most ``max_side`` px (for re-embedding)."""
+    x, y, w, h = det.box
+    half = max(w, h) * 1.5
+    cx, cy = x + w / 2, y + h / 2
+    side = int(min(max_side, round(2 * half)))
+    scale = side / (2 * half)
+    ox, oy = cx - half, cy - half
+    matrix = np.array([[scale, 0, -ox * scale], [0, scale, -oy * scale]])
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(image, matrix, (side, side), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    ok, buf = cv2.imencode(".jpg", crop[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding of a face context failed")
+    box = ((x - ox) * scale, (y - oy) * scale, w * scale, h * scale)
+    landmarks = ((np.asarray(det.landmarks, np.float64) - [ox, oy]) * scale).astype(np.float32)
+    return FaceContext(buf.tobytes(), box, landmarks)
+
+
 @dataclass(frozen=True)
 class AnalyzerOptions:
     """The knobs of :class:`FaceAnalyzer` (filled from ``facelake.config.Settings``)."""
@@ -71,6 +90,7 @@ class AnalyzerOptions:
     embed_lowres_px: int = 20
     thumb_px: int = 96
     thumb_quality: int = 85
+    keep_context: bool = True
 
 
 Detector = RetinaFaceDetector | HogDetector | MtcnnDetector
@@ -197,6 +217,7 @@ class FaceAnalyzer:
                     quality=face_quality(det, al.chip),
                     thumb=face_thumbnail(image, det, s.thumb_px, s.thumb_quality),
                     model=self.model_name,
+                    context=face_context(image, det) if s.keep_context else None,
                 )
                 for i, (det, al) in enumerate(zip(dets, als))
             ])

@@ -38,6 +38,19 @@ class AlignedFace:
 
 
 @dataclass(frozen=True)
+class FaceContext:
+    """The face with room around it (a JPEG), and where the face is in it.
+
+    Kept so the face can be embedded again by another model without the source image:
+    every model cuts its own chip from this, by the stored box and landmarks.
+    """
+
+    jpeg: bytes
+    box: tuple[float, float, float, float]
+    landmarks: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
 class Face:
     """A detected, aligned and embedded face."""
 
@@ -49,3 +62,4 @@ class Face:
     thumb: bytes
     """A small JPEG crop of the face, for people to look at."""
     model: str
+    context: FaceContext | None = None
