@@ -161,3 +161,21 @@ def test_mtcnn_agrees_with_retinaface(analyzer: FaceAnalyzer, samples: Path, nam
     width = retina.box[2]
     assert np.abs(np.array(mtcnn[0].box) - np.array(retina.box)).max() < 0.12 * width
     assert np.abs(mtcnn[0].landmarks - retina.landmarks).max() < 0.06 * width
+
+
+def test_embed_min_score_reports_low_scoring_detections(tmp_path: Path, samples: Path) -> None:
+    """--min-score lowers the reporting threshold of `embed` only, down to 0.01 (for PR curves)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from facelake.cli import app
+
+    photo = str(samples / "obama_partial_face2.jpg")
+    runner = CliRunner()
+    default = json.loads(runner.invoke(app, ["embed", photo, "--jsonl"]).stdout)
+    low = json.loads(runner.invoke(app, ["embed", photo, "--jsonl", "--min-score", "0.01"]).stdout)
+    assert low["faces"] > default["faces"]
+    assert min(d["score"] for d in low["detections"]) >= 0.01
+    assert all(d["score"] >= 0.6 for d in default["detections"])
+    assert runner.invoke(app, ["embed", photo, "--jsonl", "--min-score", "0.001"]).exit_code == 2

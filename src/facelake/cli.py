@@ -210,9 +210,12 @@ def embed_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per image (the machine interface).")] = False,
     detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", min=0.01, max=0.99,
+                         help="Report detections down to this score (default: det_threshold), e.g. 0.01 for "
+                              "precision/recall curves; ingest, naming and alerts keep their own threshold.")] = None,
 ) -> None:
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
-    settings = _settings(detector=detector)
+    settings = _settings(detector=detector, det_threshold=min_score)
     results = embed_paths(paths, settings)
     table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
     for r in results:

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         "(the P/R/O-Net cascade; needs the 'mtcnn' extra).",
     )
     det_threshold: float = Field(
-        0.6, ge=0.05, le=0.99, title="Detection score threshold",
+        0.6, ge=0.01, le=0.99, title="Detection score threshold",
         description="RetinaFace confidence needed to keep a face. 0.6 keeps blurred, dark "
         "CCTV faces that the package default (0.9) drops, at no false positive on the dev photos.",
     )
