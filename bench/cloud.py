@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.servers import BIN, free_port, gcs_emulator, s3_server, server
+from tests.test_buckets import new_bucket as make_bucket
 
 
 def small_jpegs(photos: list[Path], n: int, seed: int = 0) -> list[bytes]:
@@ -48,21 +49,6 @@ def small_jpegs(photos: list[Path], n: int, seed: int = 0) -> list[bytes]:
         Image.fromarray(rgb[y:y + side, x:x + side]).resize((240, 240)).save(buf, "JPEG", quality=85)
         out.append(buf.getvalue())
     return out
-
-
-def make_bucket(scheme: str):  # type: ignore[no-untyped-def]
-    from facelake.sources.buckets import GcsBucket, S3Bucket
-
-    name = f"bench-{uuid.uuid4().hex[:10]}"
-    if scheme == "gs":
-        from google.cloud import storage
-
-        storage.Client().create_bucket(name)
-        return GcsBucket(name)
-    import boto3
-
-    boto3.client("s3").create_bucket(Bucket=name)
-    return S3Bucket(name)
 
 
 def digest(db: Path) -> tuple[int, int, str]:

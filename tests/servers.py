@@ -89,3 +89,18 @@ def bigquery_emulator(log_dir: Path, project: str) -> Iterator[str]:
            "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc), "--project", project, "--log-level", "warning"]
     with server(cmd, rest, "bqemulator", log_dir / "bq.log", timeout=120):
         yield f"http://127.0.0.1:{rest}"
+
+
+def wait_healthy(base: str, timeout: float = 60.0) -> None:
+    """Wait until ``base``/api/health answers 200 (a `facelake serve` that is up)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{base} did not answer /api/health within {timeout:.0f} s")

@@ -24,7 +24,7 @@ from facelake.api.app import create_app
 from facelake.api.tokens import create_token, revoke_token
 from facelake.store.duck import Store
 
-from .servers import free_port
+from .servers import free_port, wait_healthy
 from .test_ingest import cli, rows
 
 
@@ -190,13 +190,7 @@ def test_serve_watches_answers_while_ingesting_and_tells_the_cli(tmp_path: Path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(base)
         shutil.copy(samples / "obama.jpg", cams / "a.jpg")
         start, items = time.monotonic(), []
         while time.monotonic() - start < 20 and not items:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .servers import free_port
+from .servers import free_port, wait_healthy
 from .test_ingest import cli
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,16 +32,11 @@ def served(tmp_path: Path, cams: Path) -> Iterator[tuple[str, str, Path, Path]]:
                              "--watch", str(cams), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    wait_healthy(base)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
     # serve's watcher ingests the folder it starts with and groups the unknown faces by itself.
     headers = {"Authorization": f"Bearer {token}"}
-    while time.monotonic() < deadline + 60:
+    while time.monotonic() < deadline:
         if httpx.get(f"{base}/api/clusters", headers=headers, timeout=5).json():
             break
         time.sleep(0.3)

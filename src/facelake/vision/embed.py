@@ -53,7 +53,41 @@ def onnx_describe(session: Any, batch: int = 32) -> Describe:
     return describe
 
 
-class ResnetEmbedder:
+class MultiViewEmbedder:
+    """Embeds each chip from several views and averages them; subclasses say how a batch is described.
+
+    Views: the chip; with ``lowres_px``, the chip as it would look that many pixels wide; with
+    ``flip``, the mirror of each. Each view's embedding is normalised before the average, so
+    no view outweighs another.
+    """
+
+    dim: int
+    flip: bool
+    lowres_px: int
+
+    def describe(self, chips: list[RGBImage]) -> NDArray[np.float32]:
+        raise NotImplementedError
+
+    def views(self, chip: RGBImage) -> list[RGBImage]:
+        """The images whose embeddings are averaged into the face's embedding."""
+        views = [chip]
+        if self.lowres_px:
+            views.append(low_resolution_view(chip, self.lowres_px))
+        if self.flip:
+            views += [v[:, ::-1] for v in views]
+        return [np.ascontiguousarray(v) for v in views]
+
+    def embed(self, chips: Sequence[RGBImage]) -> NDArray[np.float32]:
+        """Embeddings of ``chips`` as an ``(n, dim)`` array of unit vectors."""
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        per_chip = [self.views(c) for c in chips]
+        raw = l2_normalize(self.describe([v for views in per_chip for v in views]))
+        n = len(per_chip[0])
+        return l2_normalize(raw.reshape(len(chips), n, -1).sum(axis=1))
+
+
+class ResnetEmbedder(MultiViewEmbedder):
     """dlib's ResNet (128-D) over 150×150 chips cut by :class:`~.align.DlibAligner`.
 
     Each face is embedded from several views whose embeddings are averaged:
@@ -70,33 +104,17 @@ class ResnetEmbedder:
     """
 
     def __init__(self, describe: Describe, model_name: str, flip: bool = True, lowres_px: int = 20) -> None:
-        self.describe = describe
+        self._describe = describe
         self.model_name = model_name
         self.flip = flip
         self.lowres_px = lowres_px
         self.dim = 128
 
-    def views(self, chip: RGBImage) -> list[RGBImage]:
-        """The images whose embeddings are averaged into the face's embedding."""
-        views = [chip]
-        if self.lowres_px:
-            views.append(low_resolution_view(chip, self.lowres_px))
-        if self.flip:
-            views += [v[:, ::-1] for v in views]
-        return [np.ascontiguousarray(v) for v in views]
-
-    def embed(self, chips: Sequence[RGBImage]) -> NDArray[np.float32]:
-        """Embeddings of ``chips`` as an ``(n, 128)`` array of unit vectors."""
-        if not chips:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        per_chip = [self.views(c) for c in chips]
-        batch = [v for views in per_chip for v in views]
-        raw = l2_normalize(self.describe(batch))
-        n = len(per_chip[0])
-        return l2_normalize(raw.reshape(len(chips), n, -1).sum(axis=1))
+    def describe(self, chips: list[RGBImage]) -> NDArray[np.float32]:
+        return self._describe(chips)
 
 
-class ArcFaceEmbedder:
+class ArcFaceEmbedder(MultiViewEmbedder):
     """An ArcFace-style network (112×112 RGB chips, ``(x − 127.5) / 128``) such as MobileFaceNet.
 
     Each face is embedded from the chip and, with ``flip``, its mirror image, averaged; with
@@ -114,25 +132,9 @@ class ArcFaceEmbedder:
         self.batch = batch
         self.input_name = session.get_inputs()[0].name
 
-    def views(self, chip: RGBImage) -> list[RGBImage]:
-        views = [chip]
-        if self.lowres_px:
-            views.append(low_resolution_view(chip, self.lowres_px))
-        if self.flip:
-            views += [v[:, ::-1] for v in views]
-        return [np.ascontiguousarray(v) for v in views]
-
     def describe(self, chips: list[RGBImage]) -> NDArray[np.float32]:
         out = []
         for i in range(0, len(chips), self.batch):
             x = (np.stack(chips[i : i + self.batch]).astype(np.float32) - 127.5) / 128.0
             out.append(self.session.run(None, {self.input_name: x})[0])
         return np.concatenate(out).astype(np.float32)
-
-    def embed(self, chips: Sequence[RGBImage]) -> NDArray[np.float32]:
-        if not chips:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        per_chip = [self.views(c) for c in chips]
-        raw = l2_normalize(self.describe([v for views in per_chip for v in views]))
-        n = len(per_chip[0])
-        return l2_normalize(raw.reshape(len(chips), n, -1).sum(axis=1))
