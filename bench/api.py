@@ -59,7 +59,8 @@ def main() -> None:
         cam.mkdir(parents=True, exist_ok=True)
         img = Image.open(photos[i % len(photos)]).convert("RGB")
         img.thumbnail((640, 640))
-        img.save(cam / f"{i:04d}.jpg", quality=80 + i % 15)
+        img.putpixel((i % img.width, 0), (i % 256, 0, 0))  # every file its own bytes, so its own image
+        img.save(cam / f"{i:04d}.jpg", quality=85)
     db = work / "f.duckdb"
     fl = [sys.executable, "-m", "facelake.cli", "--db", str(db)]
     subprocess.run([*fl, "ingest", str(work / "cams")], check=True, capture_output=True)
@@ -90,7 +91,9 @@ def main() -> None:
                 lambda: client.post("/api/recognize", files={"photo": ("a.jpg", upload, "image/jpeg")}).raise_for_status(),
                 args.recognize),
         }
-        print(f"{args.images} images in the database, {args.clients} client threads, one server process (2 cores)")
+        n_images = httpx.get(f"{base}/api/stats", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        total = sum(r["images"] for r in n_images["per_camera"])
+        print(f"{total} images in the database, {args.clients} client threads, one server process (2 cores)")
         print(f"{'request':42} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>7}")
         for name, (fn, n) in cases.items():
             ms, rate = timed(fn, n, args.clients)
