@@ -7,7 +7,8 @@
   groups an owner should get.
 
 For each embedder and cluster threshold: faces clustered, clusters of 2+, the largest
-cluster, and BCubed precision / recall / F against the true identities.
+cluster, and BCubed precision / recall / F against the true identities — for facelake's
+centroid clustering and, on the next line, for Chinese whispers (the previous rule).
 
 Usage: python bench/clustering.py [--facedata ../shared/facedata] [--embedders dlib mobilefacenet]
                                   [--thresholds 0.93 0.95 0.97]
@@ -64,6 +65,26 @@ def score(db: Path, labels: dict[str, str]) -> tuple[int, int, int, float, float
     return len(rows), sum(1 for v in sizes.values() if v > 1), max(sizes.values(), default=0), p, r, f
 
 
+def chinese_whispers(db: Path, labels: dict[str, str], threshold: float, embedder: str) -> tuple:
+    """The previous rule (single links over a threshold) on the same faces, for comparison."""
+    import numpy as np
+
+    from facelake.identities.calibration import model_of
+    from facelake.identities.cluster import ChineseWhispers
+
+    settings = load_settings(db=db, embedder=embedder)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("""SELECT regexp_extract(i.uri, '([^/]+)\\.[a-z]+$', 1), s.face_index, s.embedding
+                              FROM sightings s JOIN images i USING (image_id)
+                              WHERE s.embedding IS NOT NULL AND s.quality >= ? AND s.model = ?""",
+                           [settings.identify_min_quality, model_of(settings)]).fetchall()
+    found = ChineseWhispers(threshold).fit(np.array([r[2] for r in rows], dtype=np.float32)).labels_
+    truth = [f"{key}:{index}" if labels[key] == "*" else labels[key] for key, index, _ in rows]
+    sizes = Counter(found.tolist())
+    p, r, f = bcubed(truth, list(found))
+    return len(rows), sum(1 for v in sizes.values() if v > 1), max(sizes.values(), default=0), p, r, f
+
+
 def main() -> None:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +114,9 @@ def main() -> None:
                 faces, clusters, largest, p, r, f = score(db, labels)
                 print(f"{embedder:14} {name:6} {t:9.3f} {faces:6d} {clusters:8d} {largest:7d} {p:9.3f} {r:6.3f} {f:6.3f}",
                       flush=True)
+                faces, clusters, largest, p, r, f = chinese_whispers(db, labels, t, embedder)
+                print(f"{'  (whispers)':14} {name:6} {t:9.3f} {faces:6d} {clusters:8d} {largest:7d} {p:9.3f} "
+                      f"{r:6.3f} {f:6.3f}", flush=True)
 
 
 if __name__ == "__main__":
