@@ -107,13 +107,13 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
         for i in range(len(X)):
             if i in enrolled_idx:
                 continue
-            person, _ = namer.name_image(X[i : i + 1], [qualities[i]])[0]
+            named_as, _ = namer.name_image(X[i : i + 1], [qualities[i]])[0]
             if y[i] == held_out:
                 strangers += 1
-                strangers_named += person is not None
-            elif person is None:
+                strangers_named += named_as is not None
+            elif named_as is None:
                 unknown += 1
-            elif names[person] == y[i]:
+            elif names[named_as] == y[i]:
                 right += 1
             else:
                 wrong += 1

@@ -41,7 +41,8 @@ def sightings(store: Store, person: str | None = None, cluster: int | None = Non
               since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
               after_id: int | None = None, limit: int = 50) -> list[SightingRow]:
     """Newest first; ``before_id`` pages backwards (the cursor), ``after_id`` asks for what is new."""
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if person is not None:
         where.append("(p.name = ? OR CAST(s.person_id AS VARCHAR) = ?)")
         params += [person, person]

@@ -71,7 +71,7 @@ class GcsBucket:
     def __init__(self, name: str, client: Any | None = None) -> None:
         try:
             from google.api_core import exceptions
-            from google.cloud import storage
+            from google.cloud import storage  # type: ignore[attr-defined]
         except ImportError as exc:
             raise _missing_extra(exc) from exc
         self._errors = exceptions
