@@ -1,0 +1,39 @@
+"""Photos given on the command line or through the API: read, decode, analyse, pick the face meant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigError, FacelakeError, NoFaceFound
+from ..pipeline import Job, make_job
+from ..sources.decode import ImageMeta, decode_image
+from ..sources.folder import FolderSource, file_entry
+from ..vision.analyzer import FaceAnalyzer
+from ..vision.types import Face
+
+
+def pick_face(path: Path, faces: list[Face], face: int | None) -> int:
+    """The face a command means: the only one, or the one ``--face`` names."""
+    if not faces:
+        raise NoFaceFound(f"{path}: no face found; the photo must show the person's face")
+    if face is None:
+        if len(faces) > 1:
+            sizes = ", ".join(f"{i}: {f.detection.box[2]:.0f} px wide" for i, f in enumerate(faces))
+            raise ConfigError(f"{path}: {len(faces)} faces ({sizes}); pick one with --face N (0 = largest)")
+        return 0
+    if not 0 <= face < len(faces):
+        raise ConfigError(f"{path}: --face must be between 0 and {len(faces) - 1}, got {face}")
+    return face
+
+
+def photo_faces(
+    path: Path, camera: str, face: int | None, settings: Settings, analyzer: FaceAnalyzer
+) -> tuple[Job, ImageMeta, list[Face], int]:
+    """Read, decode and analyse a photo given on the command line; returns the chosen face's index too."""
+    job = make_job(file_entry(path, camera), FolderSource(path, camera), int(settings.max_file_mb * 1e6))
+    if job.data is None:
+        raise FacelakeError(f"{path}: {job.error}")
+    decoded = decode_image(job.data, settings.max_pixels)
+    faces = analyzer.analyze(decoded.pixels)
+    return job, decoded.meta, faces, pick_face(path, faces, face)

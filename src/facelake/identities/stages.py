@@ -1,0 +1,89 @@
+"""The ingest stages the identities module plugs into the pipeline: naming, purging, clustering."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from ..config import Settings
+from ..pipeline import IngestSummary, Stage
+from ..store import people as sql
+from ..store.duck import ImageRecord, SightingRecord, Store
+from .calibration import thresholds
+from .clusters import cluster
+from .gallery import Gallery
+from .naming import Namer
+from .people import load_namer
+from .search import sync_index
+
+
+class NamingStage(Stage):
+    """Names the faces of enrolled people as they are stored (open-set: the rest stay unknown).
+
+    The gallery is loaded once when the ingest starts; ``watch`` reloads it after each
+    batch so people enrolled meanwhile are recognised from then on.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.namer: Namer | None = None
+
+    def start(self, store: Store) -> None:
+        self.namer = load_namer(store, self.settings)
+
+    def use_gallery(self, gallery: Gallery | None) -> None:
+        """Name with ``gallery`` (the Cloud Function's gallery file) instead of the store's."""
+        self.namer = None if gallery is None else Namer(
+            gallery, thresholds(self.settings), self.settings.match_margin, self.settings.identify_min_quality)
+
+    def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
+        if not sightings or self.namer is None:
+            return sightings
+        decisions = self.namer.name_image(np.stack([s.embedding for s in sightings]), [s.quality for s in sightings])
+        return [replace(s, person_id=p, match_score=score) for s, (p, score) in zip(sightings, decisions)]
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        self.namer = load_namer(store, self.settings)
+
+
+class PurgeStage(Stage):
+    """Erases expired unknown faces and brings the search index up to date after a run.
+
+    A long-running watcher calls it after every small batch; the purge itself runs at most
+    every ``every_s`` seconds (the index sync is cheap and always runs).
+    """
+
+    def __init__(self, settings: Settings, every_s: float = 3600.0) -> None:
+        self.settings, self.every_s = settings, every_s
+        self._last = float("-inf")
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            summary.purged = sql.purge_unknown(store, self.settings.retention_days, actor="ingest")
+            self._last = now
+        if summary.new or summary.purged:
+            sync_index(store, self.settings)
+
+
+class ClusterStage(Stage):
+    """Groups new unknown faces after each run, so a long-running watcher keeps clusters current.
+
+    Used by ``watch`` and ``serve`` (an owner looking at the dashboard expects strangers to
+    appear as groups by themselves); a batch ``ingest`` leaves it to ``facelake cluster``.
+    Incremental: existing groups keep their ids, so names given meanwhile stay attached.
+    """
+
+    def __init__(self, settings: Settings, every_s: float = 30.0) -> None:
+        self.settings, self.every_s = settings, every_s
+        self._last = float("-inf")
+        self._pending = False
+
+    def after_run(self, store: Store, summary: IngestSummary) -> None:
+        self._pending = self._pending or summary.new > 0
+        if self._pending and time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            self._pending = False
+            cluster(self.settings, actor="watch")
