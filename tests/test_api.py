@@ -226,6 +226,11 @@ def test_report_is_one_self_contained_file(tmp_path: Path, cams: Path, samples: 
     code, output = cli(db, "report", "--out", str(out), "--since", "1d", "--camera", "garden", "--no-faces")
     assert code == 0 and "0 sightings" in output and "data:image" not in out.read_text()
     assert cli(db, "report", "--out", str(out), "--since", "soon")[0] == 2
+    png = tmp_path / "summary.png"
+    code, output = cli(db, "report", "--format", "png", "--out", str(png))
+    assert code == 0 and "4 sightings" in output
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
+    assert pixels.shape == (560, 900) and pixels.std() > 10
 
 
 def test_map_draws_offline_and_over_a_configured_tile_server() -> None:

@@ -326,11 +326,15 @@ def report_cmd(
     since: Annotated[str | None, typer.Option("--since", help="Window: 7d, 12h, 30m or a date (default: everything).")] = None,
     camera: Annotated[str | None, typer.Option("--camera", help="One camera only.")] = None,
     no_faces: Annotated[bool, typer.Option("--no-faces", help="Leave face crops out of the file.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="html (the full report) or png (one summary image).")] = "html",
 ) -> None:
-    """One self-contained HTML report (charts, map, tables; no network needed to open it)."""
-    from .reports.html import build_report
+    """One self-contained HTML report (charts, map, tables; no network needed to open it), or a PNG summary."""
+    from .reports.html import build_png, build_report
 
-    summary = build_report(_settings(), out_file, since, camera, faces=not no_faces)
+    if fmt not in ("html", "png"):
+        raise errors.ConfigError(f"--format must be html or png, got {fmt!r}")
+    summary = (build_report(_settings(), out_file, since, camera, faces=not no_faces) if fmt == "html"
+               else build_png(_settings(), out_file, since, camera))
     out.print(f"wrote {summary.path} ({summary.bytes / 1e3:.0f} kB, {summary.sightings} sightings)")
 
 

@@ -76,3 +76,42 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
         )
     out.write_text(html, encoding="utf-8")
     return ReportSummary(out, out.stat().st_size, int(total[0]) if total else 0)
+
+
+def build_png(settings: Settings, out: Path, since: str | None = None, camera: str | None = None) -> ReportSummary:
+    """One summary image: counts, sightings per day and the hour × weekday heat map (Pillow only)."""
+    from PIL import Image, ImageDraw
+
+    start = parse_since(since)
+    with Store(settings.db, read_only=True) as store:
+        days = views.per_day(store, camera, start)
+        heat = views.activity(store, camera, start)
+        people = store.con.execute(
+            """SELECT p.name, count(*) FROM sightings s JOIN images i USING (image_id)
+               JOIN people p ON p.person_id = s.person_id
+               WHERE i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)
+               GROUP BY 1 ORDER BY 2 DESC LIMIT 8""", [camera, camera, start, start]).fetchall()
+    total = sum(n for _, n in days)
+    img = Image.new("RGB", (900, 560), "white")
+    draw = ImageDraw.Draw(img)
+    ink = (29, 35, 48)
+    draw.text((20, 15), f"facelake - {camera or 'all cameras'} - "
+                        f"{'since ' + start.strftime('%Y-%m-%d') if start else 'all time'}", fill=ink)
+    draw.text((20, 35), f"{total} sightings on {len(days)} days; generated {utcnow():%Y-%m-%d %H:%M} UTC", fill=ink)
+    top = max((n for _, n in days), default=0) or 1
+    width = max(1.0, 840 / max(len(days), 1))
+    for k, (_, n) in enumerate(days):
+        h = 140 * n / top
+        draw.rectangle([30 + k * width, 220 - h, 30 + (k + 0.8) * width, 220], fill=(74, 111, 216))
+    draw.text((30, 225), "sightings per day", fill=ink)
+    hottest = max(heat.values(), default=0) or 1
+    for d in range(7):
+        draw.text((20, 262 + d * 26), ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[d], fill=ink)
+        for hour in range(24):
+            shade = 245 - int(200 * heat.get((d, hour), 0) / hottest)
+            draw.rectangle([60 + hour * 26, 258 + d * 26, 84 + hour * 26, 282 + d * 26], fill=(shade, shade, 255))
+    draw.text((60, 445), "sightings by hour (0-23) and weekday", fill=ink)
+    for k, (name, n) in enumerate(people):
+        draw.text((700, 60 + k * 18), f"{name}: {n}", fill=ink)
+    img.save(out, "PNG")
+    return ReportSummary(out, out.stat().st_size, total)
