@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import duckdb
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
@@ -105,6 +106,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.exception_handler(errors.FacelakeError)
     def facelake_error(request: Request, exc: errors.FacelakeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+
+    @app.exception_handler(duckdb.TransactionException)
+    def write_conflict(request: Request, exc: duckdb.TransactionException) -> JSONResponse:
+        """The watcher changed the same rows at the same moment (DuckDB's optimistic concurrency)."""
+        return JSONResponse({"detail": f"the database was busy with the same rows; try again ({exc})"},
+                            status_code=409, headers={"Retry-After": "1"})
 
     @app.middleware("http")
     async def refuse_huge_bodies(request: Request, call_next: Any) -> Response:
