@@ -1,4 +1,4 @@
-"""Throughput on a synthetic CCTV corpus: facelake against a face_recognition-style baseline.
+"""Throughput on a synthetic CCTV corpus, or on photos: facelake against a face_recognition-style baseline.
 
 The corpus is reproducible (seeded): N frames of 1920×1080, each with 0-4 faces cut from the
 photos in a folder (default ``../shared/facedata``), pasted at widths of 24-160 px onto a
@@ -13,8 +13,13 @@ Each pipeline runs in its own process (so peak memory is its own) over the same 
 - ``baseline/N``: face_recognition's pipeline — dlib HOG with one upsample, dlib's 5-point
   predictor and dlib's ResNet — over N processes (1 is how the library runs by itself).
 
-Usage: python bench/throughput.py [--frames 40] [--workers 2] [--photos DIR] [--seed 0]
-                                  [--pipelines facelake/retinaface facelake/hog baseline]
+With ``--kind photos`` the corpus is instead N real colour photos from the same folder, each
+resized to a random size between 0.3 and 12 MP (log-uniform) and saved as a camera would
+(JPEG quality 90): few, large faces. Their truth is what RetinaFace finds in the source photo
+at its own resolution (score >= 0.9), scaled — "faces the network can find".
+
+Usage: python bench/throughput.py [--kind frames|photos] [--frames 40] [--workers 2] [--photos DIR]
+                                  [--seed 0] [--pipelines facelake/retinaface facelake/hog baseline]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from PIL import Image, ImageOps
 
 FRAME_W, FRAME_H = 1920, 1080
 BUCKETS = ((24, 32), (32, 48), (48, 80), (80, 161))
+PHOTO_BUCKETS = ((20, 64), (64, 128), (128, 256), (256, 100_000))
 
 
 # --- corpus --------------------------------------------------------------------------------
@@ -100,6 +106,37 @@ def make_corpus(photos: Path, out: Path, frames: int, seed: int) -> list[dict]:
         name = f"frame_{i:05d}.jpg"
         Image.fromarray(frame).save(out / name, quality=int(rng.integers(45, 75)))
         truth.append({"file": name, "faces": boxes})
+    (out / "truth.json").write_text(json.dumps(truth))
+    return truth
+
+
+def make_photo_corpus(photos: Path, out: Path, count: int, seed: int) -> list[dict]:
+    """``count`` photos of 0.3-12 MP made from the colour photos under ``photos``; returns their truth."""
+    from facelake.vision.analyzer import FaceAnalyzer
+
+    rng = np.random.default_rng(seed)
+    detector = FaceAnalyzer().detector
+    sources = []
+    for path in sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        if "att_orl" in path.parts:
+            continue
+        rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        found = [d for d in detector._run(rgb, 1.0, 0.9)]
+        if found and rgb.shape[0] * rgb.shape[1] >= 100_000:
+            sources.append((rgb, [d.box for d in found]))
+    if not sources:
+        raise SystemExit(f"no usable photos under {photos}")
+    out.mkdir(parents=True, exist_ok=True)
+    truth = []
+    for i in range(count):
+        rgb, boxes = sources[i % len(sources)]
+        megapixels = float(np.exp(rng.uniform(np.log(0.3), np.log(12.0))))
+        scale = float(np.sqrt(megapixels * 1e6 / (rgb.shape[0] * rgb.shape[1])))
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        name = f"photo_{i:05d}.jpg"
+        Image.fromarray(rgb).resize(size, Image.LANCZOS).save(out / name, quality=90)
+        faces = [[b[0] * scale, b[1] * scale, b[2] * scale, b[3] * scale] for b in boxes if b[2] * scale >= 20]
+        truth.append({"file": name, "faces": faces, "megapixels": round(megapixels, 2)})
     (out / "truth.json").write_text(json.dumps(truth))
     return truth
 
@@ -237,14 +274,15 @@ def matches(truth: list[float], found: list[float]) -> bool:
     return close and 0.5 < fw / tw < 2.0
 
 
-def recall(truth: list[dict], found: dict[str, list[list[float]]]) -> tuple[list[tuple[int, int]], int]:
-    per_bucket = [[0, 0] for _ in BUCKETS]
+def recall(truth: list[dict], found: dict[str, list[list[float]]],
+           buckets: tuple[tuple[int, int], ...] = BUCKETS) -> tuple[list[tuple[int, int]], int]:
+    per_bucket = [[0, 0] for _ in buckets]
     false_pos = 0
     for frame in truth:
         dets = found.get(frame["file"], [])
         used = set()
         for box in frame["faces"]:
-            b = next(i for i, (lo, hi) in enumerate(BUCKETS) if lo <= round(box[2]) < hi or i == len(BUCKETS) - 1)
+            b = next(i for i, (lo, hi) in enumerate(buckets) if lo <= round(box[2]) < hi or i == len(buckets) - 1)
             per_bucket[b][1] += 1
             hit = next((j for j, d in enumerate(dets) if j not in used and matches(box, d)), None)
             if hit is not None:
@@ -257,7 +295,9 @@ def recall(truth: list[dict], found: dict[str, list[list[float]]]) -> tuple[list
 def main() -> None:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--kind", choices=["frames", "photos"], default="frames",
+                        help="synthetic 1080p CCTV frames, or real photos of 0.3-12 MP")
+    parser.add_argument("--frames", type=int, default=40, help="how many frames (or photos)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--photos", type=Path, default=here.parent / "shared" / "facedata")
     parser.add_argument("--seed", type=int, default=0)
@@ -272,12 +312,18 @@ def main() -> None:
         child(args)
         return
 
-    corpus = args.corpus or Path(tempfile.mkdtemp(prefix="facelake-cctv-"))
+    corpus = args.corpus or Path(tempfile.mkdtemp(prefix=f"facelake-{args.kind}-"))
     if not (corpus / "truth.json").exists() or len(json.loads((corpus / "truth.json").read_text())) != args.frames:
-        make_corpus(args.photos, corpus, args.frames, args.seed)
+        (make_photo_corpus if args.kind == "photos" else make_corpus)(args.photos, corpus, args.frames, args.seed)
     truth = json.loads((corpus / "truth.json").read_text())
     n_faces = sum(len(f["faces"]) for f in truth)
-    print(f"corpus: {len(truth)} frames of {FRAME_W}x{FRAME_H}, {n_faces} faces (seed {args.seed}) in {corpus}")
+    buckets = PHOTO_BUCKETS if args.kind == "photos" else BUCKETS
+    if args.kind == "photos":
+        mp = [f["megapixels"] for f in truth]
+        print(f"corpus: {len(truth)} photos of {min(mp):.1f}-{max(mp):.1f} MP (median {np.median(mp):.1f}), "
+              f"{n_faces} faces (seed {args.seed}) in {corpus}")
+    else:
+        print(f"corpus: {len(truth)} frames of {FRAME_W}x{FRAME_H}, {n_faces} faces (seed {args.seed}) in {corpus}")
 
     def run(kind: str) -> dict:
         cmd = [sys.executable, __file__, "--child", kind, "--corpus", str(corpus), "--workers", str(args.workers),
@@ -297,16 +343,16 @@ def main() -> None:
         else:
             prof = run("profile/" + kind.split("/", 1)[1])
             stages, faces = prof, prof["faces"]
-        per_bucket, false_pos = recall(truth, result["detections"])
+        per_bucket, false_pos = recall(truth, result["detections"], buckets)
         fps = result["frames"] / result["seconds"]
         ms = {k: 1000 * stages[k] / max(faces, 1) for k in ("align", "embed")}
         ms["detect"] = 1000 * stages["detect"] / (len(truth) if kind.startswith("baseline") else prof["frames"])
         rows.append((kind, fps, ms, result["rss_mb"], per_bucket, false_pos))
 
     base_fps = next((r[1] for r in rows if r[0].startswith("baseline")), None)
-    buckets = " ".join(f"{f'{lo}-{hi - 1}px':>9}" for lo, hi in BUCKETS)
+    labels = " ".join(f"{f'{lo}-{hi - 1}px' if hi < 100_000 else f'{lo}px+':>9}" for lo, hi in buckets)
     header = (f"{'pipeline':20} {'frames/s':>8} {'x base':>6} {'detect ms/frame':>15} {'align ms/face':>13} "
-              f"{'embed ms/face':>13} {'peak RSS MB':>11} {buckets} {'false +':>7}")
+              f"{'embed ms/face':>13} {'peak RSS MB':>11} {labels} {'false +':>7}")
     print(header)
     print("-" * len(header))
     for kind, fps, ms, rss, per_bucket, false_pos in rows:
