@@ -179,3 +179,18 @@ def test_embed_min_score_reports_low_scoring_detections(tmp_path: Path, samples:
     assert min(d["score"] for d in low["detections"]) >= 0.01
     assert all(d["score"] >= 0.6 for d in default["detections"])
     assert runner.invoke(app, ["embed", photo, "--jsonl", "--min-score", "0.001"]).exit_code == 2
+
+
+def test_a_large_face_above_the_threshold_survives_an_unconfirming_crop() -> None:
+    """Issue #10: the confirmation crop may add faces but never drop a large one a plain pass keeps."""
+    from facelake.vision.detect import RetinaFaceDetector
+    from facelake.vision.types import Detection
+
+    big = Detection((400.0, 300.0, 200.0, 240.0), 0.8, np.zeros((5, 2), np.float32))  # doubtful: < 0.95
+    frame = np.zeros((2160, 3840, 3), np.uint8)  # shrunk for the first pass
+    for keep in (True, False):
+        detector = RetinaFaceDetector(session=None, score_threshold=0.6)
+        detector.keep_unconfirmed_large = keep
+        detector._run = lambda image, scale, threshold: [big]  # type: ignore[method-assign]
+        detector._refine = lambda image, cand: []  # type: ignore[method-assign]
+        assert [d.box for d in detector.detect(frame)] == ([big.box] if keep else [])

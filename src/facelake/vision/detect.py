@@ -81,8 +81,9 @@ class RetinaFaceDetector:
     the small ones; every candidate under ``refine_below_px`` (in the shrunk frame) is then
     searched again in a crop of the full-resolution frame enlarged until the face is about
     48 px wide (at most ``refine_upscale`` times). Larger faces the shrunk pass is not sure of
-    (score under ``confirm_above``) are confirmed the same way, which removes the false
-    detections a coarse view invites (a shoulder, a curtain fold). On the benchmark corpus
+    (score under ``confirm_above``) are re-checked the same way; a large one the crop does not
+    confirm is still kept when the shrunk pass scored it above the threshold (a plain pass
+    would keep it; issue #10 found such faces dropped), while a doubtful small one is not. On the benchmark corpus
     this finds nearly as many 24-47 px faces as a full-resolution pass in less than half
     the time, with far fewer false detections (docs/performance.md).
     """
@@ -100,6 +101,7 @@ class RetinaFaceDetector:
     confirm_above: float = 0.95
     """Larger faces the shrunk pass scores below this are confirmed at full resolution too."""
     max_candidates: int = 24
+    keep_unconfirmed_large: bool = True
 
     def detect(self, image: RGBImage) -> list[Detection]:
         """Faces in ``image``, largest first, in its own pixel coordinates."""
@@ -113,7 +115,13 @@ class RetinaFaceDetector:
                                                           or d.score > self.score_threshold)]
         kept = list(sure)
         for cand in sorted(doubtful, key=lambda d: -d.score)[: self.max_candidates]:
-            kept += self._refine(image, cand)
+            confirmed = self._refine(image, cand)
+            if not confirmed and self.keep_unconfirmed_large and cand.width * scale >= self.refine_below_px \
+                    and cand.score >= self.score_threshold:
+                # A large face the shrunk pass scored above the threshold stays, even if the crop
+                # does not confirm it: a plain pass would have kept it (issue #10).
+                confirmed = [cand]
+            kept += confirmed
         return self._finish(kept)
 
     def _refine(self, image: RGBImage, cand: Detection) -> list[Detection]:
