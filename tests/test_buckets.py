@@ -160,3 +160,23 @@ def test_camera_of_an_object_follows_the_folder_rule() -> None:
     assert camera_from_key("site/cams/frontdoor/2024/a.jpg", "site/cams", "b") == "frontdoor"
     assert camera_from_key("site/cams/a.jpg", "site/cams", "b") == "cams"
     assert camera_from_key("a.jpg", "", "bucket") == "bucket"
+
+
+def test_an_object_deleted_between_listing_and_reading_is_an_error_and_the_run_goes_on(
+    tmp_path: Path, samples: Path, scheme: str
+) -> None:
+    bucket = new_bucket(scheme)
+    bucket.write("door/a.jpg", (samples / "obama.jpg").read_bytes())
+    bucket.write("door/gone.jpg", (samples / "biden.jpg").read_bytes())
+    source = BucketSource(f"{bucket.uri}/door", bucket=bucket)
+    listed = list(source.entries())
+    bucket.delete("door/gone.jpg")
+    db = tmp_path / "f.duckdb"
+    from facelake.pipeline import Ingestor
+
+    with Ingestor(load_settings(db=db), workers=1) as ingestor:
+        summary = ingestor.run([], entries=[(source, e) for e in listed])
+    assert (summary.new, summary.failed) == (1, 1)
+    assert rows(db, "SELECT regexp_extract(uri, '[^/]+$'), status FROM images ORDER BY 1") == [
+        ("a.jpg", "ok"), ("gone.jpg", "error")]
+    assert "cannot read" in rows(db, "SELECT error FROM images WHERE status = 'error'")[0][0]

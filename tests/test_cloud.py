@@ -216,3 +216,20 @@ def test_function_sink_writes_bigquery_rows_once(
     assert (first.outcome, first.faces, again.outcome) == ("new", 1, "skipped")
     assert bq_rows(bigquery_endpoint, "SELECT camera, status FROM fn.images") == [("door", "ok")]
     assert bq_rows(bigquery_endpoint, "SELECT face_index, ARRAY_LENGTH(embedding) FROM fn.sightings") == [(0, 128)]
+
+
+def test_function_refuses_an_oversized_object_before_downloading_it(tmp_path: Path, samples: Path, gcs: str) -> None:
+    from facelake.sources.buckets import LocalBucket
+    from facelake.store.lake import Lake
+    from facelake.triggers.cloud_function import FunctionRuntime
+
+    bucket = gcs_bucket()
+    bucket.blob("door/big.jpg").upload_from_filename(samples / "obama3.jpg")  # 596 kB
+    lake = Lake(str(tmp_path / "lake"), bucket=LocalBucket(tmp_path / "lake"))
+    runtime = FunctionRuntime(load_settings(db=tmp_path / "x.duckdb", max_file_mb=0.5), sink=lake)
+    size = bucket.get_blob("door/big.jpg").size
+    outcome = runtime.handle(bucket.name, "door/big.jpg", size=size)
+    assert outcome.outcome == "failed" and outcome.faces == 0
+    image, sightings = lake.read(outcome.image_id or "")
+    assert image.status == "error" and "over the" in (image.error or "") and sightings == []
+    assert runtime.handle(bucket.name, "door/notes.txt").outcome == "ignored"
