@@ -28,7 +28,7 @@ from ..service import stats
 from ..sources.decode import decode_image
 from ..store.duck import ImageRecord, SightingRecord, Store
 from ..vision.analyzer import FaceAnalyzer
-from .auth import Sessions, check_csrf, require
+from .auth import Caller, Sessions, check_csrf, require
 
 STATUS: dict[type[errors.FacelakeError], int] = {
     errors.ImageTooLarge: 413,
@@ -87,7 +87,7 @@ def _needs(scope: str) -> Any:
         needed = scope
         if scope == "store":
             needed = "admin" if request.query_params.get("store", "").lower() in ("1", "true", "yes", "on") else "read"
-        require(request, needed)
+        request.state.caller = require(request, needed)
 
     return Depends(check)
 
@@ -129,7 +129,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/stats", dependencies=[READ])
     def get_stats(request: Request) -> dict[str, Any]:
-        require(request, "read")
         result = stats(settings)
         return {k: [dict(zip(r.columns, map(_plain, row))) for row in r.rows] for k, r in result.items()}
 
@@ -143,7 +142,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         """Sightings, newest first, with filters; page with ``cursor``."""
-        require(request, "read")
         with Store(settings.db, read_only=True) as store:
             rows = views.sightings(store, person, cluster, camera, since, until, cursor, after_id, limit)
         return {"items": [r.as_json() for r in rows],
@@ -151,7 +149,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/sightings/{sighting_id}/crop", dependencies=[READ])
     def sighting_crop(request: Request, sighting_id: int) -> Response:
-        require(request, "read")
         with Store(settings.db, read_only=True) as store:
             data = views.crop(store, sighting_id)
         if data is None:
@@ -161,7 +158,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.post("/api/sightings/{sighting_id}/unname", dependencies=[ADMIN])
     def sighting_unname(request: Request, sighting_id: int, csrf: Annotated[str | None, Form()] = None) -> dict[str, Any]:
         """"Not this person": the name is taken back and never given to this face or its near-duplicates."""
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         return {"sighting_id": sighting_id, "was": people.unname(settings, sighting_id, actor=caller.actor)}
 
@@ -169,7 +166,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def recognize(request: Request, photo: Annotated[UploadFile, File()], store: bool = False,
                   camera: str = "upload") -> dict[str, Any]:
         """Faces in an uploaded photo, named where they are enrolled people; stored only with ``store=true``."""
-        caller = require(request, "admin" if store else "read")
+        caller: Caller = request.state.caller
         data = read_upload(photo, settings)
         decoded = decode_image(data, settings.max_pixels)
         engine: Engine = app.state.engine
@@ -205,7 +202,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def search(request: Request, photo: Annotated[UploadFile, File()], top: Annotated[int, Query(ge=1, le=1000)] = 10,
                face: int | None = None) -> dict[str, Any]:
         """Past sightings of the face in the photo, most similar first (audited)."""
-        caller = require(request, "read")
+        caller: Caller = request.state.caller
         data = read_upload(photo, settings)
         decode_image(data, settings.max_pixels)
         with tempfile.TemporaryDirectory() as tmp:
@@ -219,14 +216,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/people", dependencies=[READ])
     def list_people(request: Request) -> list[dict[str, Any]]:
-        require(request, "read")
         return [{k: _plain(v) for k, v in vars(p).items()} for p in people.list_people(settings)]
 
     @app.post("/api/people", status_code=201, dependencies=[ADMIN])
     def enroll(request: Request, name: Annotated[str, Form()], consent: Annotated[str, Form()],
                photos: Annotated[list[UploadFile], File()], csrf: Annotated[str | None, Form()] = None) -> dict[str, Any]:
         """Enroll a person from photos (one face each); the consent note is required."""
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         with tempfile.TemporaryDirectory() as tmp:
             paths = []
@@ -244,19 +240,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.patch("/api/people/{person}", dependencies=[ADMIN])
     def rename(request: Request, person: str, name: Annotated[str, Form()],
                csrf: Annotated[str | None, Form()] = None) -> dict[str, Any]:
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         return {"person_id": people.rename_person(settings, person, name, actor=caller.actor), "name": name}
 
     @app.delete("/api/people/{person}", dependencies=[ADMIN])
     def forget(request: Request, person: str) -> dict[str, Any]:
         """Erase a person completely (enrollments, photos, links, crops, embeddings)."""
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         return {"erased": people.forget(settings, person, actor=caller.actor)}
 
     @app.get("/api/clusters", dependencies=[READ])
     def list_clusters(request: Request, min_size: Annotated[int, Query(ge=1)] = 2) -> list[dict[str, Any]]:
-        require(request, "read")
         with Store(settings.db, read_only=True) as store:
             return [{**{k: _plain(v) for k, v in vars(c).items()},
                      "crops": [f"/api/sightings/{s}/crop" for s in views.cluster_faces(store, c.cluster_id)]}
@@ -264,7 +259,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.post("/api/clusters/refresh", dependencies=[ADMIN])
     def refresh_clusters(request: Request, csrf: Annotated[str | None, Form()] = None) -> dict[str, int]:
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         result = people.cluster(settings, actor=caller.actor)
         return {"faces": result.faces, "clusters": result.clusters, "new_faces": result.new_faces}
@@ -273,7 +268,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def name_cluster(request: Request, cluster_id: int, name: Annotated[str, Form()],
                      consent: Annotated[str, Form()], csrf: Annotated[str | None, Form()] = None) -> dict[str, Any]:
         """Enroll the cluster as a person: past and future sightings get the name."""
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         result = people.name_cluster(settings, cluster_id, name, consent, actor=caller.actor)
         return {"person_id": result.person_id, "name": result.name}
@@ -281,20 +276,20 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.post("/api/clusters/{cluster_id}/merge", dependencies=[ADMIN])
     def merge(request: Request, cluster_id: int, into: Annotated[int, Form()],
               csrf: Annotated[str | None, Form()] = None) -> dict[str, int]:
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         return {"moved": people.merge_clusters(settings, into, cluster_id, actor=caller.actor), "into": into}
 
     @app.post("/api/clusters/{cluster_id}/split", dependencies=[ADMIN])
     def split(request: Request, cluster_id: int, csrf: Annotated[str | None, Form()] = None) -> dict[str, Any]:
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         return {"clusters": people.split_cluster(settings, cluster_id, actor=caller.actor)}
 
     @app.post("/api/clusters/{cluster_id}/dismiss", dependencies=[ADMIN])
     def dismiss(request: Request, cluster_id: int, csrf: Annotated[str | None, Form()] = None) -> dict[str, int]:
         """"Not a face": erase the cluster's embeddings and crops."""
-        caller = require(request, "admin")
+        caller: Caller = request.state.caller
         check_csrf(caller, csrf)
         return {"dismissed": people.dismiss_cluster(settings, cluster_id, actor=caller.actor)}
 
