@@ -95,8 +95,12 @@ def ingest_cmd(
     detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML); see the README.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print one line per image.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (worker processes) or ray (Ray Data actors).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: a local Ray).")] = None,
 ) -> None:
     """Find every face in SOURCES and store images and sightings in the database."""
+    if engine not in ("local", "ray"):
+        raise errors.ConfigError(f"--engine must be local or ray, got {engine!r}")
     settings = _settings(detector=detector, alerts_file=alerts)
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -113,7 +117,8 @@ def ingest_cmd(
                 detail = f"error: {error}" if error else f"faces={faces}"
                 console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
-        summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done)
+        summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done,
+                         engine=engine, ray_address=address)
     table = Table(title=f"ingest into {settings.db}", show_header=True)
     for col in ("new", "skipped", "failed", "faces", "named", "purged", "images/s"):
         table.add_column(col, justify="right")

@@ -295,8 +295,12 @@ class Ingestor:
     image: the images in hand are finished and written, then ``run`` returns.
     """
 
-    def __init__(self, settings: Settings, stages: Sequence[Stage] = (), workers: int | None = None) -> None:
+    def __init__(self, settings: Settings, stages: Sequence[Stage] = (), workers: int | None = None,
+                 engine: str = "local", ray_address: str | None = None) -> None:
+        if engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
         self.settings = settings
+        self.engine, self.ray_address = engine, ray_address
         self.stages = list(stages)
         self.workers = workers or default_workers(settings)
         self.max_bytes = int(settings.max_file_mb * 1e6)
@@ -366,6 +370,17 @@ class Ingestor:
         while pending:
             yield from pending.popleft().result()
 
+    @staticmethod
+    def _fresh_results(results: Iterator[ImageResult], known: _Known, queued: set[str],
+                       skip: Callable[[str], None]) -> Iterator[ImageResult]:
+        """Results from a remote engine, less the images already stored (they were hashed remotely)."""
+        for result in results:
+            if known.has_image(result.job.image_id) or result.job.image_id in queued:
+                skip(result.job.uri)
+                continue
+            queued.add(result.job.image_id)
+            yield result
+
     def run(self, sources: Sequence[Source], on_listed: Callable[[int], None] | None = None,
             on_image: OnImage | None = None, entries: Sequence[tuple[Source, Entry]] | None = None,
             ) -> IngestSummary:
@@ -408,7 +423,14 @@ class Ingestor:
                 queued.add(job.image_id)
                 yield job
 
-        for result in self._results(jobs()):
+        if self.engine == "ray":
+            from .scale.raydata import ray_results
+
+            results: Iterator[ImageResult] = self._fresh_results(
+                ray_results(list(fresh()), self.settings, self.ray_address, self.workers), known, queued, skip)
+        else:
+            results = self._results(jobs())
+        for result in results:
             image, sightings = records(result.job, result.meta, result.faces, result.error)
             for stage in self.stages:
                 sightings = stage.annotate(image, sightings)
@@ -440,6 +462,8 @@ def ingest(
     workers: int | None = None,
     on_listed: Callable[[int], None] | None = None,
     on_image: OnImage | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> IngestSummary:
     """Find every face in ``sources`` and store them as sightings in ``settings.db``.
 
@@ -450,7 +474,7 @@ def ingest(
     its progress bar with them. ``stages`` name, alert and purge (see :func:`facelake.ingest`).
     """
     opened = [s if isinstance(s, Source) else open_source(s, camera) for s in sources]
-    with Ingestor(settings, stages, workers) as ingestor:
+    with Ingestor(settings, stages, workers, engine, ray_address) as ingestor:
         return ingestor.run(opened, on_listed, on_image)
 
 

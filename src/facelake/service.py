@@ -36,9 +36,15 @@ def ingest(
     workers: int | None = None,
     on_listed: Callable[[int], None] | None = None,
     on_image: OnImage | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> IngestSummary:
-    """The whole job on folders, files or ``gs://``/``s3://`` prefixes: store faces, name, alert, purge."""
-    return run_ingest(sources, settings, default_stages(settings), camera, workers, on_listed, on_image)
+    """The whole job on folders, files or ``gs://``/``s3://`` prefixes: store faces, name, alert, purge.
+
+    ``engine="ray"`` runs the models as Ray Data actors (local Ray, or the cluster at ``ray_address``).
+    """
+    return run_ingest(sources, settings, default_stages(settings), camera, workers, on_listed, on_image,
+                      engine, ray_address)
 
 
 @dataclass(frozen=True)
