@@ -4,7 +4,6 @@ lake in the GCS emulator, `facelake import`, the gallery file, and BigQuery in b
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -111,22 +110,6 @@ def test_function_names_people_from_the_exported_gallery(
     assert rows(db, "SELECT regexp_extract(i.uri, '[^/]+$'), p.name FROM sightings s JOIN images i USING (image_id) "
                     "LEFT JOIN people p USING (person_id) WHERE i.camera = 'door' ORDER BY 1") == [
         ("b.jpg", None), ("o2.jpg", "Barack Obama")]
-
-
-def test_cold_start_and_per_image_time_are_reported(function: tuple[str, object, float], samples: Path) -> None:
-    """Not a speed goal: records the function's cold start and warm per-image time in the test log."""
-    url, bucket, started = function
-    bucket.blob("door/a.jpg").upload_from_filename(samples / "obama.jpg")  # type: ignore[attr-defined]
-    bucket.blob("door/b.jpg").upload_from_filename(samples / "biden.jpg")  # type: ignore[attr-defined]
-    t0 = time.monotonic()
-    assert post(url, bucket, "door/a.jpg").status_code == 200
-    first = time.monotonic() - t0
-    t0 = time.monotonic()
-    assert post(url, bucket, "door/b.jpg").status_code == 200
-    warm = time.monotonic() - t0
-    print(f"function: server up in {started:.2f} s, first event {first:.2f} s, warm event {warm:.2f} s",
-          file=sys.stderr)
-    assert warm < first, "models load once per instance, on the first event"
 
 
 def gps_photo(src: Path, dst: Path) -> None:

@@ -340,10 +340,6 @@ class Ingestor:
         """Take no new image; the run in progress finishes the ones in hand and returns."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def _results(self, jobs: Iterable[Job]) -> Iterator[ImageResult]:
         """Results in job order; with one worker the models run in this process.
 

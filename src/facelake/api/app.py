@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
+import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
@@ -172,9 +173,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         engine: Engine = app.state.engine
         with engine.lock:
             faces = engine.analyzer.analyze(decoded.pixels)
-        with Store(settings.db, read_only=not store) as db:
+        with Store(settings.db) as db:  # writable: every recognition is audited
             namer = load_namer(db, settings)
-            decisions = namer.name_image(_stack(faces), [f.quality for f in faces]) if faces else []
+            decisions = namer.name_image(np.stack([f.embedding for f in faces]), [f.quality for f in faces]) if faces else []
             names = {int(r[0]): r[1] for r in db.con.execute("SELECT person_id, name FROM people").fetchall()}
             ids: list[int] = []
             if store:
@@ -299,15 +300,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     return app
 
 
-def _stack(faces: list[Any]) -> Any:
-    import numpy as np
-
-    return np.stack([f.embedding for f in faces])
-
-
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
+    """Dates and times as ISO strings, everything else as it is (for JSON)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value

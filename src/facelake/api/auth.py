@@ -21,7 +21,7 @@ from fastapi import HTTPException, Request
 
 from ..config import Settings
 from ..store.duck import Store
-from .tokens import Token, check_token, token_hash
+from .tokens import Token, check_token, token_by_hash, token_hash
 
 SESSION_COOKIE = "facelake_session"
 
@@ -59,13 +59,6 @@ class Sessions:
             self._by_id.pop(sid, None)
 
 
-def _by_hash(store: Store, digest: str) -> Token | None:
-    row = store.con.execute(
-        "SELECT token_id, name, scope, created_at, revoked_at FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-        [digest]).fetchone()
-    return Token(*row) if row else None
-
-
 def identify_caller(request: Request, settings: Settings, sessions: Sessions) -> Caller | None:
     header = request.headers.get("authorization", "")
     with Store(settings.db, read_only=True) as store:
@@ -76,7 +69,7 @@ def identify_caller(request: Request, settings: Settings, sessions: Sessions) ->
         session = sessions.get(sid) if sid else None
         if session is None:
             return None
-        token = _by_hash(store, session[0])
+        token = token_by_hash(store, session[0])
         return Caller(token, True, session[1]) if token else None
 
 

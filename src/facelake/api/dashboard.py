@@ -7,6 +7,7 @@ pages work on a network with no internet (a browser test checks that no request 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..config import Settings
 from ..identities import service as people
 from ..reports import charts, views
 from ..store.duck import Store
-from .auth import SESSION_COOKIE, Caller, identify_caller
+from .auth import SESSION_COOKIE, identify_caller
 from .tokens import check_token
 
 _env = Environment(loader=PackageLoader("facelake.api", "templates"), autoescape=select_autoescape(["html"]))
@@ -28,11 +29,12 @@ _env = Environment(loader=PackageLoader("facelake.api", "templates"), autoescape
 def add_dashboard(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
-    def page(request: Request, template: str, **context: Any) -> Response:
+    def page(request: Request, template: str, context: Callable[[], dict[str, Any]]) -> Response:
+        """The page for a logged-in caller (``context`` is computed only then), else the login page."""
         caller = identify_caller(request, settings, app.state.sessions)
         if caller is None:
             return RedirectResponse("/login", status_code=303)
-        html = _env.get_template(template).render(caller=caller, csrf=caller.csrf or "", **context)
+        html = _env.get_template(template).render(caller=caller, csrf=caller.csrf or "", **context())
         return HTMLResponse(html)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -62,58 +64,63 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/", include_in_schema=False)
     def timeline(request: Request, camera: str | None = None) -> Response:
-        with Store(settings.db, read_only=True) as store:
-            rows = views.sightings(store, camera=camera, limit=60)
-        return page(request, "timeline.html", rows=rows, camera=camera,
-                    newest=rows[0].sighting_id if rows else 0)
+        def context() -> dict[str, Any]:
+            with Store(settings.db, read_only=True) as store:
+                rows = views.sightings(store, camera=camera, limit=60)
+            return {"rows": rows, "camera": camera, "newest": rows[0].sighting_id if rows else 0}
+
+        return page(request, "timeline.html", context)
 
     @app.get("/people", include_in_schema=False)
     def people_page(request: Request) -> Response:
-        if identify_caller(request, settings, app.state.sessions) is None:
-            return RedirectResponse("/login", status_code=303)
-        listing = people.list_people(settings)
-        with Store(settings.db, read_only=True) as store:
-            cams = {p.person_id: [r[0] for r in store.con.execute(
-                """SELECT DISTINCT i.camera FROM sightings s JOIN images i USING (image_id)
-                   WHERE s.person_id = ? AND i.camera <> 'enrollment' ORDER BY 1""", [p.person_id]).fetchall()]
-                for p in listing}
-        return page(request, "people.html", people=listing, cameras=cams)
+        def context() -> dict[str, Any]:
+            listing = people.list_people(settings)
+            with Store(settings.db, read_only=True) as store:
+                cams = {p.person_id: [r[0] for r in store.con.execute(
+                    """SELECT DISTINCT i.camera FROM sightings s JOIN images i USING (image_id)
+                       WHERE s.person_id = ? AND i.camera <> 'enrollment' ORDER BY 1""", [p.person_id]).fetchall()]
+                    for p in listing}
+            return {"people": listing, "cameras": cams}
+
+        return page(request, "people.html", context)
 
     @app.get("/people/{person}", include_in_schema=False)
     def person_page(request: Request, person: str) -> Response:
-        if identify_caller(request, settings, app.state.sessions) is None:
-            return RedirectResponse("/login", status_code=303)
-        with Store(settings.db, read_only=True) as store:
-            rows = views.sightings(store, person=person, limit=200)
-            found = store.con.execute("SELECT name FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?",
-                                      [person, person]).fetchone()
-        if found is None:
-            raise HTTPException(404, f"no person {person!r}")
-        return page(request, "person.html", name=found[0], rows=rows)
+        def context() -> dict[str, Any]:
+            with Store(settings.db, read_only=True) as store:
+                rows = views.sightings(store, person=person, limit=200)
+                found = store.con.execute("SELECT name FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?",
+                                          [person, person]).fetchone()
+            if found is None:
+                raise HTTPException(404, f"no person {person!r}")
+            return {"name": found[0], "rows": rows}
+
+        return page(request, "person.html", context)
 
     @app.get("/clusters", include_in_schema=False)
     def clusters_page(request: Request) -> Response:
-        if identify_caller(request, settings, app.state.sessions) is None:
-            return RedirectResponse("/login", status_code=303)
-        listing = people.list_clusters(settings, 2)
-        with Store(settings.db, read_only=True) as store:
-            faces = {c.cluster_id: views.cluster_faces(store, c.cluster_id) for c in listing}
-        return page(request, "clusters.html", clusters=listing, faces=faces)
+        def context() -> dict[str, Any]:
+            listing = people.list_clusters(settings, 2)
+            with Store(settings.db, read_only=True) as store:
+                faces = {c.cluster_id: views.cluster_faces(store, c.cluster_id) for c in listing}
+            return {"clusters": listing, "faces": faces}
+
+        return page(request, "clusters.html", context)
 
     @app.get("/activity", include_in_schema=False)
     def activity_page(request: Request, camera: str | None = None) -> Response:
-        with Store(settings.db, read_only=True) as store:
-            heat = charts.heatmap(views.activity(store, camera), f"Sightings by hour and weekday — {camera or 'all cameras'}")
-            days = charts.bars(views.per_day(store, camera), "Sightings per day")
-            points = views.gps_points(store, camera)
-            cameras = [r[0] for r in store.con.execute(
-                "SELECT DISTINCT camera FROM images WHERE camera <> 'enrollment' AND camera IS NOT NULL ORDER BY 1"
-            ).fetchall()]
-        drawn = (charts.tiled_map(points, "GPS-tagged sightings", settings.map_tile_url) if settings.map_tile_url
-                 else charts.gps_map(points, "GPS-tagged sightings"))
-        return page(request, "activity.html", heat=heat, days=days, map=drawn,
-                    points=points, cameras=cameras, camera=camera, tile_url=settings.map_tile_url)
+        def context() -> dict[str, Any]:
+            with Store(settings.db, read_only=True) as store:
+                heat = charts.heatmap(views.activity(store, camera),
+                                      f"Sightings by hour and weekday — {camera or 'all cameras'}")
+                days = charts.bars(views.per_day(store, camera), "Sightings per day")
+                points = views.gps_points(store, camera)
+                cameras = [r[0] for r in store.con.execute(
+                    "SELECT DISTINCT camera FROM images WHERE camera <> 'enrollment' AND camera IS NOT NULL ORDER BY 1"
+                ).fetchall()]
+            drawn = (charts.tiled_map(points, "GPS-tagged sightings", settings.map_tile_url) if settings.map_tile_url
+                     else charts.gps_map(points, "GPS-tagged sightings"))
+            return {"heat": heat, "days": days, "map": drawn, "points": points, "cameras": cameras,
+                    "camera": camera, "tile_url": settings.map_tile_url}
 
-
-def caller_name(caller: Caller) -> str:
-    return caller.token.name
+        return page(request, "activity.html", context)

@@ -74,9 +74,14 @@ def revoke_token(settings: Settings, who: str) -> Token:
     return Token(*out)
 
 
-def check_token(store: Store, token: str) -> Token | None:
-    """The live token matching ``token``, or ``None`` (unknown or revoked)."""
+def token_by_hash(store: Store, digest: str) -> Token | None:
+    """The live token whose hash is ``digest``, or ``None`` (unknown or revoked)."""
     row = store.con.execute(
         "SELECT token_id, name, scope, created_at, revoked_at FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-        [token_hash(token)]).fetchone()
+        [digest]).fetchone()
     return Token(*row) if row else None
+
+
+def check_token(store: Store, token: str) -> Token | None:
+    """The live token matching ``token``, or ``None`` (unknown or revoked)."""
+    return token_by_hash(store, token_hash(token))

@@ -19,16 +19,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from ..config import Settings
 from ..errors import FacelakeError
 from ..pipeline import analyzer_options
-from ..sources.buckets import is_bucket_uri, open_object
+from ..sources.buckets import open_object
 from ..sources.decode import decode_image
-from ..sources.folder import read_file
 from ..store.duck import Store
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.models import EMBEDDER_MODELS
@@ -44,13 +42,6 @@ class ReembedSummary:
     from_context: int = 0
     """Faces re-embedded from the kept face context because the source image was gone or changed."""
     remaining: int = 0
-
-
-def _image_bytes(uri: str, max_bytes: int) -> bytes:
-    if is_bucket_uri(uri):
-        bucket, key = open_object(uri)
-        return bucket.read(key, max_bytes)
-    return read_file(Path(uri), max_bytes)
 
 
 def _from_context(store: Store, analyzer: FaceAnalyzer, sighting: int, score: float,
@@ -89,7 +80,8 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
             on_total(len(todo))
         for image_id, uri, ids, boxes, landmarks, scores in todo:
             try:
-                data = _image_bytes(uri, max_bytes)
+                bucket, key = open_object(uri)
+                data = bucket.read(key, max_bytes)
                 if hashlib.sha256(data).hexdigest() != image_id:
                     raise FacelakeError(f"{uri} has changed since it was stored")
                 pixels = decode_image(data, settings.max_pixels).pixels

@@ -64,6 +64,7 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
                FROM sightings s JOIN images i USING (image_id)
                WHERE i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)
                GROUP BY 1 ORDER BY 1""", [camera, camera, start, start]).fetchall()
+        points = views.gps_points(store, camera, start)
         crops = {r.sighting_id: base64.b64encode(c).decode() for r in recent if faces
                  for c in [views.crop(store, r.sighting_id)] if c}
         html = _env.get_template("report.html").render(
@@ -71,8 +72,7 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
             recent=recent, crops=crops,
             days=charts.bars(views.per_day(store, camera, start), "Sightings per day"),
             heat=charts.heatmap(views.activity(store, camera, start), "Sightings by hour and weekday"),
-            map=charts.gps_map(views.gps_points(store, camera, start), "GPS-tagged sightings"),
-            points=views.gps_points(store, camera, start),
+            map=charts.gps_map(points, "GPS-tagged sightings"), points=points,
         )
     out.write_text(html, encoding="utf-8")
     return ReportSummary(out, out.stat().st_size, int(total[0]) if total else 0)

@@ -73,6 +73,13 @@ class FunctionRuntime:
         _init_worker(analyzer_options(self.settings), self.settings.max_pixels)
         self.naming = NamingStage(self.settings)
         self._gallery_checked = float("-inf")
+        self._sources: dict[str, BucketSource] = {}
+
+    def _source(self, bucket: str) -> BucketSource:
+        """One source (and storage client) per bucket for the instance's life, not one per event."""
+        if bucket not in self._sources:
+            self._sources[bucket] = BucketSource(f"gs://{bucket}", bucket=GcsBucket(bucket))
+        return self._sources[bucket]
 
     def _refresh_gallery(self) -> None:
         uri = self.settings.gallery_uri
@@ -96,7 +103,7 @@ class FunctionRuntime:
         uri = f"gs://{bucket}/{name}"
         if name.endswith("/") or not is_image_name(name):
             return Outcome(uri, "ignored")
-        source = BucketSource(f"gs://{bucket}", bucket=GcsBucket(bucket))
+        source = self._source(bucket)
         entry = Entry(uri, camera_from_key(name, "", bucket), size, generation)
         job = make_job(entry, source, int(self.settings.max_file_mb * 1e6))
         if self.sink.has(job.image_id):

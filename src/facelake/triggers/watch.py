@@ -55,6 +55,16 @@ class WatchSummary:
         self.runs += 1
 
 
+def _offer(out: queue.Queue[Item], item: Item, stop: threading.Event) -> None:
+    """Put ``item`` on the bounded queue, waiting while it is full, unless the watcher stops."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.25)
+            return
+        except queue.Full:
+            continue
+
+
 class FolderFollower(threading.Thread):
     """Turns file-system events under one folder into settled entries on the queue."""
 
@@ -98,15 +108,7 @@ class FolderFollower(threading.Thread):
             if stamp == before and now - since >= self.settle_s:
                 del self.pending[path]
                 camera = self.source.camera or camera_for(path, self.source.path)
-                self._put((self.source, file_entry(path, camera)))
-
-    def _put(self, item: Item) -> None:
-        while not self.stop.is_set():
-            try:
-                self.out.put(item, timeout=0.25)
-                return
-            except queue.Full:
-                continue
+                _offer(self.out, (self.source, file_entry(path, camera)), self.stop)
 
     def run(self) -> None:
         import watchfiles
@@ -147,12 +149,7 @@ class BucketPoller(threading.Thread):
                     key = (entry.uri, entry.version)
                     if key not in self.seen:
                         self.seen.add(key)
-                        while not self.stop.is_set():
-                            try:
-                                self.out.put((self.source, entry), timeout=0.25)
-                                break
-                            except queue.Full:
-                                continue
+                        _offer(self.out, (self.source, entry), self.stop)
             except Exception as exc:  # noqa: BLE001 - a network blip must not end the watch
                 log.warning("listing %s failed, retrying in %.0f s: %s", self.source.uri, self.poll_s, exc)
 
