@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from facelake.samples import sample_photos
+from facelake.store.base import Target
 from facelake.vision.analyzer import FaceAnalyzer
+
+from .dbs import NewDb, PostgresServers, make_factory, release
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +103,32 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         yield endpoint
         mp.undo()
+
+
+@pytest.fixture(scope="session")
+def pg_servers() -> Iterator[PostgresServers]:
+    servers = PostgresServers()
+    yield servers
+    release()
+    servers.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store under test: every store test runs on both (PostgreSQL with pgvector here;
+    tests/test_postgres.py runs the plain-PostgreSQL path)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_db(engine: str, tmp_path: Path, pg_servers: PostgresServers) -> Iterator[NewDb]:
+    """A factory of empty databases of the engine under test."""
+    yield make_factory(engine, tmp_path, pg_servers)
+    if engine != "duckdb":
+        release()
+
+
+@pytest.fixture
+def db(new_db: NewDb) -> Target:
+    """One empty database of the engine under test."""
+    return new_db("f")

@@ -104,3 +104,100 @@ def wait_healthy(base: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.2)
     pytest.fail(f"{base} did not answer /api/health within {timeout:.0f} s")
+
+
+PG_USER = "facelake-pg"
+"""PostgreSQL refuses to run as root: the servers of the tests run as this system user."""
+
+
+def postgres_bins() -> dict[str, Path]:
+    """Where each PostgreSQL build lives: ``pgvector`` (PyPI's pgserver: PostgreSQL 16 + pgvector)
+    and ``plain`` (Debian's postgresql package: no pgvector). Missing builds are left out."""
+    import importlib.util
+
+    found: dict[str, Path] = {}
+    spec = importlib.util.find_spec("pgserver")  # its files only: importing it starts nothing but warns
+    if spec is not None and spec.submodule_search_locations:
+        found["pgvector"] = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    if debian:
+        found["plain"] = debian[-1].parent
+    return found
+
+
+def _as_server_user() -> dict[str, object]:
+    """Popen arguments that drop root to PG_USER (created on first use); nothing when not root."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+                       check=True, capture_output=True)
+    entry = pwd.getpwnam(PG_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+@contextmanager
+def postgres(bindir: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (fsync off); yields the admin URL."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="facelake-pg-"))
+    drop = _as_server_user()
+    if drop:
+        root.chmod(0o755)
+        os.chown(root, int(drop["user"]), int(drop["group"]))  # type: ignore[call-overload]
+        for folder in (bindir, bindir.parent / "lib", bindir.parent / "share"):  # pgserver's files: readable by all
+            if folder.exists():
+                subprocess.run(["chmod", "-R", "a+rX", str(folder)], check=True)
+    try:
+        subprocess.run([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
+                        "--encoding=UTF8", "--no-sync"], check=True, capture_output=True, **drop)  # type: ignore[call-overload]
+        port = free_port()
+        cmd = [str(bindir / "postgres"), "-D", str(root / "data"), "-h", "127.0.0.1", "-p", str(port),
+               "-k", str(root), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+               "-c", "max_connections=300"]
+        with open(root / "log", "wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **drop)  # type: ignore[call-overload]
+            try:
+                wait_for_port(port, proc, f"postgres ({bindir})")
+                url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+                _wait_ready(url, proc)
+                yield url
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def new_database(admin_url: str, name: str) -> str:
+    """Create an empty database on the server of ``admin_url``; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"

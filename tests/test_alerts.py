@@ -21,8 +21,10 @@ from PIL import Image
 
 from facelake.alerts.rules import Rule, load_alerts
 from facelake.errors import ConfigError
+from facelake.store.base import Target
 
-from .test_ingest import cli, rows
+from .dbs import rows
+from .test_ingest import cli
 
 
 def free_port() -> int:
@@ -116,10 +118,10 @@ def _rules(tmp_path: Path, body: str) -> Path:
 
 
 def test_alerts_reach_the_webhook_and_home_assistant(
+    db: Target,
     tmp_path: Path, door: Path, samples: Path, mosquitto: int, receiver: tuple[str, list[dict]]
 ) -> None:
     url, posts = receiver
-    db = tmp_path / "f.duckdb"
     assert cli(db, "people", "add", "Joe", str(samples / "biden.jpg"), "--consent", "public figure, test")[0] == 0
     alerts = _rules(tmp_path, f"""
 flush_s = 10
@@ -158,8 +160,7 @@ outputs = ["webhook"]
     assert rows(db, "SELECT count(*) FROM sightings s JOIN images i USING (image_id) WHERE i.camera = 'door'") == [(3,)]
 
 
-def test_a_dead_broker_and_receiver_do_not_stop_ingestion(tmp_path: Path, door: Path) -> None:
-    db = tmp_path / "f.duckdb"
+def test_a_dead_broker_and_receiver_do_not_stop_ingestion(db: Target, tmp_path: Path, door: Path) -> None:
     alerts = _rules(tmp_path, f"""
 flush_s = 1
 [webhook]

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facelake.store.base import Target
+
 from .servers import free_port, wait_healthy
 from .test_ingest import cli
 
@@ -24,8 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
-def served(tmp_path: Path, cams: Path) -> Iterator[tuple[str, str, Path, Path]]:
-    db = tmp_path / "f.duckdb"
+def served(db: Target, cams: Path) -> Iterator[tuple[str, str, Target, Path]]:
     token = cli(db, "tokens", "create", "--scope", "admin", "--name", "owner")[1].strip().splitlines()[-1]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(db), "serve", "--port", str(port),

@@ -12,8 +12,10 @@ from facelake import ImageTooLarge, load_settings
 from facelake.pipeline import ingest
 from facelake.sources import BucketSource
 from facelake.sources.buckets import Bucket, GcsBucket, ObjectInfo, S3Bucket
+from facelake.store.base import Target
 
-from .test_ingest import cli, rows
+from .dbs import NewDb, rows
+from .test_ingest import cli
 
 
 def new_bucket(scheme: str) -> Bucket:
@@ -70,11 +72,11 @@ FACES = "SELECT i.image_id, i.camera, i.width, i.height, s.face_index, s.box, s.
 
 
 def test_bucket_gives_the_same_sightings_as_the_folder_and_is_one_image_with_it(
-    tmp_path: Path, cams: Path, scheme: str
+    new_db: NewDb, cams: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
     assert upload_tree(bucket, cams, "site/cams") == 3
-    folder_db, bucket_db = tmp_path / "folder.duckdb", tmp_path / "bucket.duckdb"
+    folder_db, bucket_db = new_db("folder"), new_db("bucket")
     ingest([cams], load_settings(db=folder_db), workers=1)
     summary = ingest([f"{bucket.uri}/site/cams"], load_settings(db=bucket_db), workers=1)
     assert (summary.new, summary.failed) == (3, 0)
@@ -92,11 +94,11 @@ def test_bucket_gives_the_same_sightings_as_the_folder_and_is_one_image_with_it(
 
 
 def test_a_second_listing_downloads_nothing_and_new_objects_are_picked_up(
+    db: Target,
     tmp_path: Path, cams: Path, samples: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
     upload_tree(bucket, cams, "cams")
-    db = tmp_path / "f.duckdb"
     counting = CountingBucket(bucket)
     source = BucketSource(f"{bucket.uri}/cams", bucket=counting)
     assert ingest([source], load_settings(db=db), workers=1).new == 3
@@ -110,6 +112,7 @@ def test_a_second_listing_downloads_nothing_and_new_objects_are_picked_up(
 
 
 def test_corrupt_and_oversized_objects_are_errors_and_the_run_goes_on(
+    db: Target,
     tmp_path: Path, samples: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
@@ -117,11 +120,10 @@ def test_corrupt_and_oversized_objects_are_errors_and_the_run_goes_on(
     bucket.write("door/cut.jpg", (samples / "biden.jpg").read_bytes()[:20_000])
     bucket.write("door/huge.jpg", (samples / "obama3.jpg").read_bytes())  # 596 kB, over the limit below
     counting = CountingBucket(bucket)
-    db = tmp_path / "f.duckdb"
     settings = load_settings(db=db, max_file_mb=0.5)
     summary = ingest([BucketSource(f"{bucket.uri}/door", bucket=counting)], settings, workers=1)
     assert (summary.new, summary.failed) == (1, 2)
-    errors = dict(rows(db, "SELECT regexp_extract(uri, '[^/]+$'), error FROM images WHERE status = 'error'"))
+    errors = dict(rows(db, "SELECT regexp_replace(uri, '^.*/', ''), error FROM images WHERE status = 'error'"))
     assert "truncated" in errors["cut.jpg"] and "over the" in errors["huge.jpg"]
     assert "door/huge.jpg" not in counting.reads, "the listing's size refuses it before any download"
     # A re-run retries the errors without adding rows.
@@ -138,10 +140,9 @@ def test_the_stream_is_cut_at_the_limit_whatever_the_listing_said(samples: Path,
     assert bucket.read("x/big.jpg", len(data)) == data
 
 
-def test_cli_ingests_a_bucket_and_keeps_no_secret(tmp_path: Path, cams: Path, scheme: str) -> None:
+def test_cli_ingests_a_bucket_and_keeps_no_secret(db: Target, tmp_path: Path, cams: Path, scheme: str) -> None:
     bucket = new_bucket(scheme)
     upload_tree(bucket, cams, "cams")
-    db = tmp_path / "f.duckdb"
     code, output = cli(db, "ingest", f"{bucket.uri}/cams", "--workers", "1")
     assert code == 0, output
     assert rows(db, "SELECT camera, count(*) FROM images GROUP BY 1 ORDER BY 1") == [("frontdoor", 2), ("garden", 1)]
@@ -163,6 +164,7 @@ def test_camera_of_an_object_follows_the_folder_rule() -> None:
 
 
 def test_an_object_deleted_between_listing_and_reading_is_an_error_and_the_run_goes_on(
+    db: Target,
     tmp_path: Path, samples: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
@@ -171,12 +173,11 @@ def test_an_object_deleted_between_listing_and_reading_is_an_error_and_the_run_g
     source = BucketSource(f"{bucket.uri}/door", bucket=bucket)
     listed = list(source.entries())
     bucket.delete("door/gone.jpg")
-    db = tmp_path / "f.duckdb"
     from facelake.pipeline import Ingestor
 
     with Ingestor(load_settings(db=db), workers=1) as ingestor:
         summary = ingestor.run([], entries=[(source, e) for e in listed])
     assert (summary.new, summary.failed) == (1, 1)
-    assert rows(db, "SELECT regexp_extract(uri, '[^/]+$'), status FROM images ORDER BY 1") == [
+    assert rows(db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images ORDER BY 1") == [
         ("a.jpg", "ok"), ("gone.jpg", "error")]
     assert "cannot read" in rows(db, "SELECT error FROM images WHERE status = 'error'")[0][0]

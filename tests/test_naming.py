@@ -12,9 +12,11 @@ from PIL import Image
 from facelake.identities.calibration import Thresholds
 from facelake.identities.gallery import Gallery
 from facelake.identities.naming import Namer
+from facelake.store.base import Target
 
 from .conftest import paste
-from .test_ingest import cli, rows
+from .dbs import rows
+from .test_ingest import cli
 
 T = Thresholds(match=0.5, identify=0.6, cluster=0.6, low_quality_extra=0.2, duplicate=0.9)
 
@@ -53,8 +55,7 @@ def test_a_rejected_face_and_its_near_duplicates_are_not_named_again() -> None:
     assert [p for p, _ in n.name_image(np.stack([near, other]), [1.0, 1.0])] == [None, 1]
 
 
-def test_unname_is_remembered_through_identify(tmp_path: Path, cams: Path, samples: Path) -> None:
-    db = tmp_path / "f.duckdb"
+def test_unname_is_remembered_through_identify(db: Target, tmp_path: Path, cams: Path, samples: Path) -> None:
     assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     sid = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%a.jpg'")[0][0]
@@ -73,9 +74,8 @@ def test_unname_is_remembered_through_identify(tmp_path: Path, cams: Path, sampl
     assert rows(db, "SELECT count(*) FROM rejections") == [(0,)], "erasure takes the corrections too"
 
 
-def test_a_duplicated_face_in_one_image_is_named_once(tmp_path: Path, samples: Path,
+def test_a_duplicated_face_in_one_image_is_named_once(db: Target, tmp_path: Path, samples: Path,
                                                       patches: dict[str, np.ndarray]) -> None:
-    db = tmp_path / "f.duckdb"
     assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
     canvas = np.full((500, 1000, 3), 120, dtype=np.uint8)
     paste(canvas, patches["obama"], 40, 40, 300)
@@ -91,8 +91,7 @@ def test_a_duplicated_face_in_one_image_is_named_once(tmp_path: Path, samples: P
                                                   "USING (image_id) WHERE i.camera = 'cam'")) == 1
 
 
-def test_people_import_enrolls_a_folder_per_person_and_adds_photos(tmp_path: Path, samples: Path) -> None:
-    db = tmp_path / "f.duckdb"
+def test_people_import_enrolls_a_folder_per_person_and_adds_photos(db: Target, tmp_path: Path, samples: Path) -> None:
     people = tmp_path / "people"
     (people / "Barack Obama").mkdir(parents=True)
     (people / "Joe Biden").mkdir()

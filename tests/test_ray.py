@@ -8,29 +8,30 @@ from pathlib import Path
 from facelake import load_settings
 from facelake.pipeline import ingest
 
+from .dbs import NewDb, rows
 from .test_buckets import new_bucket, upload_tree
-from .test_ingest import cli, rows
+from .test_ingest import cli
 
 FACES = ("SELECT i.image_id, i.camera, s.face_index, s.box, s.landmarks, s.embedding FROM images i "
          "JOIN sightings s USING (image_id) ORDER BY 1, 3")
 
 
 def test_ray_gives_the_process_pools_sightings_for_a_folder_and_a_bucket(
-    tmp_path: Path, cams: Path, gcs: str
+    new_db: NewDb, cams: Path, gcs: str
 ) -> None:
-    pool_db, ray_db = tmp_path / "pool.duckdb", tmp_path / "ray.duckdb"
+    pool_db, ray_db = new_db("pool"), new_db("ray")
     ingest([cams], load_settings(db=pool_db), workers=2)
     (cams / "garden" / "broken.jpg").write_bytes(b"not a picture")
     code, output = cli(ray_db, "ingest", str(cams), "--engine", "ray", "--workers", "2")
     assert code == 0, output
     assert rows(ray_db, FACES) == rows(pool_db, FACES) and len(rows(ray_db, FACES)) == 3
-    assert rows(ray_db, "SELECT regexp_extract(uri, '[^/]+$'), status FROM images WHERE status = 'error'") == [
+    assert rows(ray_db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images WHERE status = 'error'") == [
         ("broken.jpg", "error")]
     again = ingest([cams], load_settings(db=ray_db), workers=2, engine="ray")
     assert (again.new, again.skipped) == (0, 3), "stored objects are not sent to Ray again"
     bucket = new_bucket("gs")
     upload_tree(bucket, cams, "cams")
-    bucket_db = tmp_path / "bucket.duckdb"
+    bucket_db = new_db("bucket")
     summary = ingest([f"{bucket.uri}/cams"], load_settings(db=bucket_db), workers=2, engine="ray")
     assert (summary.new, summary.failed) == (3, 1)
     assert rows(bucket_db, FACES) == rows(pool_db, FACES)

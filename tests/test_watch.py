@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .test_ingest import rows
+from facelake.store.base import Target
+
+from .dbs import rows
 
 JPEGS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg"]
 
@@ -58,10 +60,9 @@ class Watch:
         return self.proc.wait(timeout=60)
 
 
-def test_dropped_files_are_ingested_within_seconds_and_slow_writes_once_whole(tmp_path: Path, samples: Path) -> None:
+def test_dropped_files_are_ingested_within_seconds_and_slow_writes_once_whole(db: Target, tmp_path: Path, samples: Path) -> None:
     cams = tmp_path / "cams"
     (cams / "door").mkdir(parents=True)
-    db = tmp_path / "f.duckdb"
     watch = Watch(db, str(cams), "--workers", "1", "--settle", "0.5")
     watch.ready()
     shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
@@ -77,18 +78,17 @@ def test_dropped_files_are_ingested_within_seconds_and_slow_writes_once_whole(tm
     (cams / "door" / "notes.txt").write_text("not an image")
     time.sleep(1.0)
     assert watch.stop() == 0
-    assert rows(db, "SELECT regexp_extract(uri, '[^/]+$'), status FROM images ORDER BY 1") == [
+    assert rows(db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images ORDER BY 1") == [
         ("a.jpg", "ok"), ("slow.jpg", "ok")]
     assert rows(db, "SELECT count(*) FROM sightings") == [(2,)]
     assert not [line for line in watch.out if line.startswith("failed")]
 
 
-def test_sigterm_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, samples: Path) -> None:
+def test_sigterm_mid_batch_loses_and_duplicates_nothing(db: Target, tmp_path: Path, samples: Path) -> None:
     cams = tmp_path / "cams"
     (cams / "door").mkdir(parents=True)
     for name in JPEGS:
         shutil.copy(samples / name, cams / "door" / name)
-    db = tmp_path / "f.duckdb"
     # One image per batch, so the images in hand when SIGTERM arrives are few and the rest wait.
     watch = Watch(db, str(cams), "--workers", "1", env={"FACELAKE_BATCH_IMAGES": "1"})
     watch.wait_for(lambda: watch.new_lines(), 90, "a first image")
@@ -109,13 +109,12 @@ def test_sigterm_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, samples:
                     "HAVING count(*) > 1)") == [(0,)]
 
 
-def test_a_watched_bucket_is_polled(tmp_path: Path, samples: Path, gcs: str) -> None:
+def test_a_watched_bucket_is_polled(db: Target, tmp_path: Path, samples: Path, gcs: str) -> None:
     from google.cloud import storage
 
     name = f"cams-{uuid.uuid4().hex[:10]}"
     bucket = storage.Client().create_bucket(name)
     bucket.blob("door/old.jpg").upload_from_filename(samples / "obama.jpg")
-    db = tmp_path / "f.duckdb"
     watch = Watch(db, f"gs://{name}", "--workers", "1", "--poll", "0.5")
     watch.ready()
     assert watch.new_lines("old.jpg"), "the rescan takes what was there before"

@@ -43,7 +43,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 class _State:
-    db: Path | None = None
+    db: str | None = None
     config: Path | None = None
 
 
@@ -77,7 +77,8 @@ def _reports_errors(command: Callable[..., None]) -> Callable[..., None]:
 
 @app.callback()
 def main(
-    db: Annotated[Path | None, typer.Option("--db", envvar="FACELAKE_DB", help="DuckDB database file.")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="FACELAKE_DB", help="DuckDB database file, or a postgresql:// URL.")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", envvar="FACELAKE_CONFIG", help="TOML settings file.")
     ] = None,
@@ -310,6 +311,35 @@ def export_cmd(
               f"{sent['erased']} rows of erased people deleted")
 
 
+@app.command("copy")
+@_reports_errors
+def copy_cmd(
+    source: Annotated[str, typer.Option("--from", help="The database to copy: a DuckDB file or a postgresql:// URL.")],
+    target: Annotated[str, typer.Option("--to", help="An empty database to copy into (DuckDB file or postgresql:// URL).")],
+) -> None:
+    """Move a whole database between DuckDB and PostgreSQL (either way), verified by counts and checksums."""
+    from .service import copy_database
+    from .store.base import as_target, describe_target
+
+    with Progress(TextColumn("copying {task.description}"), MofNCompleteColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_rows(table: str, n: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(table, total=None)
+            progress.advance(tasks[table], n)
+
+        result = copy_database(as_target(source), as_target(target), on_rows)
+    table = Table(title=f"{describe_target(source)} → {describe_target(target)}", show_header=True)
+    for name in ("table", "source rows", "copied rows"):
+        table.add_column(name, justify="left" if name == "table" else "right")
+    for name, n in result.source_counts.items():
+        table.add_row(name, str(n), str(result.target_counts[name]))
+    out.print(table)
+    out.print(f"verified: every row count matches, embeddings sha256 {result.target_digest[:16]} on both sides")
+
+
 @app.command("import")
 @_reports_errors
 def import_cmd(
@@ -348,7 +378,7 @@ def report_cmd(
 def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Images and faces per camera and per day, and faces per embedding model."""
+    """The database and how it keeps vectors; images and faces per camera, per day and per embedding model."""
     result = stats(_settings())
     if as_json:
         payload = {
@@ -356,6 +386,7 @@ def stats_cmd(
         }
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
         return
+    _print_result(result["store"], "table", "database")
     _print_result(result["per_camera"], "table", "per camera")
     _print_result(result["per_day"], "table", "per day")
     _print_result(result["per_model"], "table", "faces per embedding model")

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -24,11 +24,19 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FACELAKE_", extra="forbid", frozen=True)
 
-    db: Path = Field(
+    db: Path | str = Field(
         Path("facelake.duckdb"),
-        title="Database file",
-        description="DuckDB file that holds images and sightings.",
+        title="Database",
+        description="A DuckDB file (the embedded default), or a postgresql://user:password@host:port/dbname "
+        "URL for a PostgreSQL server that many processes write to (the 'postgres' extra).",
     )
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db_target(cls, value: object) -> object:
+        from .store.base import as_target
+
+        return as_target(value) if isinstance(value, str | Path) else value
 
     # --- decoding limits (the decompression-bomb and huge-upload guards) ---
     max_file_mb: float = Field(

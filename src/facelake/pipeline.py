@@ -34,7 +34,7 @@ from .config import Settings
 from .errors import FacelakeError
 from .sources import Entry, Source, open_source
 from .sources.decode import DecodedImage, ImageMeta, decode_image
-from .store.duck import ImageRecord, SightingRecord, Store
+from .store.base import ImageRecord, SightingRecord, Store, open_store
 from .vision.analyzer import AnalyzerOptions, FaceAnalyzer
 from .vision.types import Face
 
@@ -310,7 +310,7 @@ class Ingestor:
         self._last = IngestSummary()
 
     def __enter__(self) -> Self:
-        self._store = Store(self.settings.db)
+        self._store = open_store(self.settings.db)
         try:
             for stage in self.stages:
                 stage.start(self._store)

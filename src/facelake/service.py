@@ -9,11 +9,13 @@ from typing import Any
 
 from .alerts.service import alert_stage
 from .config import Settings
+from .errors import ConfigError
 from .identities.service import ClusterStage, NamingStage, PurgeStage
 from .pipeline import IngestSummary, OnImage, Stage
 from .pipeline import ingest as run_ingest
 from .sources import Source
-from .store.duck import Store
+from .store.base import Target, describe_target, open_store
+from .store.copy import CopyResult
 
 
 def default_stages(settings: Settings, purge_every_s: float = 3600.0, cluster: bool = False) -> list[Stage]:
@@ -55,14 +57,14 @@ class QueryResult:
 
 def run_sql(settings: Settings, sql: str) -> QueryResult:
     """Run read-only SQL against the database; writes raise :class:`ReadOnlyViolation`."""
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         columns, rows = store.query(sql)
     return QueryResult(columns, rows)
 
 
 def export_parquet(settings: Settings, directory: Path) -> dict[str, int]:
     """Write the images and sightings tables as Parquet files into ``directory``."""
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         return store.export_parquet(directory)
 
 
@@ -86,8 +88,10 @@ def stats(settings: Settings) -> dict[str, QueryResult]:
         SELECT model, count(*) AS faces, count(embedding) AS embeddings,
                count(*) FILTER (WHERE person_id IS NOT NULL) AS named
         FROM sightings GROUP BY 1 ORDER BY 1"""
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         return {
+            "store": QueryResult(["engine", "database", "vectors"],
+                                 [(store.engine, describe_target(store.target), store.vectors())]),
             "per_camera": QueryResult(*store.query(per_camera)),
             "per_day": QueryResult(*store.query(per_day)),
             "per_model": QueryResult(*store.query(per_model)),
@@ -100,7 +104,7 @@ def export_gallery(settings: Settings, uri: str) -> int:
     from .identities.gallery_file import GalleryFile, write_gallery
     from .store.people import enrolled_embeddings
 
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         X, y = enrolled_embeddings(store, model_of(settings), dim_of(settings))
         names = {int(r[0]): str(r[1]) for r in store.con.execute("SELECT person_id, name FROM people").fetchall()}
         write_gallery(GalleryFile(X, y, {int(i): names[int(i)] for i in set(y.tolist())}, model_of(settings),
@@ -116,7 +120,7 @@ def import_lake(settings: Settings, uri: str, on_image: Callable[[str, str], Non
     from .store.lake import import_lake as run_import
 
     lake = Lake(uri)
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         summary = run_import(store, lake, on_image)
         sync_index(store, settings)
     named = identify(settings).named if summary.imported else 0
@@ -129,5 +133,22 @@ def export_bigquery(settings: Settings, dataset: str) -> dict[str, int]:
 
     project, name = bigquery.parse_dataset(dataset)
     bq = bigquery.client(project, settings.bigquery_endpoint)
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         return bigquery.export(store, bq, project, name)
+
+
+def copy_database(source: Target, target: Target,
+                  on_rows: Callable[[str, int], None] | None = None) -> CopyResult:
+    """Copy every table of ``source`` into the empty ``target`` (DuckDB ⇄ PostgreSQL) and verify it.
+
+    The source is opened read-only; the target gets one audit row saying where its data came
+    from, written after the verification (so the counts compared are the copied ones).
+    """
+    from .store.copy import copy_database as run_copy
+
+    if describe_target(source) == describe_target(target):
+        raise ConfigError("--from and --to are the same database")
+    with open_store(source, read_only=True) as src, open_store(target) as dst:
+        result = run_copy(src, dst, on_rows)
+        dst.audit("cli", "copy", f"from {describe_target(source)}")
+    return result

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from ..config import Settings
 from ..identities.calibration import thresholds
 from ..pipeline import IngestSummary, Stage
-from ..store.duck import ImageRecord, SightingRecord, Store
+from ..store.base import ImageRecord, SightingRecord, Store
 from ..store.people import list_people
 from .outputs import Alert, Dispatcher, MqttOutput, Output, WebhookOutput
 from .rules import AlertConfig, Rule, load_alerts

@@ -27,7 +27,7 @@ from ..pipeline import analyzer_options, image_id_of
 from ..reports import views
 from ..service import stats
 from ..sources.decode import decode_image
-from ..store.duck import ImageRecord, SightingRecord, Store
+from ..store.base import ImageRecord, SightingRecord, open_store
 from ..vision.analyzer import FaceAnalyzer
 from .auth import Caller, Sessions, check_csrf, require
 
@@ -108,11 +108,20 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def facelake_error(request: Request, exc: errors.FacelakeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
-    @app.exception_handler(duckdb.TransactionException)
-    def write_conflict(request: Request, exc: duckdb.TransactionException) -> JSONResponse:
-        """The watcher changed the same rows at the same moment (DuckDB's optimistic concurrency)."""
+    def write_conflict(request: Request, exc: Exception) -> JSONResponse:
+        """Another writer changed the same rows at the same moment (DuckDB's optimistic
+        concurrency, or a PostgreSQL deadlock or serialization failure): the client may retry."""
         return JSONResponse({"detail": f"the database was busy with the same rows; try again ({exc})"},
                             status_code=409, headers={"Retry-After": "1"})
+
+    app.add_exception_handler(duckdb.TransactionException, write_conflict)
+    try:
+        from psycopg import errors as pg_errors
+    except ImportError:
+        pass
+    else:
+        for kind in (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+            app.add_exception_handler(kind, write_conflict)
 
     @app.middleware("http")
     async def refuse_huge_bodies(request: Request, call_next: Any) -> Response:
@@ -143,14 +152,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         """Sightings, newest first, with filters; page with ``cursor``."""
-        with Store(settings.db, read_only=True) as store:
+        with open_store(settings.db, read_only=True) as store:
             rows = views.sightings(store, person, cluster, camera, since, until, cursor, after_id, limit)
         return {"items": [r.as_json() for r in rows],
                 "next_cursor": rows[-1].sighting_id if len(rows) == limit else None}
 
     @app.get("/api/sightings/{sighting_id}/crop", dependencies=[READ])
     def sighting_crop(request: Request, sighting_id: int) -> Response:
-        with Store(settings.db, read_only=True) as store:
+        with open_store(settings.db, read_only=True) as store:
             data = views.crop(store, sighting_id)
         if data is None:
             raise HTTPException(404, f"no face crop for sighting {sighting_id} (unknown id, or erased)")
@@ -173,7 +182,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         engine: Engine = app.state.engine
         with engine.lock:
             faces = engine.analyzer.analyze(decoded.pixels)
-        with Store(settings.db) as db:  # writable: every recognition is audited
+        with open_store(settings.db) as db:  # writable: every recognition is audited
             namer = load_namer(db, settings)
             decisions = namer.name_image(np.stack([f.embedding for f in faces]), [f.quality for f in faces]) if faces else []
             names = {int(r[0]): r[1] for r in db.con.execute("SELECT person_id, name FROM people").fetchall()}
@@ -253,7 +262,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/clusters", dependencies=[READ])
     def list_clusters(request: Request, min_size: Annotated[int, Query(ge=1)] = 2) -> list[dict[str, Any]]:
-        with Store(settings.db, read_only=True) as store:
+        with open_store(settings.db, read_only=True) as store:
             return [{**{k: _plain(v) for k, v in vars(c).items()},
                      "crops": [f"/api/sightings/{s}/crop" for s in views.cluster_faces(store, c.cluster_id)]}
                     for c in people.list_clusters(settings, min_size)]

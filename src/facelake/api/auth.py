@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 
 from ..config import Settings
-from ..store.duck import Store
+from ..store.base import open_store
 from .tokens import Token, check_token, token_by_hash, token_hash
 
 SESSION_COOKIE = "facelake_session"
@@ -61,7 +61,7 @@ class Sessions:
 
 def identify_caller(request: Request, settings: Settings, sessions: Sessions) -> Caller | None:
     header = request.headers.get("authorization", "")
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         if header.lower().startswith("bearer "):
             token = check_token(store, header[7:].strip())
             return Caller(token, False, None) if token else None

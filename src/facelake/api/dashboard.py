@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..config import Settings
 from ..identities import service as people
 from ..reports import charts, views
-from ..store.duck import Store
+from ..store.base import open_store
 from .auth import SESSION_COOKIE, identify_caller
 from .tokens import check_token
 
@@ -43,7 +43,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
 
     @app.post("/login", include_in_schema=False)
     def login(token: str = Form(...)) -> Response:
-        with Store(settings.db, read_only=True) as store:
+        with open_store(settings.db, read_only=True) as store:
             known = check_token(store, token.strip())
         if known is None:
             return HTMLResponse(_env.get_template("login.html").render(error="unknown or revoked token"),
@@ -65,7 +65,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     @app.get("/", include_in_schema=False)
     def timeline(request: Request, camera: str | None = None) -> Response:
         def context() -> dict[str, Any]:
-            with Store(settings.db, read_only=True) as store:
+            with open_store(settings.db, read_only=True) as store:
                 rows = views.sightings(store, camera=camera, limit=60)
             return {"rows": rows, "camera": camera, "newest": rows[0].sighting_id if rows else 0}
 
@@ -75,7 +75,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def people_page(request: Request) -> Response:
         def context() -> dict[str, Any]:
             listing = people.list_people(settings)
-            with Store(settings.db, read_only=True) as store:
+            with open_store(settings.db, read_only=True) as store:
                 cams = {p.person_id: [r[0] for r in store.con.execute(
                     """SELECT DISTINCT i.camera FROM sightings s JOIN images i USING (image_id)
                        WHERE s.person_id = ? AND i.camera <> 'enrollment' ORDER BY 1""", [p.person_id]).fetchall()]
@@ -87,7 +87,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     @app.get("/people/{person}", include_in_schema=False)
     def person_page(request: Request, person: str) -> Response:
         def context() -> dict[str, Any]:
-            with Store(settings.db, read_only=True) as store:
+            with open_store(settings.db, read_only=True) as store:
                 rows = views.sightings(store, person=person, limit=200)
                 found = store.con.execute("SELECT name FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?",
                                           [person, person]).fetchone()
@@ -101,7 +101,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def clusters_page(request: Request) -> Response:
         def context() -> dict[str, Any]:
             listing = people.list_clusters(settings, 2)
-            with Store(settings.db, read_only=True) as store:
+            with open_store(settings.db, read_only=True) as store:
                 faces = {c.cluster_id: views.cluster_faces(store, c.cluster_id) for c in listing}
             return {"clusters": listing, "faces": faces}
 
@@ -110,7 +110,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     @app.get("/activity", include_in_schema=False)
     def activity_page(request: Request, camera: str | None = None) -> Response:
         def context() -> dict[str, Any]:
-            with Store(settings.db, read_only=True) as store:
+            with open_store(settings.db, read_only=True) as store:
                 heat = charts.heatmap(views.activity(store, camera),
                                       f"Sightings by hour and weekday — {camera or 'all cameras'}")
                 days = charts.bars(views.per_day(store, camera), "Sightings per day")

@@ -14,12 +14,14 @@ import os
 import signal
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import Settings
 from ..errors import StoreError
 from ..service import default_stages
 from ..sources import open_source
-from ..store.duck import Store, held_message, serve_lock_path
+from ..store.base import is_postgres, open_store
+from ..store.duck import DuckStore, held_message, serve_lock_path
 from ..triggers.watch import Watcher
 from .app import create_app
 
@@ -28,15 +30,19 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
           on_ready: object = None) -> None:
     import uvicorn
 
-    message = held_message(settings.db)
-    if message:
-        raise StoreError(message)
-    with Store(settings.db):  # create or migrate the file before anything else opens it
+    # A DuckDB file admits one process: serve holds it and says so where other commands look.
+    # A PostgreSQL server needs no such note: every command may write beside serve.
+    lock = None if is_postgres(settings.db) else serve_lock_path(Path(settings.db))
+    if lock is not None:
+        message = held_message(Path(settings.db))
+        if message:
+            raise StoreError(message)
+    with open_store(settings.db):  # create or migrate the database before anything else opens it
         pass
-    Store.shared = True
+    DuckStore.shared = True
     url = f"http://{host}:{port}"
-    lock = serve_lock_path(settings.db)
-    lock.write_text(json.dumps({"pid": os.getpid(), "url": url}))
+    if lock is not None:
+        lock.write_text(json.dumps({"pid": os.getpid(), "url": url}))
     watcher: Watcher | None = None
     thread: threading.Thread | None = None
     try:
@@ -59,5 +65,6 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
             watcher.stop()
         if thread is not None:
             thread.join(timeout=60)
-        lock.unlink(missing_ok=True)
-        Store.shared = False
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+        DuckStore.shared = False

@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..config import Settings
 from ..errors import ConfigError, NotFound, StoreError
-from ..store.duck import Store, utcnow
+from ..store.base import Store, open_store, utcnow
 
 Scope = Literal["read", "admin"]
 SCOPES = ("read", "admin")
@@ -41,7 +41,7 @@ def create_token(settings: Settings, scope: str, name: str | None = None) -> tup
     if scope not in SCOPES:
         raise ConfigError(f"--scope must be one of {SCOPES}, got {scope!r}")
     token = "fl_" + secrets.token_urlsafe(32)
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         label = name or f"{scope}-{secrets.token_hex(3)}"
         if store.con.execute("SELECT 1 FROM tokens WHERE name = ?", [label]).fetchone():
             raise StoreError(f"a token called {label!r} exists; pick another --name or revoke it")
@@ -54,14 +54,14 @@ def create_token(settings: Settings, scope: str, name: str | None = None) -> tup
 
 
 def list_tokens(settings: Settings) -> list[Token]:
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         rows = store.con.execute(
             "SELECT token_id, name, scope, created_at, revoked_at FROM tokens ORDER BY token_id").fetchall()
     return [Token(*r) for r in rows]
 
 
 def revoke_token(settings: Settings, who: str) -> Token:
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         row = store.con.execute(
             "SELECT token_id, name FROM tokens WHERE name = ? OR CAST(token_id AS VARCHAR) = ?", [who, who]).fetchone()
         if row is None:

@@ -9,7 +9,7 @@ import numpy as np
 from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..store import people as sql
-from ..store.duck import Store, utcnow
+from ..store.base import Store, open_store, utcnow
 from .calibration import model_of, thresholds
 from .cluster import CentroidClustering
 from .people import Enrollment, identify
@@ -43,7 +43,7 @@ def cluster(settings: Settings, full: bool = False, actor: str = "cli") -> Clust
     owner already gave stay attached). ``full`` regroups everything from scratch.
     Low-quality faces are left out: their embeddings are too unreliable to group.
     """
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store, store.exclusive("cluster"):  # one clustering at a time
         rows = _eligible(store, settings)
         if not rows:
             return ClusterResult(0, 0, 0)
@@ -81,7 +81,7 @@ class ClusterRow:
 
 
 def list_clusters(settings: Settings, min_size: int = 2) -> list[ClusterRow]:
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         rows = store.con.execute(
             """SELECT s.cluster_id, count(*), min(i.taken_at), max(i.taken_at),
                       string_agg(DISTINCT i.camera, ', ' ORDER BY i.camera)
@@ -108,7 +108,7 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
     """Enroll a cluster as a person: its best faces become enrollments, all its faces get the name."""
     if not consent.strip():
         raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         members = _cluster_members(store, cluster_id)
         with sql.transaction(store):
             person = sql.add_person(store, name.strip(), consent.strip())
@@ -123,7 +123,7 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
 
 def merge_clusters(settings: Settings, keep: int, other: int, actor: str = "cli") -> int:
     """Move every face of cluster ``other`` into ``keep``; returns how many moved."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         _cluster_members(store, keep)
         moved = len(_cluster_members(store, other))
         with sql.transaction(store):
@@ -134,7 +134,7 @@ def merge_clusters(settings: Settings, keep: int, other: int, actor: str = "cli"
 
 def dismiss_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> int:
     """"Not a face": erase the embeddings and crops of a cluster's detections and keep them out of every group."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         members = [m[0] for m in _cluster_members(store, cluster_id)]
         with sql.transaction(store):
             for sid in members:
@@ -150,7 +150,7 @@ def dismiss_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> 
 
 def split_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> list[int]:
     """Re-cluster one cluster with ever stricter thresholds until it falls apart; returns the ids."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         members = [m[0] for m in _cluster_members(store, cluster_id)]
         rows = store.con.execute(
             f"SELECT sighting_id, embedding, image_id, quality FROM sightings "

@@ -12,21 +12,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..store.base import VectorHit
+
 _VERSION = 1
 
 
-@dataclass(frozen=True)
-class Hit:
-    sighting_id: int
-    score: float
-    """Cosine similarity."""
+Hit = VectorHit
 
 
 def index_paths(db: Path) -> tuple[Path, Path]:

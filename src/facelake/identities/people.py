@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import ConfigError, StoreError
 from ..pipeline import analyzer_options, records
 from ..store import people as sql
-from ..store.duck import Store
+from ..store.base import Store, open_store
 from ..vision.analyzer import FaceAnalyzer
 from .calibration import dim_of, model_of, thresholds
 from .gallery import Gallery
@@ -61,7 +61,7 @@ def enroll_person(
         raise ConfigError("the person's name must not be empty")
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
     prepared = [photo_faces(path, ENROLLMENT_CAMERA, face, settings, analyzer) for path in photos]
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         existing = store.con.execute("SELECT person_id FROM people WHERE name = ?", [name.strip()]).fetchone()
         with sql.transaction(store):
             if existing is not None and extend:
@@ -119,7 +119,7 @@ def identify(settings: Settings) -> IdentifyResult:
     Image by image, so two faces of one image never get the same person, nor the person
     whose enrollment photo the image is.
     """
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         namer = load_namer(store, settings)
         rows = store.con.execute(
             """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id
@@ -148,13 +148,13 @@ def identify(settings: Settings) -> IdentifyResult:
 
 def unname(settings: Settings, sighting: int, actor: str = "cli") -> int:
     """"Not this person": take the name back and never give it to this face or its near-duplicates again."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         return sql.reject(store, sighting, actor=actor)
 
 
 def confirm(settings: Settings, sighting: int, actor: str = "cli") -> int:
     """Add a named sighting to its person's enrollment examples (the owner confirms it is them)."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         row = store.con.execute("SELECT person_id FROM sightings WHERE sighting_id = ? AND embedding IS NOT NULL",
                                 [sighting]).fetchone()
         if row is None or row[0] is None:
@@ -165,22 +165,23 @@ def confirm(settings: Settings, sighting: int, actor: str = "cli") -> int:
 
 
 def list_people(settings: Settings) -> list[sql.PersonRow]:
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         return sql.list_people(store)
 
 
 def rename_person(settings: Settings, who: str, new_name: str, actor: str = "cli") -> int:
     if not new_name.strip():
         raise ConfigError("the new name must not be empty")
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         return sql.rename_person(store, who, new_name.strip(), actor=actor)
 
 
 def remove_person(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
     """Un-enroll a person: their faces become unknown again (and expire like any unknown face)."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         pid = sql.person_id(store, who)
         with sql.transaction(store):
+            store.lock_person(pid)
             n_enr = store.con.execute("SELECT count(*) FROM enrollments WHERE person_id = ?", [pid]).fetchone()
             n_sig = store.con.execute("SELECT count(*) FROM sightings WHERE person_id = ?", [pid]).fetchone()
             store.con.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
@@ -194,15 +195,17 @@ def remove_person(settings: Settings, who: str, actor: str = "cli") -> dict[str,
 
 def forget(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely (see ``store.people.forget_person``)."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         counts = sql.forget_person(store, who, actor=actor)
-        counts["index entries"] = sync_index(store, settings).removed
+        synced = sync_index(store, settings)
+        if synced.index is not None:  # pgvector's index follows the table: nothing of ours to clean
+            counts["index entries"] = synced.removed
     return counts
 
 
 def purge(settings: Settings) -> int:
     """Erase embeddings and crops of unknown faces older than ``retention_days``."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         n = sql.purge_unknown(store, settings.retention_days, actor="cli")
         sync_index(store, settings)
     return n

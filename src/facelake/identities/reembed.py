@@ -27,7 +27,7 @@ from ..errors import FacelakeError
 from ..pipeline import analyzer_options
 from ..sources.buckets import open_object
 from ..sources.decode import decode_image
-from ..store.duck import Store
+from ..store.base import Store, open_store
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.models import EMBEDDER_MODELS
 from ..vision.types import Detection
@@ -68,11 +68,11 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
     analyzer = FaceAnalyzer(replace(analyzer_options(settings), embedder=embedder))
     max_bytes = int(settings.max_file_mb * 1e6)
     summary = ReembedSummary()
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         todo = store.con.execute(
-            """SELECT s.image_id, any_value(i.uri), list(s.sighting_id ORDER BY s.face_index),
-                      list(s.box ORDER BY s.face_index), list(s.landmarks ORDER BY s.face_index),
-                      list(s.det_score ORDER BY s.face_index)
+            """SELECT s.image_id, min(i.uri), array_agg(s.sighting_id ORDER BY s.face_index),
+                      array_agg(s.box ORDER BY s.face_index), array_agg(s.landmarks ORDER BY s.face_index),
+                      array_agg(s.det_score ORDER BY s.face_index)
                FROM sightings s JOIN images i USING (image_id)
                WHERE s.embedding IS NOT NULL AND s.model <> ?
                GROUP BY s.image_id ORDER BY 1""", [target]).fetchall()

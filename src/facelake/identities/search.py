@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import Settings
 from ..pipeline import analyzer_options
-from ..store.duck import Store
+from ..store.base import Store, is_postgres, open_store, target_key
 from ..vision.analyzer import FaceAnalyzer
 from .calibration import dim_of, model_of
 from .index import FaceIndex
@@ -18,15 +18,27 @@ from .photos import photo_faces
 
 @dataclass(frozen=True)
 class IndexSync:
-    index: FaceIndex
+    index: FaceIndex | None
+    """None where the database searches vectors itself (pgvector): there is no index to keep."""
     added: int
     removed: int
 
 
+def index_base(settings: Settings) -> Path:
+    """Where the usearch index lives: beside a DuckDB file; for a server database, in the cache."""
+    if not is_postgres(settings.db):
+        return Path(settings.db)
+    from ..vision.models import cache_dir
+
+    return cache_dir() / "index" / f"postgres-{target_key(settings.db)}"
+
+
 def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSync:
     """Bring the face index up to date with the database (or rebuild it if it was lost)."""
+    if store.searches_vectors():
+        return IndexSync(None, 0, 0)
     model = model_of(settings)
-    index = FaceIndex(settings.db, model, dim_of(settings))
+    index = FaceIndex(index_base(settings), model, dim_of(settings))
     added = removed = 0
     last = index.synced_to
     while True:
@@ -79,9 +91,13 @@ def search(settings: Settings, photo: Path, top: int = 10, face: int | None = No
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
     job, _, faces, chosen_index = photo_faces(photo, "search", face, settings, analyzer)
     chosen = faces[chosen_index]
-    with Store(settings.db) as store:
-        index = sync_index(store, settings).index
-        hits = index.search(chosen.embedding, top)
+    with open_store(settings.db) as store:
+        found = store.nearest(model_of(settings), dim_of(settings), chosen.embedding, top)
+        if found is None:
+            index = sync_index(store, settings).index
+            assert index is not None
+            found = index.search(chosen.embedding, top)
+        hits = found
         store.audit(actor, "search", f"photo:{job.image_id[:16]} top:{top}")
         if not hits:
             return []

@@ -10,7 +10,7 @@ import numpy as np
 from ..config import Settings
 from ..pipeline import IngestSummary, Stage
 from ..store import people as sql
-from ..store.duck import ImageRecord, SightingRecord, Store
+from ..store.base import ImageRecord, SightingRecord, Store
 from .calibration import thresholds
 from .clusters import cluster
 from .gallery import Gallery

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..store.duck import Store, utcnow
+from ..store.base import open_store, utcnow
 from . import charts, views
 
 _env = Environment(loader=PackageLoader("facelake.reports", "templates"), autoescape=select_autoescape(["html"]))
@@ -48,7 +48,7 @@ class ReportSummary:
 def build_report(settings: Settings, out: Path, since: str | None = None, camera: str | None = None,
                  faces: bool = True) -> ReportSummary:
     start = parse_since(since)
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         recent = views.sightings(store, camera=camera, since=start, limit=60)
         total = store.con.execute(
             """SELECT count(*), count(DISTINCT s.person_id), count(DISTINCT i.camera) FROM sightings s
@@ -83,7 +83,7 @@ def build_png(settings: Settings, out: Path, since: str | None = None, camera: s
     from PIL import Image, ImageDraw
 
     start = parse_since(since)
-    with Store(settings.db, read_only=True) as store:
+    with open_store(settings.db, read_only=True) as store:
         days = views.per_day(store, camera, start)
         heat = views.activity(store, camera, start)
         people = store.con.execute(

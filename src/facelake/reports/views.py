@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ..store.duck import Store
+from ..store.base import Store
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def sightings(store: Store, person: str | None = None, cluster: int | None = Non
 def activity(store: Store, camera: str | None = None, since: datetime | None = None) -> dict[tuple[int, int], int]:
     """Sightings per (weekday 0=Mon, hour) of capture time."""
     rows = store.con.execute(
-        """SELECT isodow(i.taken_at) - 1, hour(i.taken_at), count(*) FROM sightings s JOIN images i USING (image_id)
+        """SELECT EXTRACT(ISODOW FROM i.taken_at) - 1, EXTRACT(HOUR FROM i.taken_at), count(*) FROM sightings s JOIN images i USING (image_id)
            WHERE i.taken_at IS NOT NULL AND i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?)
              AND (? IS NULL OR i.taken_at >= ?)
            GROUP BY 1, 2""", [camera, camera, since, since]).fetchall()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SourceError
-from .duck import ImageRecord, SightingRecord, Store, utcnow
+from .base import ImageRecord, SightingRecord, Store, utcnow
 
 IMAGE_FIELDS: list[tuple[str, str, str]] = [
     ("image_id", "STRING", "REQUIRED"), ("uri", "STRING", "REQUIRED"), ("camera", "STRING", "NULLABLE"),
@@ -144,15 +144,11 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
                                 [target, table]).fetchone()
         since = row[0] if row else START[table]
         top = store.con.execute(WATERMARK_SQL[table]).fetchone()
-        count = store.con.execute(f"SELECT count(*) FROM ({EXPORT_SQL[table]})", [since]).fetchone()
-        n = int(count[0]) if count else 0
         added = 0
-        if n:
-            fd, tmp = tempfile.mkstemp(suffix=".parquet")
-            os.close(fd)
-            try:
-                sql = EXPORT_SQL[table].replace("?", f"'{since}'")
-                store.con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT PARQUET)")
+        fd, tmp = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        try:
+            if store.copy_to_parquet(EXPORT_SQL[table].replace("?", f"'{since}'"), [], Path(tmp)):
                 staging = f"{project}.{dataset}._facelake_staging_{table}"
                 with open(tmp, "rb") as f:
                     bq.load_table_from_file(f, staging, job_config=load_config(table)).result()
@@ -160,10 +156,12 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
                 merge.result()
                 added = int(merge.num_dml_affected_rows or 0)
                 bq.delete_table(staging, not_found_ok=True)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         if top and top[0] is not None:
-            store.con.execute("INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?)", [target, table, top[0], utcnow()])
+            store.con.execute("""INSERT INTO exports VALUES (?, ?, ?, ?) ON CONFLICT (target, table_name)
+                                 DO UPDATE SET high_water = excluded.high_water, exported_at = excluded.exported_at""",
+                              [target, table, top[0], utcnow()])
         sent[table] = added
     sent["erased"] = apply_erasures(store, bq, project, dataset)
     store.audit("cli", "export_bigquery", f"{project}.{dataset} images:{sent['images']} sightings:{sent['sightings']}")

@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 
 from ..sources.buckets import Bucket, open_bucket
-from .duck import ImageRecord, SightingRecord, Store, utcnow
+from .base import ImageRecord, SightingRecord, Store, utcnow
 
 IMAGE_COLUMNS = """image_id VARCHAR, uri VARCHAR, camera VARCHAR, taken_at TIMESTAMP, taken_at_source VARCHAR,
     gps_lat DOUBLE, gps_lon DOUBLE, camera_make VARCHAR, camera_model VARCHAR, format VARCHAR, width INTEGER,

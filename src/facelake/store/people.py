@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import NotFound, StoreError
-from .duck import Store, utcnow
+from .base import Store, utcnow
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,8 @@ class PersonRow:
 
 @contextmanager
 def transaction(store: Store) -> Iterator[None]:
-    store.con.execute("BEGIN TRANSACTION")
-    try:
+    with store.transaction():
         yield
-    except BaseException:
-        store.con.execute("ROLLBACK")
-        raise
-    store.con.execute("COMMIT")
 
 
 def person_id(store: Store, who: str) -> int:
@@ -63,7 +58,7 @@ def add_person(store: Store, name: str, consent_note: str) -> int:
 
 def enroll(store: Store, person: int, sighting: int, actor: str) -> None:
     """Link an existing sighting to ``person`` as one of their reference faces."""
-    store.con.execute("INSERT OR IGNORE INTO enrollments VALUES (?, ?)", [person, sighting])
+    store.con.execute("INSERT INTO enrollments VALUES (?, ?) ON CONFLICT DO NOTHING", [person, sighting])
     store.con.execute("UPDATE sightings SET person_id = ?, match_score = 1.0 WHERE sighting_id = ?",
                       [person, sighting])
     store.audit(actor, "enroll", f"sighting:{sighting} person:{person}")
@@ -141,6 +136,7 @@ def forget_person(store: Store, who: str, actor: str) -> dict[str, int]:
     pid = person_id(store, who)
     con = store.con
     with transaction(store):
+        store.lock_person(pid)  # a writer naming a face as them now waits, then finds them gone
         enrolled_images = [r[0] for r in con.execute(
             """SELECT DISTINCT s.image_id FROM enrollments e JOIN sightings s USING (sighting_id)
                WHERE e.person_id = ?""", [pid]).fetchall()]

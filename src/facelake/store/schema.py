@@ -127,3 +127,112 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+
+PG_MIGRATIONS: list[str] = [
+    """
+    -- The same tables as DuckDB's, in PostgreSQL's types. {embedding} is `vector` (pgvector,
+    -- any dimension: each row names its model) where the server has it, else `real[]`.
+    CREATE TABLE images (
+        image_id     TEXT PRIMARY KEY,
+        uri          TEXT NOT NULL,
+        camera       TEXT,
+        taken_at     TIMESTAMP,
+        taken_at_source TEXT,
+        gps_lat      DOUBLE PRECISION,
+        gps_lon      DOUBLE PRECISION,
+        camera_make  TEXT,
+        camera_model TEXT,
+        format       TEXT,
+        width        INTEGER,
+        height       INTEGER,
+        bytes        BIGINT,
+        ingested_at  TIMESTAMP NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+        error        TEXT
+    );
+    CREATE TABLE people (
+        person_id    BIGSERIAL PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        consent_note TEXT NOT NULL,
+        created_at   TIMESTAMP NOT NULL
+    );
+    CREATE TABLE sightings (
+        sighting_id  BIGSERIAL PRIMARY KEY,
+        image_id     TEXT NOT NULL,
+        face_index   INTEGER NOT NULL,
+        box          REAL[] NOT NULL,
+        landmarks    REAL[] NOT NULL,
+        det_score    REAL NOT NULL,
+        quality      REAL NOT NULL,
+        embedding    {embedding},
+        model        TEXT NOT NULL,
+        person_id    BIGINT,
+        cluster_id   BIGINT,
+        match_score  REAL,
+        thumb        BYTEA,
+        UNIQUE (image_id, face_index)
+    );
+    CREATE INDEX sightings_image ON sightings (image_id);
+    CREATE INDEX sightings_person ON sightings (person_id);
+    CREATE TABLE enrollments (
+        person_id    BIGINT NOT NULL,
+        sighting_id  BIGINT NOT NULL,
+        PRIMARY KEY (person_id, sighting_id)
+    );
+    CREATE TABLE audit (
+        "at"     TIMESTAMP NOT NULL,
+        actor    TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        subject  TEXT
+    );
+    CREATE TABLE source_objects (
+        uri       TEXT NOT NULL,
+        version   TEXT NOT NULL,
+        image_id  TEXT NOT NULL,
+        seen_at   TIMESTAMP NOT NULL,
+        PRIMARY KEY (uri, version)
+    );
+    CREATE TABLE exports (
+        target      TEXT NOT NULL,
+        table_name  TEXT NOT NULL,
+        high_water  TEXT NOT NULL,
+        exported_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (target, table_name)
+    );
+    CREATE TABLE rejections (
+        sighting_id BIGINT NOT NULL,
+        person_id   BIGINT NOT NULL,
+        "at"        TIMESTAMP NOT NULL,
+        PRIMARY KEY (sighting_id, person_id)
+    );
+    CREATE TABLE tokens (
+        token_id    BIGSERIAL PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        scope       TEXT NOT NULL CHECK (scope IN ('read', 'admin')),
+        token_hash  TEXT NOT NULL UNIQUE,
+        created_at  TIMESTAMP NOT NULL,
+        revoked_at  TIMESTAMP
+    );
+    CREATE TABLE not_faces (
+        sighting_id BIGINT PRIMARY KEY,
+        "at"        TIMESTAMP NOT NULL
+    );
+    CREATE TABLE face_contexts (
+        sighting_id BIGINT PRIMARY KEY,
+        jpeg        BYTEA NOT NULL,
+        box         REAL[] NOT NULL,
+        landmarks   REAL[] NOT NULL
+    );
+    """,
+]
+"""PostgreSQL's schema: it starts at DuckDB's latest version, so it has one step so far."""
+
+SEQUENCES = {"people": ("person_id", "person_seq", "people_person_id_seq"),
+             "sightings": ("sighting_id", "sighting_seq", "sightings_sighting_id_seq"),
+             "tokens": ("token_id", "token_seq", "tokens_token_id_seq")}
+"""Tables whose ids come from a sequence: (column, DuckDB's sequence, PostgreSQL's) — for `facelake copy`."""
+
+TABLES = ["images", "people", "sightings", "enrollments", "audit", "source_objects", "exports", "rejections",
+          "tokens", "not_faces", "face_contexts"]
+"""Every data table, in an order that `facelake copy` can fill."""

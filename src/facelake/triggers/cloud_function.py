@@ -27,7 +27,7 @@ from ..identities.service import NamingStage
 from ..pipeline import _init_worker, _process_batch, analyzer_options, make_job, records
 from ..sources.base import Entry, camera_from_key, is_image_name
 from ..sources.buckets import BucketSource, GcsBucket
-from ..store.duck import ImageRecord, SightingRecord
+from ..store.base import ImageRecord, SightingRecord
 
 log = logging.getLogger(__name__)
 

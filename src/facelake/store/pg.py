@@ -1,0 +1,358 @@
+"""PostgreSQL storage: many writing processes, one database (the ``postgres`` extra).
+
+Why a server: DuckDB admits one writing process, and a fleet of watchers, functions and Ray
+workers must write to one place while people query it. facelake's SQL is written once for
+both engines; this module adapts the small differences:
+
+- placeholders: facelake writes ``?``; psycopg wants ``%s`` (and ``%`` doubled).
+- many writers: an advisory lock per image serialises writers of the same image (so it is
+  stored once), a row lock on a person makes an erasure and an ingest naming a face as them
+  wait for each other, and an advisory lock keeps clustering to one process at a time.
+- vectors: with pgvector the embedding is a ``vector`` column (any dimension; each row names
+  its model) with one partial HNSW index per model, and search is SQL; without it,
+  ``real[]`` and the project's own usearch index, rebuilt from the table.
+
+Connections come from one psycopg pool per database URL and process, in autocommit mode:
+a transaction is an explicit ``BEGIN`` … ``COMMIT``, as on DuckDB. Parameters are bound on
+the client (``ClientCursor``) so that ``? IS NULL`` works without type annotations.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError, ReadOnlyViolation, StoreError
+from .base import Store, VectorHit, describe_target
+from .schema import PG_MIGRATIONS
+
+try:
+    import psycopg
+    from psycopg.adapt import Loader
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ConfigError("a postgresql:// database needs the 'postgres' extra: pip install 'facelake[postgres]'") from exc
+
+POOL_MAX = 8
+"""Connections per process and database: serve's request threads and the watcher share them."""
+
+_MIGRATE_LOCK = 0x46414345  # "FACE": one process migrates a fresh database, the others wait
+_CLUSTER_LOCK = 0x434C5553  # "CLUS"
+_READ_KEYWORDS = {"SELECT", "WITH", "EXPLAIN", "SHOW", "VALUES", "TABLE"}
+_OTHER_KEYWORDS = {
+    "INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "GRANT", "REVOKE", "COPY",
+    "SET", "RESET", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "PREPARE",
+    "EXECUTE", "DEALLOCATE", "DO", "CALL", "LOCK", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REINDEX",
+    "CHECKPOINT", "LOAD", "LISTEN", "NOTIFY", "UNLISTEN", "DISCARD", "COMMENT", "SECURITY", "REFRESH", "IMPORT",
+    "DECLARE", "FETCH", "MOVE", "CLOSE", "REASSIGN", "ATTACH", "DETACH", "INSTALL", "PRAGMA", "USE",
+}
+"""Statements `facelake sql` refuses by name (anything else not a query is left to the parser's error)."""
+_EF_SEARCH = 128
+"""HNSW candidates per query: pgvector's default (40) trades recall for speed (bench/scale.py)."""
+
+
+def to_pg(sql: str) -> str:
+    """facelake's ``?`` placeholders as psycopg's ``%s``; ``%`` doubled; quotes and comments kept."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            j = i + 1
+            while j < n and not (sql[j] == c and (j + 1 >= n or sql[j + 1] != c)):
+                j += 2 if sql[j] == c else 1
+            out.append(sql[i : j + 1].replace("%", "%%"))
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j].replace("%", "%%"))
+            i = j
+        elif c == "?":
+            out.append("%s")
+            i += 1
+        elif c == "%":
+            out.append("%%")
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def statements(sql: str) -> list[str]:
+    """``sql`` split at the semicolons that end statements (not those in quotes or comments)."""
+    parts, start, i, n = [], 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            j = i + 1
+            while j < n and not (sql[j] == c and (j + 1 >= n or sql[j + 1] != c)):
+                j += 2 if sql[j] == c else 1
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c == ";":
+            parts.append(sql[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    parts.append(sql[start:])
+    return [p for p in parts if re.sub(r"--[^\n]*|/\*.*?\*/|\s", "", p, flags=re.DOTALL)]
+
+
+class _VectorLoader(Loader):
+    """pgvector's text form ``[1,2,3]`` as a list of floats (what DuckDB returns for FLOAT[])."""
+
+    def load(self, data: Any) -> list[float]:
+        text = bytes(data)[1:-1]
+        return np.array(text.split(b","), dtype=np.float32).tolist() if text else []
+
+
+class _Connection:
+    """A pooled psycopg connection that speaks facelake's SQL (``con.execute(sql, params)``)."""
+
+    def __init__(self, pool: ConnectionPool, raw: psycopg.Connection[Any]) -> None:
+        self.pool, self.raw = pool, raw
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cur = self.raw.cursor()
+        cur.execute(to_pg(sql), list(params) if params is not None else [])
+        return cur
+
+    def close(self) -> None:
+        if self.raw is not None:
+            self.pool.putconn(self.raw)
+            self.raw = None  # type: ignore[assignment]
+
+
+class _Database:
+    """What this process knows of one database: its pool and how it stores vectors."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.vector_version: str | None = None
+        self.pool: ConnectionPool | None = None
+        self.migrated = False
+
+    def open(self, migrate: bool) -> None:
+        """Check the database (migrating it first if asked), then open the pool if not yet open."""
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                if migrate:
+                    _migrate(conn)
+                    self.migrated = True
+                elif conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
+                    raise StoreError(f"database {describe_target(self.url)} has no facelake tables yet: "
+                                     "run `facelake ingest` first")
+                kind = conn.execute(
+                    """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                       WHERE attrelid = 'sightings'::regclass AND attname = 'embedding'""").fetchone()
+                if kind and kind[0] == "vector":
+                    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+                    self.vector_version = row[0] if row else "?"
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot connect to {describe_target(self.url)}: {str(exc).strip()}") from exc
+        if self.pool is not None:
+            return
+        self.pool = ConnectionPool(self.url, min_size=1, max_size=POOL_MAX, open=True, name="facelake",
+                                   kwargs={"autocommit": True, "cursor_factory": psycopg.ClientCursor},
+                                   configure=self._configure, reset=_reset)
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        if self.vector_version is not None:
+            info = psycopg.types.TypeInfo.fetch(conn, "vector")
+            if info is not None:
+                conn.adapters.register_loader(info.oid, _VectorLoader)
+
+
+def _reset(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("RESET ALL")
+
+
+def _migrate(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_lock(%s)", [_MIGRATE_LOCK])
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = int(row[0]) if row and row[0] is not None else 0
+        if current >= len(PG_MIGRATIONS):
+            return
+        vector = _has_vector(conn)
+        for version, ddl in enumerate(PG_MIGRATIONS[current:], start=current + 1):
+            with conn.transaction():
+                conn.execute(ddl.format(embedding="vector" if vector else "REAL[]"))
+                if version == 1 and vector:
+                    from ..vision.models import EMBEDDING_DIMS
+
+                    for model, dim in EMBEDDING_DIMS.items():
+                        conn.execute(_hnsw_ddl(model, dim))
+                conn.execute("INSERT INTO schema_version VALUES (%s)", [version])
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATE_LOCK])
+
+
+def _has_vector(conn: psycopg.Connection[Any]) -> bool:
+    """Whether pgvector can be used here: installed on the server and creatable by this role."""
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is None:
+        return False
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _hnsw_name(model: str) -> str:
+    return ("sightings_hnsw_" + re.sub(r"[^a-z0-9]+", "_", model.lower()))[:63]
+
+
+def _hnsw_ddl(model: str, dim: int) -> str:
+    literal = model.replace("'", "''")
+    return (f"CREATE INDEX IF NOT EXISTS {_hnsw_name(model)} ON sightings USING hnsw "
+            f"((embedding::vector({int(dim)})) vector_cosine_ops) WHERE model = '{literal}'")
+
+
+_databases: dict[str, _Database] = {}
+_databases_lock = threading.Lock()
+
+
+def _database(url: str, migrate: bool) -> _Database:
+    with _databases_lock:
+        db = _databases.get(url)
+        if db is None or (migrate and not db.migrated):
+            db = db or _Database(url)
+            db.open(migrate)
+            _databases[url] = db
+        return db
+
+
+@atexit.register
+def close_pools() -> None:
+    """Close every pool (at exit, and in tests that stop their server)."""
+    with _databases_lock:
+        for db in _databases.values():
+            if db.pool is not None:
+                db.pool.close()
+        _databases.clear()
+
+
+class PgStore(Store):
+    """A PostgreSQL database (``postgresql://user:password@host:port/dbname``)."""
+
+    engine = "postgresql"
+    con: _Connection
+
+    def __init__(self, url: str, read_only: bool = False) -> None:
+        self.target = self.url = url
+        self.read_only = read_only
+        self.db = _database(url, migrate=not read_only)
+        assert self.db.pool is not None
+        try:
+            raw = self.db.pool.getconn(timeout=30)
+        except Exception as exc:
+            raise StoreError(f"no connection to {describe_target(url)}: {exc}") from exc
+        self.con = _Connection(self.db.pool, raw)
+        if read_only:
+            self.con.execute("SET default_transaction_read_only = on")
+
+    def _lock_image(self, image_id: str) -> None:
+        self.con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [image_id])
+
+    def lock_person(self, person: int) -> None:
+        self.con.execute("SELECT 1 FROM people WHERE person_id = ? FOR UPDATE", [person])
+
+    def _live_people(self, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        rows = self.con.execute(
+            f"SELECT person_id FROM people WHERE person_id IN ({','.join('?' * len(ids))}) FOR SHARE",
+            sorted(ids)).fetchall()
+        return {int(r[0]) for r in rows}
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        self.con.execute("SELECT pg_advisory_lock(?)", [_CLUSTER_LOCK])
+        try:
+            yield
+        finally:
+            self.con.execute("SELECT pg_advisory_unlock(?)", [_CLUSTER_LOCK])
+
+    def vectors(self) -> str:
+        if self.db.vector_version is not None:
+            return f"pgvector {self.db.vector_version}: vector column + HNSW index per model (SQL search)"
+        return "real[] column (no pgvector on this server) + usearch HNSW index rebuilt from the table"
+
+    def searches_vectors(self) -> bool:
+        return self.db.vector_version is not None
+
+    def nearest(self, model: str, dim: int, vector: NDArray[np.float32], k: int) -> list[VectorHit] | None:
+        if self.db.vector_version is None:
+            return None
+        from ..vision.models import EMBEDDING_DIMS
+
+        if model not in EMBEDDING_DIMS:  # a bring-your-own embedder: its index is made on first use
+            self.con.execute(_hnsw_ddl(model, dim))
+        literal = "[" + ",".join(f"{float(v):.8g}" for v in np.asarray(vector, np.float32).ravel()) + "]"
+        self.con.execute(f"SET hnsw.ef_search = {_EF_SEARCH}")
+        rows = self.con.execute(
+            f"""SELECT sighting_id, 1 - (embedding::vector({int(dim)}) <=> ?::vector({int(dim)})) FROM sightings
+                WHERE model = ? AND embedding IS NOT NULL
+                ORDER BY embedding::vector({int(dim)}) <=> ?::vector({int(dim)}) LIMIT ?""",
+            [literal, model, literal, int(k)]).fetchall()
+        return [VectorHit(int(r[0]), float(r[1])) for r in rows]
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run ``sql``; on a read-only store only queries, inside a read-only transaction."""
+        if self.read_only:
+            for stmt in statements(sql):
+                word = re.sub(r"--[^\n]*|/\*.*?\*/", "", stmt, flags=re.DOTALL).split(None, 1)[0].upper().strip("(")
+                if word in _OTHER_KEYWORDS:
+                    raise ReadOnlyViolation(f"`facelake sql` is read-only: a {word} statement is refused. "
+                                            "Use the facelake commands to change data.")
+        try:
+            if self.read_only:
+                self.con.execute("BEGIN READ ONLY")
+            try:
+                cur = self.con.execute(sql, params or [])
+                columns = [d[0] for d in cur.description] if cur.description else []
+                rows = cur.fetchall() if columns else []
+            finally:
+                if self.read_only:
+                    self.con.execute("ROLLBACK")
+            return columns, rows
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise ReadOnlyViolation(f"`facelake sql` is read-only: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"SQL error: {exc}") from exc
+
+    def copy_to_parquet(self, sql: str, params: Sequence[Any], target: Path) -> int:
+        """Through an in-memory DuckDB holding the tables ``sql`` reads (DuckDB writes the Parquet)."""
+        from .copy import copy_tables
+        from .duck import DuckStore
+
+        with DuckStore(Path(":memory:")) as mem:
+            tables = [t for t in ("images", "sightings") if re.search(rf"\b{t}\b", sql)]
+            copy_tables(self, mem, tables)
+            return mem.copy_to_parquet(sql, params, target)
+
+    def export_parquet(self, directory: Path) -> dict[str, int]:
+        from .copy import copy_tables
+        from .duck import DuckStore
+
+        with DuckStore(Path(":memory:")) as mem:
+            copy_tables(self, mem, ["images", "sightings"])
+            return mem.export_parquet(directory)
