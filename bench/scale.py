@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from search import make_data  # noqa: E402
-from throughput import make_corpus  # noqa: E402
+from search import make_data
+from throughput import make_corpus
 
 
 def engines(corpus: Path) -> None:
@@ -58,9 +58,8 @@ def _ingest(db: str, folder: Path) -> subprocess.Popen[str]:
 
 
 def writers(corpus: Path, pg_admin: str) -> None:
-    from tests.servers import new_database
-
     from facelake.store.base import open_store
+    from tests.servers import new_database
 
     frames = sorted(corpus.glob("*.jpg"))
     work = corpus.parent / "writers"
@@ -93,21 +92,22 @@ def writers(corpus: Path, pg_admin: str) -> None:
         images, distinct = q("SELECT count(*), count(DISTINCT image_id) FROM images WHERE status = 'ok'").fetchone()
         faces, distinct_faces = q("SELECT count(*), count(DISTINCT (image_id, face_index)) FROM sightings").fetchone()
     print(f"{len(frames)} frames; the 4 writers are given {given} files in all (each frame to 2 or 3 of them)")
-    print(f"{'store':34} {'seconds':>8} {'frames/s':>9} {'images':>7} {'sightings':>10}")
-    print(f"{'DuckDB, 1 process (baseline)':34} {one_s:8.1f} {len(frames) / one_s:9.2f} {len(frames):7d} {one:10d}")
-    print(f"{'PostgreSQL, 4 processes at once':34} {four_s:8.1f} {len(frames) / four_s:9.2f} {images:7d} {faces:10d}")
+    print(f"{'store':34} {'seconds':>8} {'files/s':>8} {'frames/s':>9} {'images':>7} {'sightings':>10}")
+    print(f"{'DuckDB, 1 process (baseline)':34} {one_s:8.1f} {len(frames) / one_s:8.2f} {len(frames) / one_s:9.2f} "
+          f"{len(frames):7d} {one:10d}")
+    print(f"{'PostgreSQL, 4 processes at once':34} {four_s:8.1f} {given / four_s:8.2f} {len(frames) / four_s:9.2f} "
+          f"{images:7d} {faces:10d}")
     ok = images == distinct == len(frames) and faces == distinct_faces == one
     print(f"every image once: {images == distinct == len(frames)}; no sighting twice: {faces == distinct_faces}; "
           f"none lost (same count as DuckDB): {faces == one}  -> {'OK' if ok else 'FAILED'}")
 
 
 def vectors(n: int, queries: int, seed: int, pg_admin: str) -> None:
-    from tests.servers import new_database
-
     from facelake.identities.index import _new_index
     from facelake.store.base import open_store
     from facelake.store.pg import _hnsw_ddl, _hnsw_name
     from facelake.vision.models import DLIB_RESNET
+    from tests.servers import new_database
 
     X, Q = make_data(n, queries, seed)
     exact = np.empty((len(Q), 10), dtype=np.int64)

@@ -103,11 +103,14 @@ def test_four_processes_ingesting_overlapping_folders_store_every_image_once(
             if (j + k) % 3 != 0:
                 (folder / path.name).write_bytes(path.read_bytes())
         folders.append(folder.parent)
-    procs = [subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", db, "ingest", str(f), "--workers", "1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for f in folders]
+    procs = [subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", db, "ingest", str(f), "--workers", "1",
+                               "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for f in folders]
+    new = 0
     for p in procs:
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out
+        new += sum(line.startswith("new ") for line in out.splitlines())
+    assert new == 9, "each image is reported new by exactly one writer (the others report it skipped)"
     assert rows(db, "SELECT count(*), count(DISTINCT image_id) FROM images WHERE status = 'ok'") == [(9, 9)]
     assert rows(db, "SELECT count(*), count(DISTINCT image_id) FROM sightings") == [(9, 9)]
     assert rows(db, "SELECT count(*) FROM source_objects") == [(24,)], "every listed path remembered, none twice"

@@ -431,6 +431,11 @@ class Ingestor:
             for stage in self.stages:
                 sightings = stage.annotate(image, sightings)
             ids = store.write_image(image, sightings, version=result.job.version)
+            if ids is None:  # another writer stored the same image meanwhile (a server database)
+                summary.skipped += 1
+                if on_image:
+                    on_image(image.uri, "skipped", 0, None)
+                continue
             if ids:
                 for stage in self.stages:
                     stage.stored(image, sightings, ids)

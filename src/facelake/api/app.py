@@ -197,7 +197,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 sightings = [SightingRecord(i, f.detection.box, f.detection.landmarks, f.detection.score, f.quality,
                                             f.embedding, f.model, f.thumb, p, s)
                              for i, (f, (p, s)) in enumerate(zip(faces, decisions))]
-                ids = db.write_image(image, sightings, actor=caller.actor)
+                ids = db.write_image(image, sightings, actor=caller.actor) or []
             db.audit(caller.actor, "recognize", f"photo:{image_id_of(data)[:16]} faces:{len(faces)} stored:{store}")
         return {
             "width": decoded.meta.width, "height": decoded.meta.height, "stored": bool(store),

@@ -216,12 +216,12 @@ class Store:
     def write_image(
         self, image: ImageRecord, sightings: Sequence[SightingRecord], actor: str = "ingest",
         version: str | None = None,
-    ) -> list[int]:
+    ) -> list[int] | None:
         """Store one image and its sightings atomically; returns the new sighting ids.
 
         Sightings that arrive already identified get their audit row in the same transaction.
 
-        An image already stored ``ok`` is left untouched (returns ``[]``), whoever stored it:
+        An image already stored ``ok`` is left untouched (returns ``None``), whoever stored it:
         on a server, a second writer of the same image waits for the first and then finds it.
         An earlier ``error`` row for the same id is replaced: the file may have been fixed or
         a directory made readable since. ``version`` (the source's object version) is
@@ -236,7 +236,7 @@ class Store:
             status = con.execute("SELECT status FROM images WHERE image_id = ?", [image.image_id]).fetchone()
             if status and status[0] == "ok":
                 self.remember_object(image.uri, version, image.image_id)
-                return []
+                return None
             if status:
                 con.execute("DELETE FROM images WHERE image_id = ?", [image.image_id])
             con.execute(

@@ -145,8 +145,12 @@ def import_lake(store: Store, lake: Lake, on_image: Callable[[str, str], None] |
         sightings = [s if s.person_id in people or s.person_id is None
                      else SightingRecord(s.face_index, s.box, s.landmarks, s.det_score, s.quality, s.embedding,
                                          s.model, s.thumb) for s in sightings]
-        store.write_image(image, sightings, actor="import")
         known.add(image_id)
+        if store.write_image(image, sightings, actor="import") is None:  # another writer was first
+            summary.skipped += 1
+            if on_image:
+                on_image(image_id, "skipped")
+            continue
         summary.imported += 1
         summary.faces += len(sightings)
         if on_image:
