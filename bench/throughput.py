@@ -1,7 +1,7 @@
 """Throughput on a synthetic CCTV corpus, or on photos: facelake against a face_recognition-style baseline.
 
 The corpus is reproducible (seeded): N frames of 1920×1080, each with 0-4 faces cut from the
-photos in a folder (default ``../shared/facedata``), pasted at widths of 24-160 px onto a
+photos in a folder (default ``../shared/facedata``), pasted at widths of 16-160 px onto a
 textured background, then blurred, noised and JPEG-compressed like a camera recorder's
 export. Where each face was pasted is known, so detection recall is measured per face size.
 
@@ -40,8 +40,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 FRAME_W, FRAME_H = 1920, 1080
-BUCKETS = ((24, 32), (32, 48), (48, 80), (80, 161))
+BUCKETS = ((16, 21), (21, 32), (32, 48), (48, 80), (80, 161))
 PHOTO_BUCKETS = ((20, 64), (64, 128), (128, 256), (256, 100_000))
+NOT_PEOPLE = {"dogs.jpg"}
+"""dlib's sample with no face: RetinaFace scores a dog's face in it 0.97+, which made two
+"faces" of the earlier corpora dogs (the two large misses of the frame corpus)."""
 
 
 # --- corpus --------------------------------------------------------------------------------
@@ -53,7 +56,8 @@ def face_patches(photos: Path, limit: int = 60) -> list[tuple[np.ndarray, tuple[
 
     analyzer = FaceAnalyzer()
     patches = []
-    files = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                   and p.name not in NOT_PEOPLE)
     for path in files:
         rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
         for det in analyzer.detect(rgb):
@@ -91,7 +95,7 @@ def make_corpus(photos: Path, out: Path, frames: int, seed: int) -> list[dict]:
         boxes: list[list[float]] = []
         for _ in range(int(rng.integers(0, 5))):
             patch, (fx, fy, fw, fh) = patches[int(rng.integers(len(patches)))]
-            width = float(np.exp(rng.uniform(np.log(24), np.log(160))))
+            width = float(np.exp(rng.uniform(np.log(16), np.log(160))))
             scale = width / fw
             pw, ph = max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale))
             for _attempt in range(20):
@@ -118,7 +122,7 @@ def make_photo_corpus(photos: Path, out: Path, count: int, seed: int) -> list[di
     detector = FaceAnalyzer().detector
     sources = []
     for path in sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
-        if "att_orl" in path.parts:
+        if "att_orl" in path.parts or path.name in NOT_PEOPLE:
             continue
         rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
         found = [d for d in detector._run(rgb, 1.0, 0.9)]

@@ -194,3 +194,31 @@ def test_a_large_face_above_the_threshold_survives_an_unconfirming_crop() -> Non
         detector._run = lambda image, scale, threshold: [big]  # type: ignore[method-assign]
         detector._refine = lambda image, cand: []  # type: ignore[method-assign]
         assert [d.box for d in detector.detect(frame)] == ([big.box] if keep else [])
+
+
+def test_a_crowd_of_tiny_faces_is_searched_enlarged(patches: dict[str, np.ndarray]) -> None:
+    """Faces of 10-14 px are under RetinaFace's smallest anchor: a crowd of them is found only
+    because the detector, seeing many small faces, searches the frame again enlarged."""
+    from facelake.vision.detect import RetinaFaceDetector
+    from facelake.vision.models import retinaface_session
+
+    rng = np.random.default_rng(5)
+    frame = rng.integers(70, 110, size=(768, 1024, 3), dtype=np.uint8)
+    centres = []
+    for i, name in enumerate(["obama", "biden", "astronaut"] * 8):  # 24 tiny faces on a grid
+        x, y, width = 60 + (i % 8) * 115, 90 + (i // 8) * 220, int(rng.integers(10, 15))
+        paste(frame, patches[name], x, y, round(width * 2.2))
+        centres.append((x + width * 1.1, y + width * 1.3))
+    for i, name in enumerate(["biden", "obama", "astronaut", "obama", "biden", "astronaut"]):  # 6 of 28 px
+        paste(frame, patches[name], 100 + i * 150, 640, round(28 * 2.2))
+        centres.append((100 + i * 150 + 31, 640 + 36))
+
+    def found(detector: RetinaFaceDetector) -> int:
+        faces = detector.detect(frame)
+        return sum(any(abs(f.box[0] + f.box[2] / 2 - cx) < 10 and abs(f.box[1] + f.box[3] / 2 - cy) < 14
+                       for f in faces) for cx, cy in centres)
+
+    session = retinaface_session()
+    plain = found(RetinaFaceDetector(session, zoom_below_px=0))  # no face counts as small: no second look
+    zoomed = found(RetinaFaceDetector(session))
+    assert plain <= 8 and zoomed >= 22, (plain, zoomed)

@@ -83,7 +83,7 @@ class AnalyzerOptions:
     detect_refine_below_px: int = 40
     detect_candidate_threshold: float = 0.02
     max_upscale: float = 8.0
-    min_face_px: int = 12
+    min_face_px: int = 6
     embedder: str = "dlib"
     embed_backend: str = "onnx"
     embed_flip: bool = True
