@@ -9,6 +9,7 @@ predictor, ResNet) is scored on the same files, side by side.
 Usage:
     python bench/accuracy.py [--facedata ../shared/facedata] [--eval ../shared/eval]
                              [--face-px 24 40] [--seeds 7] [--limit-orl 14] [--work DIR]
+    python bench/accuracy.py --detection    # detection AP by face size (bench/detection.py)
 
 The labelled set is assembled from ``facedata``: public figures' photos from the
 face_recognition and facenet-pytorch examples (people with two photos or more, faces cut
@@ -133,7 +134,16 @@ def main() -> None:
     parser.add_argument("--limit-orl", type=int, default=14, help="ORL subjects (5 photos each); 0 to skip")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="keep the sets and JSONL files here")
+    parser.add_argument("--detection", action="store_true",
+                        help="report detection AP by face size on the crowd check instead (bench/detection.py)")
     args = parser.parse_args()
+    if args.detection:
+        sys.argv = [str(Path(__file__).with_name("detection.py")), "--photos", str(args.facedata)]
+        sys.path.insert(0, str(Path(__file__).parent))
+        import detection
+
+        detection.main()
+        return
 
     work = args.work or Path(tempfile.mkdtemp(prefix="facelake-acc-"))
     sets = build_set(args.facedata, work, args.limit_orl)
