@@ -247,3 +247,21 @@ def test_detector_option_selects_the_detector_and_rejects_unknown_names(
     assert same_face > 0.97, "each detector's face embeds like RetinaFace's"
     code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "obama.jpg"), "--detector", "yolo")
     assert code == 2 and "detector" in output and all(n in output for n in ("retinaface", "hog", "mtcnn"))
+
+
+def test_embed_uses_every_core_for_many_images_with_the_same_output(tmp_path: Path, samples: Path) -> None:
+    from facelake import load_settings
+    from facelake.pipeline import EMBED_POOL_FROM, embed_paths
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    names = ["obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg"]
+    for i in range(EMBED_POOL_FROM):
+        shutil.copy(samples / names[i % len(names)], folder / f"{i:02d}.jpg")
+    settings = load_settings(db=tmp_path / "unused.duckdb")
+    one = list(embed_paths([folder], settings, workers=1))
+    pooled = list(embed_paths([folder], settings, workers=None))
+    assert [r.uri for r in pooled] == [r.uri for r in one], "input order kept"
+    for a, b in zip(one, pooled):
+        assert len(a.faces) == len(b.faces) == 1
+        assert np.allclose(a.faces[0].embedding, b.faces[0].embedding, atol=1e-6)

@@ -219,10 +219,12 @@ def embed_cmd(
     min_score: Annotated[float | None, typer.Option("--min-score", min=0.01, max=0.99,
                          help="Report detections down to this score (default: det_threshold), e.g. 0.01 for "
                               "precision/recall curves; ingest, naming and alerts keep their own threshold.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core "
+                       "for 8 images or more, else this process).")] = None,
 ) -> None:
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
     settings = _settings(detector=detector, det_threshold=min_score)
-    results = embed_paths(paths, settings)
+    results = embed_paths(paths, settings, workers=workers)
     table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
     for r in results:
         if jsonl:

@@ -488,10 +488,20 @@ class EmbedOutcome:
     error: str | None
 
 
-def embed_paths(paths: Sequence[str | Path], settings: Settings, workers: int = 1) -> Iterator[EmbedOutcome]:
-    """Faces and embeddings of each input image, in input order, without touching a database."""
+EMBED_POOL_FROM = 8
+"""``embed`` runs worker processes from this many images: below it, starting them (imports
+and models in each, ~1 s) costs more than the second core gives back."""
+
+
+def embed_paths(paths: Sequence[str | Path], settings: Settings, workers: int | None = 1) -> Iterator[EmbedOutcome]:
+    """Faces and embeddings of each input image, in input order, without touching a database.
+
+    ``workers=None`` picks: one per core for ``EMBED_POOL_FROM`` images or more, else this process.
+    """
     max_bytes = int(settings.max_file_mb * 1e6)
     listed = [(src, e) for src in map(open_source, paths) for e in src.entries()]
+    if workers is None:
+        workers = default_workers(settings) if len(listed) >= EMBED_POOL_FROM else 1
     jobs = (make_job(e, src, max_bytes) for src, e in listed)
     ingestor = Ingestor(settings, workers=workers)
     try:
