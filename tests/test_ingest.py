@@ -176,6 +176,10 @@ def test_sql_is_read_only_and_speaks_json_and_csv(db: Target, tmp_path: Path, ca
     assert code == 0 and json.loads(output) == [{"camera": "frontdoor", "n": 2}, {"camera": "garden", "n": 1}]
     code, output = cli(db, "sql", "SELECT camera, count(*) AS n FROM images GROUP BY 1 ORDER BY 1", "--csv")
     assert output.splitlines() == ["camera,n", "frontdoor,2", "garden,1"]
+    code, output = cli(db, "sql", "--report", "sightings_per_camera_hour", "--json")
+    report = json.loads(output)
+    assert code == 0 and sum(r["sightings"] for r in report) == 3
+    assert all(isinstance(r["hour"], int) for r in report), "numbers are JSON numbers on every engine"
     for statement in ("DELETE FROM images", "DROP TABLE sightings", "INSERT INTO audit VALUES (now(), 'x', 'y', 'z')",
                       "UPDATE people SET name = 'x'", "SELECT 1; DELETE FROM images"):
         code, output = cli(db, "sql", statement)

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -252,8 +253,10 @@ def _cell(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(bytes(value))} bytes>"
-    if isinstance(value, tuple):
+    if isinstance(value, tuple | list):
         return [_cell(v) for v in value]
+    if isinstance(value, Decimal):  # PostgreSQL's numeric (EXTRACT, sums): a JSON number as on DuckDB
+        return int(value) if value == value.to_integral_value() else float(value)
     return value
 
 
