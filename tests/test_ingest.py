@@ -181,7 +181,8 @@ def test_sql_is_read_only_and_speaks_json_and_csv(db: Target, tmp_path: Path, ca
     assert code == 0 and sum(r["sightings"] for r in report) == 3
     assert all(isinstance(r["hour"], int) for r in report), "numbers are JSON numbers on every engine"
     for statement in ("DELETE FROM images", "DROP TABLE sightings", "INSERT INTO audit VALUES (now(), 'x', 'y', 'z')",
-                      "UPDATE people SET name = 'x'", "SELECT 1; DELETE FROM images"):
+                      "UPDATE people SET name = 'x'", "SELECT 1; DELETE FROM images", "SET threads = 1",
+                      "COPY images TO '/tmp/facelake-leak.csv'"):
         code, output = cli(db, "sql", statement)
         assert code == 3 and "read-only" in output, statement
     assert rows(db, "SELECT count(*) FROM images")[0][0] == 3
@@ -192,6 +193,14 @@ def test_sql_is_read_only_and_speaks_json_and_csv(db: Target, tmp_path: Path, ca
 def test_sql_on_a_missing_database_says_so(db: Target) -> None:
     code, output = cli(missing(db), "sql", "SELECT 1")
     assert code == 4 and "does not exist" in output
+
+
+def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    from .servers import free_port
+
+    code, output = cli(f"postgresql://facelake:s3cret@127.0.0.1:{free_port()}/facelake", "stats")
+    assert code == 4 and "cannot connect to postgresql://facelake:***@127.0.0.1" in output
+    assert "s3cret" not in output
 
 
 def test_export_parquet_round_trips(db: Target, tmp_path: Path, cams: Path) -> None:
