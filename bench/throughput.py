@@ -18,7 +18,7 @@ resized to a random size between 0.3 and 12 MP (log-uniform) and saved as a came
 (JPEG quality 90): few, large faces. Their truth is what RetinaFace finds in the source photo
 at its own resolution (score >= 0.9), scaled — "faces the network can find".
 
-Usage: python bench/throughput.py [--kind frames|photos] [--frames 40] [--workers 2] [--photos DIR]
+Usage: python bench/throughput.py [--kind frames|photos|both] [--frames 40] [--photo-count 24] [--workers 2] [--photos DIR]
                                   [--seed 0] [--pipelines facelake/retinaface facelake/hog baseline]
 """
 
@@ -299,9 +299,10 @@ def recall(truth: list[dict], found: dict[str, list[list[float]]],
 def main() -> None:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["frames", "photos"], default="frames",
-                        help="synthetic 1080p CCTV frames, or real photos of 0.3-12 MP")
+    parser.add_argument("--kind", choices=["frames", "photos", "both"], default="frames",
+                        help="synthetic 1080p CCTV frames, real photos of 0.3-12 MP, or both in one run")
     parser.add_argument("--frames", type=int, default=40, help="how many frames (or photos)")
+    parser.add_argument("--photo-count", type=int, default=24, help="how many photos with --kind both")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--photos", type=Path, default=here.parent / "shared" / "facedata")
     parser.add_argument("--seed", type=int, default=0)
@@ -316,9 +317,22 @@ def main() -> None:
         child(args)
         return
 
-    corpus = args.corpus or Path(tempfile.mkdtemp(prefix=f"facelake-{args.kind}-"))
-    if not (corpus / "truth.json").exists() or len(json.loads((corpus / "truth.json").read_text())) != args.frames:
-        (make_photo_corpus if args.kind == "photos" else make_corpus)(args.photos, corpus, args.frames, args.seed)
+    kinds = ["frames", "photos"] if args.kind == "both" else [args.kind]
+    args.both = len(kinds) > 1
+    for kind in kinds:
+        args.kind = kind
+        if len(kinds) > 1:
+            print(f"\n== {kind} ==")
+        run_corpus(args)
+
+
+def run_corpus(args: argparse.Namespace) -> None:
+    """Build (or reuse) one corpus and print its table: each pipeline beside the baseline."""
+    count = args.photo_count if args.both and args.kind == "photos" else args.frames
+    corpus = (args.corpus / args.kind if args.corpus and args.both else args.corpus) or \
+        Path(tempfile.mkdtemp(prefix=f"facelake-{args.kind}-"))
+    if not (corpus / "truth.json").exists() or len(json.loads((corpus / "truth.json").read_text())) != count:
+        (make_photo_corpus if args.kind == "photos" else make_corpus)(args.photos, corpus, count, args.seed)
     truth = json.loads((corpus / "truth.json").read_text())
     n_faces = sum(len(f["faces"]) for f in truth)
     buckets = PHOTO_BUCKETS if args.kind == "photos" else BUCKETS
