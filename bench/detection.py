@@ -41,7 +41,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from throughput import face_patches
+from throughput import face_patches, paste_face
 
 SIZE_BUCKETS = ((0, 12), (12, 20), (20, 32), (32, 64), (64, 100_000))
 
@@ -72,20 +72,10 @@ def make_crowds(photos: Path, out: Path, frames: int, seed: int) -> list[dict]:
         frame = np.clip(frame + rng.normal(0, 6, frame.shape), 0, 255).astype(np.uint8)
         boxes: list[list[float]] = []
         for _ in range(int(rng.integers(30, 71))):
-            patch, (fx, fy, fw, fh) = patches[int(rng.integers(len(patches)))]
+            patch, face = patches[int(rng.integers(len(patches)))]
             width = float(np.exp(rng.uniform(np.log(6), np.log(96))))
-            scale = width / fw
-            pw, ph = max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale))
-            if pw >= w or ph >= h:
-                continue
-            for _attempt in range(30):
-                px, py = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
-                box = [px + fx * scale, py + fy * scale, fw * scale, fh * scale]
-                if all(abs(box[0] - b[0]) > 0.75 * (box[2] + b[2]) or abs(box[1] - b[1]) > 0.75 * (box[3] + b[3])
-                       for b in boxes):
-                    frame[py : py + ph, px : px + pw] = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
-                    boxes.append(box)
-                    break
+            paste_face(frame, patch, face, width, boxes, rng, 30,
+                       lambda a, b: abs(a[0] - b[0]) > 0.75 * (a[2] + b[2]) or abs(a[1] - b[1]) > 0.75 * (a[3] + b[3]))
         frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.3, 0.7)))
         frame = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
         name = f"crowd_{i:04d}.jpg"

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -82,6 +83,27 @@ def background(rng: np.random.Generator) -> np.ndarray:
     return np.clip(bg, 0, 255).astype(np.uint8)
 
 
+def paste_face(frame: np.ndarray, patch: np.ndarray, face: tuple[float, float, float, float], width: float,
+               boxes: list[list[float]], rng: np.random.Generator, attempts: int,
+               apart: Callable[[list[float], list[float]], bool]) -> None:
+    """Paste ``patch`` resized so its face is ``width`` px wide, at a random place where
+    ``apart(new_box, box)`` holds for every face in ``boxes``; the new face's box joins them.
+    Gives up after ``attempts`` places (or when the patch does not fit in the frame)."""
+    fx, fy, fw, fh = face
+    scale = width / fw
+    pw, ph = max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale))
+    height, frame_w = frame.shape[:2]
+    if pw >= frame_w or ph >= height:
+        return
+    for _attempt in range(attempts):
+        px, py = int(rng.integers(0, frame_w - pw)), int(rng.integers(0, height - ph))
+        box = [px + fx * scale, py + fy * scale, fw * scale, fh * scale]
+        if all(apart(box, b) for b in boxes):
+            frame[py : py + ph, px : px + pw] = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
+            boxes.append(box)
+            return
+
+
 def make_corpus(photos: Path, out: Path, frames: int, seed: int) -> list[dict]:
     """Write ``frames`` JPEG frames into ``out``; return the ground truth per frame."""
     rng = np.random.default_rng(seed)
@@ -94,17 +116,10 @@ def make_corpus(photos: Path, out: Path, frames: int, seed: int) -> list[dict]:
         frame = background(rng)
         boxes: list[list[float]] = []
         for _ in range(int(rng.integers(0, 5))):
-            patch, (fx, fy, fw, fh) = patches[int(rng.integers(len(patches)))]
+            patch, face = patches[int(rng.integers(len(patches)))]
             width = float(np.exp(rng.uniform(np.log(16), np.log(160))))
-            scale = width / fw
-            pw, ph = max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale))
-            for _attempt in range(20):
-                px, py = int(rng.integers(0, FRAME_W - pw)), int(rng.integers(0, FRAME_H - ph))
-                box = [px + fx * scale, py + fy * scale, fw * scale, fh * scale]
-                if all(abs(box[0] - b[0]) > (box[2] + b[2]) and abs(box[1] - b[1]) > (box[3] + b[3]) for b in boxes):
-                    frame[py : py + ph, px : px + pw] = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
-                    boxes.append(box)
-                    break
+            paste_face(frame, patch, face, width, boxes, rng, 20,
+                       lambda a, b: abs(a[0] - b[0]) > a[2] + b[2] and abs(a[1] - b[1]) > a[3] + b[3])
         frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.3, 0.9)))
         frame = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
         name = f"frame_{i:05d}.jpg"

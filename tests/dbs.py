@@ -55,13 +55,9 @@ def make_factory(engine: str, tmp_path: Path, servers: PostgresServers) -> NewDb
     def make(name: str = "f") -> Target:
         if engine == "duckdb":
             return tmp_path / f"{name}.duckdb"
-        return servers.database(engine_kind(engine), name)
+        return servers.database("pgvector", name)
 
     return make
-
-
-def engine_kind(engine: str) -> str:
-    return {"postgres": "pgvector", "postgres-plain": "plain"}[engine]
 
 
 def rows(db: Target, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

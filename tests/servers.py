@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,11 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: 
 
 @contextmanager
 def server(cmd: list[str], port: int, what: str, log: Path, env: dict[str, str] | None = None,
-           timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+           timeout: float = 60.0, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` until the block ends, once it listens on ``port`` (``popen``: more Popen arguments)."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                start_new_session=True)
+                                start_new_session=True, **popen)
         try:
             wait_for_port(port, proc, what, timeout)
             yield proc
@@ -161,20 +163,10 @@ def postgres(bindir: Path) -> Iterator[str]:
         cmd = [str(bindir / "postgres"), "-D", str(root / "data"), "-h", "127.0.0.1", "-p", str(port),
                "-k", str(root), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                "-c", "max_connections=300"]
-        with open(root / "log", "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **drop)  # type: ignore[call-overload]
-            try:
-                wait_for_port(port, proc, f"postgres ({bindir})")
-                url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-                _wait_ready(url, proc)
-                yield url
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with server(cmd, port, f"postgres ({bindir})", root / "log", **drop) as proc:
+            url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            _wait_ready(url, proc)
+            yield url
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -118,8 +118,7 @@ def _rules(tmp_path: Path, body: str) -> Path:
 
 
 def test_alerts_reach_the_webhook_and_home_assistant(
-    db: Target,
-    tmp_path: Path, door: Path, samples: Path, mosquitto: int, receiver: tuple[str, list[dict]]
+    db: Target, tmp_path: Path, door: Path, samples: Path, mosquitto: int, receiver: tuple[str, list[dict]]
 ) -> None:
     url, posts = receiver
     assert cli(db, "people", "add", "Joe", str(samples / "biden.jpg"), "--consent", "public figure, test")[0] == 0

@@ -94,8 +94,7 @@ def test_bucket_gives_the_same_sightings_as_the_folder_and_is_one_image_with_it(
 
 
 def test_a_second_listing_downloads_nothing_and_new_objects_are_picked_up(
-    db: Target,
-    tmp_path: Path, cams: Path, samples: Path, scheme: str
+    db: Target, tmp_path: Path, cams: Path, samples: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
     upload_tree(bucket, cams, "cams")
@@ -112,8 +111,7 @@ def test_a_second_listing_downloads_nothing_and_new_objects_are_picked_up(
 
 
 def test_corrupt_and_oversized_objects_are_errors_and_the_run_goes_on(
-    db: Target,
-    tmp_path: Path, samples: Path, scheme: str
+    db: Target, tmp_path: Path, samples: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
     bucket.write("door/ok.jpg", (samples / "obama.jpg").read_bytes())
@@ -164,8 +162,7 @@ def test_camera_of_an_object_follows_the_folder_rule() -> None:
 
 
 def test_an_object_deleted_between_listing_and_reading_is_an_error_and_the_run_goes_on(
-    db: Target,
-    tmp_path: Path, samples: Path, scheme: str
+    db: Target, tmp_path: Path, samples: Path, scheme: str
 ) -> None:
     bucket = new_bucket(scheme)
     bucket.write("door/a.jpg", (samples / "obama.jpg").read_bytes())

@@ -80,8 +80,7 @@ def test_each_row_names_its_model_and_models_never_meet(db: Target, tmp_path: Pa
 
 
 def test_reembed_switches_models_keeping_names_and_is_resumable(
-    db: Target,
-    tmp_path: Path, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
+    db: Target, tmp_path: Path, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     enroll = tmp_path / "enroll"
     enroll.mkdir()

@@ -62,7 +62,7 @@ def cluster(settings: Settings, full: bool = False, actor: str = "cli") -> Clust
             if value not in kept and value not in fresh:
                 fresh[value] = base + 1 + len(fresh)
             labels.append(value if value in kept else fresh[value])
-        with sql.transaction(store):
+        with store.transaction():
             for (sid, _, old, _, _), new in zip(rows, labels):
                 if old != int(new):
                     store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(new), sid])
@@ -110,7 +110,7 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
         raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
     with open_store(settings.db) as store:
         members = _cluster_members(store, cluster_id)
-        with sql.transaction(store):
+        with store.transaction():
             person = sql.add_person(store, name.strip(), consent.strip())
             store.audit(actor, "add_person", f"person:{person} from cluster:{cluster_id}")
             for sid, _ in members[:max_faces]:
@@ -126,7 +126,7 @@ def merge_clusters(settings: Settings, keep: int, other: int, actor: str = "cli"
     with open_store(settings.db) as store:
         _cluster_members(store, keep)
         moved = len(_cluster_members(store, other))
-        with sql.transaction(store):
+        with store.transaction():
             store.con.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
             store.audit(actor, "merge_clusters", f"cluster:{other} into cluster:{keep}")
     return moved
@@ -136,7 +136,7 @@ def dismiss_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> 
     """"Not a face": erase the embeddings and crops of a cluster's detections and keep them out of every group."""
     with open_store(settings.db) as store:
         members = [m[0] for m in _cluster_members(store, cluster_id)]
-        with sql.transaction(store):
+        with store.transaction():
             for sid in members:
                 store.con.execute("INSERT INTO not_faces VALUES (?, ?) ON CONFLICT DO NOTHING", [sid, utcnow()])
             store.con.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
@@ -172,7 +172,7 @@ def split_cluster(settings: Settings, cluster_id: int, actor: str = "cli") -> li
         ids = {int(groups[0]): cluster_id}
         for g in groups[1:]:
             ids[int(g)], next_id = next_id, next_id + 1
-        with sql.transaction(store):
+        with store.transaction():
             for (sid, *_), label in zip(rows, labels):
                 store.con.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [ids[int(label)], sid])
             store.audit(actor, "split_cluster", f"cluster:{cluster_id} into {len(groups)}")

@@ -63,7 +63,7 @@ def enroll_person(
     prepared = [photo_faces(path, ENROLLMENT_CAMERA, face, settings, analyzer) for path in photos]
     with open_store(settings.db) as store:
         existing = store.con.execute("SELECT person_id FROM people WHERE name = ?", [name.strip()]).fetchone()
-        with sql.transaction(store):
+        with store.transaction():
             if existing is not None and extend:
                 person = int(existing[0])
                 store.audit(actor, "add_photos", f"person:{person} photos:{len(prepared)}")
@@ -77,7 +77,7 @@ def enroll_person(
             row = store.con.execute("SELECT sighting_id FROM sightings WHERE image_id = ? AND face_index = ?",
                                     [image.image_id, chosen]).fetchone()
             assert row is not None
-            with sql.transaction(store):
+            with store.transaction():
                 sql.enroll(store, person, int(row[0]), actor=actor)
             linked.append(int(row[0]))
     return Enrollment(person, name.strip(), linked)
@@ -159,7 +159,7 @@ def confirm(settings: Settings, sighting: int, actor: str = "cli") -> int:
                                 [sighting]).fetchone()
         if row is None or row[0] is None:
             raise StoreError(f"sighting {sighting} has no name to confirm (name it first, or enroll a photo)")
-        with sql.transaction(store):
+        with store.transaction():
             sql.enroll(store, int(row[0]), sighting, actor=actor)
         return int(row[0])
 
@@ -180,7 +180,7 @@ def remove_person(settings: Settings, who: str, actor: str = "cli") -> dict[str,
     """Un-enroll a person: their faces become unknown again (and expire like any unknown face)."""
     with open_store(settings.db) as store:
         pid = sql.person_id(store, who)
-        with sql.transaction(store):
+        with store.transaction():
             store.lock_person(pid)
             n_enr = store.con.execute("SELECT count(*) FROM enrollments WHERE person_id = ?", [pid]).fetchone()
             n_sig = store.con.execute("SELECT count(*) FROM sightings WHERE person_id = ?", [pid]).fetchone()

@@ -166,6 +166,24 @@ class Store:
         """Write the rows of ``sql`` (DuckDB dialect over this store's tables) to a Parquet file."""
         raise NotImplementedError
 
+    # --- bulk (``facelake copy``, exports) ---
+
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 2_000
+               ) -> Iterator[tuple[list[str], list[Any]]]:
+        """Rows of ``sql`` in batches, with the column names: a million rows never sit in memory at once."""
+        cur = self.con.execute(sql, list(params))
+        columns = [d[0] for d in cur.description or []]
+        while rows := cur.fetchmany(batch):
+            yield columns, rows
+
+    def insert_rows(self, table: str, columns: list[str], rows: list[Any]) -> None:
+        """Add rows as they come from another store, ids included (part of the caller's transaction)."""
+        raise NotImplementedError
+
+    def advance_sequences(self) -> None:
+        """Move every id sequence past the ids in its table (after rows came in with their ids)."""
+        raise NotImplementedError
+
     # --- ingest ---
 
     @contextmanager

@@ -9,75 +9,14 @@ counts and a checksum of every embedding read back from both sides.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..errors import StoreError
 from .base import Store
-from .schema import SEQUENCES, TABLES
-
-BATCH = 2_000
-
-
-def stream(store: Store, sql: str, params: Sequence[Any] = (), batch: int = BATCH) -> Iterator[tuple[list[str], list[Any]]]:
-    """Rows of ``sql`` in batches, with the column names (a server-side cursor on PostgreSQL)."""
-    from .pg import PgStore, to_pg
-
-    if isinstance(store, PgStore):
-        raw = store.con.raw
-        with raw.transaction(), raw.cursor(name="facelake_stream") as cur:
-            cur.itersize = batch
-            cur.execute(to_pg(sql), list(params))
-            columns = [d.name for d in cur.description or []]
-            while rows := cur.fetchmany(batch):
-                yield columns, rows
-        return
-    cur = store.con.execute(sql, list(params))
-    columns = [d[0] for d in cur.description or []]
-    while rows := cur.fetchmany(batch):  # type: ignore[attr-defined]
-        yield columns, rows
-
-
-def _plain(value: Any) -> Any:
-    """DuckDB's fixed-size arrays come back as tuples; PostgreSQL wants lists (tuples are records)."""
-    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
-
-
-def _write(dst: Store, table: str, columns: list[str], rows: list[Any]) -> None:
-    from .pg import PgStore
-
-    names = ", ".join(f'"{c}"' for c in columns)
-    if isinstance(dst, PgStore):
-        rows = [[_plain(v) for v in r] for r in rows]
-        if dst.db.vector_version is not None and "embedding" in columns:
-            k = columns.index("embedding")
-            rows = [(*r[:k], None if r[k] is None else "[" + ",".join(map(repr, map(float, r[k]))) + "]", *r[k + 1:])
-                    for r in rows]
-        with dst.con.raw.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for r in rows:
-                copy.write_row(r)
-        return
-    dst.con.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",  # type: ignore[attr-defined]
-                        [list(r) for r in rows])
-
-
-def _advance_sequences(dst: Store) -> None:
-    from .pg import PgStore
-
-    for table, (column, duck_seq, _) in SEQUENCES.items():
-        top = dst.con.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()
-        need = int(top[0]) if top else 0
-        if isinstance(dst, PgStore):
-            dst.con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), ?, ?)",
-                            [max(need, 1), need > 0])
-            continue
-        # DuckDB cannot restart a sequence: draw values until it is past the copied ids.
-        current = dst.con.execute(f"SELECT nextval('{duck_seq}')").fetchone()
-        if current and int(current[0]) < need:
-            dst.con.execute(f"SELECT max(nextval('{duck_seq}')) FROM range(?)", [need - int(current[0])])
+from .schema import TABLES
 
 
 def copy_tables(src: Store, dst: Store, tables: Sequence[str] = TABLES,
@@ -87,12 +26,12 @@ def copy_tables(src: Store, dst: Store, tables: Sequence[str] = TABLES,
     with dst.transaction():
         for table in tables:
             counts[table] = 0
-            for columns, rows in stream(src, f"SELECT * FROM {table}"):
-                _write(dst, table, columns, rows)
+            for columns, rows in src.stream(f"SELECT * FROM {table}"):
+                dst.insert_rows(table, columns, rows)
                 counts[table] += len(rows)
                 if on_rows:
                     on_rows(table, len(rows))
-        _advance_sequences(dst)
+        dst.advance_sequences()
     return counts
 
 
@@ -108,7 +47,7 @@ def embedding_digest(store: Store) -> str:
     """sha256 over every embedding (id, model, float32 bytes), in id order: equal iff copied exactly."""
     digest = hashlib.sha256()
     sql = "SELECT sighting_id, model, embedding FROM sightings WHERE embedding IS NOT NULL ORDER BY sighting_id"
-    for _, rows in stream(store, sql):
+    for _, rows in store.stream(sql):
         for sid, model, vec in rows:
             digest.update(int(sid).to_bytes(8, "little"))
             digest.update(str(model).encode())

@@ -15,7 +15,7 @@ import duckdb
 
 from ..errors import ReadOnlyViolation, StoreError
 from .base import Store
-from .schema import MIGRATIONS
+from .schema import MIGRATIONS, SEQUENCES
 
 _READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "RELATION", "VARIABLE_SET"}
 
@@ -112,6 +112,20 @@ class DuckStore(Store):
 
     def vectors(self) -> str:
         return "FLOAT[] column + usearch HNSW index beside the file"
+
+    def insert_rows(self, table: str, columns: list[str], rows: list[Any]) -> None:
+        names = ", ".join(f'"{c}"' for c in columns)
+        self.con.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
+                             [list(r) for r in rows])
+
+    def advance_sequences(self) -> None:
+        # DuckDB cannot restart a sequence: draw values until it is past the ids in the table.
+        for table, (column, sequence) in SEQUENCES.items():
+            top = self.con.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()
+            current = self.con.execute(f"SELECT nextval('{sequence}')").fetchone()
+            need, now = (int(top[0]) if top else 0), (int(current[0]) if current else 0)
+            if now < need:
+                self.con.execute(f"SELECT max(nextval('{sequence}')) FROM range(?)", [need - now])
 
     def copy_to_parquet(self, sql: str, params: Sequence[Any], target: Path) -> int:
         path = target.as_posix().replace("'", "''")

@@ -6,8 +6,6 @@ purge is never half done.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,12 +25,6 @@ class PersonRow:
     enrolled_faces: int
     sightings: int
     last_seen: datetime | None
-
-
-@contextmanager
-def transaction(store: Store) -> Iterator[None]:
-    with store.transaction():
-        yield
 
 
 def person_id(store: Store, who: str) -> int:
@@ -80,7 +72,7 @@ def rename_person(store: Store, who: str, new_name: str, actor: str) -> int:
     pid = person_id(store, who)
     if store.con.execute("SELECT 1 FROM people WHERE name = ? AND person_id <> ?", [new_name, pid]).fetchone():
         raise StoreError(f"a person called {new_name!r} is already enrolled")
-    with transaction(store):
+    with store.transaction():
         store.con.execute("UPDATE people SET name = ? WHERE person_id = ?", [new_name, pid])
         store.audit(actor, "rename", f"person:{pid}")
     return pid
@@ -117,7 +109,7 @@ def reject(store: Store, sighting: int, actor: str) -> int:
     if store.con.execute("SELECT 1 FROM enrollments WHERE sighting_id = ?", [sighting]).fetchone():
         raise StoreError(f"sighting {sighting} is an enrollment photo: use `facelake people remove` instead")
     person = int(row[0])
-    with transaction(store):
+    with store.transaction():
         store.con.execute("INSERT INTO rejections VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                           [sighting, person, utcnow()])
         store.con.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE sighting_id = ?",
@@ -135,7 +127,7 @@ def forget_person(store: Store, who: str, actor: str) -> dict[str, int]:
     """
     pid = person_id(store, who)
     con = store.con
-    with transaction(store):
+    with store.transaction():
         store.lock_person(pid)  # a writer naming a face as them now waits, then finds them gone
         enrolled_images = [r[0] for r in con.execute(
             """SELECT DISTINCT s.image_id FROM enrollments e JOIN sightings s USING (sighting_id)
@@ -175,7 +167,7 @@ def purge_unknown(store: Store, retention_days: int, actor: str, now: datetime |
     (counts and statistics keep working) without the biometric data.
     """
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
-    with transaction(store):
+    with store.transaction():
         where = """person_id IS NULL
                    AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
                    AND (embedding IS NOT NULL OR thumb IS NOT NULL)
@@ -192,7 +184,7 @@ def purge_unknown(store: Store, retention_days: int, actor: str, now: datetime |
 
 def set_identities(store: Store, changes: list[tuple[int, int | None, float | None]], actor: str) -> None:
     """Apply ``(sighting_id, person_id, match_score)`` changes and audit each new name."""
-    with transaction(store):
+    with store.transaction():
         for sighting, person, score in changes:
             store.con.execute("UPDATE sightings SET person_id = ?, match_score = ? WHERE sighting_id = ?",
                               [person, score, sighting])

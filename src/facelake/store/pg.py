@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, ReadOnlyViolation, StoreError
 from .base import Store, VectorHit, describe_target
-from .schema import PG_MIGRATIONS
+from .schema import PG_MIGRATIONS, SEQUENCES
 
 try:
     import psycopg
@@ -59,58 +59,58 @@ _EF_SEARCH = 128
 """HNSW candidates per query: pgvector's default (40) trades recall for speed (bench/scale.py)."""
 
 
-def to_pg(sql: str) -> str:
-    """facelake's ``?`` placeholders as psycopg's ``%s``; ``%`` doubled; quotes and comments kept."""
-    out: list[str] = []
-    i, n = 0, len(sql)
+def _segments(sql: str) -> Iterator[tuple[str, str]]:
+    """``sql`` cut into ``("text", …)``, ``("quoted", …)`` and ``("comment", …)`` pieces, in order.
+
+    Quoted strings and identifiers (a doubled quote inside stays inside) and comments are
+    where a ``?``, ``%`` or ``;`` is not SQL: both :func:`to_pg` and :func:`statements` need
+    to know where they are.
+    """
+    i, n, start = 0, len(sql), 0
     while i < n:
         c = sql[i]
         if c in "'\"":
             j = i + 1
             while j < n and not (sql[j] == c and (j + 1 >= n or sql[j + 1] != c)):
                 j += 2 if sql[j] == c else 1
-            out.append(sql[i : j + 1].replace("%", "%%"))
-            i = j + 1
+            end, kind = min(j + 1, n), "quoted"
         elif sql.startswith("--", i):
             j = sql.find("\n", i)
-            j = n if j < 0 else j
-            out.append(sql[i:j].replace("%", "%%"))
-            i = j
-        elif c == "?":
-            out.append("%s")
-            i += 1
-        elif c == "%":
-            out.append("%%")
-            i += 1
+            end, kind = (n if j < 0 else j), "comment"
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            end, kind = (n if j < 0 else j + 2), "comment"
         else:
-            out.append(c)
             i += 1
-    return "".join(out)
+            continue
+        if start < i:
+            yield "text", sql[start:i]
+        yield kind, sql[i:end]
+        i = start = end
+    if start < n:
+        yield "text", sql[start:]
+
+
+def to_pg(sql: str) -> str:
+    """facelake's ``?`` placeholders as psycopg's ``%s``; ``%`` doubled; quotes and comments kept."""
+    return "".join(piece.replace("%", "%%").replace("?", "%s") if kind == "text" else piece.replace("%", "%%")
+                   for kind, piece in _segments(sql))
 
 
 def statements(sql: str) -> list[str]:
-    """``sql`` split at the semicolons that end statements (not those in quotes or comments)."""
-    parts, start, i, n = [], 0, 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in "'\"":
-            j = i + 1
-            while j < n and not (sql[j] == c and (j + 1 >= n or sql[j + 1] != c)):
-                j += 2 if sql[j] == c else 1
-            i = j + 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-        elif c == ";":
-            parts.append(sql[start:i])
-            start = i = i + 1
-        else:
-            i += 1
-    parts.append(sql[start:])
-    return [p for p in parts if re.sub(r"--[^\n]*|/\*.*?\*/|\s", "", p, flags=re.DOTALL)]
+    """``sql`` split at the semicolons that end statements (not those in quotes or comments),
+    comments dropped; empty statements left out."""
+    parts = [""]
+    for kind, piece in _segments(sql):
+        if kind == "comment":
+            continue
+        if kind == "quoted":
+            parts[-1] += piece
+            continue
+        first, *rest = piece.split(";")
+        parts[-1] += first
+        parts += rest
+    return [p for p in parts if p.strip()]
 
 
 class _VectorLoader(Loader):
@@ -294,6 +294,38 @@ class PgStore(Store):
         finally:
             self.con.execute("SELECT pg_advisory_unlock(?)", [_CLUSTER_LOCK])
 
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 2_000
+               ) -> Iterator[tuple[list[str], list[Any]]]:
+        """Through a server-side cursor: psycopg's client cursor would fetch every row at once."""
+        raw = self.con.raw
+        with raw.transaction(), raw.cursor(name="facelake_stream") as cur:
+            cur.itersize = batch
+            cur.execute(to_pg(sql), list(params))
+            columns = [d.name for d in cur.description or []]
+            while rows := cur.fetchmany(batch):
+                yield columns, rows
+
+    def insert_rows(self, table: str, columns: list[str], rows: list[Any]) -> None:
+        """By ``COPY FROM STDIN``. DuckDB's fixed-size arrays arrive as tuples, which psycopg would
+        send as records, and pgvector reads ``[1,2,3]``, not an array literal."""
+        def plain(value: Any) -> Any:
+            return [plain(v) for v in value] if isinstance(value, tuple | list) else value
+
+        vector = columns.index("embedding") if "embedding" in columns and self.db.vector_version else -1
+        names = ", ".join(f'"{c}"' for c in columns)
+        with self.con.raw.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                out = [plain(v) for v in row]
+                if vector >= 0 and out[vector] is not None:
+                    out[vector] = "[" + ",".join(map(repr, map(float, out[vector]))) + "]"
+                copy.write_row(out)
+
+    def advance_sequences(self) -> None:
+        for table, (column, _) in SEQUENCES.items():
+            self.con.execute(f"""SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                                       greatest(coalesce(max({column}), 0), 1), max({column}) IS NOT NULL)
+                                 FROM {table}""")
+
     def vectors(self) -> str:
         if self.db.vector_version is not None:
             return f"pgvector {self.db.vector_version}: vector column + HNSW index per model (SQL search)"
@@ -322,7 +354,7 @@ class PgStore(Store):
         """Run ``sql``; on a read-only store only queries, inside a read-only transaction."""
         if self.read_only:
             for stmt in statements(sql):
-                word = re.sub(r"--[^\n]*|/\*.*?\*/", "", stmt, flags=re.DOTALL).split(None, 1)[0].upper().strip("(")
+                word = stmt.split(None, 1)[0].upper().strip("(")
                 if word in _OTHER_KEYWORDS:
                     raise ReadOnlyViolation(f"`facelake sql` is read-only: a {word} statement is refused. "
                                             "Use the facelake commands to change data.")
@@ -342,20 +374,20 @@ class PgStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"SQL error: {exc}") from exc
 
-    def copy_to_parquet(self, sql: str, params: Sequence[Any], target: Path) -> int:
-        """Through an in-memory DuckDB holding the tables ``sql`` reads (DuckDB writes the Parquet)."""
+    @contextmanager
+    def _in_duckdb(self, tables: Sequence[str]) -> Iterator[Store]:
+        """An in-memory DuckDB holding ``tables``: DuckDB writes the Parquet files exports need."""
         from .copy import copy_tables
         from .duck import DuckStore
 
         with DuckStore(Path(":memory:")) as mem:
-            tables = [t for t in ("images", "sightings") if re.search(rf"\b{t}\b", sql)]
             copy_tables(self, mem, tables)
+            yield mem
+
+    def copy_to_parquet(self, sql: str, params: Sequence[Any], target: Path) -> int:
+        with self._in_duckdb([t for t in ("images", "sightings") if re.search(rf"\b{t}\b", sql)]) as mem:
             return mem.copy_to_parquet(sql, params, target)
 
     def export_parquet(self, directory: Path) -> dict[str, int]:
-        from .copy import copy_tables
-        from .duck import DuckStore
-
-        with DuckStore(Path(":memory:")) as mem:
-            copy_tables(self, mem, ["images", "sightings"])
+        with self._in_duckdb(["images", "sightings"]) as mem:
             return mem.export_parquet(directory)

@@ -228,10 +228,10 @@ PG_MIGRATIONS: list[str] = [
 ]
 """PostgreSQL's schema: it starts at DuckDB's latest version, so it has one step so far."""
 
-SEQUENCES = {"people": ("person_id", "person_seq", "people_person_id_seq"),
-             "sightings": ("sighting_id", "sighting_seq", "sightings_sighting_id_seq"),
-             "tokens": ("token_id", "token_seq", "tokens_token_id_seq")}
-"""Tables whose ids come from a sequence: (column, DuckDB's sequence, PostgreSQL's) — for `facelake copy`."""
+SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
+             "tokens": ("token_id", "token_seq")}
+"""Tables whose ids come from a sequence: (column, DuckDB's sequence), for `facelake copy`
+(PostgreSQL's serial columns name their own: ``pg_get_serial_sequence``)."""
 
 TABLES = ["images", "people", "sightings", "enrollments", "audit", "source_objects", "exports", "rejections",
           "tokens", "not_faces", "face_contexts"]
