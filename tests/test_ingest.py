@@ -278,3 +278,13 @@ def test_embed_uses_every_core_for_many_images_with_the_same_output(tmp_path: Pa
     for a, b in zip(one, pooled):
         assert len(a.faces) == len(b.faces) == 1
         assert np.allclose(a.faces[0].embedding, b.faces[0].embedding, atol=1e-6)
+
+
+def test_a_short_run_is_cut_into_several_batches_per_worker() -> None:
+    from facelake.pipeline import BATCHES_PER_WORKER, batch_size
+
+    assert batch_size(8, 2, 24) == 3  # 8 batches: 4 for each worker, not 2 and 1
+    assert batch_size(8, 2, 1000) == 8  # long runs keep the configured size
+    assert batch_size(8, 2, 3) == 1
+    assert batch_size(8, 1, 24) == 8 and batch_size(8, 4, None) == 8
+    assert 24 / batch_size(8, 2, 24) >= BATCHES_PER_WORKER * 2

@@ -222,3 +222,51 @@ def test_a_crowd_of_tiny_faces_is_searched_enlarged(patches: dict[str, np.ndarra
     plain = found(RetinaFaceDetector(session, zoom_below_px=0))  # no face counts as small: no second look
     zoomed = found(RetinaFaceDetector(session))
     assert plain <= 8 and zoomed >= 22, (plain, zoomed)
+
+
+def test_the_cached_hog_detector_finds_the_boxes_dlib_builds_it_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples: Path
+) -> None:
+    import dlib
+
+    from facelake.vision import models
+
+    monkeypatch.setenv("FACELAKE_CACHE", str(tmp_path))
+    rgb = load_rgb(samples / "obama.jpg")
+    built = dlib.get_frontal_face_detector()(rgb, 0)
+    models.dlib_hog_detector.cache_clear()
+    first = models.dlib_hog_detector()  # builds and saves
+    saved = list((tmp_path / "models").glob("*_frontal_face_hog.svm"))
+    assert len(saved) == 1 and not list((tmp_path / "models").glob("*.part"))
+    models.dlib_hog_detector.cache_clear()
+    loaded = models.dlib_hog_detector()  # reads the file
+    as_tuples = lambda rects: [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+    assert len(built) == 1
+    assert as_tuples(first(rgb, 0)) == as_tuples(loaded(rgb, 0)) == as_tuples(built)
+    saved[0].write_bytes(b"not a detector")  # a damaged cache file is rebuilt, not trusted
+    models.dlib_hog_detector.cache_clear()
+    assert as_tuples(models.dlib_hog_detector()(rgb, 0)) == as_tuples(built)
+    assert saved[0].stat().st_size > 1000
+    models.dlib_hog_detector.cache_clear()
+
+
+@pytest.mark.parametrize("box", [(40.0, 30.0, 60.0, 70.0), (-20.0, 150.0, 80.0, 90.0), (300.0, -40.0, 150.0, 120.0)])
+def test_face_crop_matches_a_black_padded_copy(box: tuple[float, float, float, float]) -> None:
+    import cv2
+
+    from facelake.vision.align import face_crop
+    from facelake.vision.types import Detection
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (240, 400, 3), dtype=np.uint8)
+    crop, factor, origin = face_crop(image, Detection(box, 0.9, np.zeros((5, 2), np.float32)))
+    # The reference: the square region copied onto black, then resized the same way.
+    face = max(box[2], box[3])
+    side = int(np.ceil(face * 2))
+    x0, y0 = int(origin[0]), int(origin[1])
+    padded = cv2.copyMakeBorder(image, side, side, side, side, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    region = padded[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
+    out = round(side * 150.0 / face)
+    expected = cv2.resize(region, (out, out), interpolation=cv2.INTER_CUBIC if out > side else cv2.INTER_AREA)
+    assert crop.shape == expected.shape and factor == pytest.approx(out / side)
+    assert np.array_equal(crop, expected)
