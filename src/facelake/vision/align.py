@@ -70,11 +70,12 @@ def face_crop(image: RGBImage, det: Detection) -> tuple[RGBImage, float, NDArray
     height, width = image.shape[:2]
     cx0, cy0 = max(x0, 0), max(y0, 0)
     cx1, cy1 = min(x0 + side, width), min(y0 + side, height)
+    region: NDArray[np.uint8]
     if cx0 == x0 and cy0 == y0 and cx1 == x0 + side and cy1 == y0 + side:
         region = image[cy0:cy1, cx0:cx1]  # inside the image: resize the view, no copy of a large face
     elif cx1 > cx0 and cy1 > cy0:
-        region = cv2.copyMakeBorder(image[cy0:cy1, cx0:cx1], cy0 - y0, y0 + side - cy1, cx0 - x0,
-                                    x0 + side - cx1, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        region = np.asarray(cv2.copyMakeBorder(image[cy0:cy1, cx0:cx1], cy0 - y0, y0 + side - cy1, cx0 - x0,
+                                               x0 + side - cx1, cv2.BORDER_CONSTANT, value=(0, 0, 0)), np.uint8)
     else:
         region = np.zeros((side, side, 3), dtype=np.uint8)
     out = max(2, round(side * _TARGET_FACE_PX / face))
