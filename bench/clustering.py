@@ -10,7 +10,7 @@ For each embedder and cluster threshold: faces clustered, clusters of 2+, the la
 cluster, and BCubed precision / recall / F against the true identities — for facelake's
 centroid clustering and, on the next line, for Chinese whispers (the previous rule).
 
-Usage: python bench/clustering.py [--facedata ../shared/facedata] [--embedders dlib mobilefacenet]
+Usage: python bench/clustering.py [--facedata ../shared/facedata] [--embedders fusion dlib mobilefacenet]
                                   [--thresholds 0.93 0.95 0.97]
 """
 
@@ -89,7 +89,7 @@ def main() -> None:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--facedata", type=Path, default=here.parent / "shared" / "facedata")
-    parser.add_argument("--embedders", nargs="+", default=["dlib", "mobilefacenet"])
+    parser.add_argument("--embedders", nargs="+", default=["fusion", "dlib", "mobilefacenet"])
     parser.add_argument("--thresholds", type=float, nargs="*", default=None,
                         help="cluster thresholds to try (default: each embedder's calibrated one)")
     args = parser.parse_args()

@@ -2,9 +2,12 @@
 
 With the labelled photos of ``bench/accuracy.py``: every person but ``--unenrolled`` of them is
 enrolled from their first photo; every other photo is ingested twice, as it is and as a
-CCTV-quality copy (``shared/eval/degrade.py``, largest face ``--face-px`` wide). Reports, for
+CCTV-quality copy (``shared/eval/degrade.py``, largest face ``--face-px`` wide). The 26 ORL
+subjects that set leaves out (5 photos each, also twice) are strangers too, and a "street"
+camera first stores the passers-by of the group photos (the cameras' history). Reports, for
 clean and CCTV faces, the share named right, named wrong and left unknown; how often the
-never-enrolled people get a name; and the BCubed precision/recall of clustering their faces.
+never-enrolled people get a name; the BCubed precision/recall of clustering their faces;
+and each threshold at a stated false-accept rate (where identities/calibration.py's come from).
 
 Usage: python bench/identify.py [--facedata ../shared/facedata] [--face-px 40] [--unenrolled 3]
 """
@@ -20,11 +23,16 @@ from collections import defaultdict
 from pathlib import Path
 
 import duckdb
+import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import build_set
+from clustering import GROUPS
 
 from facelake import cluster, enroll_person, ingest, load_settings
+from facelake.config import Settings
+from facelake.identities.calibration import model_of
 from facelake.identities.cluster import bcubed
 
 
@@ -41,13 +49,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="facelake-identify-"))
     sets = build_set(args.facedata, work, orl_subjects=14)
     labels = {key: person for rows in sets.values() for key, person in rows}
+    people = sorted(set(labels.values()))
+    # More strangers: every ORL subject the set above leaves out, 5 photos each.
+    subjects = sorted((args.facedata / "att_orl").glob("s*"), key=lambda p: int(p.name[1:]))
+    for subject in subjects:
+        if f"orl{subject.name}" in people:
+            continue
+        for shot in (1, 3, 5, 7, 9):
+            key = f"x{subject.name}_{shot}"
+            Image.open(subject / f"{shot}.pgm").convert("RGB").save(work / "clean" / f"{key}.png")
+            labels[key] = f"x{subject.name}"
     photos = {p.stem: p for p in (work / "clean").iterdir()}
     cctv = work / "cctv"
     subprocess.run([sys.executable, str(args.eval / "degrade.py"), str(work / "clean"), str(cctv),
                     str(args.face_px), str(args.seed)], check=True)
-    people = sorted({labels[k] for k in photos})
-    # Never enrolled: one public figure and ORL subjects, spread through the list.
+    # Never enrolled: one public figure and ORL subjects, spread through the list, and the extra subjects.
     unenrolled = set(people[:: max(1, len(people) // args.unenrolled)][: args.unenrolled])
+    unenrolled |= {label for label in labels.values() if label.startswith("x")}
+    print(f"{len(people) - len(unenrolled & set(people))} people enrolled from one photo each; "
+          f"{len(unenrolled)} never enrolled ({len({k for k in photos if labels[k] in unenrolled})} photos); "
+          f"CCTV copies with {args.face_px}-px faces")
     settings = load_settings(None, db=work / "facelake.duckdb")
     enrolled_keys = set()
     for person in people:
@@ -56,6 +77,15 @@ def main() -> None:
         first = min(k for k in photos if labels[k] == person)
         enroll_person(settings, person, [photos[first]], consent="benchmark: public dev photos")
         enrolled_keys.add(first)
+    # A street camera saw the group photos' passers-by first: the cameras' history.
+    street = work / "cams_street" / "street"
+    street.mkdir(parents=True)
+    for rel in GROUPS:
+        src = args.facedata / rel
+        for path in ([src] if src.is_file() else sorted(src.glob("*.jpg"))):
+            if path.name != "dogs.jpg":
+                shutil.copy(path, street / path.name)
+    ingest([street.parent], settings, workers=2)
     cams = work / "cams"
     for key, path in photos.items():
         if key in enrolled_keys:
@@ -65,6 +95,13 @@ def main() -> None:
             shutil.copy(src, cams / kind / f"{key}{src.suffix}")
     ingest([cams], settings, workers=2)
     cluster(settings)
+    report(settings, labels, unenrolled, f"named at ingest ({model_of(settings)})")
+    calibrate(settings, labels)
+    print(f"files in {work}")
+
+
+def report(settings: Settings, labels: dict[str, str], unenrolled: set[str], title: str) -> None:
+    """Named right / wrong / unknown per camera, strangers named, and clustering of strangers."""
     with duckdb.connect(str(settings.db), read_only=True) as con:
         rows = con.execute(
             """SELECT i.camera, regexp_extract(i.uri, '([^/]+)\\.[a-z]+$', 1), p.name, s.cluster_id
@@ -81,8 +118,11 @@ def main() -> None:
             predicted.append(cluster_id if cluster_id is not None else -hash(key))
         else:
             counts[(camera, "right" if name == person else "wrong" if name else "unknown")] += 1
-    print(f"{len(people)} people ({len(people) - len(unenrolled)} enrolled from one photo each; never enrolled: "
-          f"{', '.join(sorted(unenrolled))}); CCTV copies with {args.face_px}-px faces")
+    with duckdb.connect(str(settings.db), read_only=True) as con:
+        street = con.execute("""SELECT count(*), count(s.person_id), string_agg(p.name, ', ' ORDER BY p.name)
+                                FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
+                                WHERE i.camera = 'street'""").fetchone()
+    print(f"\n{title}")
     header = f"{'faces':8} {'right':>7} {'wrong':>7} {'unknown':>8} {'never-enrolled named':>21}"
     print(header)
     print("-" * len(header))
@@ -92,10 +132,50 @@ def main() -> None:
         print(f"{camera:8} {counts[(camera, 'right')] / total:7.1%} {counts[(camera, 'wrong')] / total:7.1%} "
               f"{counts[(camera, 'unknown')] / total:8.1%} "
               f"{counts[(camera, 'unenrolled named')]:>9}/{stranger:<3} ({counts[(camera, 'unenrolled named')] / max(stranger, 1):.1%})")
+    print(f"street camera: {street[1]} of its {street[0]} passers-by named ({street[2] or 'none'}; "
+          "two_people.jpg shows the enrolled obama and biden)")
     p, r, f = bcubed(truth, predicted)
-    print(f"\nclustering the never-enrolled people's {len(truth)} faces (clean and CCTV): "
+    print(f"clustering the never-enrolled people's {len(truth)} faces (clean and CCTV): "
           f"BCubed precision {p:.3f}, recall {r:.3f}, F {f:.3f}")
-    print(f"files in {work}")
+
+
+def calibrate(settings: Settings, labels: dict[str, str]) -> None:
+    """Thresholds at a stated false-accept rate, for clean faces and for CCTV copies.
+
+    Clean pairs are every two largest faces of the clean photos (enrollment photos
+    included); CCTV pairs are each CCTV copy against every clean face of another photo. The
+    printed values, and a fifth of the different-person spread (the margin), are where
+    ``CALIBRATED`` in identities/calibration.py comes from.
+    """
+    model = model_of(settings)
+    with duckdb.connect(str(settings.db), read_only=True) as con:
+        rows = con.execute(
+            """SELECT i.camera, regexp_extract(i.uri, '([^/]+)\\.[a-z]+$', 1), s.embedding, s.quality
+               FROM images i JOIN sightings s ON s.image_id = i.image_id AND s.face_index = 0
+               WHERE i.camera IN ('clean', 'enrollment', 'cctv') AND s.model = ?""", [model]).fetchall()
+    clean = [(key, emb) for camera, key, emb, _ in rows if camera != "cctv"]
+    cctv = [(key, emb) for camera, key, emb, _ in rows if camera == "cctv"]
+    X = np.array([emb for _, emb in clean], dtype=np.float32)
+    y = np.array([labels[key] for key, _ in clean])
+    Q = np.array([emb for _, emb in cctv], dtype=np.float32)
+    qy = np.array([labels[key] for key, _ in cctv])
+    iu = np.triu_indices(len(X), 1)
+    same = (y[:, None] == y[None, :])[iu]
+    other_photo = np.array([[kq != kc for kc, _ in clean] for kq, _ in cctv])
+    q_same = (qy[:, None] == y[None, :])[other_photo]
+    quality = float(np.median([q for camera, _, _, q in rows if camera == "cctv"]))
+    pairs = (X @ X.T)[iu]
+    print(f"\ncalibration ({model}): {int(same.sum())} same-person and {int((~same).sum())} different-person "
+          f"pairs of clean faces; different people score {pairs[~same].mean():.3f} ± {pairs[~same].std():.4f}")
+    for label, scores, genuine, impostor in (
+        ("clean", pairs, same, ~same),
+        (f"CCTV (quality ~{quality:.2f})", (Q @ X.T)[other_photo], q_same, ~q_same),
+    ):
+        cells = []
+        for far in (0.001, 0.01):
+            cut = float(np.quantile(scores[impostor], 1.0 - far, method="higher"))
+            cells.append(f"FAR {far:.1%}: threshold {cut:.4f}, TAR {np.mean(scores[genuine] > cut):.3f}")
+        print(f"  {label:22} " + "; ".join(cells))
 
 
 if __name__ == "__main__":

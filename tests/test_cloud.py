@@ -177,7 +177,7 @@ def test_export_to_bigquery_is_incremental_and_erasures_follow(
                      f"{ds}.images i JOIN {ds}.sightings s USING (image_id) ORDER BY 1, 3")
     assert remote == local and len(remote) == 5
     emb = bq_rows(bigquery_endpoint, f"SELECT ARRAY_LENGTH(embedding), ARRAY_LENGTH(landmarks) FROM {ds}.sightings")
-    assert set(emb) == {(128, 5)}
+    assert set(emb) == {(320, 5)}
     # Erasure reaches the warehouse on the next export.
     assert cli(db, "forget", "Barack Obama")[0] == 0
     code, output = cli(db, "export", "--bigquery", f"facelake-test.{ds}")
@@ -203,7 +203,7 @@ def test_function_sink_writes_bigquery_rows_once(
     again = handle_event("google.cloud.storage.object.v1.finalized", data, runtime)
     assert (first.outcome, first.faces, again.outcome) == ("new", 1, "skipped")
     assert bq_rows(bigquery_endpoint, "SELECT camera, status FROM fn.images") == [("door", "ok")]
-    assert bq_rows(bigquery_endpoint, "SELECT face_index, ARRAY_LENGTH(embedding) FROM fn.sightings") == [(0, 128)]
+    assert bq_rows(bigquery_endpoint, "SELECT face_index, ARRAY_LENGTH(embedding) FROM fn.sightings") == [(0, 320)]
 
 
 def test_function_refuses_an_oversized_object_before_downloading_it(tmp_path: Path, samples: Path, gcs: str) -> None:

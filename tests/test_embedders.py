@@ -1,5 +1,6 @@
 """The second embedder: MobileFaceNet converted from TFLite by facelake's own converter,
-checked against the TFLite runtime, aligned by a similarity transform, stored with its model name."""
+checked against the TFLite runtime, aligned by a similarity transform, stored with its model
+name; and the fused embedder (the default) that combines it with dlib's ResNet."""
 
 from __future__ import annotations
 
@@ -63,20 +64,57 @@ def test_mobilefacenet_tells_people_apart(samples: Path, mobilefacenet: FaceAnal
     assert min(same) > 0.6 and max(other) < 0.3
 
 
+def test_the_fused_embedding_is_both_networks_weighted(samples: Path, analyzer: FaceAnalyzer) -> None:
+    from facelake.identities.calibration import CALIBRATED
+
+    dlib = FaceAnalyzer(AnalyzerOptions(embedder="dlib"))
+    mfn = FaceAnalyzer(AnalyzerOptions(embedder="mobilefacenet", embed_lowres_px=0))
+    w = models.FUSION_DLIB_WEIGHT
+    fused = {}
+    for name in ("obama", "obama2", "biden"):
+        image = load_rgb(samples / f"{name}.jpg")
+        face = analyzer.analyze(image)[0]
+        assert face.model == models.FUSION and face.embedding.shape == (320,)
+        assert float(np.linalg.norm(face.embedding)) == pytest.approx(1.0, abs=1e-5)
+        a, b = dlib.analyze(image)[0].embedding, mfn.analyze(image)[0].embedding
+        assert np.allclose(face.embedding, np.concatenate([np.sqrt(w) * a, np.sqrt(1 - w) * b]), atol=1e-5)
+        fused[name] = (face.embedding, a, b)
+    # The fused cosine is the weighted mean of the two networks' cosines ...
+    (x, xa, xb), (y, ya, yb) = fused["obama"], fused["biden"]
+    assert float(x @ y) == pytest.approx(w * float(xa @ ya) + (1 - w) * float(xb @ yb), abs=1e-5)
+    # ... and names the same person while keeping another apart, at its own calibrated threshold.
+    t = CALIBRATED[models.FUSION]
+    assert float(fused["obama"][0] @ fused["obama2"][0]) > t.identify > float(x @ y) + 0.05
+
+
+def test_the_fused_embedder_needs_both_chips() -> None:
+    from facelake.vision.embed import FusedEmbedder
+    from facelake.vision.types import AlignedFace
+
+    fused = FusedEmbedder(FaceAnalyzer(AnalyzerOptions(embedder="dlib")).embedder,
+                          FaceAnalyzer(AnalyzerOptions(embedder="mobilefacenet")).embedder, models.FUSION, 0.85)
+    chip = np.zeros((150, 150, 3), np.uint8)
+    with pytest.raises(ValueError, match="both chips"):
+        fused.embed_faces([AlignedFace(chip, np.zeros((5, 2), np.float32), "box")])
+    with pytest.raises(ValueError):
+        FusedEmbedder(fused.first, fused.second, models.FUSION, 1.0)
+    assert fused.embed_faces([]).shape == (0, 320)
+
+
 def test_each_row_names_its_model_and_models_never_meet(db: Target, tmp_path: Path, cams: Path, samples: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli(db, "people", "add", "Barack Obama", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
     assert cli(db, "ingest", str(cams / "frontdoor"), "--camera", "frontdoor", "--workers", "1")[0] == 0
     monkeypatch.setenv("FACELAKE_EMBEDDER", "mobilefacenet")
-    # The only enrollment is a dlib embedding: a MobileFaceNet face cannot be named by it.
+    # The only enrollment is a fused embedding: a MobileFaceNet face cannot be named by it.
     assert cli(db, "ingest", str(cams / "garden"), "--camera", "garden", "--workers", "1")[0] == 0
     assert [(c, m, len(e), p) for c, m, e, p in rows(
         db, "SELECT i.camera, s.model, s.embedding, s.person_id FROM sightings s JOIN images i "
             "USING (image_id) WHERE i.camera <> 'enrollment' ORDER BY 1, 2, 4")] == [
-        ("frontdoor", models.DLIB_RESNET, 128, 1), ("frontdoor", models.DLIB_RESNET, 128, None),
+        ("frontdoor", models.FUSION, 320, 1), ("frontdoor", models.FUSION, 320, None),
         ("garden", models.MOBILEFACENET, 192, None)]
     code, output = cli(db, "stats")
-    assert code == 0 and models.MOBILEFACENET in output and models.DLIB_RESNET in output
+    assert code == 0 and models.MOBILEFACENET in output and models.FUSION in output
 
 
 def test_reembed_switches_models_keeping_names_and_is_resumable(
@@ -101,7 +139,7 @@ def test_reembed_switches_models_keeping_names_and_is_resumable(
     from collections import Counter
 
     assert Counter((m, len(e)) for m, e in rows(db, "SELECT model, embedding FROM sightings")) == {
-        (models.DLIB_RESNET, 128): 1, (models.MOBILEFACENET, 192): 3}
+        (models.FUSION, 320): 1, (models.MOBILEFACENET, 192): 3}
     # Nothing left that can be done: a second run re-embeds nothing.
     assert "re-embedded 0 faces" in cli(db, "reembed", "--model", "mobilefacenet")[1]
     # With the new model configured, a new photo of the enrolled person is named through the new gallery.

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from facelake.cli import app
 from facelake.identities.calibration import CALIBRATED
 from facelake.store.base import Target
-from facelake.vision.models import DLIB_RESNET
+from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
 from .dbs import NewDb, missing, rows
 
@@ -41,9 +41,9 @@ def test_ingest_stores_images_and_sightings_with_camera_from_folder(db: Target, 
                      "octet_length(thumb), person_id, cluster_id FROM sightings")
     assert len(faces) == 3
     for face_index, box, landmarks, score, quality, embedding, model, thumb, person, cluster in faces:
-        assert (face_index, len(box), np.shape(landmarks), len(embedding)) == (0, 4, (5, 2), 128)
+        assert (face_index, len(box), np.shape(landmarks), len(embedding)) == (0, 4, (5, 2), 320)
         assert score > 0.9 and 0 < quality <= 1 and thumb > 500
-        assert model == "dlib_face_recognition_resnet_model_v1"
+        assert model == FUSION
         assert person is None and cluster is None
         assert abs(float(np.dot(embedding, embedding)) - 1) < 1e-4
 
@@ -214,7 +214,7 @@ def test_export_parquet_round_trips(db: Target, tmp_path: Path, cams: Path) -> N
     assert images.num_rows == 3 and sightings.num_rows == 3
     assert {"image_id", "uri", "camera", "taken_at", "gps_lat", "gps_lon", "status"} <= set(images.column_names)
     first = sightings.to_pylist()[0]
-    assert len(first["embedding"]) == 128 and len(first["box"]) == 4
+    assert len(first["embedding"]) == 320 and len(first["box"]) == 4
     assert set(first["landmarks"][0]) == {"x", "y"} and len(first["landmarks"]) == 5
     stored = rows(db, "SELECT embedding FROM sightings ORDER BY sighting_id LIMIT 1")[0][0]
     assert np.allclose(first["embedding"], stored)
@@ -241,9 +241,9 @@ def test_embed_jsonl_is_the_documented_machine_interface(tmp_path: Path, samples
         assert set(r) == {"image", "faces", "detections"} and r["faces"] == len(r["detections"]) == 1
         det = r["detections"][0]
         assert set(det) == {"box", "score", "landmarks", "embedding"}
-        assert len(det["box"]) == 4 and len(det["landmarks"]) == 5 and len(det["embedding"]) == 128
+        assert len(det["box"]) == 4 and len(det["landmarks"]) == 5 and len(det["embedding"]) == EMBEDDING_DIMS[FUSION]
     a, b = (np.array(r["detections"][0]["embedding"]) for r in (lines[0], lines[2]))
-    assert float(a @ b) < CALIBRATED[DLIB_RESNET].match
+    assert float(a @ b) < CALIBRATED[FUSION].match
     assert not (tmp_path / "unused.duckdb").exists(), "embed never writes a database"
 
 
@@ -254,7 +254,7 @@ def test_detector_option_selects_the_detector_and_rejects_unknown_names(
     code, output = cli(tmp_path / "x.duckdb", "embed", str(samples / "biden.jpg"), "--jsonl", "--detector", detector)
     assert code == 0, output
     record = json.loads(output)
-    assert record["faces"] == 1 and len(record["detections"][0]["embedding"]) == 128
+    assert record["faces"] == 1 and len(record["detections"][0]["embedding"]) == 320
     _, default = cli(tmp_path / "x.duckdb", "embed", str(samples / "biden.jpg"), "--jsonl")
     same_face = np.dot(record["detections"][0]["embedding"], json.loads(default)["detections"][0]["embedding"])
     assert same_face > 0.97, "each detector's face embeds like RetinaFace's"

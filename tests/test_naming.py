@@ -18,7 +18,7 @@ from .conftest import paste
 from .dbs import rows
 from .test_ingest import cli
 
-T = Thresholds(match=0.5, identify=0.6, cluster=0.6, low_quality_extra=0.2, duplicate=0.9)
+T = Thresholds(match=0.5, identify=0.6, cluster=0.6, low_quality_extra=0.2, duplicate=0.9, margin=0.05)
 
 
 def unit(*v: float) -> np.ndarray:

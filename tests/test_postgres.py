@@ -75,17 +75,18 @@ def test_pgvector_search_is_sql_on_an_hnsw_index(pg_servers: PostgresServers, ca
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     code, output = cli(db, "stats", "--json")
     assert code == 0 and "pgvector 0.6" in json.loads(output)["store"][0]["vectors"]
-    from facelake.vision.models import DLIB_RESNET
+    from facelake.store.pg import _hnsw_name
+    from facelake.vision.models import FUSION
 
     with open_store(db) as store:
         vec = np.asarray(rows(db, "SELECT embedding FROM sightings ORDER BY sighting_id LIMIT 1")[0][0], np.float32)
         store.con.execute("SET enable_seqscan = off")  # three rows: make the planner show that it *can* use it
         plan = "\n".join(r[0] for r in store.con.execute(
             "EXPLAIN SELECT sighting_id FROM sightings WHERE model = ? AND embedding IS NOT NULL "
-            "ORDER BY embedding::vector(128) <=> ?::vector(128) LIMIT 3",
-            [DLIB_RESNET, "[" + ",".join(map(str, vec.tolist())) + "]"]).fetchall())
-        assert "sightings_hnsw_dlib" in plan, plan
-        hits = store.nearest(DLIB_RESNET, 128, vec, 3)
+            "ORDER BY embedding::vector(320) <=> ?::vector(320) LIMIT 3",
+            [FUSION, "[" + ",".join(map(str, vec.tolist())) + "]"]).fetchall())
+        assert _hnsw_name(FUSION) in plan, plan
+        hits = store.nearest(FUSION, 320, vec, 3)
     assert hits is not None and hits[0].score == pytest.approx(1.0, abs=1e-5) and len(hits) == 3
 
 

@@ -12,11 +12,11 @@ from facelake.vision.align import hog_style_box
 from facelake.vision.analyzer import FaceAnalyzer
 from facelake.vision.detect import _anchors, detection_scale, nms
 from facelake.vision.embed import l2_normalize
-from facelake.vision.models import DLIB_RESNET
+from facelake.vision.models import FUSION
 
 from .conftest import load_rgb, paste
 
-THRESHOLD = CALIBRATED[DLIB_RESNET].match
+THRESHOLD = CALIBRATED[FUSION].match
 
 
 # --- unit tests: no model weights ---------------------------------------------------------
@@ -72,7 +72,7 @@ def test_one_face_per_portrait(analyzer: FaceAnalyzer, samples: Path, name: str)
     faces = analyzer.analyze(load_rgb(samples / name))
     assert len(faces) == 1
     face = faces[0]
-    assert face.embedding.shape == (128,)
+    assert face.embedding.shape == (320,)
     assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
     assert face.detection.score > 0.9
     assert 0.0 < face.quality <= 1.0

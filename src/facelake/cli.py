@@ -566,7 +566,7 @@ def eval_cmd(
 @app.command("reembed")
 @_reports_errors
 def reembed_cmd(
-    model: Annotated[str, typer.Option("--model", help="Embedder to recompute every stored face with: dlib or mobilefacenet.")],
+    model: Annotated[str, typer.Option("--model", help="Embedder to recompute every stored face with: fusion, dlib or mobilefacenet.")],
 ) -> None:
     """Recompute every stored face's embedding with another model (resumable; names and clusters stay).
 

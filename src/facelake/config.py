@@ -94,10 +94,11 @@ class Settings(BaseSettings):
     )
 
     # --- embedding ---
-    embedder: Literal["dlib", "mobilefacenet"] = Field(
-        "dlib", title="Face embedder",
-        description="'dlib' (dlib's ResNet, 128-D, aligned the dlib way) or 'mobilefacenet' "
-        "(sirius-ai's MobileFaceNet, 192-D, ArcFace-style; docs/models.md). Every embedding row "
+    embedder: Literal["fusion", "dlib", "mobilefacenet"] = Field(
+        "fusion", title="Face embedder",
+        description="'fusion' (both networks below, each on its own chip, one 320-D vector), 'dlib' "
+        "(dlib's ResNet, 128-D, aligned the dlib way) or 'mobilefacenet' (sirius-ai's MobileFaceNet, "
+        "192-D, ArcFace-style; docs/models.md). Every embedding row "
         "names its model and vectors of two models are never compared; `facelake reembed` "
         "recomputes stored faces with another model.",
     )
@@ -142,20 +143,23 @@ class Settings(BaseSettings):
     )
     match_threshold: float | None = Field(
         None, ge=-1.0, le=1.0, title="Same-person cosine threshold (one pair)",
-        description="None: the embedder's calibrated value (identities/calibration.py; dlib 0.935, "
-        "MobileFaceNet 0.6). Two faces at least this similar are taken to be the same person "
+        description="None: the embedder's calibrated value (identities/calibration.py; fusion 0.858, "
+        "dlib 0.935, MobileFaceNet 0.6). Two faces at least this similar are taken to be the same person "
         "(alert debounce of look-alike strangers).",
     )
     identify_threshold: float | None = Field(
         None, ge=-1.0, le=1.0, title="Cosine similarity needed to name a face",
-        description="None: the embedder's calibrated value (dlib 0.953, MobileFaceNet 0.66). Stricter "
-        "than one pair's threshold because a stranger gets one try per enrolled face; raised further "
-        "for low-quality faces (docs/accuracy.md has the score distributions behind each value).",
+        description="None: the embedder's calibrated value, at a false-accept rate of 0.1 % per pair "
+        "(fusion 0.879, dlib 0.958, MobileFaceNet 0.66; bench/identify.py). Stricter than one pair's "
+        "threshold because a stranger gets one try per enrolled face; raised for low-quality faces "
+        "where the model needs it (docs/accuracy.md has the score distributions behind each value).",
     )
-    match_margin: float = Field(
-        0.005, ge=0.0, le=1.0, title="Margin over the second-best person",
+    match_margin: float | None = Field(
+        None, ge=0.0, le=1.0, title="Margin over the second-best person",
         description="A face is named only if its best person beats the next one by this much, so "
-        "a face that looks like two enrolled people stays unknown.",
+        "a face that looks like two enrolled people stays unknown. None: the embedder's calibrated "
+        "value, a fifth of the spread of its different-person scores (fusion 0.0083, dlib 0.005, "
+        "MobileFaceNet 0.032).",
     )
     identify_min_quality: float = Field(
         0.13, ge=0.0, le=1.0, title="Lowest face quality that is named automatically",
@@ -165,9 +169,9 @@ class Settings(BaseSettings):
     )
     cluster_threshold: float | None = Field(
         None, ge=-1.0, le=1.0, title="Similarity to a cluster's centre needed to join it",
-        description="None: the embedder's calibrated value (dlib 0.96, MobileFaceNet 0.65), chosen with "
-        "bench/clustering.py so a crowd of strangers stays apart (largest cluster 4) while repeat "
-        "visitors group (BCubed F 0.98).",
+        description="None: the embedder's calibrated value (fusion 0.88, dlib 0.96, MobileFaceNet 0.65), "
+        "chosen with bench/clustering.py so a crowd of strangers stays apart (largest cluster 4-6) while "
+        "repeat visitors group (BCubed F 0.98-1.00).",
     )
     bucket_read_threads: int = Field(
         4, ge=1, le=64, title="Bucket objects downloaded at once",

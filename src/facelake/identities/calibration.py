@@ -9,10 +9,10 @@ in the settings overrides it for whatever model is in use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import Settings
-from ..vision.models import DLIB_RESNET, EMBEDDER_MODELS, EMBEDDING_DIMS, MOBILEFACENET
+from ..vision.models import DLIB_RESNET, EMBEDDER_MODELS, EMBEDDING_DIMS, FUSION, MOBILEFACENET
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,17 @@ class Thresholds:
     """Added to ``identify`` for a face of quality 0 (linearly less up to quality_full)."""
     duplicate: float
     """Two faces this similar are near-duplicates ("not this person" covers both)."""
+    margin: float
+    """A named face's best person must beat the second best by this much (0.2 impostor sd)."""
 
 
 CALIBRATED: dict[str, Thresholds] = {
-    # bench/identify.py, bench/accuracy.py and bench/clustering.py on the development photos;
-    # the score distributions behind each value are in docs/accuracy.md.
-    DLIB_RESNET: Thresholds(match=0.935, identify=0.953, cluster=0.96, low_quality_extra=0.002, duplicate=0.975),
-    MOBILEFACENET: Thresholds(match=0.6, identify=0.66, cluster=0.65, low_quality_extra=0.01, duplicate=0.85),
+    # bench/identify.py (identify: FAR 0.1 % per pair; match: FAR 1 %; margin: a fifth of the
+    # different-person spread), bench/clustering.py (cluster) on the development photos; the
+    # score distributions behind each value are in docs/accuracy.md.
+    DLIB_RESNET: Thresholds(match=0.935, identify=0.958, cluster=0.96, low_quality_extra=0.002, duplicate=0.975, margin=0.005),
+    MOBILEFACENET: Thresholds(match=0.6, identify=0.66, cluster=0.65, low_quality_extra=0.01, duplicate=0.85, margin=0.032),
+    FUSION: Thresholds(match=0.858, identify=0.879, cluster=0.88, low_quality_extra=0.0, duplicate=0.956, margin=0.0083),
 }
 
 
@@ -48,10 +52,10 @@ def dim_of(settings: Settings) -> int:
 
 def thresholds(settings: Settings) -> Thresholds:
     base = CALIBRATED[model_of(settings)]
-    return Thresholds(
+    return replace(
+        base,
         match=base.match if settings.match_threshold is None else settings.match_threshold,
         identify=base.identify if settings.identify_threshold is None else settings.identify_threshold,
         cluster=base.cluster if settings.cluster_threshold is None else settings.cluster_threshold,
-        low_quality_extra=base.low_quality_extra,
-        duplicate=base.duplicate,
+        margin=base.margin if settings.match_margin is None else settings.match_margin,
     )

@@ -101,9 +101,9 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
     for held_out in names:
         enrolled_idx = [int(np.nonzero(y == n)[0][0]) for n in names if n != held_out]
         ids = {n: i for i, n in enumerate(names)}
-        gallery = Gallery(t.identify, settings.match_margin).fit(
+        gallery = Gallery(t.identify, t.margin).fit(
             X[enrolled_idx], np.array([ids[str(y[i])] for i in enrolled_idx], dtype=np.int64))
-        namer = Namer(gallery, t, settings.match_margin, settings.identify_min_quality)
+        namer = Namer(gallery, t, t.margin, settings.identify_min_quality)
         for i in range(len(X)):
             if i in enrolled_idx:
                 continue

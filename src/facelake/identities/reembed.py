@@ -61,7 +61,7 @@ def _from_context(store: Store, analyzer: FaceAnalyzer, sighting: int, score: fl
 
 def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] | None = None,
             on_image: Callable[[str, int], None] | None = None) -> ReembedSummary:
-    """Give every stored face an embedding of ``embedder`` ("dlib" or "mobilefacenet")."""
+    """Give every stored face an embedding of ``embedder`` ("fusion", "dlib" or "mobilefacenet")."""
     if embedder not in EMBEDDER_MODELS:
         raise FacelakeError(f"--model must be one of {sorted(EMBEDDER_MODELS)}, got {embedder!r}")
     target = EMBEDDER_MODELS[embedder]

@@ -262,6 +262,7 @@ class PgStore(Store):
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.target = self.url = url
         self.read_only = read_only
+        self._indexed: set[tuple[str, int]] = set()
         self.db = _database(url, migrate=not read_only)
         assert self.db.pool is not None
         try:
@@ -337,10 +338,11 @@ class PgStore(Store):
     def nearest(self, model: str, dim: int, vector: NDArray[np.float32], k: int) -> list[VectorHit] | None:
         if self.db.vector_version is None:
             return None
-        from ..vision.models import EMBEDDING_DIMS
-
-        if model not in EMBEDDING_DIMS:  # a bring-your-own embedder: its index is made on first use
+        if (model, dim) not in self._indexed:
+            # Every model's index is made on its first search: a bring-your-own embedder's, or a
+            # model added after the database was created (the fused one). A no-op once it exists.
             self.con.execute(_hnsw_ddl(model, dim))
+            self._indexed.add((model, dim))
         literal = "[" + ",".join(f"{float(v):.8g}" for v in np.asarray(vector, np.float32).ravel()) + "]"
         self.con.execute(f"SET hnsw.ef_search = {_EF_SEARCH}")
         rows = self.con.execute(

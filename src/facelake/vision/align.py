@@ -17,6 +17,7 @@ finds small, blurred and turned faces HOG misses — and the chip is cut the dli
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -170,3 +171,14 @@ class SimilarityAligner:
         chip = cv2.warpAffine(image, matrix, (self.size, self.size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
         return AlignedFace(np.ascontiguousarray(chip, dtype=np.uint8), np.asarray(det.landmarks, np.float32),
                            "similarity")
+
+
+class FusionAligner:
+    """Both chips of a fused embedder: dlib's (for its ResNet and for quality) and the ArcFace one."""
+
+    def __init__(self, first: DlibAligner, second: SimilarityAligner) -> None:
+        self.first, self.second = first, second
+
+    def align(self, image: RGBImage, det: Detection) -> AlignedFace:
+        main = self.first.align(image, det)
+        return replace(main, second=self.second.align(image, det).chip)

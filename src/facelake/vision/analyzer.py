@@ -11,9 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import models
-from .align import DlibAligner, SimilarityAligner
+from .align import DlibAligner, FusionAligner, SimilarityAligner
 from .detect import HogDetector, RetinaFaceDetector
-from .embed import ArcFaceEmbedder, ResnetEmbedder, dlib_describe, onnx_describe
+from .embed import ArcFaceEmbedder, FusedEmbedder, ResnetEmbedder, dlib_describe, onnx_describe
 from .mtcnn import MtcnnDetector, mtcnn_sessions
 from .types import AlignedFace, Detection, Face, FaceContext, RGBImage
 
@@ -84,7 +84,7 @@ class AnalyzerOptions:
     detect_candidate_threshold: float = 0.02
     max_upscale: float = 8.0
     min_face_px: int = 6
-    embedder: str = "dlib"
+    embedder: str = "fusion"
     embed_backend: str = "onnx"
     embed_flip: bool = True
     embed_lowres_px: int = 20
@@ -95,9 +95,9 @@ class AnalyzerOptions:
 
 Detector = RetinaFaceDetector | HogDetector | MtcnnDetector
 DETECTORS = ("retinaface", "hog", "mtcnn")
-EMBEDDERS = ("dlib", "mobilefacenet")
-Aligner = DlibAligner | SimilarityAligner
-Embedder = ResnetEmbedder | ArcFaceEmbedder
+EMBEDDERS = ("fusion", "dlib", "mobilefacenet")
+Aligner = DlibAligner | SimilarityAligner | FusionAligner
+Embedder = ResnetEmbedder | ArcFaceEmbedder | FusedEmbedder
 
 
 class FaceAnalyzer:
@@ -146,25 +146,36 @@ class FaceAnalyzer:
         if self._aligner is None:
             if self.settings.embedder == "mobilefacenet":
                 self._aligner = SimilarityAligner(112)
+            elif self.settings.embedder == "fusion":
+                self._aligner = FusionAligner(
+                    DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor()), SimilarityAligner(112))
             else:
                 self._aligner = DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor())
         return self._aligner
 
+    def _mobilefacenet(self, lowres_px: int) -> ArcFaceEmbedder:
+        return ArcFaceEmbedder(models.mobilefacenet_session(), models.MOBILEFACENET, 192,
+                               flip=self.settings.embed_flip, lowres_px=lowres_px)
+
+    def _dlib(self) -> ResnetEmbedder:
+        describe = (
+            onnx_describe(models.dlib_resnet_onnx())
+            if self.settings.embed_backend == "onnx"
+            else dlib_describe(models.dlib_resnet())
+        )
+        return ResnetEmbedder(describe, models.DLIB_RESNET,
+                              flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px)
+
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None and self.settings.embedder == "mobilefacenet":
-            self._embedder = ArcFaceEmbedder(models.mobilefacenet_session(), models.MOBILEFACENET, 192,
-                                             flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px)
         if self._embedder is None:
-            describe = (
-                onnx_describe(models.dlib_resnet_onnx())
-                if self.settings.embed_backend == "onnx"
-                else dlib_describe(models.dlib_resnet())
-            )
-            self._embedder = ResnetEmbedder(
-                describe, models.DLIB_RESNET,
-                flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px,
-            )
+            if self.settings.embedder == "mobilefacenet":
+                self._embedder = self._mobilefacenet(self.settings.embed_lowres_px)
+            elif self.settings.embedder == "fusion":
+                self._embedder = FusedEmbedder(self._dlib(), self._mobilefacenet(0), models.FUSION,
+                                               models.FUSION_DLIB_WEIGHT)
+            else:
+                self._embedder = self._dlib()
         return self._embedder
 
     def load(self) -> None:
@@ -189,7 +200,7 @@ class FaceAnalyzer:
 
     def embed(self, aligned: list[AlignedFace]) -> NDArray[np.float32]:
         start = time.perf_counter()
-        vectors = self.embedder.embed([a.chip for a in aligned])
+        vectors = self.embedder.embed_faces(aligned)
         self.timings["embed"] += time.perf_counter() - start
         return vectors
 

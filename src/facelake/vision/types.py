@@ -35,6 +35,8 @@ class AlignedFace:
     """The landmarks the warp was computed from, in pixels of the upright image."""
     method: str
     """How the landmark box was placed: ``hog`` (dlib's own detector agreed) or ``box``."""
+    second: RGBImage | None = None
+    """The second network's chip when two embedders are fused (each is cut its own way)."""
 
 
 @dataclass(frozen=True)
