@@ -106,8 +106,11 @@ def test_each_row_names_its_model_and_models_never_meet(db: Target, tmp_path: Pa
     assert cli(db, "people", "add", "Barack Obama", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
     assert cli(db, "ingest", str(cams / "frontdoor"), "--camera", "frontdoor", "--workers", "1")[0] == 0
     monkeypatch.setenv("FACELAKE_EMBEDDER", "mobilefacenet")
-    # The only enrollment is a fused embedding: a MobileFaceNet face cannot be named by it.
-    assert cli(db, "ingest", str(cams / "garden"), "--camera", "garden", "--workers", "1")[0] == 0
+    # The only enrollment is a fused embedding: a MobileFaceNet face cannot be named by it,
+    # and ingest says so instead of silently naming nobody.
+    code, output = cli(db, "ingest", str(cams / "garden"), "--camera", "garden", "--workers", "1")
+    assert code == 0 and "1 enrolled person has no mobilefacenet_sirius_v1 embedding" in output, output
+    assert "facelake reembed --model mobilefacenet" in output
     assert [(c, m, len(e), p) for c, m, e, p in rows(
         db, "SELECT i.camera, s.model, s.embedding, s.person_id FROM sightings s JOIN images i "
             "USING (image_id) WHERE i.camera <> 'enrollment' ORDER BY 1, 2, 4")] == [
@@ -147,7 +150,8 @@ def test_reembed_switches_models_keeping_names_and_is_resumable(
     from PIL import Image
 
     Image.open(samples / "obama2.jpg").save(cams / "garden" / "new.jpg", quality=80)  # new bytes, same face
-    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0 and "cannot be named" not in output, output  # the gallery has the new model now
     assert rows(db, "SELECT s.model, p.name FROM sightings s JOIN images i USING (image_id) "
                     "LEFT JOIN people p USING (person_id) WHERE i.uri LIKE '%new.jpg'") == [
         (models.MOBILEFACENET, "Barack Obama")]

@@ -88,6 +88,13 @@ def main(
     _State.config = config
 
 
+def _warn_gallery_gap(settings: Settings) -> None:
+    """Say so when enrolled people cannot be named by the configured embedder (see gallery_gap)."""
+    gap = people_service.gallery_gap(settings)
+    if gap:
+        console.print(f"[yellow]warning:[/] {gap}", highlight=False)
+
+
 @app.command("ingest")
 @_reports_errors
 def ingest_cmd(
@@ -104,6 +111,7 @@ def ingest_cmd(
     if engine not in ("local", "ray"):
         raise errors.ConfigError(f"--engine must be local or ray, got {engine!r}")
     settings = _settings(detector=detector, alerts_file=alerts)
+    _warn_gallery_gap(settings)
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
@@ -177,6 +185,7 @@ def watch_cmd(
     from .triggers.watch import Watcher
 
     settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
+    _warn_gallery_gap(settings)
     opened = [open_source(s, camera) for s in sources]
 
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
@@ -540,7 +549,9 @@ def sightings_confirm(
 @_reports_errors
 def identify_cmd() -> None:
     """Re-match every stored face against the enrolled people (after enrollment changes)."""
-    result = people_service.identify(_settings())
+    settings = _settings()
+    _warn_gallery_gap(settings)
+    result = people_service.identify(settings)
     out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
 
 

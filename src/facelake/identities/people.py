@@ -17,6 +17,7 @@ from ..pipeline import analyzer_options, records
 from ..store import people as sql
 from ..store.base import Store, open_store
 from ..vision.analyzer import FaceAnalyzer
+from ..vision.models import EMBEDDER_MODELS
 from .calibration import dim_of, model_of, thresholds
 from .gallery import Gallery
 from .naming import Namer
@@ -37,6 +38,31 @@ def load_namer(store: Store, settings: Settings) -> Namer:
     rejected, rejected_people = sql.rejected_embeddings(store, model_of(settings), dim_of(settings))
     return Namer(load_gallery(store, settings), t, t.margin, settings.identify_min_quality,
                  rejected=rejected, rejected_people=rejected_people)
+
+
+def gallery_gap(settings: Settings) -> str | None:
+    """A warning when enrolled people have no embedding of the configured model, else None.
+
+    Vectors of two models are never compared, so after a change of embedder (an upgrade
+    whose default moved, or ``embedder`` set by hand) people enrolled under the old one are
+    silently never named, until ``reembed`` gives their faces the new model's embedding.
+    """
+    model = model_of(settings)
+    with open_store(settings.db) as store:
+        rows = store.con.execute(
+            """SELECT s.model, count(DISTINCT e.person_id) FROM enrollments e JOIN sightings s USING (sighting_id)
+               WHERE s.embedding IS NOT NULL AND s.model <> ? AND e.person_id NOT IN (
+                   SELECT e2.person_id FROM enrollments e2 JOIN sightings s2 USING (sighting_id)
+                   WHERE s2.model = ? AND s2.embedding IS NOT NULL)
+               GROUP BY s.model ORDER BY s.model""", [model, model]).fetchall()
+    if not rows:
+        return None
+    people = sum(int(n) for _, n in rows)
+    others = ", ".join(str(m) for m, _ in rows)
+    embedder = next((name for name, m in EMBEDDER_MODELS.items() if m == model), model)
+    return (f"{people} enrolled {'person has' if people == 1 else 'people have'} no {model} embedding "
+            f"(enrolled with {others}), so they cannot be named: run `facelake reembed --model {embedder}`, "
+            "or set embedder to the model they were enrolled with")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .people import (
     confirm,
     enroll_person,
     forget,
+    gallery_gap,
     identify,
     import_people,
     list_people,
@@ -40,6 +41,6 @@ from .stages import ClusterStage, NamingStage, PurgeStage
 __all__ = [
     "ENROLLMENT_CAMERA", "ClusterResult", "ClusterRow", "ClusterStage", "Enrollment", "IdentifyResult", "IndexSync",
     "NamingStage", "PurgeStage", "SearchHit", "cluster", "confirm", "dismiss_cluster", "enroll_person", "forget",
-    "identify", "import_people", "list_clusters", "list_people", "load_gallery", "load_namer", "merge_clusters",
+    "gallery_gap", "identify", "import_people", "list_clusters", "list_people", "load_gallery", "load_namer", "merge_clusters",
     "name_cluster", "purge", "remove_person", "rename_person", "search", "split_cluster", "sync_index", "unname",
 ]
