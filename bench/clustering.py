@@ -35,16 +35,22 @@ from facelake.identities.cluster import bcubed
 GROUPS = ["dlib_faces", "insightface_samples", "facenet_pytorch/multiface.jpg", "face_recognition_examples/two_people.jpg"]
 
 
+def group_photos(facedata: Path) -> list[Path]:
+    """The development set's group photos (dlib's ``dogs.jpg`` left out: its faces are dogs')."""
+    paths: list[Path] = []
+    for rel in GROUPS:
+        src = facedata / rel
+        paths += [p for p in ([src] if src.is_file() else sorted(src.glob("*.jpg"))) if p.name != "dogs.jpg"]
+    return paths
+
+
 def crowd_set(facedata: Path, out: Path) -> dict[str, str]:
     """Files → identity label ('*' for group photos: every face is its own person)."""
     out.mkdir(parents=True)
     labels: dict[str, str] = {}
-    for rel in GROUPS:
-        src = facedata / rel
-        for path in ([src] if src.is_file() else sorted(src.glob("*.jpg"))):
-            if path.name != "dogs.jpg":
-                shutil.copy(path, out / f"g_{path.name}")
-                labels[f"g_{path.stem}"] = "*"
+    for path in group_photos(facedata):
+        shutil.copy(path, out / f"g_{path.name}")
+        labels[f"g_{path.stem}"] = "*"
     for subject in sorted((facedata / "att_orl").glob("s*")):
         for shot in (2, 8):
             key = f"orl_{subject.name}_{shot}"

@@ -28,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import build_set
-from clustering import GROUPS
+from clustering import group_photos
 
 from facelake import cluster, enroll_person, ingest, load_settings
 from facelake.config import Settings
@@ -80,11 +80,8 @@ def main() -> None:
     # A street camera saw the group photos' passers-by first: the cameras' history.
     street = work / "cams_street" / "street"
     street.mkdir(parents=True)
-    for rel in GROUPS:
-        src = args.facedata / rel
-        for path in ([src] if src.is_file() else sorted(src.glob("*.jpg"))):
-            if path.name != "dogs.jpg":
-                shutil.copy(path, street / path.name)
+    for path in group_photos(args.facedata):
+        shutil.copy(path, street / path.name)
     ingest([street.parent], settings, workers=2)
     cams = work / "cams"
     for key, path in photos.items():
@@ -108,6 +105,9 @@ def report(settings: Settings, labels: dict[str, str], unenrolled: set[str], tit
                FROM images i LEFT JOIN sightings s ON s.image_id = i.image_id AND s.face_index = 0
                LEFT JOIN people p USING (person_id) WHERE i.camera IN ('clean', 'cctv')"""
         ).fetchall()
+        street = con.execute("""SELECT count(*), count(s.person_id), string_agg(p.name, ', ' ORDER BY p.name)
+                                FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
+                                WHERE i.camera = 'street'""").fetchone()
     counts: dict[tuple[str, str], int] = defaultdict(int)
     truth, predicted = [], []
     for camera, key, name, cluster_id in rows:
@@ -118,10 +118,6 @@ def report(settings: Settings, labels: dict[str, str], unenrolled: set[str], tit
             predicted.append(cluster_id if cluster_id is not None else -hash(key))
         else:
             counts[(camera, "right" if name == person else "wrong" if name else "unknown")] += 1
-    with duckdb.connect(str(settings.db), read_only=True) as con:
-        street = con.execute("""SELECT count(*), count(s.person_id), string_agg(p.name, ', ' ORDER BY p.name)
-                                FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
-                                WHERE i.camera = 'street'""").fetchone()
     print(f"\n{title}")
     header = f"{'faces':8} {'right':>7} {'wrong':>7} {'unknown':>8} {'never-enrolled named':>21}"
     print(header)

@@ -18,7 +18,7 @@ from .conftest import paste
 from .dbs import rows
 from .test_ingest import cli
 
-T = Thresholds(match=0.5, identify=0.6, cluster=0.6, low_quality_extra=0.2, duplicate=0.9, margin=0.05)
+T = Thresholds(match=0.5, identify=0.6, cluster=0.6, low_quality_extra=0.2, duplicate=0.9, margin=0.0)
 
 
 def unit(*v: float) -> np.ndarray:
@@ -28,7 +28,7 @@ def unit(*v: float) -> np.ndarray:
 
 def namer(**kw: object) -> Namer:
     gallery = Gallery(T.identify, 0.0).fit(np.stack([unit(1, 0, 0), unit(0, 1, 0)]), np.array([1, 2]))
-    return Namer(gallery, T, margin=0.0, min_quality=0.1, **kw)  # type: ignore[arg-type]
+    return Namer(gallery, T, min_quality=0.1, **kw)  # type: ignore[arg-type]
 
 
 def test_two_faces_of_one_image_never_get_the_same_person() -> None:

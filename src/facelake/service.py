@@ -107,8 +107,9 @@ def export_gallery(settings: Settings, uri: str) -> int:
     with open_store(settings.db) as store:
         X, y = enrolled_embeddings(store, model_of(settings), dim_of(settings))
         names = {int(r[0]): str(r[1]) for r in store.con.execute("SELECT person_id, name FROM people").fetchall()}
+        t = thresholds(settings)
         write_gallery(GalleryFile(X, y, {int(i): names[int(i)] for i in set(y.tolist())}, model_of(settings),
-                                  thresholds(settings).identify, thresholds(settings).margin), uri)
+                                  t.identify, t.margin), uri)
         store.audit("cli", "export_gallery", f"{uri} people:{len(set(y.tolist()))}")
     return len(set(y.tolist()))
 

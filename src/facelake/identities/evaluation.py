@@ -103,7 +103,7 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
         ids = {n: i for i, n in enumerate(names)}
         gallery = Gallery(t.identify, t.margin).fit(
             X[enrolled_idx], np.array([ids[str(y[i])] for i in enrolled_idx], dtype=np.int64))
-        namer = Namer(gallery, t, t.margin, settings.identify_min_quality)
+        namer = Namer(gallery, t, settings.identify_min_quality)
         for i in range(len(X)):
             if i in enrolled_idx:
                 continue

@@ -5,7 +5,7 @@ A face is named only when all of these hold (each rule answers a way strangers g
   faces of low quality — a tiny or blurred face's embedding is noisier, so it must be more
   similar before anyone is named by it (``low_quality_extra`` at quality 0, nothing from
   ``quality_full`` up);
-- it beats the second-best person by ``margin`` (a face like two people stays unknown);
+- it beats the second-best person by the model's ``margin`` (a face like two people stays unknown);
 - its quality is at least ``min_quality`` (below that, never named automatically);
 - the owner has not said "not this person" for this face or a near-duplicate of it;
 - no other face of the same image got that person: two faces in one image are never the
@@ -30,7 +30,6 @@ Decision = tuple[int | None, float | None]
 class Namer:
     gallery: Gallery
     thresholds: Thresholds
-    margin: float
     min_quality: float
     quality_full: float = 0.5
     rejected: NDArray[np.float32] | None = None
@@ -63,7 +62,7 @@ class Namer:
             person = int(people[order[0]])
             if qualities[i] < self.min_quality or best < self.required(qualities[i]):
                 continue
-            if len(people) > 1 and best - second < self.margin:
+            if len(people) > 1 and best - second < self.thresholds.margin:
                 continue
             if self._vetoed(embeddings[i], person):
                 continue

@@ -29,14 +29,14 @@ ENROLLMENT_CAMERA = "enrollment"
 
 def load_gallery(store: Store, settings: Settings) -> Gallery:
     X, y = sql.enrolled_embeddings(store, model_of(settings), dim_of(settings))
-    return Gallery(thresholds(settings).identify, thresholds(settings).margin).fit(X, y)
+    t = thresholds(settings)
+    return Gallery(t.identify, t.margin).fit(X, y)
 
 
 def load_namer(store: Store, settings: Settings) -> Namer:
     """The naming rule with the current enrollments and the owner's "not this person" feedback."""
-    t = thresholds(settings)
     rejected, rejected_people = sql.rejected_embeddings(store, model_of(settings), dim_of(settings))
-    return Namer(load_gallery(store, settings), t, t.margin, settings.identify_min_quality,
+    return Namer(load_gallery(store, settings), thresholds(settings), settings.identify_min_quality,
                  rejected=rejected, rejected_people=rejected_people)
 
 

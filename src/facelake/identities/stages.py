@@ -35,8 +35,8 @@ class NamingStage(Stage):
 
     def use_gallery(self, gallery: Gallery | None) -> None:
         """Name with ``gallery`` (the Cloud Function's gallery file) instead of the store's."""
-        self.namer = None if gallery is None else Namer(
-            gallery, thresholds(self.settings), thresholds(self.settings).margin, self.settings.identify_min_quality)
+        self.namer = None if gallery is None else Namer(gallery, thresholds(self.settings),
+                                                        self.settings.identify_min_quality)
 
     def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
         if not sightings or self.namer is None:

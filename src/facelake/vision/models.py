@@ -30,11 +30,11 @@ FUSION = "fusion_dlib_v1_mobilefacenet_v1"
 FUSION_DLIB_WEIGHT = 0.85
 """dlib's share of the fused cosine (MobileFaceNet has the rest).
 
-The two cosines live on different scales: different people score 0.90 ± 0.027 with dlib and
-0.20 ± 0.18 with MobileFaceNet (the 3,742 different-person pairs of the development photos).
-Weighting each by the inverse of that spread (0.027⁻¹ : 0.18⁻¹ ≈ 0.85 : 0.15) gives both
-networks an equal say in "how unusual is this score"; equal raw weights would let
-MobileFaceNet's wide spread decide nearly alone (measured: 8 points worse on CCTV faces).
+The two cosines live on different scales: different people score 0.898 ± 0.027 with dlib and
+0.059 ± 0.153 with MobileFaceNet (chip and mirror; the 3,742 different-person pairs of the
+development photos). Weighting each by the inverse of that spread (0.027⁻¹ : 0.153⁻¹ ≈
+0.85 : 0.15) gives both networks an equal say in "how unusual is this score"; with equal raw
+weights MobileFaceNet's wide spread would decide nearly alone (docs/accuracy.md).
 """
 
 EMBEDDING_DIMS = {DLIB_RESNET: 128, MOBILEFACENET: 192, FUSION: 320}
@@ -115,7 +115,7 @@ def dlib_hog_detector() -> Any:
 
     ``get_frontal_face_detector`` rebuilds the detector from a string compiled into dlib,
     which takes ~0.26 s — in every worker of every run. The same detector saved once to the
-    cache loads in ~1 ms and finds the same boxes (tests/test_align.py). The file is named by
+    cache loads in ~1 ms and finds the same boxes (tests/test_vision.py). The file is named by
     dlib's version and written whole or not at all; one that fails to load is rebuilt.
     """
     import tempfile
