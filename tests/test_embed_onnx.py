@@ -68,3 +68,39 @@ def test_the_graph_is_cached_by_content_hash(tmp_path: Path) -> None:
     mtime = first.stat().st_mtime_ns
     assert cached_onnx(dat, tmp_path) == first and first.stat().st_mtime_ns == mtime
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_int8_descriptors_stay_within_cosine_0999_of_float32_on_real_faces(
+    analyzer: FaceAnalyzer, samples: Path, astronaut_rgb: np.ndarray
+) -> None:
+    """The int8 copy (the default backend) keeps what matters: each face's descriptor, and
+    which faces are nearest to which."""
+    chips = []
+    for rgb in [load_rgb(samples / n) for n in ("obama.jpg", "obama2.jpg", "biden.jpg", "32bit.png")] + [astronaut_rgb]:
+        chips += [a.chip for a in analyzer.align(rgb, analyzer.detect(rgb))]
+    fp32 = onnx_describe(models.dlib_resnet_onnx())(chips)
+    int8 = onnx_describe(models.dlib_resnet_int8())(chips)
+    fp32 /= np.linalg.norm(fp32, axis=1, keepdims=True)
+    int8 /= np.linalg.norm(int8, axis=1, keepdims=True)
+    assert (fp32 * int8).sum(1).min() >= 0.999
+    assert not np.allclose(fp32, int8, atol=1e-4)  # it is the quantized network that ran
+    assert np.abs(fp32 @ fp32.T - int8 @ int8.T).max() < 0.01
+
+
+def test_the_int8_copy_is_cached_by_both_files_and_a_broken_ranges_file_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from facelake.vision.quantize import cached_int8
+
+    fp32 = cached_onnx(models.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"), tmp_path)
+    shipped = Path(models.__file__).parent / "weights" / "dlib_resnet_v1_int8.json"
+    ranges = tmp_path / "ranges.json"
+    ranges.write_bytes(shipped.read_bytes())
+    first = cached_int8(fp32, ranges)
+    assert first.parent == tmp_path and "int8" in first.name
+    mtime = first.stat().st_mtime_ns
+    assert cached_int8(fp32, ranges) == first and first.stat().st_mtime_ns == mtime
+    ranges.write_text(json.dumps({"tensors": {"conv_7": ["not a number", 0]}}))
+    with pytest.raises(ModelLoadError, match="malformed"):
+        cached_int8(fp32, ranges)
+    assert not list(tmp_path.glob("*.part*"))

@@ -170,6 +170,26 @@ def test_a_run_killed_mid_batch_resumes_with_every_image_once(db: Target, tmp_pa
     assert rows(db, "SELECT count(*), count(DISTINCT image_id) FROM sightings") == [(n, n)]
 
 
+def test_grouped_writes_commit_or_roll_back_as_one_on_duckdb_and_one_by_one_on_a_server(db: Target) -> None:
+    """Ingest writes a worker's batch in one DuckDB transaction (its commits cost the main
+    process a fifth of a core); a server database keeps a transaction per image."""
+    from facelake.store.base import ImageRecord, open_store
+
+    with open_store(db) as store:
+        with pytest.raises(RuntimeError, match="crash"), store.grouped():
+            store.write_image(ImageRecord("img-a", "/cams/a.jpg", "door", "ok"), [])
+            store.write_image(ImageRecord("img-b", "/cams/b.jpg", "door", "ok"), [])
+            raise RuntimeError("crash before the group commits")
+        survivors = 0 if store.groups_writes else 2
+        assert store.con.execute("SELECT count(*) FROM images").fetchall() == [(survivors,)]
+        with store.grouped():
+            store.write_image(ImageRecord("img-c", "/cams/c.jpg", "door", "ok"), [])
+            assert store.write_image(ImageRecord("img-c", "/cams/c.jpg", "door", "ok"), []) is None
+    assert rows(db, "SELECT count(*) FROM images WHERE image_id = 'img-c'") == [(1,)]
+    assert (str(db).startswith("postgresql") and survivors == 2) or (not str(db).startswith("postgresql")
+                                                                      and survivors == 0)
+
+
 def test_sql_is_read_only_and_speaks_json_and_csv(db: Target, tmp_path: Path, cams: Path) -> None:
     cli(db, "ingest", str(cams), "--workers", "1")
     code, output = cli(db, "sql", "SELECT camera, count(*) AS n FROM images GROUP BY 1 ORDER BY 1", "--json")

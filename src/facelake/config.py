@@ -102,10 +102,11 @@ class Settings(BaseSettings):
         "names its model and vectors of two models are never compared; `facelake reembed` "
         "recomputes stored faces with another model.",
     )
-    embed_backend: Literal["onnx", "dlib"] = Field(
-        "onnx", title="Embedder implementation",
-        description="'onnx' runs dlib's ResNet rebuilt as ONNX from its own weights (identical "
-        "descriptors, ~15x faster); 'dlib' runs it through dlib itself (the reference).",
+    embed_backend: Literal["onnx-int8", "onnx", "dlib"] = Field(
+        "onnx-int8", title="Embedder implementation",
+        description="How dlib's ResNet runs: 'onnx-int8' rebuilt as ONNX from its own weights and "
+        "quantized to int8 (~30x faster than dlib, descriptors at cosine 0.9998 on average to float32's); 'onnx' the same "
+        "graph in float32 (identical descriptors, ~15x faster); 'dlib' through dlib itself (the reference).",
     )
     embed_flip: bool = Field(
         True, title="Add the mirrored chip",

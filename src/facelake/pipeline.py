@@ -354,7 +354,12 @@ class Ingestor:
         self._stop.set()
 
     def _results(self, jobs: Iterable[Job], total: int | None = None) -> Iterator[ImageResult]:
-        """Results in job order; with one worker the models run in this process.
+        """Results in job order (see :meth:`_batches`)."""
+        for batch in self._batches(jobs, total):
+            yield from batch
+
+    def _batches(self, jobs: Iterable[Job], total: int | None = None) -> Iterator[list[ImageResult]]:
+        """Results in job order, a worker's batch at a time; with one worker the models run in this process.
 
         At most ``2 × workers`` batches are in flight, which bounds memory on huge folders
         while keeping every worker busy. ``total`` (the number of jobs, when known) shrinks
@@ -367,7 +372,7 @@ class Ingestor:
             if _ANALYZER is None or _ANALYZER.settings != options:
                 _init_worker(options, self.settings.max_pixels)
             for batch in batches:
-                yield from _process_batch(batch)
+                yield _process_batch(batch)
             return
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
@@ -377,20 +382,20 @@ class Ingestor:
         for batch in batches:
             pending.append(self._pool.submit(_process_batch, batch))
             if len(pending) >= 2 * self.workers:
-                yield from pending.popleft().result()
+                yield pending.popleft().result()
         while pending:
-            yield from pending.popleft().result()
+            yield pending.popleft().result()
 
     @staticmethod
     def _fresh_results(results: Iterator[ImageResult], known: _Known, queued: set[str],
-                       skip: Callable[[str], None]) -> Iterator[ImageResult]:
+                       skip: Callable[[str], None]) -> Iterator[list[ImageResult]]:
         """Results from a remote engine, less the images already stored (they were hashed remotely)."""
         for result in results:
             if known.has_image(result.job.image_id) or result.job.image_id in queued:
                 skip(result.job.uri)
                 continue
             queued.add(result.job.image_id)
-            yield result
+            yield [result]
 
     def run(self, sources: Sequence[Source], on_listed: Callable[[int], None] | None = None,
             on_image: OnImage | None = None, entries: Sequence[tuple[Source, Entry]] | None = None,
@@ -437,15 +442,30 @@ class Ingestor:
         if self.engine == "ray":
             from .scale.raydata import ray_results
 
-            results: Iterator[ImageResult] = self._fresh_results(
+            batches: Iterator[list[ImageResult]] = self._fresh_results(
                 ray_results(list(fresh()), self.settings, self.ray_address, self.workers), known, queued, skip)
         else:
-            results = self._results(jobs(), total=len(listed))
-        for result in results:
-            image, sightings = records(result.job, result.meta, result.faces, result.error)
-            for stage in self.stages:
-                sightings = stage.annotate(image, sightings)
-            ids = store.write_image(image, sightings, version=result.job.version)
+            batches = self._batches(jobs(), total=len(listed))
+        for batch in batches:
+            self._write(batch, summary, on_image)
+        for stage in self.stages:
+            stage.after_run(store, summary)
+        summary.seconds = time.perf_counter() - start
+        self._last = summary
+        return summary
+
+    def _write(self, batch: list[ImageResult], summary: IngestSummary, on_image: OnImage | None) -> None:
+        """Name and store a worker's batch (one transaction where the store groups writes), then
+        let the stages see each committed image."""
+        store = self.store
+        written = []
+        with store.grouped():
+            for result in batch:
+                image, sightings = records(result.job, result.meta, result.faces, result.error)
+                for stage in self.stages:
+                    sightings = stage.annotate(image, sightings)
+                written.append((image, sightings, store.write_image(image, sightings, version=result.job.version)))
+        for image, sightings, ids in written:
             if ids is None:  # another writer stored the same image meanwhile (a server database)
                 summary.skipped += 1
                 if on_image:
@@ -463,11 +483,6 @@ class Ingestor:
                 summary.errors.append((image.uri, image.error or ""))
             if on_image:
                 on_image(image.uri, "new" if image.status == "ok" else "failed", len(sightings), image.error)
-        for stage in self.stages:
-            stage.after_run(store, summary)
-        summary.seconds = time.perf_counter() - start
-        self._last = summary
-        return summary
 
 
 def ingest(

@@ -186,8 +186,35 @@ class Store:
 
     # --- ingest ---
 
+    groups_writes = False
+    """Whether :meth:`grouped` puts several images in one transaction on this engine."""
+    _grouped = False
+
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Several :meth:`write_image` calls in one transaction, where the engine gains from it.
+
+        Why: a DuckDB commit and the statements around it cost the ingesting process ~20 ms
+        an image, a fifth of a core that the two workers analysing images need. Each image
+        stays whole: the group commits or rolls back as one, and a crash loses only images
+        a re-run analyses again. A server database keeps one transaction per image, so
+        concurrent writers never hold each other's image locks for a whole group.
+        """
+        if not self.groups_writes or self._grouped:
+            yield
+            return
+        with self.transaction():
+            self._grouped = True
+            try:
+                yield
+            finally:
+                self._grouped = False
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        if self._grouped:  # inside grouped(): its transaction is this one
+            yield
+            return
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield

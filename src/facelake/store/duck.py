@@ -45,6 +45,7 @@ class DuckStore(Store):
 
     engine = "duckdb"
     con: duckdb.DuckDBPyConnection
+    groups_writes = True
 
     shared = False
     """Set by ``facelake serve``: every Store of this process opens the file read-write.

@@ -85,7 +85,7 @@ class AnalyzerOptions:
     max_upscale: float = 8.0
     min_face_px: int = 6
     embedder: str = "fusion"
-    embed_backend: str = "onnx"
+    embed_backend: str = "onnx-int8"
     embed_flip: bool = True
     embed_lowres_px: int = 20
     thumb_px: int = 96
@@ -158,11 +158,11 @@ class FaceAnalyzer:
                                flip=self.settings.embed_flip, lowres_px=lowres_px)
 
     def _dlib(self) -> ResnetEmbedder:
-        describe = (
-            onnx_describe(models.dlib_resnet_onnx())
-            if self.settings.embed_backend == "onnx"
-            else dlib_describe(models.dlib_resnet())
-        )
+        backend = self.settings.embed_backend
+        if backend == "dlib":
+            describe = dlib_describe(models.dlib_resnet())
+        else:
+            describe = onnx_describe(models.dlib_resnet_int8() if backend == "onnx-int8" else models.dlib_resnet_onnx())
         return ResnetEmbedder(describe, models.DLIB_RESNET,
                               flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px)
 

@@ -170,6 +170,25 @@ def dlib_resnet_onnx() -> onnxruntime.InferenceSession:
         raise ModelLoadError(f"ONNX embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
 
 
+def _int8_session(fp32: Path, ranges: str) -> onnxruntime.InferenceSession:
+    from .quantize import cached_int8
+
+    path = cached_int8(fp32, Path(__file__).parent / "weights" / ranges)
+    try:
+        return _session(str(path))
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"int8 embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
+
+
+@functools.cache
+def dlib_resnet_int8() -> onnxruntime.InferenceSession:
+    """The same ONNX ResNet quantized to int8 with the vendored activation ranges (see ``quantize``)."""
+    from .dlib_onnx import cached_onnx
+
+    return _int8_session(cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models"),
+                         "dlib_resnet_v1_int8.json")
+
+
 def mobilefacenet_tflite() -> bytes:
     """MobileFaceNet's TFLite file, vendored with facelake (weights/NOTICE.md) and checked.
 
@@ -189,8 +208,7 @@ def mobilefacenet_tflite() -> bytes:
     return data
 
 
-@functools.cache
-def mobilefacenet_session() -> onnxruntime.InferenceSession:
+def _mobilefacenet_onnx() -> Path:
     """MobileFaceNet converted to ONNX by facelake's own converter (cached by the file's hash)."""
     from .tflite_onnx import convert
 
@@ -201,6 +219,13 @@ def mobilefacenet_session() -> onnxruntime.InferenceSession:
         tmp = path.with_suffix(".part")
         tmp.write_bytes(onnx_bytes)
         tmp.replace(path)
+    return path
+
+
+@functools.cache
+def mobilefacenet_session() -> onnxruntime.InferenceSession:
+    """MobileFaceNet in float32, as converted from its TFLite file."""
+    path = _mobilefacenet_onnx()
     try:
         return _session(str(path))
     except Exception as exc:  # onnxruntime raises its own untyped errors
