@@ -170,24 +170,29 @@ def test_a_run_killed_mid_batch_resumes_with_every_image_once(db: Target, tmp_pa
     assert rows(db, "SELECT count(*), count(DISTINCT image_id) FROM sightings") == [(n, n)]
 
 
-def test_grouped_writes_commit_or_roll_back_as_one_on_duckdb_and_one_by_one_on_a_server(db: Target) -> None:
-    """Ingest writes a worker's batch in one DuckDB transaction (its commits cost the main
-    process a fifth of a core); a server database keeps a transaction per image."""
-    from facelake.store.base import ImageRecord, open_store
+def test_a_batch_of_images_is_written_whole_or_not_at_all(db: Target) -> None:
+    """Ingest writes a worker's batch with one multi-row statement per table (DuckDB); a face
+    the database refuses takes the whole batch back, and the same batch then goes in once."""
+    from facelake.store.base import ImageRecord, SightingRecord, open_store
 
+    def face(index: int, model: str | None = FUSION) -> SightingRecord:
+        return SightingRecord(index, (1.0, 2.0, 30.0, 30.0), np.zeros((5, 2), np.float32), 0.9, 0.5,
+                              np.ones(EMBEDDING_DIMS[FUSION], np.float32), model, b"jpeg",  # type: ignore[arg-type]
+                              context=(b"ctx", (1.0, 2.0, 3.0, 4.0), np.zeros((5, 2), np.float32)))
+
+    a, b = ImageRecord("img-a", "/cams/a.jpg", "door", "ok"), ImageRecord("img-b", "/cams/b.jpg", "door", "ok")
     with open_store(db) as store:
-        with pytest.raises(RuntimeError, match="crash"), store.grouped():
-            store.write_image(ImageRecord("img-a", "/cams/a.jpg", "door", "ok"), [])
-            store.write_image(ImageRecord("img-b", "/cams/b.jpg", "door", "ok"), [])
-            raise RuntimeError("crash before the group commits")
-        survivors = 0 if store.groups_writes else 2
-        assert store.con.execute("SELECT count(*) FROM images").fetchall() == [(survivors,)]
-        with store.grouped():
-            store.write_image(ImageRecord("img-c", "/cams/c.jpg", "door", "ok"), [])
-            assert store.write_image(ImageRecord("img-c", "/cams/c.jpg", "door", "ok"), []) is None
-    assert rows(db, "SELECT count(*) FROM images WHERE image_id = 'img-c'") == [(1,)]
-    assert (str(db).startswith("postgresql") and survivors == 2) or (not str(db).startswith("postgresql")
-                                                                      and survivors == 0)
+        with pytest.raises(Exception):  # noqa: B017 - each engine raises its own error type
+            store.write_images([(a, [face(0), face(1)], "v1"), (b, [face(0, model=None)], "v1")])  # model is NOT NULL
+        assert store.con.execute("SELECT count(*) FROM images").fetchall() == [(0,)]
+        first = store.write_images([(a, [face(0), face(1)], "v1"), (b, [face(0)], "v1")])
+        assert first[0] is not None and first[1] is not None and len(set(first[0] + first[1])) == 3
+        assert store.write_images([(a, [face(0), face(1)], "v1")]) == [None]  # stored: left untouched
+    assert rows(db, "SELECT count(*), count(DISTINCT sighting_id) FROM sightings") == [(3, 3)]
+    assert rows(db, "SELECT count(*) FROM face_contexts") == [(3,)]
+    assert rows(db, "SELECT count(*) FROM source_objects") == [(2,)]
+    assert rows(db, "SELECT image_id, face_index, sighting_id FROM sightings ORDER BY sighting_id") == [
+        ("img-a", 0, first[0][0]), ("img-a", 1, first[0][1]), ("img-b", 0, first[1][0])]
 
 
 def test_sql_is_read_only_and_speaks_json_and_csv(db: Target, tmp_path: Path, cams: Path) -> None:

@@ -272,7 +272,8 @@ def _prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: 
 
 
 class _Known:
-    """What the store already holds: loaded whole for a big listing, asked per entry for a few.
+    """What the store already holds: loaded whole for a big listing, asked for the listed
+    entries (objects) or per image (images) for a few.
 
     A batch ingest of a million files asks once; a watcher's run of three new files must
     not read a million ids each time.
@@ -280,19 +281,18 @@ class _Known:
 
     BULK = 1000
 
-    def __init__(self, store: Store, entries: int) -> None:
+    def __init__(self, store: Store, listed: Sequence[tuple[Source, Entry]]) -> None:
         self.store = store
-        self.bulk = entries >= self.BULK
+        self.bulk = len(listed) >= self.BULK
         self.images = store.known_ok() if self.bulk else set()
-        self.objects = store.known_objects() if self.bulk else set()
+        self.objects = store.known_objects() if self.bulk else store.objects_stored(
+            [e.uri for _, e in listed if e.version is not None])
 
     def has_image(self, image_id: str) -> bool:
         return image_id in self.images if self.bulk else self.store.image_status(image_id) == "ok"
 
     def has_object(self, uri: str, version: str) -> bool:
-        if self.bulk:
-            return (uri, version) in self.objects
-        return self.store.object_stored(uri, version)
+        return (uri, version) in self.objects
 
 
 OnImage = Callable[[str, str, int, str | None], None]
@@ -407,7 +407,7 @@ class Ingestor:
         listed = list(entries) if entries is not None else [(src, e) for src in sources for e in src.entries()]
         if on_listed:
             on_listed(len(listed))
-        known = _Known(store, len(listed))
+        known = _Known(store, listed)
         queued: set[str] = set()
 
         def skip(uri: str) -> None:
@@ -455,17 +455,20 @@ class Ingestor:
         return summary
 
     def _write(self, batch: list[ImageResult], summary: IngestSummary, on_image: OnImage | None) -> None:
-        """Name and store a worker's batch (one transaction where the store groups writes), then
-        let the stages see each committed image."""
+        """Name and store a worker's batch (in one transaction where the store gains from it),
+        then let the stages see each committed image."""
         store = self.store
-        written = []
-        with store.grouped():
-            for result in batch:
-                image, sightings = records(result.job, result.meta, result.faces, result.error)
-                for stage in self.stages:
-                    sightings = stage.annotate(image, sightings)
-                written.append((image, sightings, store.write_image(image, sightings, version=result.job.version)))
-        for image, sightings, ids in written:
+        items = []
+        for result in batch:
+            image, sightings = records(result.job, result.meta, result.faces, result.error)
+            for stage in self.stages:
+                sightings = stage.annotate(image, sightings)
+            items.append((image, sightings, result.job.version))
+        if store.groups_writes:
+            written = store.write_images(items)
+        else:
+            written = [store.write_image(image, sightings, version=version) for image, sightings, version in items]
+        for (image, sightings, _), ids in zip(items, written):
             if ids is None:  # another writer stored the same image meanwhile (a server database)
                 summary.skipped += 1
                 if on_image:
