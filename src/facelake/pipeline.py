@@ -162,6 +162,10 @@ def _init_worker(options: AnalyzerOptions, max_pixels: int, in_child: bool = Fal
         # Ctrl-C reaches the whole process group: the main process decides when to stop,
         # so workers finish the images in hand instead of dying with them.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # One worker per core already: OpenCV's own thread pool would only make them share.
+        import cv2
+
+        cv2.setNumThreads(1)
     _ANALYZER = FaceAnalyzer(options)
     _ANALYZER.load()
     _MAX_PIXELS = max_pixels
