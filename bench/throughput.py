@@ -243,7 +243,7 @@ def stage_profile(corpus: Path, detector: str, frames: int) -> dict[str, float]:
 
 
 def embed_speed(batch: int = 32, repeats: int = 5) -> dict[str, float]:
-    """Milliseconds per face for one pass of the ONNX ResNet and of dlib's own, batch of ``batch``."""
+    """Milliseconds per face for one pass of the ONNX ResNet (float32 and int8) and of dlib's own."""
     from facelake.vision import models
     from facelake.vision.embed import ResnetEmbedder, dlib_describe, onnx_describe
 
@@ -254,6 +254,12 @@ def embed_speed(batch: int = 32, repeats: int = 5) -> dict[str, float]:
     for _ in range(repeats):
         onnx(chips)
     onnx_ms = (time.perf_counter() - t) / repeats / batch * 1000
+    int8 = onnx_describe(models.dlib_resnet_int8(), batch=batch)
+    int8(chips)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        int8(chips)
+    int8_ms = (time.perf_counter() - t) / repeats / batch * 1000
     full = ResnetEmbedder(onnx, models.DLIB_RESNET)
     t = time.perf_counter()
     full.embed(chips)
@@ -262,7 +268,7 @@ def embed_speed(batch: int = 32, repeats: int = 5) -> dict[str, float]:
     t = time.perf_counter()
     dlib(chips[:8])
     dlib_ms = (time.perf_counter() - t) / 8 * 1000
-    return {"onnx_pass_ms": onnx_ms, "onnx_face_ms": full_ms, "dlib_pass_ms": dlib_ms}
+    return {"onnx_pass_ms": onnx_ms, "int8_pass_ms": int8_ms, "onnx_face_ms": full_ms, "dlib_pass_ms": dlib_ms}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -368,9 +374,9 @@ def run_corpus(args: argparse.Namespace) -> None:
         return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
 
     speed = run("embed-speed")
-    print(f"embedder, batch of 32, one thread: ONNX {speed['onnx_pass_ms']:.1f} ms per pass, "
-          f"{speed['onnx_face_ms']:.1f} ms per face with facelake's 4 views (chip, mirror, 20-px view, "
-          f"its mirror); dlib {speed['dlib_pass_ms']:.1f} ms per pass")
+    print(f"dlib's ResNet, batch of 32, one thread: ONNX {speed['onnx_pass_ms']:.1f} ms per pass, int8 "
+          f"(the default) {speed['int8_pass_ms']:.1f}; {speed['onnx_face_ms']:.1f} ms per face with its 4 views "
+          f"(chip, mirror, 20-px view, its mirror) in float32; dlib itself {speed['dlib_pass_ms']:.1f} ms per pass")
 
     rows = []
     for kind in args.pipelines:
