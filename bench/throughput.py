@@ -248,18 +248,17 @@ def embed_speed(batch: int = 32, repeats: int = 5) -> dict[str, float]:
     from facelake.vision.embed import ResnetEmbedder, dlib_describe, onnx_describe
 
     chips = list(np.random.default_rng(0).integers(0, 255, (batch, 150, 150, 3), dtype=np.uint8))
+
+    def pass_ms(describe: Callable[[list[np.ndarray]], np.ndarray]) -> float:
+        describe(chips)  # warm-up
+        t = time.perf_counter()
+        for _ in range(repeats):
+            describe(chips)
+        return (time.perf_counter() - t) / repeats / batch * 1000
+
     onnx = onnx_describe(models.dlib_resnet_onnx(), batch=batch)
-    onnx(chips)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        onnx(chips)
-    onnx_ms = (time.perf_counter() - t) / repeats / batch * 1000
-    int8 = onnx_describe(models.dlib_resnet_int8(), batch=batch)
-    int8(chips)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        int8(chips)
-    int8_ms = (time.perf_counter() - t) / repeats / batch * 1000
+    onnx_ms = pass_ms(onnx)
+    int8_ms = pass_ms(onnx_describe(models.dlib_resnet_int8(), batch=batch))
     full = ResnetEmbedder(onnx, models.DLIB_RESNET)
     t = time.perf_counter()
     full.embed(chips)
