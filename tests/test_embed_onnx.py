@@ -87,7 +87,7 @@ def test_int8_descriptors_stay_within_cosine_0999_of_float32_on_real_faces(
     assert np.abs(fp32 @ fp32.T - int8 @ int8.T).max() < 0.01
 
 
-def test_the_int8_copy_is_cached_by_both_files_and_a_broken_ranges_file_is_refused(tmp_path: Path) -> None:
+def test_the_int8_copy_is_cached_by_both_files_and_a_broken_or_missing_ranges_file_is_refused(tmp_path: Path) -> None:
     import json
 
     from facelake.vision.quantize import cached_int8
@@ -103,4 +103,6 @@ def test_the_int8_copy_is_cached_by_both_files_and_a_broken_ranges_file_is_refus
     ranges.write_text(json.dumps({"tensors": {"conv_7": ["not a number", 0]}}))
     with pytest.raises(ModelLoadError, match="malformed"):
         cached_int8(fp32, ranges)
+    with pytest.raises(ModelLoadError, match="cannot read"):
+        cached_int8(fp32, tmp_path / "missing.json")
     assert not list(tmp_path.glob("*.part*"))

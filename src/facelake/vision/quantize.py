@@ -73,18 +73,23 @@ def cached_int8(fp32: Path, ranges_file: Path) -> Path:
 
     Written to a temporary file and renamed, so an interrupted build never leaves half a model.
     """
-    digest = hashlib.sha256(fp32.read_bytes() + ranges_file.read_bytes()).hexdigest()[:16]
+    try:
+        digest = hashlib.sha256(fp32.read_bytes() + ranges_file.read_bytes()).hexdigest()[:16]
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {exc.filename}: {exc.strerror}; reinstall facelake") from exc
     target = fp32.with_name(f"{fp32.stem}-int8-{digest}.onnx")
     if target.is_file():
         return target
     ranges = load_ranges(ranges_file)
-    fd, tmp = tempfile.mkstemp(dir=fp32.parent, suffix=".part.onnx")
-    os.close(fd)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=fp32.parent, suffix=".part.onnx")
+        os.close(fd)
         quantize(fp32, ranges, Path(tmp))
         os.replace(tmp, target)
-    except Exception as exc:  # onnxruntime's tool raises its own untyped errors
-        Path(tmp).unlink(missing_ok=True)
-        raise ModelLoadError(f"could not make the int8 copy of {fp32.name}: {exc}; "
+    except Exception as exc:  # onnxruntime's tool raises its own untyped errors; the cache may be read-only
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise ModelLoadError(f"could not make the int8 copy of {fp32.name} in {fp32.parent}: {exc}; "
                              "set embed_backend = \"onnx\" to run it in float32") from exc
     return target
