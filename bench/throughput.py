@@ -393,7 +393,8 @@ def run_corpus(args: argparse.Namespace) -> None:
 
     base_fps = next((r[1] for r in rows if r[0].startswith("baseline")), None)
     labels = " ".join(f"{f'{lo}-{hi - 1}px' if hi < 100_000 else f'{lo}px+':>9}" for lo, hi in buckets)
-    header = (f"{'pipeline':20} {'frames/s':>8} {'x base':>6} {'detect ms/frame':>15} {'align ms/face':>13} "
+    unit = "photo" if args.kind == "photos" else "frame"
+    header = (f"{'pipeline':20} {unit + 's/s':>8} {'x base':>6} {'detect ms/' + unit:>15} {'align ms/face':>13} "
               f"{'embed ms/face':>13} {'peak RSS MB':>11} {labels} {'false +':>7}")
     print(header)
     print("-" * len(header))
