@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from facelake.store.base import Target
@@ -53,6 +54,8 @@ def test_converted_onnx_matches_the_tflite_runtime(samples: Path, mobilefacenet:
     assert ours.shape == (2, 192) and cosine.min() >= 0.9999
     single = session.run(None, {"input": batch[:1]})[0]  # the batch dimension is free after conversion
     assert np.allclose(single, ours[:1], atol=1e-4)
+    ops = {node.op_type for node in onnx.load(session._model_path).graph.node}
+    assert "Abs" not in ops and "Mul" not in ops, "every spelled-out PReLU was folded into 1x1 convolutions"
 
 
 def test_mobilefacenet_tells_people_apart(samples: Path, mobilefacenet: FaceAnalyzer) -> None:

@@ -208,11 +208,16 @@ def mobilefacenet_tflite() -> bytes:
     return data
 
 
+_MFN_GRAPH = "g2"
+"""The converter's graph version, part of the cached file's name: g2 folds the PReLUs
+(``tflite_onnx.fold_prelu``), so a cache made by an earlier release is not reused."""
+
+
 def _mobilefacenet_onnx() -> Path:
     """MobileFaceNet converted to ONNX by facelake's own converter (cached by the file's hash)."""
     from .tflite_onnx import convert
 
-    path = cache_dir() / "models" / f"MobileFaceNet-{_TFLITE_SHA256[:12]}.onnx"
+    path = cache_dir() / "models" / f"MobileFaceNet-{_TFLITE_SHA256[:12]}-{_MFN_GRAPH}.onnx"
     if not path.is_file():
         onnx_bytes = convert(mobilefacenet_tflite())
         path.parent.mkdir(parents=True, exist_ok=True)
