@@ -284,9 +284,11 @@ class Store:
             if any(v != "ok" for v in status.values()):
                 stale = [k for k, v in status.items() if v != "ok"]
                 con.execute(f"DELETE FROM images WHERE image_id IN ({_marks(len(stale))})", stale)
-            new: list[int] = []
+            new: list[int] = []  # the items to insert: not stored ok, and each id once
+            taken = {k for k, v in status.items() if v == "ok"}
             for i, (image, _, _) in enumerate(items):
-                if status.get(image.image_id) != "ok" and image.image_id not in {items[j][0].image_id for j in new}:
+                if image.image_id not in taken:
+                    taken.add(image.image_id)
                     new.append(i)
             now = utcnow()
             if new:

@@ -170,23 +170,18 @@ def dlib_resnet_onnx() -> onnxruntime.InferenceSession:
         raise ModelLoadError(f"ONNX embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
 
 
-def _int8_session(fp32: Path, ranges: str) -> onnxruntime.InferenceSession:
-    from .quantize import cached_int8
-
-    path = cached_int8(fp32, Path(__file__).parent / "weights" / ranges)
-    try:
-        return _session(str(path))
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelLoadError(f"int8 embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
-
-
 @functools.cache
 def dlib_resnet_int8() -> onnxruntime.InferenceSession:
     """The same ONNX ResNet quantized to int8 with the vendored activation ranges (see ``quantize``)."""
     from .dlib_onnx import cached_onnx
+    from .quantize import cached_int8
 
-    return _int8_session(cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models"),
-                         "dlib_resnet_v1_int8.json")
+    fp32 = cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models")
+    path = cached_int8(fp32, Path(__file__).parent / "weights" / "dlib_resnet_v1_int8.json")
+    try:
+        return _session(str(path))
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"int8 embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
 
 
 def mobilefacenet_tflite() -> bytes:
