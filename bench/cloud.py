@@ -69,7 +69,8 @@ def digest(db: Path) -> tuple[int, int, str]:
 
 def throughput(scheme: str, blobs: list[bytes], workers: int, work: Path) -> dict[str, float]:
     from facelake import load_settings
-    from facelake.pipeline import _prefetched, ingest
+    from facelake.pipeline import ingest
+    from facelake.pipeline.executors import prefetched
     from facelake.sources import BucketSource
 
     bucket = make_bucket(scheme)
@@ -84,7 +85,7 @@ def throughput(scheme: str, blobs: list[bytes], workers: int, work: Path) -> dic
     result = {"objects": len(entries), "upload/s": len(blobs) / upload, "list/s": len(entries) / listing}
     for threads in (1, 4, 8):
         t0 = time.perf_counter()
-        got = list(_prefetched(entries, lambda e: source.read(e, 100_000_000), threads, 32))
+        got = list(prefetched(entries, lambda e: source.read(e, 100_000_000), threads, 32))
         seconds = time.perf_counter() - t0
         result[f"download/s ({threads} thr)"] = len(got) / seconds
         result[f"MB/s ({threads} thr)"] = sum(map(len, got)) / 1e6 / seconds

@@ -289,7 +289,7 @@ def test_detector_option_selects_the_detector_and_rejects_unknown_names(
 
 def test_embed_uses_every_core_for_many_images_with_the_same_output(tmp_path: Path, samples: Path) -> None:
     from facelake import load_settings
-    from facelake.pipeline import EMBED_POOL_FROM, embed_paths
+    from facelake.pipeline.ingest import EMBED_POOL_FROM, embed_paths
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -306,7 +306,7 @@ def test_embed_uses_every_core_for_many_images_with_the_same_output(tmp_path: Pa
 
 
 def test_a_short_run_is_cut_into_several_batches_per_worker() -> None:
-    from facelake.pipeline import BATCHES_PER_WORKER, batch_size
+    from facelake.pipeline.executors import BATCHES_PER_WORKER, batch_size
 
     assert batch_size(8, 2, 24) == 3  # 8 batches: 4 for each worker, not 2 and 1
     assert batch_size(8, 2, 1000) == 8  # long runs keep the configured size

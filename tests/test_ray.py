@@ -7,6 +7,7 @@ from pathlib import Path
 
 from facelake import load_settings
 from facelake.pipeline import ingest
+from facelake.scale import RayExecutor
 
 from .dbs import NewDb, rows
 from .test_buckets import new_bucket, upload_tree
@@ -27,11 +28,13 @@ def test_ray_gives_the_process_pools_sightings_for_a_folder_and_a_bucket(
     assert rows(ray_db, FACES) == rows(pool_db, FACES) and len(rows(ray_db, FACES)) == 3
     assert rows(ray_db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images WHERE status = 'error'") == [
         ("broken.jpg", "error")]
-    again = ingest([cams], load_settings(db=ray_db), workers=2, engine="ray")
+    settings = load_settings(db=ray_db)
+    again = ingest([cams], settings, workers=2, executor=RayExecutor(settings, workers=2))
     assert (again.new, again.skipped) == (0, 3), "stored objects are not sent to Ray again"
     bucket = new_bucket("gs")
     upload_tree(bucket, cams, "cams")
     bucket_db = new_db("bucket")
-    summary = ingest([f"{bucket.uri}/cams"], load_settings(db=bucket_db), workers=2, engine="ray")
+    settings = load_settings(db=bucket_db)
+    summary = ingest([f"{bucket.uri}/cams"], settings, workers=2, executor=RayExecutor(settings, workers=2))
     assert (summary.new, summary.failed) == (3, 1)
     assert rows(bucket_db, FACES) == rows(pool_db, FACES)

@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .identities.service import ClusterStage, NamingStage, PurgeStage
 from .pipeline import IngestSummary, OnImage, Stage
 from .pipeline import ingest as run_ingest
+from .scale import executor_for
 from .sources import Source
 from .store.base import Target, describe_target, open_store
 from .store.copy import CopyResult
@@ -46,7 +47,7 @@ def ingest(
     ``engine="ray"`` runs the models as Ray Data actors (local Ray, or the cluster at ``ray_address``).
     """
     return run_ingest(sources, settings, default_stages(settings), camera, workers, on_listed, on_image,
-                      engine, ray_address)
+                      executor_for(settings, engine, workers, ray_address))
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
-import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from .. import errors
 from ..config import Settings
 from ..identities import service as people
-from ..identities.service import load_namer
-from ..pipeline import analyzer_options, image_id_of
+from ..identities.stages import NamingStage
+from ..pipeline import ImageLine, ImageResult, Job, StoreWriter, analyzer_options, image_id_of
 from ..reports import views
 from ..service import stats
 from ..sources.decode import decode_image
-from ..store.base import ImageRecord, SightingRecord, open_store
+from ..store.base import open_store
 from ..vision.analyzer import FaceAnalyzer
 from .auth import Caller, Sessions, check_csrf, require
 
@@ -182,30 +181,23 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         engine: Engine = app.state.engine
         with engine.lock:
             faces = engine.analyzer.analyze(decoded.pixels)
+        job = Job(image_id_of(data), f"upload:{photo.filename or 'photo'}", camera, None, None, size=len(data))
         with open_store(settings.db) as db:  # writable: every recognition is audited
-            namer = load_namer(db, settings)
-            decisions = namer.name_image(np.stack([f.embedding for f in faces]), [f.quality for f in faces]) if faces else []
+            line = ImageLine([NamingStage(settings)], StoreWriter(db), actor=caller.actor)
+            line.start(db)
+            item = line.prepare(ImageResult(job, decoded.meta, faces, None))
+            ids = (line.commit([item])[0].ids or []) if store else []
             names = {int(r[0]): r[1] for r in db.con.execute("SELECT person_id, name FROM people").fetchall()}
-            ids: list[int] = []
-            if store:
-                image = ImageRecord(image_id_of(data), f"upload:{photo.filename or 'photo'}", camera, "ok",
-                                    taken_at=decoded.meta.taken_at, taken_at_source="exif" if decoded.meta.taken_at else None,
-                                    gps_lat=decoded.meta.gps_lat, gps_lon=decoded.meta.gps_lon,
-                                    camera_make=decoded.meta.make, camera_model=decoded.meta.model,
-                                    format=decoded.meta.format, width=decoded.meta.width,
-                                    height=decoded.meta.height, bytes=len(data))
-                sightings = [SightingRecord(i, f.detection.box, f.detection.landmarks, f.detection.score, f.quality,
-                                            f.embedding, f.model, f.thumb, p, s)
-                             for i, (f, (p, s)) in enumerate(zip(faces, decisions))]
-                ids = db.write_image(image, sightings, actor=caller.actor) or []
-            db.audit(caller.actor, "recognize", f"photo:{image_id_of(data)[:16]} faces:{len(faces)} stored:{store}")
+            db.audit(caller.actor, "recognize", f"photo:{job.image_id[:16]} faces:{len(faces)} stored:{store}")
+        sightings = item[1]
         return {
             "width": decoded.meta.width, "height": decoded.meta.height, "stored": bool(store),
             "faces": [{"box": [round(v, 2) for v in f.detection.box], "score": round(f.detection.score, 4),
-                       "quality": round(f.quality, 4), "person_id": p, "person": names.get(p) if p else None,
-                       "match_score": None if s is None else round(s, 4),
+                       "quality": round(f.quality, 4), "person_id": s.person_id,
+                       "person": names.get(s.person_id) if s.person_id else None,
+                       "match_score": None if s.match_score is None else round(s.match_score, 4),
                        "sighting_id": ids[i] if i < len(ids) else None}
-                      for i, (f, (p, s)) in enumerate(zip(faces, decisions))],
+                      for i, (f, s) in enumerate(zip(faces, sightings))],
         }
 
     @app.post("/api/search", dependencies=[READ])

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..pipeline import ImageResult, Job, _init_worker, _process_batch, analyzer_options, make_job
+from ..pipeline.executors import Keep, Listed, default_workers
+from ..pipeline.records import ImageResult, Job, make_job
+from ..pipeline.worker import Worker
 from ..sources import Entry, Source, open_source
 
 
@@ -27,7 +29,7 @@ class _Analyse:
 
     def __init__(self, settings_json: str) -> None:
         self.settings = Settings.model_validate_json(settings_json)
-        _init_worker(analyzer_options(self.settings), self.settings.max_pixels)
+        self.worker = Worker.from_settings(self.settings).load()
         self.sources: dict[str, Source] = {}
         self.max_bytes = int(self.settings.max_file_mb * 1e6)
 
@@ -45,8 +47,28 @@ class _Analyse:
             entry = Entry(str(uri), str(camera), None if size < 0 else int(size), version or None,
                           None if mtime < 0 else float(mtime), error or None)
             jobs.append(make_job(entry, self._source(str(spec)), self.max_bytes))
-        results = _process_batch(jobs)
+        results = self.worker.process(jobs)
         return {"result": [pickle.dumps(r) for r in results]}
+
+
+class RayExecutor:
+    """The pipeline's :class:`~facelake.pipeline.executors.Executor` on Ray Data.
+
+    ``keep`` is applied to what comes back: the images were read and hashed on the workers.
+    """
+
+    def __init__(self, settings: Settings, address: str | None = None, workers: int | None = None) -> None:
+        self.settings, self.address = settings, address
+        self.workers = workers or default_workers(settings)
+
+    def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
+                read_threads: int = 1) -> Iterator[list[ImageResult]]:
+        for result in ray_results(list(entries), self.settings, self.address, self.workers):
+            if keep(result.job):
+                yield [result]
+
+    def close(self) -> None:
+        """Nothing to stop: :func:`ray_results` shuts down a Ray instance it started when it ends."""
 
 
 def ray_results(listed: Sequence[tuple[Source, Entry]], settings: Settings, address: str | None = None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +25,9 @@ from ..errors import ConfigError, ImageUnreadable
 from ..identities.calibration import model_of
 from ..identities.gallery_file import GalleryFile, read_gallery
 from ..identities.service import NamingStage
-from ..pipeline import _init_worker, _process_batch, analyzer_options, make_job, records
+from ..pipeline.line import ImageLine, Item
+from ..pipeline.records import make_job
+from ..pipeline.worker import Worker
 from ..sources.base import Entry, camera_from_key, is_image_name
 from ..sources.buckets import BucketSource, GcsBucket
 from ..store.base import ImageRecord, SightingRecord
@@ -37,6 +40,22 @@ FINALIZED = "google.cloud.storage.object.v1.finalized"
 class Sink(Protocol):
     def has(self, image_id: str) -> bool: ...
     def write(self, image: ImageRecord, sightings: list[SightingRecord]) -> None: ...
+
+
+class SinkWriter:
+    """The image line's writer for a sink: each image written whole, keyed by its id.
+
+    A sink assigns no sighting ids (those come when ``facelake import`` brings the lake into
+    a database), so it reports none and the line's ``stored`` hooks stay quiet here.
+    """
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def write(self, items: Sequence[Item], actor: str) -> list[list[int] | None]:
+        for image, sightings, _ in items:
+            self.sink.write(image, sightings)
+        return [[] for _ in items]
 
 
 def make_sink(settings: Settings) -> Sink:
@@ -70,8 +89,9 @@ class FunctionRuntime:
     def __init__(self, settings: Settings | None = None, sink: Sink | None = None) -> None:
         self.settings = settings or load_settings()
         self.sink = sink or make_sink(self.settings)
-        _init_worker(analyzer_options(self.settings), self.settings.max_pixels)
+        self.worker = Worker.from_settings(self.settings).load()
         self.naming = NamingStage(self.settings)
+        self.line = ImageLine([self.naming], SinkWriter(self.sink), actor="function")
         self._gallery_checked = float("-inf")
         self._sources: dict[str, BucketSource] = {}
 
@@ -109,10 +129,8 @@ class FunctionRuntime:
         if self.sink.has(job.image_id):
             return Outcome(uri, "skipped", job.image_id, seconds=time.perf_counter() - start)
         self._refresh_gallery()
-        result = _process_batch([job])[0]
-        image, sightings = records(result.job, result.meta, result.faces, result.error)
-        sightings = self.naming.annotate(image, sightings)
-        self.sink.write(image, sightings)
+        written = self.line.put(self.worker.process([job]))[0]
+        image, sightings = written.image, written.sightings
         named = sum(s.person_id is not None for s in sightings)
         outcome = "new" if image.status == "ok" else "failed"
         log.info("%s %s faces=%d named=%d %s", outcome, uri, len(sightings), named, image.error or "")

@@ -1,0 +1,198 @@
+"""Where the models run: in this process, in a pool of local worker processes, or (``scale/``) on Ray.
+
+Every executor takes the listed entries and a ``keep(job)`` filter and yields worker
+results a batch at a time; :class:`~facelake.pipeline.ingest.Ingestor` does not know which
+one it drives. The local executors read and hash each entry in this process (threads
+overlap the downloads of bucket objects), so an image already stored is skipped by
+``keep`` before it is decoded or shipped to a worker; a remote executor reads on its
+workers and applies ``keep`` to what comes back.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+from ..config import Settings
+from ..sources import Entry, Source
+from ..vision.analyzer import AnalyzerOptions
+from .records import ImageResult, Job, make_job
+from .worker import Worker, analyzer_options
+
+Listed = tuple[Source, Entry]
+Keep = Callable[[Job], bool]
+"""``keep(job)``: whether a read job still needs analysing (False: it is stored already, skip it)."""
+
+
+class Executor(Protocol):
+    """Runs the models over listed entries; see the module docstring."""
+
+    workers: int
+
+    def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
+                read_threads: int = 1) -> Iterator[list[ImageResult]]:
+        """Results of the kept entries, a batch at a time.
+
+        ``total`` is how many entries there are, when known; ``read_threads`` how many reads
+        may overlap (bucket sources gain from several, a folder does not).
+        """
+        ...
+
+    def close(self) -> None:
+        """Stop any worker processes; the executor may not be used afterwards."""
+        ...
+
+
+def default_workers(settings: Settings) -> int:
+    return settings.workers or max(1, os.cpu_count() or 1)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+BATCHES_PER_WORKER = 4
+"""A known-length run is cut into at least this many batches per worker: images differ in
+size and faces, and the last batches of a run decide when it ends."""
+
+
+def batch_size(configured: int, workers: int, total: int | None) -> int:
+    """Images per worker task: ``configured``, or fewer when a short run would leave workers idle."""
+    if total is None or workers <= 1:
+        return configured
+    return max(1, min(configured, math.ceil(total / (BATCHES_PER_WORKER * workers))))
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: int) -> Iterator[R]:
+    """``map(fn, items)`` in order, with up to ``window`` calls running on ``threads`` threads.
+
+    Reading is I/O: for bucket objects each read is a network round trip, so a few in
+    flight keep the workers fed; the window bounds how many images sit in memory.
+    """
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="facelake-read") as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def read_threads(listed: Iterable[Listed], settings: Settings) -> int:
+    """How many reads may overlap: as many as the most parallel source wants, within the setting."""
+    return min(max((src.read_threads for src, _ in listed), default=1), settings.bucket_read_threads)
+
+
+def read_jobs(entries: Iterable[Listed], keep: Keep, settings: Settings, threads: int = 1) -> Iterator[Job]:
+    """Read and hash each entry here, ``threads`` at a time, keeping what ``keep`` wants."""
+    max_bytes = int(settings.max_file_mb * 1e6)
+    for job in prefetched(entries, lambda se: make_job(se[1], se[0], max_bytes), threads, 32):
+        if keep(job):
+            yield job
+
+
+class InProcessExecutor:
+    """The models in this process: for one worker, and for short runs where starting processes costs more."""
+
+    workers = 1
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._worker: Worker | None = None
+
+    @property
+    def worker(self) -> Worker:
+        if self._worker is None:
+            self._worker = Worker.from_settings(self.settings).load()
+        return self._worker
+
+    def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
+                read_threads: int = 1) -> Iterator[list[ImageResult]]:
+        for batch in chunks(read_jobs(entries, keep, self.settings, read_threads), self.settings.batch_images):
+            yield self.worker.process(batch)
+
+    def close(self) -> None:
+        self._worker = None
+
+
+@functools.cache
+def _process_worker(options: AnalyzerOptions, max_pixels: int) -> Worker:
+    """The one :class:`Worker` of a pool process, made by the pool's initializer and kept for its tasks."""
+    return Worker(options, max_pixels).load()
+
+
+def _start_pool_process(options: AnalyzerOptions, max_pixels: int) -> None:
+    # Ctrl-C reaches the whole process group: the main process decides when to stop,
+    # so workers finish the images in hand instead of dying with them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One worker per core already: OpenCV's own thread pool would only make them share.
+    import cv2
+
+    cv2.setNumThreads(1)
+    _process_worker(options, max_pixels)
+
+
+def _run_batch(options: AnalyzerOptions, max_pixels: int, jobs: list[Job]) -> list[ImageResult]:
+    return _process_worker(options, max_pixels).process(jobs)
+
+
+class PoolExecutor:
+    """Local worker processes (spawned), each loading the models once.
+
+    At most ``2 × workers`` batches are in flight, which bounds memory on huge folders while
+    keeping every worker busy. ``total`` shrinks the batches of a short run so each worker
+    gets several: 24 photos in batches of 8 gave one of two workers twice the other's work.
+    """
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings, self.workers = settings, workers
+        self.options = analyzer_options(settings)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
+                read_threads: int = 1) -> Iterator[list[ImageResult]]:
+        size = batch_size(self.settings.batch_images, self.workers, total)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_pool_process,
+                                             initargs=(self.options, self.settings.max_pixels))
+        pending: deque[Future[list[ImageResult]]] = deque()
+        for batch in chunks(read_jobs(entries, keep, self.settings, read_threads), size):
+            pending.append(self._pool.submit(_run_batch, self.options, self.settings.max_pixels, batch))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+def local_executor(settings: Settings, workers: int | None = None) -> InProcessExecutor | PoolExecutor:
+    """One worker process per core (or ``workers``); with one, the models run in this process."""
+    n = workers or default_workers(settings)
+    return InProcessExecutor(settings) if n <= 1 else PoolExecutor(settings, n)

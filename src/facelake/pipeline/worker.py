@@ -1,0 +1,69 @@
+"""The per-process side of the pipeline: decode and analyse batches of jobs with models loaded once.
+
+A :class:`Worker` is one object per process (a local pool worker, a Ray actor, a Cloud
+Function instance, or the main process when it runs the models itself). It holds its
+models and its limits and nothing else; no module state, so two workers with different
+settings can live side by side (the API's and a test's, say).
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..errors import FacelakeError
+from ..sources.decode import DecodedImage, decode_image
+from ..vision.analyzer import AnalyzerOptions, FaceAnalyzer
+from .records import ImageResult, Job
+
+
+def analyzer_options(settings: Settings) -> AnalyzerOptions:
+    return AnalyzerOptions(
+        detector=settings.detector,
+        det_threshold=settings.det_threshold,
+        nms_iou=settings.nms_iou,
+        detect_min_side=settings.detect_min_side,
+        detect_max_side=settings.detect_max_side,
+        detect_refine_below_px=settings.detect_refine_below_px,
+        detect_candidate_threshold=settings.detect_candidate_threshold,
+        max_upscale=settings.max_upscale,
+        min_face_px=settings.min_face_px,
+        embedder=settings.embedder,
+        embed_backend=settings.embed_backend,
+        embed_flip=settings.embed_flip,
+        embed_lowres_px=settings.embed_lowres_px,
+        thumb_px=settings.thumb_px,
+        thumb_quality=settings.thumb_quality,
+        keep_context=settings.keep_face_context,
+    )
+
+
+class Worker:
+    """Decodes each job's image (capturing errors per image) and analyses the good ones together."""
+
+    def __init__(self, options: AnalyzerOptions, max_pixels: int) -> None:
+        self.options, self.max_pixels = options, max_pixels
+        self.analyzer = FaceAnalyzer(options)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Worker:
+        return cls(analyzer_options(settings), settings.max_pixels)
+
+    def load(self) -> Worker:
+        """Load every model now, so a broken install fails before the first image, not during it."""
+        self.analyzer.load()
+        return self
+
+    def process(self, jobs: list[Job]) -> list[ImageResult]:
+        results: list[ImageResult | None] = [None] * len(jobs)
+        decoded: list[tuple[int, DecodedImage]] = []
+        for i, job in enumerate(jobs):
+            if job.data is None:
+                results[i] = ImageResult(job, None, [], job.error or "unreadable")
+                continue
+            try:
+                decoded.append((i, decode_image(job.data, max_pixels=self.max_pixels)))
+            except FacelakeError as exc:
+                results[i] = ImageResult(job.without_data(), None, [], str(exc))
+        faces = self.analyzer.analyze_many([d.pixels for _, d in decoded]) if decoded else []
+        for (i, image), found in zip(decoded, faces):
+            results[i] = ImageResult(jobs[i].without_data(), image.meta, found, None)
+        return [r for r in results if r is not None]
