@@ -52,6 +52,8 @@ def ingest(
 
 @dataclass(frozen=True)
 class QueryResult:
+    """Rows of a read-only query (``facelake sql``, ``stats``) with their column names."""
+
     columns: list[str]
     rows: list[tuple[Any, ...]]
 
