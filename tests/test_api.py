@@ -110,6 +110,12 @@ def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str
     stored = client.post("/api/recognize?store=true&camera=phone", headers=admin,
                          files={"photo": jpeg(samples / "obama3.jpg")}).json()
     assert stored["stored"] and stored["faces"][0]["sighting_id"] is not None
+    # The API stores through the same image line as ingest: named, with the face's context
+    # (so `reembed` can redo it), and the same audit row as a named ingested face.
+    sid = stored["faces"][0]["sighting_id"]
+    assert stored["faces"][0]["person"] == "Barack"
+    assert rows(db, f"SELECT count(*) FROM face_contexts WHERE sighting_id = {sid}") == [(1,)]
+    assert rows(db, f"SELECT count(*) FROM audit WHERE action = 'identify' AND subject LIKE 'sighting:{sid} %'") == [(1,)]
     # Enroll through the API; Joe's earlier sighting gets his name.
     r = client.post("/api/people", headers=admin, data={"name": "Joe", "consent": "asked"},
                     files=[("photos", jpeg(samples / "biden.jpg"))])
