@@ -232,6 +232,43 @@ class Settings(BaseSettings):
         description="Afterwards `facelake purge` (also run after every ingest) erases them.",
     )
 
+    video_fps: float = Field(
+        5.0, gt=0.0, le=60.0, title="Frames analysed per second of video",
+        description="Clips and streams are sampled at this rate; a face in view for a second is seen five "
+        "times at the default, enough for the tracker and for a sharp best face.",
+    )
+    video_keyframes_only: bool = Field(
+        False, title="Analyse key frames only (fast scan)",
+        description="The decoder skips every other frame unread: the rate falls to the clip's GOP "
+        "(often one frame in 1-2 s), for a quick pass over long recordings.",
+    )
+    video_motion_threshold: float = Field(
+        0.002, ge=0.0, le=1.0, title="Motion gate (fraction of a small grey copy that must change)",
+        description="Sampled frames in which less than this fraction changed are skipped before any "
+        "model runs; 0 analyses every sampled frame.",
+    )
+    video_max_duration_s: float = Field(
+        4 * 3600.0, gt=0.0, le=7 * 86_400.0, title="Longest accepted clip (seconds)",
+        description="Longer clips are recorded as errors without being decoded.",
+    )
+    video_max_pixels: int = Field(
+        3840 * 2160, ge=100_000, le=100_000_000, title="Largest accepted video frame (pixels)",
+        description="Clips with larger frames (8K) are recorded as errors before decoding.",
+    )
+    video_max_mb: float = Field(
+        4000.0, gt=0, le=100_000, title="Largest accepted video file (MB)",
+        description="Larger clips are recorded as errors; a clip is hashed and decoded from disk, "
+        "never read whole into memory.",
+    )
+    track_max_age_s: float = Field(
+        2.0, gt=0.0, le=600.0, title="Seconds a track stays open unseen",
+        description="A face not seen for longer ends its track (a scene cut ends every track at once).",
+    )
+    track_top_k: int = Field(
+        3, ge=1, le=50, title="Best faces kept per track",
+        description="Each track keeps this many of its faces, best quality first, as its sightings.",
+    )
+
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings from a TOML file (if any), the environment, and explicit overrides.

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..sources import Entry, Source
 from ..vision.analyzer import AnalyzerOptions
 from .records import ImageResult, Job, make_job
+from .video import VideoOptions
 from .worker import Worker, analyzer_options
 
 Listed = tuple[Source, Entry]
@@ -107,8 +108,8 @@ def read_threads(listed: Iterable[Listed], settings: Settings) -> int:
 
 def read_jobs(entries: Iterable[Listed], keep: Keep, settings: Settings, threads: int = 1) -> Iterator[Job]:
     """Read and hash each entry here, ``threads`` at a time, keeping what ``keep`` wants."""
-    max_bytes = int(settings.max_file_mb * 1e6)
-    for job in prefetched(entries, lambda se: make_job(se[1], se[0], max_bytes), threads, 32):
+    max_bytes, video_bytes = int(settings.max_file_mb * 1e6), int(settings.video_max_mb * 1e6)
+    for job in prefetched(entries, lambda se: make_job(se[1], se[0], max_bytes, video_bytes), threads, 32):
         if keep(job):
             yield job
 
@@ -138,12 +139,12 @@ class InProcessExecutor:
 
 
 @functools.cache
-def _process_worker(options: AnalyzerOptions, max_pixels: int) -> Worker:
+def _process_worker(options: AnalyzerOptions, max_pixels: int, video: VideoOptions) -> Worker:
     """The one :class:`Worker` of a pool process, made by the pool's initializer and kept for its tasks."""
-    return Worker(options, max_pixels).load()
+    return Worker(options, max_pixels, video).load()
 
 
-def _start_pool_process(options: AnalyzerOptions, max_pixels: int) -> None:
+def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoOptions) -> None:
     # Ctrl-C reaches the whole process group: the main process decides when to stop,
     # so workers finish the images in hand instead of dying with them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -151,11 +152,11 @@ def _start_pool_process(options: AnalyzerOptions, max_pixels: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    _process_worker(options, max_pixels)
+    _process_worker(options, max_pixels, video)
 
 
-def _run_batch(options: AnalyzerOptions, max_pixels: int, jobs: list[Job]) -> list[ImageResult]:
-    return _process_worker(options, max_pixels).process(jobs)
+def _run_batch(options: AnalyzerOptions, max_pixels: int, video: VideoOptions, jobs: list[Job]) -> list[ImageResult]:
+    return _process_worker(options, max_pixels, video).process(jobs)
 
 
 class PoolExecutor:
@@ -169,6 +170,7 @@ class PoolExecutor:
     def __init__(self, settings: Settings, workers: int) -> None:
         self.settings, self.workers = settings, workers
         self.options = analyzer_options(settings)
+        self.video = VideoOptions.from_settings(settings)
         self._pool: ProcessPoolExecutor | None = None
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
@@ -177,10 +179,10 @@ class PoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_start_pool_process,
-                                             initargs=(self.options, self.settings.max_pixels))
+                                             initargs=(self.options, self.settings.max_pixels, self.video))
         pending: deque[Future[list[ImageResult]]] = deque()
         for batch in chunks(read_jobs(entries, keep, self.settings, read_threads), size):
-            pending.append(self._pool.submit(_run_batch, self.options, self.settings.max_pixels, batch))
+            pending.append(self._pool.submit(_run_batch, self.options, self.settings.max_pixels, self.video, batch))
             if len(pending) >= 2 * self.workers:
                 yield pending.popleft().result()
         while pending:

@@ -11,9 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
-from ..errors import FacelakeError
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import FacelakeError, ImageTooLarge, ImageUnreadable
 from ..sources import Entry, Source
+from ..sources.base import is_video_name
 from ..sources.decode import ImageMeta
 from ..store.base import ImageRecord, SightingRecord
 from ..vision.types import Face
@@ -31,6 +36,8 @@ class Job:
     error: str | None = None
     size: int | None = None
     version: str | None = None
+    path: str | None = None
+    """A local file to decode in place of ``data`` (a video, which is never read whole into memory)."""
 
     def without_data(self) -> Job:
         """The job without its bytes, so results don't carry the image back across processes."""
@@ -38,17 +45,37 @@ class Job:
 
 
 @dataclass(frozen=True)
+class TrackResult:
+    """One track of a clip: when it was seen, how often, its template, and which faces are its best."""
+
+    start_s: float
+    end_s: float
+    frames: int
+    template: NDArray[np.float32]
+    model: str
+    faces: tuple[int, ...]
+    """Indices into the result's ``faces``, best quality first."""
+    offsets_s: tuple[float, ...]
+    """Seconds from the start of the clip at which each of those faces was seen."""
+
+
+@dataclass(frozen=True)
 class ImageResult:
-    """What a worker made of one image."""
+    """What a worker made of one image, or of one video clip (then its ``faces`` are its tracks' best)."""
 
     job: Job
     meta: ImageMeta | None
     faces: list[Face]
     error: str | None
+    tracks: tuple[TrackResult, ...] = ()
+    warning: str | None = None
+    """Kept with a stored result: why a clip's decoding stopped early (what came before is kept)."""
 
 
 @dataclass
 class IngestSummary:
+    """What one ingest run did: images new, skipped (stored already) and failed, faces, names, alerts."""
+
     new: int = 0
     skipped: int = 0
     failed: int = 0
@@ -70,15 +97,42 @@ def image_id_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def make_job(entry: Entry, source: Source, max_bytes: int) -> Job:
+def _hash_file(path: Path, max_bytes: int) -> tuple[str, int]:
+    """SHA-256 and size of a file read in 1-MiB chunks: a 2-GB clip is never in memory whole."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLarge(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        if not path.is_file():
+            raise ImageUnreadable("not a regular file")
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest(), size
+    except OSError as exc:
+        raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int | None = None) -> Job:
     """Read and hash one listed entry; unreadable places become jobs that carry their error.
 
     A place whose bytes cannot be read gets an id derived from its uri, so re-running on
-    the same broken input updates one error row instead of adding another.
+    the same broken input updates one error row instead of adding another. A video clip on
+    this machine is hashed from disk and decoded there (``Job.path``); one in a bucket is
+    read like an image, within ``video_max_bytes``.
     """
     error = entry.error
     if error is None:
         try:
+            if is_video_name(entry.uri):
+                limit = video_max_bytes or max_bytes
+                local = source.local_path(entry)
+                if local is not None:
+                    image_id, size = _hash_file(local, limit)
+                    return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
+                               version=entry.version, path=str(local))
+                max_bytes = limit
             data = source.read(entry, max_bytes)
             return Job(image_id_of(data), entry.uri, entry.camera, data, entry.mtime, size=len(data),
                        version=entry.version)

@@ -12,7 +12,9 @@ from ..config import Settings
 from ..errors import FacelakeError
 from ..sources.decode import DecodedImage, decode_image
 from ..vision.analyzer import AnalyzerOptions, FaceAnalyzer
+from ..sources.base import is_video_name
 from .records import ImageResult, Job
+from .video import VideoOptions, analyse_video
 
 
 def analyzer_options(settings: Settings) -> AnalyzerOptions:
@@ -37,15 +39,17 @@ def analyzer_options(settings: Settings) -> AnalyzerOptions:
 
 
 class Worker:
-    """Decodes each job's image (capturing errors per image) and analyses the good ones together."""
+    """Decodes each job's image (capturing errors per image) and analyses the good ones together;
+    a video clip is sampled and tracked (:func:`~facelake.pipeline.video.analyse_video`)."""
 
-    def __init__(self, options: AnalyzerOptions, max_pixels: int) -> None:
+    def __init__(self, options: AnalyzerOptions, max_pixels: int, video: VideoOptions | None = None) -> None:
         self.options, self.max_pixels = options, max_pixels
+        self.video = video or VideoOptions()
         self.analyzer = FaceAnalyzer(options)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
-        return cls(analyzer_options(settings), settings.max_pixels)
+        return cls(analyzer_options(settings), settings.max_pixels, VideoOptions.from_settings(settings))
 
     def load(self) -> Worker:
         """Load every model now, so a broken install fails before the first image, not during it."""
@@ -56,6 +60,9 @@ class Worker:
         results: list[ImageResult | None] = [None] * len(jobs)
         decoded: list[tuple[int, DecodedImage]] = []
         for i, job in enumerate(jobs):
+            if job.error is None and is_video_name(job.uri):
+                results[i] = analyse_video(self.analyzer, job, self.video)
+                continue
             if job.data is None:
                 results[i] = ImageResult(job, None, [], job.error or "unreadable")
                 continue

@@ -32,6 +32,7 @@ class _Analyse:
         self.worker = Worker.from_settings(self.settings).load()
         self.sources: dict[str, Source] = {}
         self.max_bytes = int(self.settings.max_file_mb * 1e6)
+        self.video_max_bytes = int(self.settings.video_max_mb * 1e6)
 
     def _source(self, spec: str) -> Source:
         if spec not in self.sources:
@@ -46,7 +47,7 @@ class _Analyse:
         ):
             entry = Entry(str(uri), str(camera), None if size < 0 else int(size), version or None,
                           None if mtime < 0 else float(mtime), error or None)
-            jobs.append(make_job(entry, self._source(str(spec)), self.max_bytes))
+            jobs.append(make_job(entry, self._source(str(spec)), self.max_bytes, self.video_max_bytes))
         results = self.worker.process(jobs)
         return {"result": [pickle.dumps(r) for r in results]}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
 from ..errors import ImageTooLarge
@@ -20,6 +20,9 @@ from ..errors import ImageTooLarge
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".pgm", ".ppm"}
 )
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".mjpeg", ".mjpg", ".ts", ".webm"})
+"""Clips accepted wherever an image is: recorders export MP4/MKV/MOV/AVI, IP cameras MJPEG and MPEG-TS."""
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class Source(Protocol):
         """The entry's bytes; raises ImageTooLarge past ``max_bytes`` without reading them all."""
         ...
 
+    def local_path(self, entry: Entry) -> Path | None:
+        """The entry as a file on this machine, when it is one (a clip is then decoded in place), else None."""
+        ...
+
 
 def camera_from_key(key: str, prefix: str, fallback: str) -> str:
     """The camera of an object ``key`` listed under ``prefix``, by the folder rule.
@@ -69,7 +76,12 @@ def camera_from_key(key: str, prefix: str, fallback: str) -> str:
 
 
 def is_image_name(name: str) -> bool:
-    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+    """Whether a file or object name is one the pipeline takes: an image or a video clip."""
+    return PurePosixPath(name).suffix.lower() in MEDIA_SUFFIXES
+
+
+def is_video_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in VIDEO_SUFFIXES
 
 
 def read_bounded(chunks: Iterator[bytes], max_bytes: int, where: str) -> bytes:

@@ -257,3 +257,6 @@ class BucketSource:
             raise ImageTooLarge(f"object is {entry.size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
         key = entry.uri[len(self.bucket.uri) + 1:]
         return self.bucket.read(key, max_bytes)
+
+    def local_path(self, entry: Entry) -> Path | None:
+        return None

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ImageTooLarge, ImageUnreadable
-from .base import IMAGE_SUFFIXES, Entry
+from .base import IMAGE_SUFFIXES, MEDIA_SUFFIXES, Entry
 
 __all__ = ["IMAGE_SUFFIXES", "FolderSource", "camera_for", "file_entry"]
 
@@ -82,11 +82,14 @@ class FolderSource:
                 continue
             if is_dir:
                 yield from self._walk(path)
-            elif path.suffix.lower() in IMAGE_SUFFIXES:
+            elif path.suffix.lower() in MEDIA_SUFFIXES:
                 yield file_entry(path, camera or camera_for(path, root))
 
     def read(self, entry: Entry, max_bytes: int) -> bytes:
         return read_file(Path(entry.uri), max_bytes)
+
+    def local_path(self, entry: Entry) -> Path | None:
+        return Path(entry.uri)
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:

@@ -1,0 +1,94 @@
+"""A video clip → tracks: sampled frames through the models and the tracker, a few best faces per track.
+
+The unit of recognition in video is the track, not the frame: one person walking past for
+ten seconds is fifty analysed frames, and would otherwise be fifty sightings, fifty naming
+decisions and fifty alerts. Here each track keeps only its ``top_k`` best faces (they become
+its sightings) and a quality-weighted template (what the track is named by, once).
+
+A damaged clip keeps what was decoded before the damage: the tracks seen so far are closed
+and returned, and the reader's message is the result's ``warning``, so the clip is stored
+(re-ingesting it adds nothing) with the reason beside it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC
+
+from ..config import Settings
+from ..errors import FacelakeError
+from ..sources.decode import ImageMeta
+from ..sources.video import VideoFrame, VideoReader
+from ..vision.analyzer import FaceAnalyzer
+from ..vision.track import Track, Tracker
+from ..vision.types import Face
+from .records import ImageResult, Job, TrackResult
+
+FRAMES_PER_BATCH = 4
+"""Analysed frames whose faces go through the embedder together (its batches stay full)."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How clips are sampled and tracked (from :class:`Settings`; picklable for worker processes)."""
+
+    fps: float = 5.0
+    keyframes_only: bool = False
+    motion_threshold: float = 0.002
+    max_duration_s: float = 4 * 3600.0
+    max_pixels: int = 3840 * 2160
+    track_max_age_s: float = 2.0
+    track_top_k: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VideoOptions:
+        return cls(fps=settings.video_fps, keyframes_only=settings.video_keyframes_only,
+                   motion_threshold=settings.video_motion_threshold, max_duration_s=settings.video_max_duration_s,
+                   max_pixels=settings.video_max_pixels, track_max_age_s=settings.track_max_age_s,
+                   track_top_k=settings.track_top_k)
+
+
+def _batches(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
+    batch: list[VideoFrame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> ImageResult:
+    info = reader.info
+    taken = info.creation_time.astimezone(UTC).replace(tzinfo=None) if info.creation_time else None
+    meta = ImageMeta(info.width, info.height, f"video/{info.codec}", taken, None, None, None, None)
+    faces: list[Face] = []
+    tracks: list[TrackResult] = []
+    for track in sorted(ended, key=lambda t: (t.start_t, t.track_id)):
+        at = len(faces)
+        faces.extend(tf.face for tf in track.best)
+        tracks.append(TrackResult(track.start_t, track.end_t, track.frames, track.template, model,
+                                  tuple(range(at, len(faces))), tuple(tf.t for tf in track.best)))
+    return ImageResult(job.without_data(), meta, faces, None, tracks=tuple(tracks), warning=reader.error)
+
+
+def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> ImageResult:
+    """Decode ``job``'s clip (its local ``path``, else its bytes), analyse the sampled frames, track the faces."""
+    try:
+        source = job.path if job.path is not None else io.BytesIO(job.data or b"")
+        reader = VideoReader(source, fps=options.fps, keyframes_only=options.keyframes_only,
+                             motion_threshold=options.motion_threshold, max_duration_s=options.max_duration_s,
+                             max_pixels=options.max_pixels, name=job.uri)
+    except FacelakeError as exc:
+        return ImageResult(job.without_data(), None, [], str(exc))
+    tracker = Tracker(options.track_max_age_s, top_k=options.track_top_k)
+    ended: list[Track] = []
+    with reader:
+        for batch in _batches(reader.frames(), FRAMES_PER_BATCH):
+            for frame, faces in zip(batch, analyzer.analyze_many([f.pixels for f in batch])):
+                ended.extend(tracker.update(frame.offset_s, faces, frame.scene_cut, frame.index))
+        ended.extend(tracker.close())
+        return _result(job, reader, ended, analyzer.model_name)
