@@ -656,6 +656,12 @@ class StreamReader:
                 return
 
     @property
+    def pending(self) -> int:
+        """Frames waiting in the queue."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
