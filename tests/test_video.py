@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def test_frames_are_sampled_at_the_requested_rate(tmp_path: Path, codec: str, su
 
 def test_a_file_object_reads_like_a_path_and_creation_time_is_parsed(clips: dict[str, Path]) -> None:
     from_path = VideoReader(clips["passing"])
-    assert from_path.info.creation_time == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    assert from_path.info.creation_time == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert from_path.info.codec == "h264" and from_path.info.frames == 75
     with open(clips["passing"], "rb") as fh:
         from_file = VideoReader(fh, name="passing.mp4")
@@ -274,7 +275,7 @@ def test_garbage_timestamps_fall_back_to_frame_position(clips: dict[str, Path], 
     offsets = [f.offset_s for f in got]
     assert reader.error is None and reader.timestamps_from_index
     assert reader.decoded == 100 and 15 <= len(got) <= 21
-    assert all(b > a for a, b in zip(offsets, offsets[1:], strict=False)) and offsets[-1] < 4.1
+    assert all(b > a for a, b in itertools.pairwise(offsets)) and offsets[-1] < 4.1
 
 
 def test_raw_h264_without_timestamps_named_mp4(tmp_path: Path) -> None:
@@ -432,7 +433,7 @@ def test_stream_frames_arrive_and_a_dropped_server_reconnects(server, fmt: str, 
     try:
         frame = reader.get(timeout=15)
         assert frame is not None and frame.pixels.shape == (240, 320, 3)
-        assert abs(datetime.now(timezone.utc) - frame.captured_at) < timedelta(seconds=5)
+        assert abs(datetime.now(UTC) - frame.captured_at) < timedelta(seconds=5)
         server[0].kill()
         server[0].wait()
         deadline = time.monotonic() + 10
