@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from videoclips import Actor, encode, face_patch, render  # noqa: E402
+from videoclips import Actor, encode, face_patch, render
 
-from facelake.sources.video import VideoReader  # noqa: E402
-from facelake.vision.analyzer import FaceAnalyzer  # noqa: E402
-from facelake.vision.track import Tracker  # noqa: E402
+from facelake.sources.video import VideoReader
+from facelake.vision.analyzer import FaceAnalyzer
+from facelake.vision.track import Tracker
 
 
 def clips() -> dict[str, list[Actor]]:

@@ -33,7 +33,7 @@ def face_patch(name: str, width: int) -> NDArray[np.uint8]:
     }
     x0, y0, x1, y1 = crops.get(name, (0.0, 0.0, 1.0, 1.0))
     img = img.crop((int(x0 * w), int(y0 * h), int(x1 * w), int(y1 * h)))
-    height = int(round(width * img.size[1] / img.size[0]))
+    height = round(width * img.size[1] / img.size[0])
     return np.asarray(img.resize((width, height), Image.LANCZOS))
 
 
@@ -59,8 +59,8 @@ class Actor:
         if not self.t0 <= t <= t1:
             return None
         a = (t - self.t0) / max(t1 - self.t0, 1e-9)
-        return (int(round(self.start[0] + a * (self.end[0] - self.start[0]))),
-                int(round(self.start[1] + a * (self.end[1] - self.start[1]))))
+        return (round(self.start[0] + a * (self.end[0] - self.start[0])),
+                round(self.start[1] + a * (self.end[1] - self.start[1])))
 
 
 def paste(canvas: NDArray[np.uint8], patch: NDArray[np.uint8], x: int, y: int) -> None:
@@ -78,7 +78,7 @@ def render(
     """The frames of a clip: ``scene(t)`` (default one still background) with the actors on it."""
     still = background(width, height)
     frames = []
-    for i in range(int(round(duration * fps))):
+    for i in range(round(duration * fps)):
         t = i / fps
         canvas = (scene(t) if scene else still).copy()
         for actor in actors:

@@ -232,41 +232,75 @@ class Settings(BaseSettings):
         description="Afterwards `facelake purge` (also run after every ingest) erases them.",
     )
 
+    # --- video clips and live streams (sources/video.py, vision/track.py) ---
     video_fps: float = Field(
-        5.0, gt=0.0, le=60.0, title="Frames analysed per second of video",
-        description="Clips and streams are sampled at this rate; a face in view for a second is seen five "
-        "times at the default, enough for the tracker and for a sharp best face.",
+        5.0, gt=0, le=60.0, title="Frames analysed per second of video",
+        description="Frames are sampled at this rate by timestamp; 5/s sees a walking person's face "
+        "several times while leaving decoding (~3 ms a 1080p frame, bench/video_decode.py) the minor cost.",
     )
     video_keyframes_only: bool = Field(
-        False, title="Analyse key frames only (fast scan)",
-        description="The decoder skips every other frame unread: the rate falls to the clip's GOP "
-        "(often one frame in 1-2 s), for a quick pass over long recordings.",
+        False, title="Fast scan: decode key frames only",
+        description="The decoder skips every non-key frame unread (about 2x faster on a 2-s GOP, more on "
+        "longer ones); the analysis rate becomes the clip's key-frame rate.",
     )
     video_motion_threshold: float = Field(
-        0.002, ge=0.0, le=1.0, title="Motion gate (fraction of a small grey copy that must change)",
-        description="Sampled frames in which less than this fraction changed are skipped before any "
-        "model runs; 0 analyses every sampled frame.",
+        0.002, ge=0.0, le=1.0, title="Changed fraction of the grey copy that counts as motion",
+        description="A sampled frame is skipped when fewer than this fraction of its 64-px grey copy's cells "
+        "changed by 10 grey levels since the last analysed frame; 0 analyses every sampled frame.",
+    )
+    video_motion_refresh_s: float = Field(
+        1.0, gt=0.0, le=60.0, title="Analyse a frame at least this often (s)",
+        description="Even with no motion, so a person standing still is seen again; keep it under "
+        "track_max_age_s or still people's tracks end and restart.",
+    )
+    video_scene_cut: float = Field(
+        0.5, gt=0.0, le=1.0, title="Grey-histogram distance that marks a scene cut",
+        description="A sampled frame this far (half L1, 0..1) from the previous one is a cut: every open track ends.",
     )
     video_max_duration_s: float = Field(
-        4 * 3600.0, gt=0.0, le=7 * 86_400.0, title="Longest accepted clip (seconds)",
-        description="Longer clips are recorded as errors without being decoded.",
+        4 * 3600.0, gt=0.0, le=7 * 86_400.0, title="Longest accepted clip (s)",
+        description="Longer clips are recorded as errors (by header, and again while decoding).",
     )
     video_max_pixels: int = Field(
         3840 * 2160, ge=100_000, le=100_000_000, title="Largest accepted video frame (pixels)",
-        description="Clips with larger frames (8K) are recorded as errors before decoding.",
+        description="4K UHD by default; 8K frames cost ~33 MB each in RGB and are refused as recorded errors.",
     )
-    video_max_mb: float = Field(
-        4000.0, gt=0, le=100_000, title="Largest accepted video file (MB)",
-        description="Larger clips are recorded as errors; a clip is hashed and decoded from disk, "
-        "never read whole into memory.",
+    video_max_file_mb: float = Field(
+        4000.0, gt=0, le=1_000_000, title="Largest accepted video file (MB)",
+        description="Video files above this size are recorded as errors without being decoded "
+        "(images keep max_file_mb); they are hashed streamed, never read whole.",
     )
     track_max_age_s: float = Field(
-        2.0, gt=0.0, le=600.0, title="Seconds a track stays open unseen",
-        description="A face not seen for longer ends its track (a scene cut ends every track at once).",
+        2.0, gt=0.0, le=600.0, title="A track ends after this long unseen (s)",
+        description="Long enough to bridge a missed detection or a passer-by's occlusion, short enough that "
+        "one person leaving and another entering at the same spot are two tracks.",
     )
     track_top_k: int = Field(
         3, ge=1, le=50, title="Best faces kept per track",
-        description="Each track keeps this many of its faces, best quality first, as its sightings.",
+        description="The highest-quality faces of a track become its sightings; the rest only feed its template.",
+    )
+    track_min_similarity: float | None = Field(
+        None, ge=-1.0, le=1.0, title="Embedding similarity below which an overlapping face is someone else",
+        description="None: 0.8 for fusion (one person across frames 0.93-0.98, two people 0.74-0.78 on the sample "
+        "photos); for other embedders set it a little above their different-person scores.",
+    )
+    track_strong_similarity: float | None = Field(
+        None, ge=-1.0, le=1.0, title="Embedding similarity that joins a face to a track without overlap",
+        description="None: the embedder's calibrated match threshold; used near the predicted position, to "
+        "carry a track across a missed detection or occlusion.",
+    )
+    stream_queue: int = Field(
+        8, ge=1, le=10_000, title="Frames waiting per live stream, at most",
+        description="When the models fall behind, the oldest frame is dropped (and counted) rather than lag growing.",
+    )
+    stream_timeout_s: float = Field(
+        20.0, gt=0.0, le=3600.0, title="Seconds a new stream has to deliver its first frame",
+        description="A wrong URL or a camera that accepts connections but sends nothing becomes a clear error.",
+    )
+    stream_backoff_max_s: float = Field(
+        30.0, gt=0.0, le=3600.0, title="Longest wait between two reconnection attempts (s)",
+        description="Reconnects start after 0.5 s and double up to this, so a camera rebooting is back within "
+        "seconds while one that is gone costs little.",
     )
 
 

@@ -108,7 +108,7 @@ def read_threads(listed: Iterable[Listed], settings: Settings) -> int:
 
 def read_jobs(entries: Iterable[Listed], keep: Keep, settings: Settings, threads: int = 1) -> Iterator[Job]:
     """Read and hash each entry here, ``threads`` at a time, keeping what ``keep`` wants."""
-    max_bytes, video_bytes = int(settings.max_file_mb * 1e6), int(settings.video_max_mb * 1e6)
+    max_bytes, video_bytes = int(settings.max_file_mb * 1e6), int(settings.video_max_file_mb * 1e6)
     for job in prefetched(entries, lambda se: make_job(se[1], se[0], max_bytes, video_bytes), threads, 32):
         if keep(job):
             yield job

@@ -37,17 +37,30 @@ class VideoOptions:
     fps: float = 5.0
     keyframes_only: bool = False
     motion_threshold: float = 0.002
+    motion_refresh_s: float = 1.0
+    scene_cut: float = 0.5
     max_duration_s: float = 4 * 3600.0
     max_pixels: int = 3840 * 2160
     track_max_age_s: float = 2.0
     track_top_k: int = 3
+    track_min_similarity: float | None = None
+    track_strong_similarity: float | None = None
+    """None: the tracker's own defaults, measured on the fused embedder (vision/track.py)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VideoOptions:
         return cls(fps=settings.video_fps, keyframes_only=settings.video_keyframes_only,
-                   motion_threshold=settings.video_motion_threshold, max_duration_s=settings.video_max_duration_s,
-                   max_pixels=settings.video_max_pixels, track_max_age_s=settings.track_max_age_s,
-                   track_top_k=settings.track_top_k)
+                   motion_threshold=settings.video_motion_threshold,
+                   motion_refresh_s=settings.video_motion_refresh_s, scene_cut=settings.video_scene_cut,
+                   max_duration_s=settings.video_max_duration_s, max_pixels=settings.video_max_pixels,
+                   track_max_age_s=settings.track_max_age_s, track_top_k=settings.track_top_k,
+                   track_min_similarity=settings.track_min_similarity,
+                   track_strong_similarity=settings.track_strong_similarity)
+
+    def tracker(self) -> Tracker:
+        gates = {k: v for k, v in (("min_similarity", self.track_min_similarity),
+                                   ("strong_similarity", self.track_strong_similarity)) if v is not None}
+        return Tracker(self.track_max_age_s, top_k=self.track_top_k, **gates)
 
 
 def _batches(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
@@ -80,11 +93,12 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> Im
     try:
         source = job.path if job.path is not None else io.BytesIO(job.data or b"")
         reader = VideoReader(source, fps=options.fps, keyframes_only=options.keyframes_only,
-                             motion_threshold=options.motion_threshold, max_duration_s=options.max_duration_s,
+                             motion_threshold=options.motion_threshold, motion_refresh_s=options.motion_refresh_s,
+                             scene_cut_threshold=options.scene_cut, max_duration_s=options.max_duration_s,
                              max_pixels=options.max_pixels, name=job.uri)
     except FacelakeError as exc:
         return ImageResult(job.without_data(), None, [], str(exc))
-    tracker = Tracker(options.track_max_age_s, top_k=options.track_top_k)
+    tracker = options.tracker()
     ended: list[Track] = []
     with reader:
         for batch in _batches(reader.frames(), FRAMES_PER_BATCH):

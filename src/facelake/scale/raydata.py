@@ -32,7 +32,7 @@ class _Analyse:
         self.worker = Worker.from_settings(self.settings).load()
         self.sources: dict[str, Source] = {}
         self.max_bytes = int(self.settings.max_file_mb * 1e6)
-        self.video_max_bytes = int(self.settings.video_max_mb * 1e6)
+        self.video_max_bytes = int(self.settings.video_max_file_mb * 1e6)
 
     def _source(self, spec: str) -> Source:
         if spec not in self.sources:

@@ -47,10 +47,10 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import av
 import av.error
@@ -58,11 +58,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError
+from .base import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".mjpeg", ".mjpg", ".m4v", ".ts"})
-"""File name endings taken for video clips (case-insensitive)."""
 
 GREY_WIDTH = 64
 """Width of the grey copy motion gating and scene cuts are judged on: small enough to cost
@@ -152,12 +150,12 @@ def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
     if parsed.year < 1971:  # muxers write the epoch (or 1904, QuickTime's epoch) when no time was set
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _grey_small(frame: av.VideoFrame) -> NDArray[np.float32]:
@@ -169,9 +167,9 @@ def _grey_small(frame: av.VideoFrame) -> NDArray[np.float32]:
     width, height = frame.width, frame.height
     if frame.format.name in _LUMA_FORMATS:
         plane = frame.planes[0]
-        luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+        luma = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:height, :width]
     else:
-        luma = frame.reformat(format="gray").to_ndarray()
+        luma = np.asarray(frame.reformat(format="gray").to_ndarray(), np.uint8)
     step = max(1, width // (2 * GREY_WIDTH))
     fine = luma[::step, ::step].astype(np.float32)
     h2, w2 = fine.shape[0] // 2 * 2, fine.shape[1] // 2 * 2
@@ -297,9 +295,11 @@ class VideoReader:
                 kinds = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams) or "no streams"
                 raise VideoUnreadable(f"{self.name}: no video stream in the file ({kinds})")
             stream = container.streams.video[0]
+            # one thread by default: ingest already runs one worker per core, and decoder threads
+            # would only compete with the models for them (0 lets FFmpeg choose)
+            stream.codec_context.thread_count = threads
             if threads != 1:
                 stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = threads
             if self.keyframes_only:
                 stream.codec_context.skip_frame = "NONKEY"
         except VideoUnreadable:
@@ -354,7 +354,7 @@ class VideoReader:
             except Exception:  # closing a broken container must not hide the real error
                 pass
 
-    def __enter__(self) -> VideoReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -421,7 +421,7 @@ class VideoReader:
                     pixels = frame.to_ndarray(format="rgb24")
                     self.analysed += 1
                     yield VideoFrame(
-                        index=int(round(offset * nominal)),
+                        index=round(offset * nominal),
                         offset_s=offset,
                         pixels=pixels,
                         keyframe=bool(frame.key_frame),
@@ -488,7 +488,7 @@ def _ffmpeg_message(exc: BaseException) -> str:
 # --- live streams ---
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_KEYS = re.compile(r"^(password|passwd|pass|pwd|token|secret|key|auth|apikey|api_key|sig|signature)$", re.I)
+_SECRET_KEYS = re.compile(r"^(password|passwd|pass|pwd|token|secret|key|auth|apikey|api_key|sig|signature)$", re.IGNORECASE)
 
 
 def _split_userinfo(url: str) -> tuple[str, str | None, str]:
@@ -656,6 +656,12 @@ class StreamReader:
                 return
 
     @property
+    def pending(self) -> int:
+        """Frames waiting in the queue."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -668,8 +674,10 @@ class StreamReader:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def __enter__(self) -> StreamReader:
-        return self.start() if self._thread is None else self
+    def __enter__(self) -> Self:
+        if self._thread is None:
+            self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -746,7 +754,7 @@ class StreamReader:
                         next_sample = max(next_sample + step, now)
                         self._put(StreamFrame(
                             index=self.delivered,
-                            captured_at=datetime.now(timezone.utc),
+                            captured_at=datetime.now(UTC),
                             pixels=frame.to_ndarray(format="rgb24"),
                             keyframe=bool(frame.key_frame),
                         ))

@@ -125,7 +125,7 @@ class FunctionRuntime:
             return Outcome(uri, "ignored")
         source = self._source(bucket)
         entry = Entry(uri, camera_from_key(name, "", bucket), size, generation)
-        job = make_job(entry, source, int(self.settings.max_file_mb * 1e6), int(self.settings.video_max_mb * 1e6))
+        job = make_job(entry, source, int(self.settings.max_file_mb * 1e6), int(self.settings.video_max_file_mb * 1e6))
         if self.sink.has(job.image_id):
             return Outcome(uri, "skipped", job.image_id, seconds=time.perf_counter() - start)
         self._refresh_gallery()

@@ -245,7 +245,7 @@ class Tracker:
         if scene_cut:
             ended, self.open = self.open, []
         else:
-            keep = []
+            keep: list[Track] = []
             for track in self.open:
                 (ended if t - track.end_t > self.max_age_s else keep).append(track)
             self.open = keep
