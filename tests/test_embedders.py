@@ -4,6 +4,7 @@ name; and the fused embedder (the default) that combines it with dlib's ResNet."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,21 @@ import pytest
 from facelake.store.base import Target
 from facelake.vision import models
 from facelake.vision.align import ARCFACE_TEMPLATE, SimilarityAligner, similarity_transform
-from facelake.vision.analyzer import AnalyzerOptions, FaceAnalyzer
+from facelake.vision.analyzer import AnalyzerOptions, FaceAnalyzer, default_options
 
 from .conftest import load_rgb
 from .dbs import execute, rows
 from .test_ingest import cli
 
 
+def options(**changes: object) -> AnalyzerOptions:
+    """The default options with ``changes``."""
+    return replace(default_options(), **changes)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def mobilefacenet() -> FaceAnalyzer:
-    return FaceAnalyzer(AnalyzerOptions(embedder="mobilefacenet"))
+    return FaceAnalyzer(options(embedder="mobilefacenet"))
 
 
 def test_similarity_transform_recovers_a_known_warp() -> None:
@@ -70,8 +76,8 @@ def test_mobilefacenet_tells_people_apart(samples: Path, mobilefacenet: FaceAnal
 def test_the_fused_embedding_is_both_networks_weighted(samples: Path, analyzer: FaceAnalyzer) -> None:
     from facelake.identities.calibration import CALIBRATED
 
-    dlib = FaceAnalyzer(AnalyzerOptions(embedder="dlib"))
-    mfn = FaceAnalyzer(AnalyzerOptions(embedder="mobilefacenet", embed_lowres_px=0))
+    dlib = FaceAnalyzer(options(embedder="dlib"))
+    mfn = FaceAnalyzer(options(embedder="mobilefacenet", embed_lowres_px=0))
     w = models.FUSION_DLIB_WEIGHT
     fused = {}
     for name in ("obama", "obama2", "biden"):
@@ -94,8 +100,8 @@ def test_the_fused_embedder_needs_both_chips() -> None:
     from facelake.vision.embed import FusedEmbedder
     from facelake.vision.types import AlignedFace
 
-    fused = FusedEmbedder(FaceAnalyzer(AnalyzerOptions(embedder="dlib")).embedder,
-                          FaceAnalyzer(AnalyzerOptions(embedder="mobilefacenet")).embedder, models.FUSION, 0.85)
+    fused = FusedEmbedder(FaceAnalyzer(options(embedder="dlib")).embedder,
+                          FaceAnalyzer(options(embedder="mobilefacenet")).embedder, models.FUSION, 0.85)
     chip = np.zeros((150, 150, 3), np.uint8)
     with pytest.raises(ValueError, match="both chips"):
         fused.embed_faces([AlignedFace(chip, np.zeros((5, 2), np.float32), "box")])

@@ -195,7 +195,8 @@ def test_dlib_points_become_eyes_nose_and_mouth_in_image_order() -> None:
 
 @pytest.mark.parametrize("name", ["obama.jpg", "biden.jpg", "32bit.png"])
 def test_mtcnn_agrees_with_retinaface(analyzer: FaceAnalyzer, samples: Path, name: str) -> None:
-    from facelake.vision.mtcnn import MtcnnDetector, mtcnn_sessions
+    from facelake.vision.models import mtcnn_sessions
+    from facelake.vision.mtcnn import MtcnnDetector
 
     rgb = load_rgb(samples / name)
     mtcnn = MtcnnDetector(mtcnn_sessions()).detect(rgb)

@@ -10,13 +10,20 @@ to a default.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .vision.models import DETECTORS, EMBEDDERS, RESNET_BACKENDS, choose
+
+_MODEL_CHOICES: dict[str, Mapping[str, object]] = {
+    "detector": DETECTORS, "embedder": EMBEDDERS, "embed_backend": RESNET_BACKENDS,
+}
+"""The settings that name a model, and the registry tables (vision/models.py) their values come from."""
 
 
 class Settings(BaseSettings):
@@ -49,8 +56,8 @@ class Settings(BaseSettings):
     )
 
     # --- detection ---
-    detector: Literal["retinaface", "hog", "mtcnn"] = Field(
-        "retinaface", title="Face detector",
+    detector: str = Field(
+        "retinaface", title="Face detector", json_schema_extra={"enum": list(DETECTORS)},
         description="'retinaface' (default: finds small, blurred and turned faces), 'hog' "
         "(dlib's HOG, as face_recognition uses it: frontal faces of ~40 px and more) or 'mtcnn' "
         "(the P/R/O-Net cascade; needs the 'mtcnn' extra).",
@@ -94,20 +101,33 @@ class Settings(BaseSettings):
     )
 
     # --- embedding ---
-    embedder: Literal["fusion", "dlib", "mobilefacenet"] = Field(
-        "fusion", title="Face embedder",
+    embedder: str = Field(
+        "fusion", title="Face embedder", json_schema_extra={"enum": list(EMBEDDERS)},
         description="'fusion' (both networks below, each on its own chip, one 320-D vector), 'dlib' "
         "(dlib's ResNet, 128-D, aligned the dlib way) or 'mobilefacenet' (sirius-ai's MobileFaceNet, "
         "192-D, ArcFace-style; docs/models.md). Every embedding row "
         "names its model and vectors of two models are never compared; `facelake reembed` "
         "recomputes stored faces with another model.",
     )
-    embed_backend: Literal["onnx-int8", "onnx", "dlib"] = Field(
-        "onnx-int8", title="Embedder implementation",
+    embed_backend: str = Field(
+        "onnx-int8", title="Embedder implementation", json_schema_extra={"enum": list(RESNET_BACKENDS)},
         description="How dlib's ResNet runs: 'onnx-int8' rebuilt as ONNX from its own weights and "
         "quantized to int8 (~30x faster than dlib, descriptors at cosine 0.9998 on average to float32's); 'onnx' the same "
         "graph in float32 (identical descriptors, ~15x faster); 'dlib' through dlib itself (the reference).",
     )
+
+    @field_validator(*_MODEL_CHOICES)
+    @classmethod
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        """A model name must be in the registry; the error names the setting, the choices and the value.
+
+        Validated against the registry itself, not a copy of its names, so a model added there
+        is a valid setting with no edit here.
+        """
+        assert info.field_name is not None
+        choose(info.field_name, value, _MODEL_CHOICES[info.field_name])
+        return value
+
     embed_flip: bool = Field(
         True, title="Add the mirrored chip",
         description="Average the embedding of the aligned chip and its mirror image: a cheap "

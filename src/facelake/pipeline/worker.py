@@ -18,24 +18,7 @@ from .video import VideoOptions, analyse_video
 
 
 def analyzer_options(settings: Settings) -> AnalyzerOptions:
-    return AnalyzerOptions(
-        detector=settings.detector,
-        det_threshold=settings.det_threshold,
-        nms_iou=settings.nms_iou,
-        detect_min_side=settings.detect_min_side,
-        detect_max_side=settings.detect_max_side,
-        detect_refine_below_px=settings.detect_refine_below_px,
-        detect_candidate_threshold=settings.detect_candidate_threshold,
-        max_upscale=settings.max_upscale,
-        min_face_px=settings.min_face_px,
-        embedder=settings.embedder,
-        embed_backend=settings.embed_backend,
-        embed_flip=settings.embed_flip,
-        embed_lowres_px=settings.embed_lowres_px,
-        thumb_px=settings.thumb_px,
-        thumb_quality=settings.thumb_quality,
-        keep_context=settings.keep_face_context,
-    )
+    return AnalyzerOptions.from_settings(settings)
 
 
 class Worker:

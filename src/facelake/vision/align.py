@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .base import Aligner
 from .types import AlignedFace, Detection, RGBImage
 
 CHIP_SIZE = 150
@@ -94,7 +95,7 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
 
 
-class DlibAligner:
+class DlibAligner(Aligner):
     """Cuts dlib-style chips (see the module docstring) with dlib's HOG and shape predictor."""
 
     def __init__(self, hog: Any, predictor: Any, min_hog_iou: float = 0.4) -> None:
@@ -153,7 +154,7 @@ def similarity_transform(src: NDArray[np.floating[Any]], dst: NDArray[np.floatin
     return matrix
 
 
-class SimilarityAligner:
+class SimilarityAligner(Aligner):
     """Warps a face so its five landmarks land on the ArcFace template (112×112 chips).
 
     ArcFace-style networks are trained on exactly this crop; no HOG or 68-point pass is needed.
@@ -173,7 +174,7 @@ class SimilarityAligner:
                            "similarity")
 
 
-class FusionAligner:
+class FusionAligner(Aligner):
     """Both chips of a fused embedder: dlib's (for its ResNet and for quality) and the ArcFace one."""
 
     def __init__(self, first: DlibAligner, second: SimilarityAligner) -> None:

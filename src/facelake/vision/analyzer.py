@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from ..config import Settings
 from . import models
-from .align import DlibAligner, FusionAligner, SimilarityAligner
-from .detect import HogDetector, RetinaFaceDetector
-from .embed import ArcFaceEmbedder, FusedEmbedder, ResnetEmbedder, dlib_describe, onnx_describe
-from .mtcnn import MtcnnDetector, mtcnn_sessions
+from .base import Aligner, Embedder, FaceDetector
+from .options import AnalyzerOptions
 from .types import AlignedFace, Detection, Face, FaceContext, RGBImage
+
+__all__ = ["AnalyzerOptions", "FaceAnalyzer", "default_options", "face_context", "face_quality", "face_thumbnail"]
 
 _SHARP_LAPLACIAN_VAR = 150.0
 """Laplacian variance of a crisp 150-px chip; blurrier chips score proportionally lower."""
@@ -71,111 +71,49 @@ def face_context(image: RGBImage, det: Detection, max_side: int = 320, quality: 
     return FaceContext(buf.tobytes(), box, landmarks)
 
 
-@dataclass(frozen=True)
-class AnalyzerOptions:
-    """The knobs of :class:`FaceAnalyzer` (filled from ``facelake.config.Settings``)."""
+def default_options() -> AnalyzerOptions:
+    """The options of ``Settings()``'s defaults, without reading the environment or a config file.
 
-    detector: str = "retinaface"
-    det_threshold: float = 0.6
-    nms_iou: float = 0.4
-    detect_min_side: int = 640
-    detect_max_side: int = 1024
-    detect_refine_below_px: int = 40
-    detect_candidate_threshold: float = 0.02
-    max_upscale: float = 8.0
-    min_face_px: int = 6
-    embedder: str = "fusion"
-    embed_backend: str = "onnx-int8"
-    embed_flip: bool = True
-    embed_lowres_px: int = 20
-    thumb_px: int = 96
-    thumb_quality: int = 85
-    keep_context: bool = True
-
-
-Detector = RetinaFaceDetector | HogDetector | MtcnnDetector
-DETECTORS = ("retinaface", "hog", "mtcnn")
-EMBEDDERS = ("fusion", "dlib", "mobilefacenet")
-Aligner = DlibAligner | SimilarityAligner | FusionAligner
-Embedder = ResnetEmbedder | ArcFaceEmbedder | FusedEmbedder
+    ``FaceAnalyzer()`` runs these: the defaults live once, in ``Settings``.
+    """
+    return AnalyzerOptions.from_settings(Settings.model_construct())
 
 
 class FaceAnalyzer:
     """Finds, aligns and embeds every face of an image; models load on first use.
 
-    ``timings`` accumulates seconds spent per stage (detect, align, embed), for benchmarks.
+    Each part is built by the registry (``models.DETECTORS``, ``models.EMBEDDERS``) from the
+    names in the options; ``FaceAnalyzer()`` gives the default models. ``timings`` accumulates
+    seconds spent per stage (detect, align, embed), for benchmarks.
     """
 
     def __init__(self, options: AnalyzerOptions | None = None) -> None:
-        self.settings = options or AnalyzerOptions()
-        if self.settings.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {DETECTORS}, got {self.settings.detector!r}")
-        if self.settings.embedder not in EMBEDDERS:
-            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.settings.embedder!r}")
+        self.settings = options if options is not None else default_options()
+        """The options the models were built from (workers compare them to decide whether to reload)."""
+        models.choose("detector", self.settings.detector, models.DETECTORS)
+        self._entry = models.choose("embedder", self.settings.embedder, models.EMBEDDERS)
         self.timings = {"detect": 0.0, "align": 0.0, "embed": 0.0}
-        self._detector: Detector | None = None
+        self._detector: FaceDetector | None = None
         self._aligner: Aligner | None = None
         self._embedder: Embedder | None = None
 
     @property
-    def detector(self) -> Detector:
+    def detector(self) -> FaceDetector:
         if self._detector is None:
-            s = self.settings
-            if s.detector == "hog":
-                self._detector = HogDetector(models.dlib_hog_detector(), models.dlib_shape_predictor())
-                return self._detector
-            if s.detector == "mtcnn":
-                self._detector = MtcnnDetector(mtcnn_sessions())
-                return self._detector
-            self._detector = RetinaFaceDetector(
-                session=models.retinaface_session(),
-                score_threshold=s.det_threshold,
-                nms_iou=s.nms_iou,
-                min_side=s.detect_min_side,
-                max_side=s.detect_max_side,
-                refine_below_px=s.detect_refine_below_px,
-                candidate_threshold=s.detect_candidate_threshold,
-                max_upscale=s.max_upscale,
-                min_face_px=s.min_face_px,
-            )
+            self._detector = models.build_detector(self.settings)
         return self._detector
 
     @property
     def aligner(self) -> Aligner:
         """Each embedder gets the crop it was trained on: dlib's chips, or the ArcFace template."""
         if self._aligner is None:
-            if self.settings.embedder == "mobilefacenet":
-                self._aligner = SimilarityAligner(112)
-            elif self.settings.embedder == "fusion":
-                self._aligner = FusionAligner(
-                    DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor()), SimilarityAligner(112))
-            else:
-                self._aligner = DlibAligner(models.dlib_hog_detector(), models.dlib_shape_predictor())
+            self._aligner = models.build_aligner(self.settings)
         return self._aligner
-
-    def _mobilefacenet(self, lowres_px: int) -> ArcFaceEmbedder:
-        return ArcFaceEmbedder(models.mobilefacenet_session(), models.MOBILEFACENET, 192,
-                               flip=self.settings.embed_flip, lowres_px=lowres_px)
-
-    def _dlib(self) -> ResnetEmbedder:
-        backend = self.settings.embed_backend
-        if backend == "dlib":
-            describe = dlib_describe(models.dlib_resnet())
-        else:
-            describe = onnx_describe(models.dlib_resnet_int8() if backend == "onnx-int8" else models.dlib_resnet_onnx())
-        return ResnetEmbedder(describe, models.DLIB_RESNET,
-                              flip=self.settings.embed_flip, lowres_px=self.settings.embed_lowres_px)
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            if self.settings.embedder == "mobilefacenet":
-                self._embedder = self._mobilefacenet(self.settings.embed_lowres_px)
-            elif self.settings.embedder == "fusion":
-                self._embedder = FusedEmbedder(self._dlib(), self._mobilefacenet(0), models.FUSION,
-                                               models.FUSION_DLIB_WEIGHT)
-            else:
-                self._embedder = self._dlib()
+            self._embedder = models.build_embedder(self.settings)
         return self._embedder
 
     def load(self) -> None:
@@ -184,7 +122,8 @@ class FaceAnalyzer:
 
     @property
     def model_name(self) -> str:
-        return self.embedder.model_name
+        """The model name stored with this analyzer's embeddings (known before any model loads)."""
+        return self._entry.model_name
 
     def detect(self, image: RGBImage) -> list[Detection]:
         start = time.perf_counter()
@@ -228,7 +167,7 @@ class FaceAnalyzer:
                     quality=face_quality(det, al.chip),
                     thumb=face_thumbnail(image, det, s.thumb_px, s.thumb_quality),
                     model=self.model_name,
-                    context=face_context(image, det) if s.keep_context else None,
+                    context=face_context(image, det) if s.keep_face_context else None,
                 )
                 for i, (det, al) in enumerate(zip(dets, als))
             ])

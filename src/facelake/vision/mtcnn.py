@@ -8,12 +8,11 @@ image pyramid, proposal decoding, non-maximum suppression, box regression, landm
 placement — follows the package's stages, with OpenCV standing in for TensorFlow's resizing
 and cropping (area resize for the pyramid, bilinear corner-aligned crops for the patches).
 
-Install with ``pip install --no-deps mtcnn joblib lz4`` (the ``mtcnn`` extra).
+Install with ``pip install 'facelake[mtcnn]'``; ``models.mtcnn_sessions`` loads the networks.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ModelLoadError
+from .base import FaceDetector
 from .types import Detection, RGBImage
 
 _LAYERS: dict[str, list[tuple[str, Any]]] = {
@@ -40,14 +40,25 @@ _LAYERS: dict[str, list[tuple[str, Any]]] = {
 }
 
 
-def _weights_dir() -> Path:
-    spec = importlib.util.find_spec("mtcnn")  # locates the package without importing TensorFlow
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("detector 'mtcnn' needs the mtcnn package: pip install --no-deps mtcnn joblib lz4")
+EXTRA = ("mtcnn", "joblib", "lz4")
+"""The packages of the ``mtcnn`` extra: the weights, and the two that read them."""
+
+
+def weights_dir() -> Path:
+    """Where the mtcnn package keeps its weight pickles; a ModelLoadError naming the extra if it is missing.
+
+    The packages are located, not imported: ``mtcnn``'s own code imports TensorFlow.
+    """
+    missing = [name for name in EXTRA if importlib.util.find_spec(name) is None]
+    spec = importlib.util.find_spec("mtcnn")
+    if missing or spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"detector 'mtcnn' needs the 'mtcnn' extra (missing: {', '.join(missing) or 'mtcnn'}): "
+                             "pip install 'facelake[mtcnn]'")
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / "weights"
 
 
-def _build(name: str, weights: list[NDArray[Any]]) -> bytes:
+def build_graph(name: str, weights: list[NDArray[Any]]) -> bytes:
+    """The ONNX graph of one network (``pnet``, ``rnet`` or ``onet``) from its Keras weight list."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -111,26 +122,6 @@ def _build(name: str, weights: list[NDArray[Any]]) -> bytes:
     return bytes(model.SerializeToString())
 
 
-@functools.cache
-def mtcnn_sessions() -> dict[str, Any]:
-    """The three networks as onnxruntime sessions (built in memory from the package's weights)."""
-    try:
-        import joblib
-    except ImportError as exc:
-        raise ModelLoadError("detector 'mtcnn' needs joblib and lz4: pip install joblib lz4") from exc
-    from .models import _session
-
-    folder = _weights_dir()
-    sessions = {}
-    for name in ("pnet", "rnet", "onet"):
-        try:
-            weights = joblib.load(folder / f"{name}.lz4")
-        except Exception as exc:  # joblib/lz4 raise many kinds of errors on a bad file
-            raise ModelLoadError(f"MTCNN weights {folder / name}.lz4 could not be read: {exc}") from exc
-        sessions[name] = _session(_build(name, weights))
-    return sessions
-
-
 def _nms(boxes: NDArray[np.float64], threshold: float, method: str = "union") -> NDArray[np.float64]:
     """MTCNN's suppression over rows ``[x1, y1, x2, y2, score, ...]`` (sorted by score here)."""
     if len(boxes) == 0:
@@ -171,7 +162,7 @@ def _patches(image: NDArray[np.float32], boxes: NDArray[np.float64], size: int) 
 
 
 @dataclass
-class MtcnnDetector:
+class MtcnnDetector(FaceDetector):
     """The MTCNN cascade with the ``mtcnn`` package's default thresholds."""
 
     sessions: dict[str, Any]
