@@ -35,7 +35,7 @@ from .config import Settings
 from .errors import FacelakeError
 from .sources import Entry, Source, open_source
 from .sources.decode import DecodedImage, ImageMeta, decode_image
-from .store.base import ImageRecord, SightingRecord, Store, open_store
+from .store import ImageRecord, SightingRecord, Store, open_store
 from .vision.analyzer import AnalyzerOptions, FaceAnalyzer
 from .vision.types import Face
 

@@ -20,14 +20,14 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.responses import JSONResponse, Response
 
 from .. import errors
+from .. import identities as people
 from ..config import Settings
-from ..identities import service as people
-from ..identities.service import load_namer
+from ..identities import load_namer
 from ..pipeline import analyzer_options, image_id_of
 from ..reports import views
 from ..service import stats
 from ..sources.decode import decode_image
-from ..store.base import ImageRecord, SightingRecord, open_store
+from ..store import ImageRecord, SightingRecord, open_store
 from ..vision.analyzer import FaceAnalyzer
 from .auth import Caller, Sessions, check_csrf, require
 
@@ -153,14 +153,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Sightings, newest first, with filters; page with ``cursor``."""
         with open_store(settings.db, read_only=True) as store:
-            rows = views.sightings(store, person, cluster, camera, since, until, cursor, after_id, limit)
-        return {"items": [r.as_json() for r in rows],
+            rows = store.reports.sightings(person, cluster, camera, since, until, cursor, after_id, limit)
+        return {"items": [views.sighting_json(r) for r in rows],
                 "next_cursor": rows[-1].sighting_id if len(rows) == limit else None}
 
     @app.get("/api/sightings/{sighting_id}/crop", dependencies=[READ])
     def sighting_crop(request: Request, sighting_id: int) -> Response:
         with open_store(settings.db, read_only=True) as store:
-            data = views.crop(store, sighting_id)
+            data = store.sightings.crop(sighting_id)
         if data is None:
             raise HTTPException(404, f"no face crop for sighting {sighting_id} (unknown id, or erased)")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
@@ -185,7 +185,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         with open_store(settings.db) as db:  # writable: every recognition is audited
             namer = load_namer(db, settings)
             decisions = namer.name_image(np.stack([f.embedding for f in faces]), [f.quality for f in faces]) if faces else []
-            names = {int(r[0]): r[1] for r in db.con.execute("SELECT person_id, name FROM people").fetchall()}
+            names = db.people.names()
             ids: list[int] = []
             if store:
                 image = ImageRecord(image_id_of(data), f"upload:{photo.filename or 'photo'}", camera, "ok",
@@ -264,7 +264,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def list_clusters(request: Request, min_size: Annotated[int, Query(ge=1)] = 2) -> list[dict[str, Any]]:
         with open_store(settings.db, read_only=True) as store:
             return [{**{k: _plain(v) for k, v in vars(c).items()},
-                     "crops": [f"/api/sightings/{s}/crop" for s in views.cluster_faces(store, c.cluster_id)]}
+                     "crops": [f"/api/sightings/{s}/crop" for s in store.clusters.best_faces(c.cluster_id)]}
                     for c in people.list_clusters(settings, min_size)]
 
     @app.post("/api/clusters/refresh", dependencies=[ADMIN])

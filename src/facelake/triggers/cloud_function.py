@@ -21,9 +21,8 @@ from typing import Any, Protocol
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ImageUnreadable
-from ..identities.calibration import model_of
-from ..identities.gallery_file import GalleryFile, read_gallery
-from ..identities.service import NamingStage
+from ..identities.matching import GalleryFile, model_of, read_gallery
+from ..identities.stages import NamingStage
 from ..pipeline import _init_worker, _process_batch, analyzer_options, make_job, records
 from ..sources.base import Entry, camera_from_key, is_image_name
 from ..sources.buckets import BucketSource, GcsBucket
