@@ -47,7 +47,8 @@ class SqlStore(Store):
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
-        """One writing process per DuckDB file already: nothing else can cluster meanwhile."""
+        """No lock: where one process writes (DuckDB), nothing else can cluster meanwhile;
+        a server engine overrides this (``PgStore``: an advisory lock)."""
         yield
 
     def audit(self, actor: str, action: str, subject: str) -> None:
