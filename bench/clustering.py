@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import build_set
 
 from facelake import cluster, ingest, load_settings
-from facelake.identities.cluster import bcubed
+from facelake.identities.clustering import bcubed
 
 GROUPS = ["dlib_faces", "insightface_samples", "facenet_pytorch/multiface.jpg", "face_recognition_examples/two_people.jpg"]
 
@@ -74,9 +74,9 @@ def score(db: Path, labels: dict[str, str]) -> tuple[int, int, int, float, float
 def chinese_whispers(db: Path, labels: dict[str, str], threshold: float, embedder: str) -> tuple:
     """The previous rule (single links over a threshold) on the same faces, for comparison."""
     import numpy as np
+    from baselines import ChineseWhispers
 
-    from facelake.identities.calibration import model_of
-    from facelake.identities.cluster import ChineseWhispers
+    from facelake.identities.matching import model_of
 
     settings = load_settings(db=db, embedder=embedder)
     with duckdb.connect(str(db), read_only=True) as con:
@@ -109,7 +109,7 @@ def main() -> None:
     print(f"{'embedder':14} {'set':6} {'threshold':>9} {'faces':>6} {'clusters':>8} {'largest':>7} "
           f"{'BCubed P':>9} {'R':>6} {'F':>6}")
     for embedder in args.embedders:
-        from facelake.identities.calibration import thresholds
+        from facelake.identities.matching import thresholds
 
         for name, labels in (("crowd", crowd_labels), ("few", few_labels)):
             db = work / f"{embedder}-{name}.duckdb"

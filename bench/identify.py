@@ -7,7 +7,7 @@ subjects that set leaves out (5 photos each, also twice) are strangers too, and 
 camera first stores the passers-by of the group photos (the cameras' history). Reports, for
 clean and CCTV faces, the share named right, named wrong and left unknown; how often the
 never-enrolled people get a name; the BCubed precision/recall of clustering their faces;
-and each threshold at a stated false-accept rate (where identities/calibration.py's come from).
+and each threshold at a stated false-accept rate (where identities/matching.py's come from).
 
 Usage: python bench/identify.py [--facedata ../shared/facedata] [--face-px 40] [--unenrolled 3]
 """
@@ -32,8 +32,8 @@ from clustering import group_photos
 
 from facelake import cluster, enroll_person, ingest, load_settings
 from facelake.config import Settings
-from facelake.identities.calibration import model_of
-from facelake.identities.cluster import bcubed
+from facelake.identities.clustering import bcubed
+from facelake.identities.matching import model_of
 
 
 def main() -> None:
@@ -141,7 +141,7 @@ def calibrate(settings: Settings, labels: dict[str, str]) -> None:
     Clean pairs are every two largest faces of the clean photos (enrollment photos
     included); CCTV pairs are each CCTV copy against every clean face of another photo. The
     printed values, and a fifth of the different-person spread (the margin), are where
-    ``CALIBRATED`` in identities/calibration.py comes from.
+    ``CALIBRATED`` in identities/matching.py comes from.
     """
     model = model_of(settings)
     with duckdb.connect(str(settings.db), read_only=True) as con:

@@ -58,7 +58,7 @@ def _ingest(db: str, folder: Path) -> subprocess.Popen[str]:
 
 
 def writers(corpus: Path, pg_admin: str) -> None:
-    from facelake.store.base import open_store
+    from facelake.store import open_store
     from tests.servers import new_database
 
     frames = sorted(corpus.glob("*.jpg"))
@@ -78,7 +78,7 @@ def writers(corpus: Path, pg_admin: str) -> None:
     out = _ingest(duck, corpus.parent / "corpus").communicate()[0]
     one_s = time.perf_counter() - start
     with open_store(Path(duck), read_only=True) as store:
-        one = store.con.execute("SELECT count(*) FROM sightings").fetchone()[0]
+        one = store.query("SELECT count(*) FROM sightings")[1][0][0]
 
     db = new_database(pg_admin, "writers")
     start = time.perf_counter()
@@ -88,9 +88,9 @@ def writers(corpus: Path, pg_admin: str) -> None:
     if any(p.returncode for p in procs):
         raise SystemExit("a writer failed:\n" + "\n".join(outs) + out)
     with open_store(db, read_only=True) as store:
-        q = store.con.execute
-        images, distinct = q("SELECT count(*), count(DISTINCT image_id) FROM images WHERE status = 'ok'").fetchone()
-        faces, distinct_faces = q("SELECT count(*), count(DISTINCT (image_id, face_index)) FROM sightings").fetchone()
+        images, distinct = store.query("SELECT count(*), count(DISTINCT image_id) FROM images WHERE status = 'ok'")[1][0]
+        faces, distinct_faces = store.query(
+            "SELECT count(*), count(DISTINCT (image_id, face_index)) FROM sightings")[1][0]
     print(f"{len(frames)} frames; the 4 writers are given {given} files in all (each frame to 2 or 3 of them)")
     print(f"{'store':34} {'seconds':>8} {'files/s':>8} {'frames/s':>9} {'images':>7} {'sightings':>10}")
     print(f"{'DuckDB, 1 process (baseline)':34} {one_s:8.1f} {len(frames) / one_s:8.2f} {len(frames) / one_s:9.2f} "
@@ -103,8 +103,10 @@ def writers(corpus: Path, pg_admin: str) -> None:
 
 
 def vectors(n: int, queries: int, seed: int, pg_admin: str) -> None:
+    import psycopg
+
     from facelake.identities.index import _new_index
-    from facelake.store.base import open_store
+    from facelake.store import open_store
     from facelake.store.pg import _hnsw_ddl, _hnsw_name
     from facelake.vision.models import DLIB_RESNET
     from tests.servers import new_database
@@ -128,8 +130,7 @@ def vectors(n: int, queries: int, seed: int, pg_admin: str) -> None:
     us_ms = (time.perf_counter() - t) / len(Q) * 1000
 
     db = new_database(pg_admin, "vectors")
-    with open_store(db) as store:
-        raw = store.con.raw
+    with open_store(db) as store, psycopg.connect(db, autocommit=True) as raw:  # the bulk load bypasses facelake
         raw.execute(f"DROP INDEX {_hnsw_name(DLIB_RESNET)}")  # bulk load first, then build: as after `facelake copy`
         t = time.perf_counter()
         with raw.cursor().copy("COPY sightings (sighting_id, image_id, face_index, box, landmarks, det_score, quality, "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from facelake.errors import StoreError
-from facelake.store.base import Target, is_postgres, open_store
+from facelake.store import Target, is_postgres, open_store
 
 NewDb = Callable[..., Target]
 
@@ -63,13 +63,13 @@ def make_factory(engine: str, tmp_path: Path, servers: PostgresServers) -> NewDb
 def rows(db: Target, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` (as tuples, on either engine)."""
     with open_store(db, read_only=True) as store:
-        return [tuple(r) for r in store.con.execute(sql, list(params)).fetchall()]
+        return [tuple(r) for r in store.query(sql, list(params))[1]]
 
 
 def execute(db: Target, sql: str, params: Sequence[Any] = ()) -> None:
     """Change the database behind facelake's back (to age rows, break things on purpose)."""
     with open_store(db) as store:
-        store.con.execute(sql, list(params))
+        store.query(sql, list(params))
 
 
 def missing(db: Target) -> Target:
@@ -95,5 +95,4 @@ def empty(db: Target, table: str) -> bool:
     except StoreError as exc:  # PostgreSQL: a database without facelake's tables yet
         return "no facelake tables" in str(exc)
     with store:
-        row = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return bool(row) and int(row[0]) == 0
+        return store.table_counts()[table] == 0

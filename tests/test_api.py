@@ -21,7 +21,7 @@ from PIL import Image
 
 from facelake import load_settings
 from facelake.api.app import create_app
-from facelake.api.tokens import create_token, revoke_token
+from facelake.service import create_token, revoke_token
 from facelake.store.base import Target
 from facelake.store.duck import DuckStore
 

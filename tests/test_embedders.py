@@ -74,7 +74,7 @@ def test_mobilefacenet_tells_people_apart(samples: Path, mobilefacenet: FaceAnal
 
 
 def test_the_fused_embedding_is_both_networks_weighted(samples: Path, analyzer: FaceAnalyzer) -> None:
-    from facelake.identities.calibration import CALIBRATED
+    from facelake.identities.matching import CALIBRATED
 
     dlib = FaceAnalyzer(options(embedder="dlib"))
     mfn = FaceAnalyzer(options(embedder="mobilefacenet", embed_lowres_px=0))

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 
 from facelake.config import load_settings
-from facelake.identities.gallery import Gallery
-from facelake.identities.index import index_paths
-from facelake.identities.search import index_base
+from facelake.identities.index import index_base, index_paths
+from facelake.identities.matching import Gallery
 from facelake.store.base import Target
 
 from .conftest import paste
@@ -149,7 +148,8 @@ def test_purge_erases_old_unknown_faces_only(db: Target, cams: Path, samples: Pa
 
 
 def test_chinese_whispers_groups_separates_and_extends() -> None:
-    from facelake.identities.cluster import ChineseWhispers, bcubed
+    from bench.baselines import ChineseWhispers
+    from facelake.identities.clustering import bcubed
 
     rng = np.random.default_rng(0)
     centres = np.eye(4, 16, dtype=np.float32)

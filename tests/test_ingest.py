@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facelake.cli import app
-from facelake.identities.calibration import CALIBRATED
+from facelake.identities.matching import CALIBRATED
 from facelake.store.base import Target
 from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
@@ -173,7 +173,7 @@ def test_a_run_killed_mid_batch_resumes_with_every_image_once(db: Target, tmp_pa
 def test_a_batch_of_images_is_written_whole_or_not_at_all(db: Target) -> None:
     """Ingest writes a worker's batch with one multi-row statement per table (DuckDB); a face
     the database refuses takes the whole batch back, and the same batch then goes in once."""
-    from facelake.store.base import ImageRecord, SightingRecord, open_store
+    from facelake.store import ImageRecord, SightingRecord, open_store
 
     def face(index: int, model: str | None = FUSION) -> SightingRecord:
         return SightingRecord(index, (1.0, 2.0, 30.0, 30.0), np.zeros((5, 2), np.float32), 0.9, 0.5,
@@ -184,7 +184,7 @@ def test_a_batch_of_images_is_written_whole_or_not_at_all(db: Target) -> None:
     with open_store(db) as store:
         with pytest.raises(Exception):  # noqa: B017 - each engine raises its own error type
             store.write_images([(a, [face(0), face(1)], "v1"), (b, [face(0, model=None)], "v1")])  # model is NOT NULL
-        assert store.con.execute("SELECT count(*) FROM images").fetchall() == [(0,)]
+        assert store.query("SELECT count(*) FROM images")[1] == [(0,)]
         first = store.write_images([(a, [face(0), face(1)], "v1"), (b, [face(0)], "v1")])
         assert first[0] is not None and first[1] is not None and len(set(first[0] + first[1])) == 3
         assert store.write_images([(a, [face(0), face(1)], "v1")]) == [None]  # stored: left untouched

@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facelake.identities.calibration import Thresholds
-from facelake.identities.gallery import Gallery
-from facelake.identities.naming import Namer
+from facelake.identities.matching import Gallery, Namer, Thresholds
 from facelake.store.base import Target
 
 from .conftest import paste
@@ -122,7 +120,8 @@ def chain(n: int, step: float) -> np.ndarray:
 
 
 def test_centroid_clustering_does_not_chain_strangers_where_chinese_whispers_does() -> None:
-    from facelake.identities.cluster import CentroidClustering, ChineseWhispers
+    from bench.baselines import ChineseWhispers
+    from facelake.identities.clustering import CentroidClustering
 
     X = chain(40, 0.08)  # neighbours at cos 0.997, the ends opposite: different people all along
 
@@ -135,7 +134,7 @@ def test_centroid_clustering_does_not_chain_strangers_where_chinese_whispers_doe
 
 
 def test_centroid_clustering_keeps_two_faces_of_one_image_apart_and_fixed_labels() -> None:
-    from facelake.identities.cluster import CentroidClustering
+    from facelake.identities.clustering import CentroidClustering
 
     X = np.stack([unit(1, 0, 0), unit(1, 0.01, 0), unit(1, 0.02, 0), unit(0, 1, 0)])
     labels = CentroidClustering(0.9).fit(X, groups=["img1", "img1", "img2", "img3"]).labels_

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facelake.store.base import ImageRecord, SightingRecord, Target, open_store
+from facelake.store import ImageRecord, SightingRecord, Target, open_store
 
 from .dbs import PostgresServers, release, rows
 from .test_ingest import cli
@@ -80,11 +80,11 @@ def test_pgvector_search_is_sql_on_an_hnsw_index(pg_servers: PostgresServers, ca
 
     with open_store(db) as store:
         vec = np.asarray(rows(db, "SELECT embedding FROM sightings ORDER BY sighting_id LIMIT 1")[0][0], np.float32)
-        store.con.execute("SET enable_seqscan = off")  # three rows: make the planner show that it *can* use it
-        plan = "\n".join(r[0] for r in store.con.execute(
+        store.query("SET enable_seqscan = off")  # three rows: make the planner show that it *can* use it
+        plan = "\n".join(r[0] for r in store.query(
             "EXPLAIN SELECT sighting_id FROM sightings WHERE model = ? AND embedding IS NOT NULL "
             "ORDER BY embedding::vector(320) <=> ?::vector(320) LIMIT 3",
-            [FUSION, "[" + ",".join(map(str, vec.tolist())) + "]"]).fetchall())
+            [FUSION, "[" + ",".join(map(str, vec.tolist())) + "]"])[1])
         assert _hnsw_name(FUSION) in plan, plan
         hits = store.nearest(FUSION, 320, vec, 3)
     assert hits is not None and hits[0].score == pytest.approx(1.0, abs=1e-5) and len(hits) == 3
@@ -132,11 +132,9 @@ def _face(person: int | None) -> SightingRecord:
 def test_an_erasure_racing_a_writer_leaves_nothing_of_the_person(pg_servers: PostgresServers, samples: Path) -> None:
     """The writer names a face as a person that ``forget`` is erasing at that moment: it waits
     for the erasure, then stores the face as the erasure would have left it."""
-    from facelake.store import people as sql
-
     db: Target = pg_servers.database("pgvector")
     with open_store(db) as store:
-        pid = sql.add_person(store, "Barack", "test")
+        pid = store.people.add("Barack", "test")
     finished: dict[str, float] = {}
 
     def write() -> None:
@@ -146,12 +144,12 @@ def test_an_erasure_racing_a_writer_leaves_nothing_of_the_person(pg_servers: Pos
 
     with open_store(db) as eraser:
         with eraser.transaction():
-            eraser.lock_person(pid)  # what forget_person does first
+            eraser._sql.lock_person(pid)  # noqa: SLF001 - what store.people.erase does first
             thread = threading.Thread(target=write)
             thread.start()
             time.sleep(1.0)
             assert "write" not in finished, "the writer waits for the erasure"
-            eraser.con.execute("DELETE FROM people WHERE person_id = ?", [pid])
+            eraser.query("DELETE FROM people WHERE person_id = ?", [pid])
             finished["erase"] = time.monotonic()
         thread.join(timeout=30)
     assert finished["write"] >= finished["erase"]
@@ -161,9 +159,9 @@ def test_an_erasure_racing_a_writer_leaves_nothing_of_the_person(pg_servers: Pos
     assert rows(db, "SELECT count(*) FROM audit WHERE action = 'identify'") == [(0,)]
     # And the other order: a writer that got there first is waited for, then erased by forget.
     with open_store(db) as store:
-        pid = sql.add_person(store, "Joe", "test")
+        pid = store.people.add("Joe", "test")
         store.write_image(ImageRecord("img-2", "/cams/b.jpg", "door", "ok"), [_face(pid)])
-        sql.forget_person(store, "Joe", "test")
+        store.people.erase("Joe", "test", forget=True)
     assert rows(db, "SELECT count(*) FROM sightings WHERE person_id IS NOT NULL OR (image_id = 'img-2' "
                     "AND embedding IS NOT NULL)") == [(0,)]
 

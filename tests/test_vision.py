@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelake.identities.calibration import CALIBRATED
+from facelake.identities.matching import CALIBRATED
 from facelake.vision.align import hog_style_box
 from facelake.vision.analyzer import FaceAnalyzer
 from facelake.vision.detect import _anchors, detection_scale, nms

@@ -19,7 +19,7 @@ from .errors import (
     SourceError,
     StoreError,
 )
-from .identities.service import cluster, enroll_person, forget, identify, purge, search
+from .identities import cluster, enroll_person, forget, identify, purge, search
 from .pipeline import EmbedOutcome, IngestSummary, embed_paths
 from .service import QueryResult, export_parquet, ingest, run_sql, stats
 

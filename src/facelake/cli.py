@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import errors
+from . import identities as people_service
 from .config import Settings, load_settings
-from .identities import service as people_service
 from .pipeline import embed_paths
 from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
 
@@ -333,7 +333,7 @@ def copy_cmd(
 ) -> None:
     """Move a whole database between DuckDB and PostgreSQL (either way), verified by counts and checksums."""
     from .service import copy_database
-    from .store.base import as_target, describe_target
+    from .store import as_target, describe_target
 
     with Progress(TextColumn("copying {task.description}"), MofNCompleteColumn(), console=console, transient=True,
                   disable=not console.is_terminal) as progress:
@@ -492,7 +492,7 @@ def tokens_create(
     name: Annotated[str | None, typer.Option("--name", help="A name for the token (shown in the audit log).")] = None,
 ) -> None:
     """Create a token; it is printed once, alone on the last line of stdout."""
-    from .api.tokens import create_token
+    from .service import create_token
 
     token, secret = create_token(_settings(), scope, name)
     console.print(f"token {token.name!r} ({token.scope}) created; it is shown only this once:")
@@ -503,7 +503,7 @@ def tokens_create(
 @_reports_errors
 def tokens_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Tokens with their scope and state (never the tokens themselves)."""
-    from .api.tokens import list_tokens
+    from .service import list_tokens
 
     rows = list_tokens(_settings())
     columns = ["token_id", "name", "scope", "created_at", "revoked_at"]
@@ -515,7 +515,7 @@ def tokens_list(as_json: Annotated[bool, typer.Option("--json", help="Print as J
 @_reports_errors
 def tokens_revoke(who: Annotated[str, typer.Argument(help="Token name or id.")]) -> None:
     """Revoke a token: requests with it get 401 from now on."""
-    from .api.tokens import revoke_token
+    from .service import revoke_token
 
     token = revoke_token(_settings(), who)
     out.print(f"token {token.name!r} revoked")
@@ -583,7 +583,7 @@ def reembed_cmd(
 
     Then set `embedder` to the same model (config file or FACELAKE_EMBEDDER) so new faces match them.
     """
-    from .identities.reembed import reembed
+    from .identities import reembed
 
     settings = _settings()
     with Progress(TextColumn("re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -10,13 +10,14 @@ from typing import Any
 from .alerts.service import alert_stage
 from .config import Settings
 from .errors import ConfigError
-from .identities.service import ClusterStage, NamingStage, PurgeStage
+from .identities import ClusterStage, NamingStage, PurgeStage
 from .pipeline import IngestSummary, OnImage, Stage
 from .pipeline import ingest as run_ingest
 from .scale import executor_for
 from .sources import Source
-from .store.base import Target, describe_target, open_store
+from .store import Target, describe_target, open_store
 from .store.copy import CopyResult
+from .store.tokens import SCOPES, Token
 
 
 def default_stages(settings: Settings, purge_every_s: float = 3600.0, cluster: bool = False) -> list[Stage]:
@@ -73,43 +74,20 @@ def export_parquet(settings: Settings, directory: Path) -> dict[str, int]:
 
 def stats(settings: Settings) -> dict[str, QueryResult]:
     """Counts per camera and per day (images ok/failed, faces), and faces per embedding model."""
-    per_camera = """
-        SELECT i.camera, count(*) FILTER (WHERE i.status = 'ok') AS images,
-               count(*) FILTER (WHERE i.status = 'error') AS failed,
-               coalesce(sum(f.n), 0)::BIGINT AS faces,
-               min(i.taken_at) AS first_seen, max(i.taken_at) AS last_seen
-        FROM images i LEFT JOIN (SELECT image_id, count(*) AS n FROM sightings GROUP BY 1) f USING (image_id)
-        GROUP BY 1 ORDER BY 1"""
-    per_day = """
-        SELECT CAST(i.taken_at AS DATE) AS day, i.camera,
-               count(*) FILTER (WHERE i.status = 'ok') AS images,
-               coalesce(sum(f.n), 0)::BIGINT AS faces
-        FROM images i LEFT JOIN (SELECT image_id, count(*) AS n FROM sightings GROUP BY 1) f USING (image_id)
-        WHERE i.status = 'ok'
-        GROUP BY 1, 2 ORDER BY 1, 2"""
-    per_model = """
-        SELECT model, count(*) AS faces, count(embedding) AS embeddings,
-               count(*) FILTER (WHERE person_id IS NOT NULL) AS named
-        FROM sightings GROUP BY 1 ORDER BY 1"""
     with open_store(settings.db, read_only=True) as store:
         return {
             "store": QueryResult(["engine", "database", "vectors"],
                                  [(store.engine, describe_target(store.target), store.vectors())]),
-            "per_camera": QueryResult(*store.query(per_camera)),
-            "per_day": QueryResult(*store.query(per_day)),
-            "per_model": QueryResult(*store.query(per_model)),
+            **{name: QueryResult(*table) for name, table in store.reports.stats().items()},
         }
 
 
 def export_gallery(settings: Settings, uri: str) -> int:
     """Write the enrolled people's gallery file (for the Cloud Function); returns the people count."""
-    from .identities.calibration import dim_of, model_of, thresholds
-    from .identities.gallery_file import GalleryFile, write_gallery
-    from .store.people import enrolled_embeddings
-
+    from .identities.matching import GalleryFile, dim_of, model_of, thresholds, write_gallery
     with open_store(settings.db) as store:
-        X, y = enrolled_embeddings(store, model_of(settings), dim_of(settings))
-        names = {int(r[0]): str(r[1]) for r in store.con.execute("SELECT person_id, name FROM people").fetchall()}
+        X, y = store.people.enrolled_embeddings(model_of(settings), dim_of(settings))
+        names = store.people.names()
         t = thresholds(settings)
         write_gallery(GalleryFile(X, y, {int(i): names[int(i)] for i in set(y.tolist())}, model_of(settings),
                                   t.identify, t.margin), uri)
@@ -119,7 +97,7 @@ def export_gallery(settings: Settings, uri: str) -> int:
 
 def import_lake(settings: Settings, uri: str, on_image: Callable[[str, str], None] | None = None) -> dict[str, int]:
     """Bring a Parquet lake (what the Cloud Function wrote) into the database, then name and index it."""
-    from .identities.service import identify, sync_index
+    from .identities import identify, sync_index
     from .store.lake import Lake
     from .store.lake import import_lake as run_import
 
@@ -156,3 +134,22 @@ def copy_database(source: Target, target: Target,
         result = run_copy(src, dst, on_rows)
         dst.audit("cli", "copy", f"from {describe_target(source)}")
     return result
+
+
+def create_token(settings: Settings, scope: str, name: str | None = None) -> tuple[Token, str]:
+    """A new API token of ``scope``; returns its record and the token itself (shown only now)."""
+    if scope not in SCOPES:
+        raise ConfigError(f"--scope must be one of {SCOPES}, got {scope!r}")
+    with open_store(settings.db) as store:
+        return store.tokens.create(scope, name, actor="cli")
+
+
+def list_tokens(settings: Settings) -> list[Token]:
+    with open_store(settings.db) as store:
+        return store.tokens.listing()
+
+
+def revoke_token(settings: Settings, who: str) -> Token:
+    """Revoke a token by name or id: requests with it get 401 from then on."""
+    with open_store(settings.db) as store:
+        return store.tokens.revoke(who, actor="cli")

@@ -17,10 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import Settings
-from ..identities.calibration import thresholds
+from ..identities.matching import thresholds
 from ..pipeline import IngestSummary, Stage
 from ..store.base import ImageRecord, SightingRecord, Store
-from ..store.people import list_people
 from .outputs import Alert, Dispatcher, MqttOutput, Output, WebhookOutput
 from .rules import AlertConfig, Rule, load_alerts
 
@@ -98,7 +97,7 @@ class AlertStage(Stage):
         self._reported = 0
 
     def start(self, store: Store) -> None:
-        names = {p.person_id: p.name for p in list_people(store)}
+        names = store.people.names()
         self.dispatcher = Dispatcher(outputs_for(self.config), self.config.queue_size)
         same_person = thresholds(self.settings).match
         self.engine = AlertEngine(self.config, names, same_person, self.dispatcher.submit)
@@ -111,7 +110,7 @@ class AlertStage(Stage):
         assert self.engine is not None, "stage not started"
         summary.alerts = self.engine.raised - self._reported
         self._reported = self.engine.raised
-        self.engine.names = {p.person_id: p.name for p in list_people(store)}
+        self.engine.names = store.people.names()
 
     def close(self, summary: IngestSummary) -> None:
         if self.dispatcher is not None:

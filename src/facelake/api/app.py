@@ -19,14 +19,14 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.responses import JSONResponse, Response
 
 from .. import errors
+from .. import identities as people
 from ..config import Settings
-from ..identities import service as people
 from ..identities.stages import NamingStage
 from ..pipeline import ImageLine, ImageResult, Job, StoreWriter, analyzer_options, image_id_of
 from ..reports import views
 from ..service import stats
 from ..sources.decode import decode_image
-from ..store.base import open_store
+from ..store import open_store
 from ..vision.analyzer import FaceAnalyzer
 from .auth import Caller, Sessions, check_csrf, require
 
@@ -152,14 +152,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Sightings, newest first, with filters; page with ``cursor``."""
         with open_store(settings.db, read_only=True) as store:
-            rows = views.sightings(store, person, cluster, camera, since, until, cursor, after_id, limit)
-        return {"items": [r.as_json() for r in rows],
+            rows = store.reports.sightings(person, cluster, camera, since, until, cursor, after_id, limit)
+        return {"items": [views.sighting_json(r) for r in rows],
                 "next_cursor": rows[-1].sighting_id if len(rows) == limit else None}
 
     @app.get("/api/sightings/{sighting_id}/crop", dependencies=[READ])
     def sighting_crop(request: Request, sighting_id: int) -> Response:
         with open_store(settings.db, read_only=True) as store:
-            data = views.crop(store, sighting_id)
+            data = store.sightings.crop(sighting_id)
         if data is None:
             raise HTTPException(404, f"no face crop for sighting {sighting_id} (unknown id, or erased)")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
@@ -187,7 +187,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             line.start(db)
             item = line.prepare(ImageResult(job, decoded.meta, faces, None))
             ids = (line.commit([item])[0].ids or []) if store else []
-            names = {int(r[0]): r[1] for r in db.con.execute("SELECT person_id, name FROM people").fetchall()}
+            names = db.people.names()
             db.audit(caller.actor, "recognize", f"photo:{job.image_id[:16]} faces:{len(faces)} stored:{store}")
         sightings = item[1]
         return {
@@ -256,7 +256,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def list_clusters(request: Request, min_size: Annotated[int, Query(ge=1)] = 2) -> list[dict[str, Any]]:
         with open_store(settings.db, read_only=True) as store:
             return [{**{k: _plain(v) for k, v in vars(c).items()},
-                     "crops": [f"/api/sightings/{s}/crop" for s in views.cluster_faces(store, c.cluster_id)]}
+                     "crops": [f"/api/sightings/{s}/crop" for s in store.clusters.best_faces(c.cluster_id)]}
                     for c in people.list_clusters(settings, min_size)]
 
     @app.post("/api/clusters/refresh", dependencies=[ADMIN])

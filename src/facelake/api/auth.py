@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 
 from ..config import Settings
-from ..store.base import open_store
-from .tokens import Token, check_token, token_by_hash, token_hash
+from ..store import open_store
+from ..store.tokens import Token, token_hash
 
 SESSION_COOKIE = "facelake_session"
 
@@ -63,13 +63,13 @@ def identify_caller(request: Request, settings: Settings, sessions: Sessions) ->
     header = request.headers.get("authorization", "")
     with open_store(settings.db, read_only=True) as store:
         if header.lower().startswith("bearer "):
-            token = check_token(store, header[7:].strip())
+            token = store.tokens.check(header[7:].strip())
             return Caller(token, False, None) if token else None
         sid = request.cookies.get(SESSION_COOKIE)
         session = sessions.get(sid) if sid else None
         if session is None:
             return None
-        token = token_by_hash(store, session[0])
+        token = store.tokens.by_hash(session[0])
         return Caller(token, True, session[1]) if token else None
 
 

@@ -16,12 +16,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .. import identities as people
 from ..config import Settings
-from ..identities import service as people
 from ..reports import charts, views
-from ..store.base import open_store
+from ..store import open_store
 from .auth import SESSION_COOKIE, identify_caller
-from .tokens import check_token
 
 _env = Environment(loader=PackageLoader("facelake.api", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -44,7 +43,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     @app.post("/login", include_in_schema=False)
     def login(token: str = Form(...)) -> Response:
         with open_store(settings.db, read_only=True) as store:
-            known = check_token(store, token.strip())
+            known = store.tokens.check(token.strip())
         if known is None:
             return HTMLResponse(_env.get_template("login.html").render(error="unknown or revoked token"),
                                 status_code=401)
@@ -66,7 +65,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def timeline(request: Request, camera: str | None = None) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
-                rows = views.sightings(store, camera=camera, limit=60)
+                rows = store.reports.sightings(camera=camera, limit=60)
             return {"rows": rows, "camera": camera, "newest": rows[0].sighting_id if rows else 0}
 
         return page(request, "timeline.html", context)
@@ -76,10 +75,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         def context() -> dict[str, Any]:
             listing = people.list_people(settings)
             with open_store(settings.db, read_only=True) as store:
-                cams = {p.person_id: [r[0] for r in store.con.execute(
-                    """SELECT DISTINCT i.camera FROM sightings s JOIN images i USING (image_id)
-                       WHERE s.person_id = ? AND i.camera <> 'enrollment' ORDER BY 1""", [p.person_id]).fetchall()]
-                    for p in listing}
+                cams = {p.person_id: store.reports.cameras_of(p.person_id) for p in listing}
             return {"people": listing, "cameras": cams}
 
         return page(request, "people.html", context)
@@ -88,12 +84,11 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def person_page(request: Request, person: str) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
-                rows = views.sightings(store, person=person, limit=200)
-                found = store.con.execute("SELECT name FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?",
-                                          [person, person]).fetchone()
+                rows = store.reports.sightings(person=person, limit=200)
+                found = store.people.name_of(person)
             if found is None:
                 raise HTTPException(404, f"no person {person!r}")
-            return {"name": found[0], "rows": rows}
+            return {"name": found, "rows": rows}
 
         return page(request, "person.html", context)
 
@@ -102,7 +97,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         def context() -> dict[str, Any]:
             listing = people.list_clusters(settings, 2)
             with open_store(settings.db, read_only=True) as store:
-                faces = {c.cluster_id: views.cluster_faces(store, c.cluster_id) for c in listing}
+                faces = {c.cluster_id: store.clusters.best_faces(c.cluster_id) for c in listing}
             return {"clusters": listing, "faces": faces}
 
         return page(request, "clusters.html", context)
@@ -111,13 +106,11 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def activity_page(request: Request, camera: str | None = None) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
-                heat = charts.heatmap(views.activity(store, camera),
+                heat = charts.heatmap(store.reports.activity(camera),
                                       f"Sightings by hour and weekday — {camera or 'all cameras'}")
-                days = charts.bars(views.per_day(store, camera), "Sightings per day")
-                points = views.gps_points(store, camera)
-                cameras = [r[0] for r in store.con.execute(
-                    "SELECT DISTINCT camera FROM images WHERE camera <> 'enrollment' AND camera IS NOT NULL ORDER BY 1"
-                ).fetchall()]
+                days = charts.bars(store.reports.per_day(camera), "Sightings per day")
+                points = views.gps_labels(store.reports.gps_points(camera))
+                cameras = store.reports.cameras()
             drawn = (charts.tiled_map(points, "GPS-tagged sightings", settings.map_tile_url) if settings.map_tile_url
                      else charts.gps_map(points, "GPS-tagged sightings"))
             return {"heat": heat, "days": days, "map": drawn, "points": points, "cameras": cameras,

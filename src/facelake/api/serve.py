@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import StoreError
 from ..service import default_stages
 from ..sources import open_source
-from ..store.base import is_postgres, open_store
+from ..store import is_postgres, open_store
 from ..store.duck import DuckStore, held_message, serve_lock_path
 from ..triggers.watch import Watcher
 from .app import create_app

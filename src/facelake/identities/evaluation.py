@@ -27,10 +27,8 @@ from ..sources.base import IMAGE_SUFFIXES
 from ..sources.decode import decode_image
 from ..sources.folder import read_file
 from ..vision.analyzer import FaceAnalyzer
-from .calibration import model_of, thresholds
-from .cluster import CentroidClustering, bcubed
-from .gallery import Gallery
-from .naming import Namer
+from .clustering import CentroidClustering, bcubed
+from .matching import Gallery, Namer, model_of, thresholds
 
 
 @dataclass(frozen=True)

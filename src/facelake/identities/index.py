@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..store.base import VectorHit
+from ..config import Settings
+from ..store import Store, VectorHit, is_postgres, target_key
+from ..vision.models import cache_dir
+from .matching import dim_of, model_of
 
 _VERSION = 1
 
@@ -102,3 +106,47 @@ class FaceIndex:
         with os.fdopen(fd, "w") as f:
             json.dump(state, f)
         os.replace(tmp, self.state_path)
+
+
+@dataclass(frozen=True)
+class IndexSync:
+    index: FaceIndex | None
+    """None where the database searches vectors itself (pgvector): there is no index to keep."""
+    added: int
+    removed: int
+
+
+def index_base(settings: Settings) -> Path:
+    """Where the usearch index lives: beside a DuckDB file; for a server database, in the cache."""
+    if not is_postgres(settings.db):
+        return Path(settings.db)
+    return cache_dir() / "index" / f"postgres-{target_key(settings.db)}"
+
+
+def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSync:
+    """Bring the face index up to date with the database (or rebuild it if it was lost)."""
+    if store.searches_vectors():
+        return IndexSync(None, 0, 0)
+    model = model_of(settings)
+    index = FaceIndex(index_base(settings), model, dim_of(settings))
+    added = removed = 0
+    last = index.synced_to
+    while True:
+        ids, vectors = store.sightings.embeddings_after(model, last, chunk)
+        if not len(ids):
+            break
+        added += index.add(ids, vectors)
+        last = int(ids[-1])
+    if len(index) != store.sightings.count_embedded(model):
+        # Embeddings erased by forget/purge leave keys behind; a crash between saving the
+        # index and its state can leave the opposite. Either way the database decides.
+        live = store.sightings.embedded_ids(model)
+        keys = set(index.keys().tolist())
+        removed = index.remove(np.array(sorted(keys - live), dtype=np.int64))
+        missing = sorted(live - keys)
+        for start in range(0, len(missing), chunk):
+            added += index.add(*store.sightings.embeddings_of(missing[start : start + chunk]))
+    if added or removed or index.rebuilt or last != index.synced_to:
+        index.synced_to = last
+        index.save()
+    return IndexSync(index, added, removed)

@@ -12,6 +12,9 @@ from ..sources.folder import FolderSource, file_entry
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.types import Face
 
+Photo = tuple[Job, ImageMeta, list[Face], int]
+"""A photo read and analysed, with the index of the face meant."""
+
 
 def pick_face(path: Path, faces: list[Face], face: int | None) -> int:
     """The face a command means: the only one, or the one ``--face`` names."""
@@ -29,7 +32,7 @@ def pick_face(path: Path, faces: list[Face], face: int | None) -> int:
 
 def photo_faces(
     path: Path, camera: str, face: int | None, settings: Settings, analyzer: FaceAnalyzer
-) -> tuple[Job, ImageMeta, list[Face], int]:
+) -> Photo:
     """Read, decode and analyse a photo given on the command line; returns the chosen face's index too."""
     job = make_job(file_entry(path, camera), FolderSource(path, camera), int(settings.max_file_mb * 1e6))
     if job.data is None:

@@ -9,14 +9,10 @@ import numpy as np
 
 from ..config import Settings
 from ..pipeline import IngestSummary, Stage
-from ..store import people as sql
 from ..store.base import ImageRecord, SightingRecord, Store
-from .calibration import thresholds
 from .clusters import cluster
-from .gallery import Gallery
-from .naming import Namer
-from .people import load_namer
-from .search import sync_index
+from .index import sync_index
+from .matching import Gallery, Namer, load_namer, thresholds
 
 
 class NamingStage(Stage):
@@ -62,7 +58,7 @@ class PurgeStage(Stage):
     def after_run(self, store: Store, summary: IngestSummary) -> None:
         now = time.monotonic()
         if now - self._last >= self.every_s:
-            summary.purged = sql.purge_unknown(store, self.settings.retention_days, actor="ingest")
+            summary.purged = store.people.purge_unknown(self.settings.retention_days, actor="ingest")
             self._last = now
         if summary.new or summary.purged:
             sync_index(store, self.settings)
@@ -86,4 +82,4 @@ class ClusterStage(Stage):
         if self._pending and time.monotonic() - self._last >= self.every_s:
             self._last = time.monotonic()
             self._pending = False
-            cluster(self.settings, actor="watch")
+            cluster(store, self.settings, actor="watch")

@@ -24,7 +24,7 @@ from typing import Self
 
 from ..config import Settings
 from ..sources import Entry, Source, open_source
-from ..store.base import Store, open_store
+from ..store import Store, open_store
 from ..vision.types import Face
 from .executors import Executor, Listed, default_workers, local_executor, read_threads
 from .line import ImageLine, Stage, StoreWriter, Written

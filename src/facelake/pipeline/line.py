@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..store.base import Store
-from ..store.base import ImageRecord, SightingRecord
+from ..store import ImageRecord, SightingRecord, Store
 from .records import ImageResult, IngestSummary, records
 
 Item = tuple[ImageRecord, list[SightingRecord], str | None]

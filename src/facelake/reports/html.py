@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..store.base import open_store, utcnow
+from ..store import open_store, utcnow
 from . import charts, views
 
 _env = Environment(loader=PackageLoader("facelake.reports", "templates"), autoescape=select_autoescape(["html"]))
@@ -49,33 +49,23 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
                  faces: bool = True) -> ReportSummary:
     start = parse_since(since)
     with open_store(settings.db, read_only=True) as store:
-        recent = views.sightings(store, camera=camera, since=start, limit=60)
-        total = store.con.execute(
-            """SELECT count(*), count(DISTINCT s.person_id), count(DISTINCT i.camera) FROM sightings s
-               JOIN images i USING (image_id) WHERE i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?)
-                 AND (? IS NULL OR i.taken_at >= ?)""", [camera, camera, start, start]).fetchone()
-        people = store.con.execute(
-            """SELECT p.name, count(*), max(i.taken_at), string_agg(DISTINCT i.camera, ', ')
-               FROM sightings s JOIN images i USING (image_id) JOIN people p ON p.person_id = s.person_id
-               WHERE i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)
-               GROUP BY 1 ORDER BY 2 DESC""", [camera, camera, start, start]).fetchall()
-        per_camera = store.con.execute(
-            """SELECT i.camera, count(*), count(s.person_id), min(i.taken_at), max(i.taken_at)
-               FROM sightings s JOIN images i USING (image_id)
-               WHERE i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)
-               GROUP BY 1 ORDER BY 1""", [camera, camera, start, start]).fetchall()
-        points = views.gps_points(store, camera, start)
+        reports = store.reports
+        recent = reports.sightings(camera=camera, since=start, limit=60)
+        total = reports.totals(camera, start)
+        people = reports.people_seen(camera, start)
+        per_camera = reports.per_camera(camera, start)
+        points = views.gps_labels(reports.gps_points(camera, start))
         crops = {r.sighting_id: base64.b64encode(c).decode() for r in recent if faces
-                 for c in [views.crop(store, r.sighting_id)] if c}
+                 for c in [store.sightings.crop(r.sighting_id)] if c}
         html = _env.get_template("report.html").render(
             generated=utcnow(), since=start, camera=camera, total=total, people=people, per_camera=per_camera,
             recent=recent, crops=crops,
-            days=charts.bars(views.per_day(store, camera, start), "Sightings per day"),
-            heat=charts.heatmap(views.activity(store, camera, start), "Sightings by hour and weekday"),
+            days=charts.bars(reports.per_day(camera, start), "Sightings per day"),
+            heat=charts.heatmap(reports.activity(camera, start), "Sightings by hour and weekday"),
             map=charts.gps_map(points, "GPS-tagged sightings"), points=points,
         )
     out.write_text(html, encoding="utf-8")
-    return ReportSummary(out, out.stat().st_size, int(total[0]) if total else 0)
+    return ReportSummary(out, out.stat().st_size, total[0])
 
 
 def build_png(settings: Settings, out: Path, since: str | None = None, camera: str | None = None) -> ReportSummary:
@@ -84,13 +74,9 @@ def build_png(settings: Settings, out: Path, since: str | None = None, camera: s
 
     start = parse_since(since)
     with open_store(settings.db, read_only=True) as store:
-        days = views.per_day(store, camera, start)
-        heat = views.activity(store, camera, start)
-        people = store.con.execute(
-            """SELECT p.name, count(*) FROM sightings s JOIN images i USING (image_id)
-               JOIN people p ON p.person_id = s.person_id
-               WHERE i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)
-               GROUP BY 1 ORDER BY 2 DESC LIMIT 8""", [camera, camera, start, start]).fetchall()
+        days = store.reports.per_day(camera, start)
+        heat = store.reports.activity(camera, start)
+        people = store.reports.top_people(camera, start, limit=8)
     total = sum(n for _, n in days)
     img = Image.new("RGB", (900, 560), "white")
     draw = ImageDraw.Draw(img)

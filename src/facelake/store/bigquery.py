@@ -45,18 +45,7 @@ SIGHTING_FIELDS: list[tuple[str, str, str]] = [
 KEYS = {"images": ["image_id"], "sightings": ["image_id", "face_index"]}
 FIELDS = {"images": IMAGE_FIELDS, "sightings": SIGHTING_FIELDS}
 
-# What the export sends, per table, in the order of FIELDS; ``{since}`` is the watermark.
-EXPORT_SQL = {
-    "images": "SELECT * FROM images WHERE ingested_at >= CAST(? AS TIMESTAMP) ORDER BY ingested_at",
-    "sightings": """SELECT sighting_id, image_id, face_index, box::DOUBLE[] AS box,
-           list_transform(landmarks::FLOAT[2][], lambda p: {'x': p[1]::DOUBLE, 'y': p[2]::DOUBLE}) AS landmarks,
-           det_score, quality, embedding::DOUBLE[] AS embedding, model, person_id, cluster_id, match_score
-           FROM sightings WHERE sighting_id >= CAST(? AS BIGINT) ORDER BY sighting_id""",
-}
-WATERMARK_SQL = {
-    "images": "SELECT CAST(max(ingested_at) AS VARCHAR) FROM images",
-    "sightings": "SELECT CAST(max(sighting_id) + 1 AS VARCHAR) FROM sightings",
-}
+# Where an export starts when a table was never exported (see ``store.exports``).
 START = {"images": "1970-01-01 00:00:00", "sightings": "0"}
 
 
@@ -140,15 +129,14 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
     target = f"bigquery:{project}.{dataset}"
     sent: dict[str, int] = {}
     for table in ("images", "sightings"):
-        row = store.con.execute("SELECT high_water FROM exports WHERE target = ? AND table_name = ?",
-                                [target, table]).fetchone()
-        since = row[0] if row else START[table]
-        top = store.con.execute(WATERMARK_SQL[table]).fetchone()
+        mark = store.exports.high_water(target, table)
+        since = START[table] if mark is None else mark
+        top = store.exports.top(table)
         added = 0
         fd, tmp = tempfile.mkstemp(suffix=".parquet")
         os.close(fd)
         try:
-            if store.copy_to_parquet(EXPORT_SQL[table].replace("?", f"'{since}'"), [], Path(tmp)):
+            if store.export_rows(table, since, Path(tmp)):
                 staging = f"{project}.{dataset}._facelake_staging_{table}"
                 with open(tmp, "rb") as f:
                     bq.load_table_from_file(f, staging, job_config=load_config(table)).result()
@@ -158,10 +146,8 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
                 bq.delete_table(staging, not_found_ok=True)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        if top and top[0] is not None:
-            store.con.execute("""INSERT INTO exports VALUES (?, ?, ?, ?) ON CONFLICT (target, table_name)
-                                 DO UPDATE SET high_water = excluded.high_water, exported_at = excluded.exported_at""",
-                              [target, table, top[0], utcnow()])
+        if top is not None:
+            store.exports.advance(target, table, top)
         sent[table] = added
     sent["erased"] = apply_erasures(store, bq, project, dataset)
     store.audit("cli", "export_bigquery", f"{project}.{dataset} images:{sent['images']} sightings:{sent['sightings']}")
@@ -172,7 +158,7 @@ def apply_erasures(store: Store, bq: Any, project: str, dataset: str) -> int:
     """Delete exported sightings of people who are no longer enrolled (forgotten or removed)."""
     from google.cloud import bigquery
 
-    people = [int(r[0]) for r in store.con.execute("SELECT person_id FROM people").fetchall()]
+    people = sorted(store.people.ids())
     job = bq.query(
         f"DELETE FROM `{project}.{dataset}.sightings` WHERE person_id IS NOT NULL "
         f"AND person_id NOT IN UNNEST(@people)",

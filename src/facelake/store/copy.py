@@ -26,7 +26,7 @@ def copy_tables(src: Store, dst: Store, tables: Sequence[str] = TABLES,
     with dst.transaction():
         for table in tables:
             counts[table] = 0
-            for columns, rows in src.stream(f"SELECT * FROM {table}"):
+            for columns, rows in src.stream(table):
                 dst.insert_rows(table, columns, rows)
                 counts[table] += len(rows)
                 if on_rows:
@@ -35,19 +35,10 @@ def copy_tables(src: Store, dst: Store, tables: Sequence[str] = TABLES,
     return counts
 
 
-def table_counts(store: Store) -> dict[str, int]:
-    out = {}
-    for table in TABLES:
-        row = store.con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        out[table] = int(row[0]) if row else 0
-    return out
-
-
 def embedding_digest(store: Store) -> str:
     """sha256 over every embedding (id, model, float32 bytes), in id order: equal iff copied exactly."""
     digest = hashlib.sha256()
-    sql = "SELECT sighting_id, model, embedding FROM sightings WHERE embedding IS NOT NULL ORDER BY sighting_id"
-    for _, rows in store.stream(sql):
+    for rows in store.embeddings():
         for sid, model, vec in rows:
             digest.update(int(sid).to_bytes(8, "little"))
             digest.update(str(model).encode())
@@ -70,12 +61,12 @@ class CopyResult:
 
 def copy_database(src: Store, dst: Store, on_rows: Callable[[str, int], None] | None = None) -> CopyResult:
     """Copy a whole database into an empty one and verify it (counts, embedding checksums)."""
-    held = {t: n for t, n in table_counts(dst).items() if n}
+    held = {t: n for t, n in dst.table_counts().items() if n}
     if held:
         raise StoreError("the target already holds data (" + ", ".join(f"{n} {t}" for t, n in held.items())
                          + "); copy into a new, empty database")
     counts = copy_tables(src, dst, TABLES, on_rows)
-    result = CopyResult(counts, table_counts(src), table_counts(dst), embedding_digest(src), embedding_digest(dst))
+    result = CopyResult(counts, src.table_counts(), dst.table_counts(), embedding_digest(src), embedding_digest(dst))
     if not result.verified:
         raise StoreError(f"the copy does not match its source: counts {result.source_counts} vs "
                          f"{result.target_counts}, embeddings {result.source_digest[:12]} vs {result.target_digest[:12]}")

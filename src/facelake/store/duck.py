@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import ReadOnlyViolation, StoreError
-from .base import Store
+from .base import VectorHit
+from .connection import Sql
 from .schema import MIGRATIONS, SEQUENCES
+from .sql import SqlStore
 
 _READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA", "RELATION", "VARIABLE_SET"}
 
@@ -40,11 +44,10 @@ def held_message(db: Path) -> str | None:
             f"or stop serve first")
 
 
-class DuckStore(Store):
+class DuckStore(SqlStore):
     """A DuckDB file: one writing process at a time (DuckDB's lock); the embedded default."""
 
     engine = "duckdb"
-    con: duckdb.DuckDBPyConnection
     groups_writes = True
 
     shared = False
@@ -62,24 +65,25 @@ class DuckStore(Store):
         if read_only and not self.path.exists():
             raise StoreError(f"database {self.path} does not exist yet: run `facelake ingest` first")
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only and not DuckStore.shared)
+            self._con = duckdb.connect(str(self.path), read_only=read_only and not DuckStore.shared)
         except duckdb.IOException as exc:
             raise StoreError(held_message(self.path) or f"cannot open database {self.path}: {exc}") from exc
+        super().__init__(Sql(self._con))
         if not read_only:
             self._migrate()
 
     def _migrate(self) -> None:
-        self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
         current = int(row[0]) if row and row[0] is not None else 0
         for version, ddl in enumerate(MIGRATIONS[current:], start=current + 1):
-            self.con.execute("BEGIN TRANSACTION")
+            self._con.execute("BEGIN TRANSACTION")
             try:
-                self.con.execute(ddl)
-                self.con.execute("INSERT INTO schema_version VALUES (?)", [version])
-                self.con.execute("COMMIT")
+                self._con.execute(ddl)
+                self._con.execute("INSERT INTO schema_version VALUES (?)", [version])
+                self._con.execute("COMMIT")
             except Exception:
-                self.con.execute("ROLLBACK")
+                self._con.execute("ROLLBACK")
                 raise
 
     # --- reading ---
@@ -92,7 +96,7 @@ class DuckStore(Store):
         """
         if self.read_only:
             try:
-                statements = self.con.extract_statements(sql)
+                statements = self._con.extract_statements(sql)
             except duckdb.Error as exc:
                 raise StoreError(f"SQL error: {exc}") from exc
             for stmt in statements:
@@ -103,7 +107,7 @@ class DuckStore(Store):
                         "Use the facelake commands to change data."
                     )
         try:
-            cur = self.con.execute(sql, params or [])
+            cur = self._con.execute(sql, params or [])
             columns = [d[0] for d in cur.description] if cur.description else []
             return columns, cur.fetchall() if columns else []
         except duckdb.Error as exc:
@@ -111,34 +115,46 @@ class DuckStore(Store):
                 raise ReadOnlyViolation(f"`facelake sql` is read-only: {exc}") from exc
             raise StoreError(f"SQL error: {exc}") from exc
 
-    def vectors(self) -> str:
-        return "FLOAT[] column + usearch HNSW index beside the file"
-
     def insert_rows(self, table: str, columns: list[str], rows: list[Any]) -> None:
         names = ", ".join(f'"{c}"' for c in columns)
-        self.con.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
+        self._con.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
                              [list(r) for r in rows])
 
     def advance_sequences(self) -> None:
         # DuckDB cannot restart a sequence: draw values until it is past the ids in the table.
         for table, (column, sequence) in SEQUENCES.items():
-            top = self.con.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()
-            current = self.con.execute(f"SELECT nextval('{sequence}')").fetchone()
+            top = self._con.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()
+            current = self._con.execute(f"SELECT nextval('{sequence}')").fetchone()
             need, now = (int(top[0]) if top else 0), (int(current[0]) if current else 0)
             if now < need:
-                self.con.execute(f"SELECT max(nextval('{sequence}')) FROM range(?)", [need - now])
+                self._con.execute(f"SELECT max(nextval('{sequence}')) FROM range(?)", [need - now])
 
-    def copy_to_parquet(self, sql: str, params: Sequence[Any], target: Path) -> int:
+    def _copy_to_parquet(self, sql: str, target: Path) -> int:
+        """Write the rows of ``sql`` to a Parquet file (DuckDB writes it); returns how many."""
         path = target.as_posix().replace("'", "''")
-        self.con.execute(f"COPY ({sql}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)", list(params))
-        row = self.con.execute(f"SELECT count(*) FROM ({sql})", list(params)).fetchone()
+        self._con.execute(f"COPY ({sql}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        row = self._con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
         return int(row[0]) if row else 0
 
     def export_parquet(self, directory: Path) -> dict[str, int]:
-        """Write ``images.parquet`` and ``sightings.parquet``; returns row counts (see PARQUET_EXPORT)."""
+        """See PARQUET_EXPORT."""
         directory.mkdir(parents=True, exist_ok=True)
-        return {name: self.copy_to_parquet(sql, [], directory / f"{name}.parquet")
+        return {name: self._copy_to_parquet(sql, directory / f"{name}.parquet")
                 for name, sql in PARQUET_EXPORT.items()}
+
+    def export_rows(self, table: str, since: str, target: Path) -> int:
+        """See WAREHOUSE_ROWS."""
+        return self._copy_to_parquet(WAREHOUSE_ROWS[table].replace("?", f"'{since}'"), target)
+
+    def vectors(self) -> str:
+        return "FLOAT[] column + usearch HNSW index beside the file"
+
+    def searches_vectors(self) -> bool:
+        return False
+
+    def nearest(self, model: str, dim: int, vector: NDArray[np.float32], k: int) -> list[VectorHit] | None:
+        """DuckDB has no vector index here: the usearch index beside the file answers."""
+        return None
 
 
 PARQUET_EXPORT = {
@@ -151,3 +167,13 @@ PARQUET_EXPORT = {
 }
 """What ``facelake export`` writes. Landmarks become a list of ``{x, y}`` structs because
 BigQuery has no array-of-arrays type; everything else keeps its column type (docs/bigquery.md)."""
+
+WAREHOUSE_ROWS = {
+    "images": "SELECT * FROM images WHERE ingested_at >= CAST(? AS TIMESTAMP) ORDER BY ingested_at",
+    "sightings": """SELECT sighting_id, image_id, face_index, box::DOUBLE[] AS box,
+           list_transform(landmarks::FLOAT[2][], lambda p: {'x': p[1]::DOUBLE, 'y': p[2]::DOUBLE}) AS landmarks,
+           det_score, quality, embedding::DOUBLE[] AS embedding, model, person_id, cluster_id, match_score
+           FROM sightings WHERE sighting_id >= CAST(? AS BIGINT) ORDER BY sighting_id""",
+}
+"""What ``facelake export --bigquery`` sends, per table, in the order of ``bigquery.FIELDS``;
+``?`` is the watermark (``store.exports``): no crops (see ``store.bigquery``)."""

@@ -133,8 +133,8 @@ def import_lake(store: Store, lake: Lake, on_image: Callable[[str, str], None] |
     longer exists here (forgotten since) is not linked, so an erasure is never undone.
     """
     summary = ImportSummary()
-    known = {r[0] for r in store.con.execute("SELECT image_id FROM images").fetchall()}
-    people = {r[0] for r in store.con.execute("SELECT person_id FROM people").fetchall()}
+    known = store.image_ids()
+    people = store.people.ids()
     for image_id in lake.image_ids():
         if image_id in known:
             summary.skipped += 1

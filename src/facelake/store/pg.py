@@ -32,7 +32,11 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, ReadOnlyViolation, StoreError
 from .base import Store, VectorHit, describe_target
+from .connection import Sql, marks
+from .copy import copy_tables
+from .duck import DuckStore
 from .schema import PG_MIGRATIONS, SEQUENCES
+from .sql import SqlStore
 
 try:
     import psycopg
@@ -253,11 +257,28 @@ def close_pools() -> None:
         _databases.clear()
 
 
-class PgStore(Store):
+class PgSql(Sql):
+    """The handle's lock hooks on a server, where many processes write at once."""
+
+    con: _Connection
+
+    def lock_image(self, image_id: str) -> None:
+        self.con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [image_id])
+
+    def lock_person(self, person: int) -> None:
+        self.con.execute("SELECT 1 FROM people WHERE person_id = ? FOR UPDATE", [person])
+
+    def live_people(self, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        return {int(r[0]) for r in self.all(
+            f"SELECT person_id FROM people WHERE person_id IN ({marks(len(ids))}) FOR SHARE", sorted(ids))}
+
+
+class PgStore(SqlStore):
     """A PostgreSQL database (``postgresql://user:password@host:port/dbname``)."""
 
     engine = "postgresql"
-    con: _Connection
 
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.target = self.url = url
@@ -269,39 +290,25 @@ class PgStore(Store):
             raw = self.db.pool.getconn(timeout=30)
         except Exception as exc:
             raise StoreError(f"no connection to {describe_target(url)}: {exc}") from exc
-        self.con = _Connection(self.db.pool, raw)
+        self._con = _Connection(self.db.pool, raw)
+        super().__init__(PgSql(self._con))
         if read_only:
-            self.con.execute("SET default_transaction_read_only = on")
-
-    def _lock_image(self, image_id: str) -> None:
-        self.con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [image_id])
-
-    def lock_person(self, person: int) -> None:
-        self.con.execute("SELECT 1 FROM people WHERE person_id = ? FOR UPDATE", [person])
-
-    def _live_people(self, ids: set[int]) -> set[int]:
-        if not ids:
-            return set()
-        rows = self.con.execute(
-            f"SELECT person_id FROM people WHERE person_id IN ({','.join('?' * len(ids))}) FOR SHARE",
-            sorted(ids)).fetchall()
-        return {int(r[0]) for r in rows}
+            self._con.execute("SET default_transaction_read_only = on")
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
-        self.con.execute("SELECT pg_advisory_lock(?)", [_CLUSTER_LOCK])
+        self._con.execute("SELECT pg_advisory_lock(?)", [_CLUSTER_LOCK])
         try:
             yield
         finally:
-            self.con.execute("SELECT pg_advisory_unlock(?)", [_CLUSTER_LOCK])
+            self._con.execute("SELECT pg_advisory_unlock(?)", [_CLUSTER_LOCK])
 
-    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 2_000
-               ) -> Iterator[tuple[list[str], list[Any]]]:
+    def _batches(self, sql: str, batch: int) -> Iterator[tuple[list[str], list[Any]]]:
         """Through a server-side cursor: psycopg's client cursor would fetch every row at once."""
-        raw = self.con.raw
+        raw = self._con.raw
         with raw.transaction(), raw.cursor(name="facelake_stream") as cur:
             cur.itersize = batch
-            cur.execute(to_pg(sql), list(params))
+            cur.execute(to_pg(sql), [])
             columns = [d.name for d in cur.description or []]
             while rows := cur.fetchmany(batch):
                 yield columns, rows
@@ -314,7 +321,7 @@ class PgStore(Store):
 
         vector = columns.index("embedding") if "embedding" in columns and self.db.vector_version else -1
         names = ", ".join(f'"{c}"' for c in columns)
-        with self.con.raw.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        with self._con.raw.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in rows:
                 out = [plain(v) for v in row]
                 if vector >= 0 and out[vector] is not None:
@@ -323,7 +330,7 @@ class PgStore(Store):
 
     def advance_sequences(self) -> None:
         for table, (column, _) in SEQUENCES.items():
-            self.con.execute(f"""SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+            self._con.execute(f"""SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
                                        greatest(coalesce(max({column}), 0), 1), max({column}) IS NOT NULL)
                                  FROM {table}""")
 
@@ -341,11 +348,11 @@ class PgStore(Store):
         if (model, dim) not in self._indexed:
             # Every model's index is made on its first search: a bring-your-own embedder's, or a
             # model added after the database was created (the fused one). A no-op once it exists.
-            self.con.execute(_hnsw_ddl(model, dim))
+            self._con.execute(_hnsw_ddl(model, dim))
             self._indexed.add((model, dim))
         literal = "[" + ",".join(f"{float(v):.8g}" for v in np.asarray(vector, np.float32).ravel()) + "]"
-        self.con.execute(f"SET hnsw.ef_search = {_EF_SEARCH}")
-        rows = self.con.execute(
+        self._con.execute(f"SET hnsw.ef_search = {_EF_SEARCH}")
+        rows = self._con.execute(
             f"""SELECT sighting_id, 1 - (embedding::vector({int(dim)}) <=> ?::vector({int(dim)})) FROM sightings
                 WHERE model = ? AND embedding IS NOT NULL
                 ORDER BY embedding::vector({int(dim)}) <=> ?::vector({int(dim)}) LIMIT ?""",
@@ -362,14 +369,14 @@ class PgStore(Store):
                                             "Use the facelake commands to change data.")
         try:
             if self.read_only:
-                self.con.execute("BEGIN READ ONLY")
+                self._con.execute("BEGIN READ ONLY")
             try:
-                cur = self.con.execute(sql, params or [])
+                cur = self._con.execute(sql, params or [])
                 columns = [d[0] for d in cur.description] if cur.description else []
                 rows = cur.fetchall() if columns else []
             finally:
                 if self.read_only:
-                    self.con.execute("ROLLBACK")
+                    self._con.execute("ROLLBACK")
             return columns, rows
         except psycopg.errors.ReadOnlySqlTransaction as exc:
             raise ReadOnlyViolation(f"`facelake sql` is read-only: {exc}") from exc
@@ -379,16 +386,13 @@ class PgStore(Store):
     @contextmanager
     def _in_duckdb(self, tables: Sequence[str]) -> Iterator[Store]:
         """An in-memory DuckDB holding ``tables``: DuckDB writes the Parquet files exports need."""
-        from .copy import copy_tables
-        from .duck import DuckStore
-
         with DuckStore(Path(":memory:")) as mem:
             copy_tables(self, mem, tables)
             yield mem
 
-    def copy_to_parquet(self, sql: str, params: Sequence[Any], target: Path) -> int:
-        with self._in_duckdb([t for t in ("images", "sightings") if re.search(rf"\b{t}\b", sql)]) as mem:
-            return mem.copy_to_parquet(sql, params, target)
+    def export_rows(self, table: str, since: str, target: Path) -> int:
+        with self._in_duckdb([table]) as mem:
+            return mem.export_rows(table, since, target)
 
     def export_parquet(self, directory: Path) -> dict[str, int]:
         with self._in_duckdb(["images", "sightings"]) as mem:

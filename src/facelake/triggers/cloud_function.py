@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ImageUnreadable
-from ..identities.calibration import model_of
-from ..identities.gallery_file import GalleryFile, read_gallery
-from ..identities.service import NamingStage
+from ..identities.matching import GalleryFile, model_of, read_gallery
+from ..identities.stages import NamingStage
 from ..pipeline.line import ImageLine, Item
 from ..pipeline.records import make_job
 from ..pipeline.worker import Worker

@@ -1,0 +1,130 @@
+"""Clusters of unknown faces in SQL (``store.clusters``): the faces to group, the groups, their edits.
+
+The grouping itself (``identities.clustering``) is pure arithmetic over the rows read here;
+what it decides comes back as ``(sighting_id, cluster_id)`` pairs, written in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import NotFound
+from .connection import Sql, marks, utcnow
+from .people import People
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    cluster_id: int
+    faces: int
+    first_seen: object
+    last_seen: object
+    cameras: str
+
+
+@dataclass(frozen=True)
+class ClusterFace:
+    """An unknown face as clustering sees it: ``cluster_id`` is ``None`` until it is grouped."""
+
+    sighting_id: int
+    embedding: list[float]
+    cluster_id: int | None
+    image_id: str
+    quality: float
+
+
+class Clusters:
+    """The ``cluster_id`` column of unknown faces, and the ``not_faces`` table."""
+
+    def __init__(self, sql: Sql, people: People) -> None:
+        self._sql = sql
+        self._people = people
+
+    def unknown_faces(self, min_quality: float, model: str) -> list[ClusterFace]:
+        """Unknown faces of ``model`` good enough to group (not enrolled), by id."""
+        return [ClusterFace(*r) for r in self._sql.all(
+            """SELECT sighting_id, embedding, cluster_id, image_id, quality FROM sightings
+               WHERE person_id IS NULL AND embedding IS NOT NULL AND quality >= ? AND model = ?
+                 AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
+               ORDER BY sighting_id""", [min_quality, model])]
+
+    def faces(self, sightings: Sequence[int]) -> list[ClusterFace]:
+        """The given sightings as clustering sees them."""
+        return [ClusterFace(*r) for r in self._sql.all(
+            f"SELECT sighting_id, embedding, cluster_id, image_id, quality FROM sightings "
+            f"WHERE sighting_id IN ({marks(len(sightings))})", list(sightings))]
+
+    def top_id(self) -> int:
+        """The highest cluster id in use (0 when none): new groups are numbered above it."""
+        return self._sql.count("SELECT coalesce(max(cluster_id), 0) FROM sightings")
+
+    def _assign(self, labels: Sequence[tuple[int, int]]) -> None:
+        for sighting, cluster in labels:
+            self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(cluster), sighting])
+
+    def save_grouping(self, labels: Sequence[tuple[int, int]], faces: int, actor: str) -> None:
+        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs and audit the run."""
+        with self._sql.transaction():
+            self._assign(labels)
+            self._sql.audit(actor, "cluster", f"faces:{faces}")
+
+    def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int]], groups: int, actor: str) -> None:
+        """Write a split's ``(sighting_id, cluster_id)`` pairs and audit it."""
+        with self._sql.transaction():
+            self._assign(labels)
+            self._sql.audit(actor, "split_cluster", f"cluster:{cluster_id} into {groups}")
+
+    def listing(self, min_size: int = 2) -> list[ClusterRow]:
+        """Clusters of at least ``min_size`` unknown faces, largest first."""
+        return [ClusterRow(*r) for r in self._sql.all(
+            """SELECT s.cluster_id, count(*), min(i.taken_at), max(i.taken_at),
+                      string_agg(DISTINCT i.camera, ', ' ORDER BY i.camera)
+               FROM sightings s JOIN images i USING (image_id)
+               WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
+               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1""", [min_size])]
+
+    def members(self, cluster_id: int) -> list[tuple[int, float]]:
+        """``(sighting_id, quality)`` of a cluster's unknown faces, best first; raises if there are none."""
+        members = self._sql.all(
+            "SELECT sighting_id, quality FROM sightings WHERE cluster_id = ? AND person_id IS NULL "
+            "ORDER BY quality DESC",
+            [cluster_id])
+        if not members:
+            raise NotFound(f"no cluster {cluster_id} (see `facelake clusters`)")
+        return [(int(s), float(q)) for s, q in members]
+
+    def best_faces(self, cluster_id: int, limit: int = 12) -> list[int]:
+        """Sighting ids of a cluster's best faces that still have a crop (for face grids)."""
+        return [int(r[0]) for r in self._sql.all(
+            """SELECT sighting_id FROM sightings WHERE cluster_id = ? AND person_id IS NULL AND thumb IS NOT NULL
+               ORDER BY quality DESC LIMIT ?""", [cluster_id, limit])]
+
+    def enroll(self, cluster_id: int, name: str, consent: str, faces: Sequence[int], actor: str) -> int:
+        """Enroll a cluster as a new person in one transaction: ``faces`` become their
+        enrollments, every face of the cluster gets the name; returns the person's id."""
+        with self._sql.transaction():
+            person = self._people.add(name, consent)
+            self._sql.audit(actor, "add_person", f"person:{person} from cluster:{cluster_id}")
+            for sighting in faces:
+                self._people.enroll(person, sighting, actor=actor)
+            self._sql.execute("UPDATE sightings SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
+                              [person, cluster_id])
+        return person
+
+    def merge(self, keep: int, other: int, actor: str) -> None:
+        """Move every face of cluster ``other`` into ``keep``."""
+        with self._sql.transaction():
+            self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
+            self._sql.audit(actor, "merge_clusters", f"cluster:{other} into cluster:{keep}")
+
+    def dismiss(self, cluster_id: int, members: Sequence[int], actor: str) -> None:
+        """"Not a face": erase a cluster's embeddings, crops and contexts, and keep them out of every group."""
+        with self._sql.transaction():
+            for sighting in members:
+                self._sql.execute("INSERT INTO not_faces VALUES (?, ?) ON CONFLICT DO NOTHING", [sighting, utcnow()])
+            self._sql.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
+                              "WHERE cluster_id = ? AND person_id IS NULL)", [cluster_id])
+            self._sql.execute("UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "
+                              "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
+            self._sql.audit(actor, "dismiss_cluster", f"cluster:{cluster_id} faces:{len(members)}")

@@ -1,0 +1,134 @@
+"""Stored faces in SQL (``store.sightings``): embeddings for the index and for naming, search
+hits, crops, face contexts and re-embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .connection import Sql, marks
+
+
+@dataclass(frozen=True)
+class FaceToName:
+    """A stored face as naming sees it: ``enrolled_as`` is set for an enrollment face."""
+
+    sighting_id: int
+    image_id: str
+    embedding: list[float]
+    quality: float
+    person_id: int | None
+    enrolled_as: int | None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """Where and when a face was seen, and whose it is (for search hits)."""
+
+    uri: str
+    camera: str | None
+    taken_at: datetime | None
+    person: str | None
+
+
+@dataclass(frozen=True)
+class ImageFaces:
+    """One image's faces still to re-embed, in face order, with their stored detections."""
+
+    image_id: str
+    uri: str
+    sighting_ids: list[int]
+    boxes: list[list[float]]
+    landmarks: list[list[list[float]]]
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class FaceContext:
+    """The face with room around it, kept beside the embedding: JPEG, box and landmarks in its pixels."""
+
+    jpeg: bytes
+    box: list[float]
+    landmarks: list[list[float]]
+
+
+class Sightings:
+    """The ``sightings`` and ``face_contexts`` tables, face by face."""
+
+    def __init__(self, sql: Sql) -> None:
+        self._sql = sql
+
+    def id_of(self, image_id: str, face_index: int) -> int | None:
+        row = self._sql.one("SELECT sighting_id FROM sightings WHERE image_id = ? AND face_index = ?",
+                            [image_id, face_index])
+        return None if row is None else int(row[0])
+
+    def to_name(self, model: str) -> list[FaceToName]:
+        """Every embedded face of ``model``, image by image in face order (what ``identify`` re-matches)."""
+        return [FaceToName(*r) for r in self._sql.all(
+            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id
+               FROM sightings s LEFT JOIN enrollments e USING (sighting_id)
+               WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY s.image_id, s.face_index""", [model])]
+
+    def embeddings_after(self, model: str, after: int, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Up to ``limit`` embeddings of ``model`` with ids above ``after``, by id (ids, vectors)."""
+        return _arrays(self._sql.all(
+            """SELECT sighting_id, embedding FROM sightings
+               WHERE embedding IS NOT NULL AND model = ? AND sighting_id > ? ORDER BY sighting_id LIMIT ?""",
+            [model, after, limit]))
+
+    def embeddings_of(self, ids: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        return _arrays(self._sql.all(
+            f"SELECT sighting_id, embedding FROM sightings WHERE sighting_id IN ({marks(len(ids))})", list(ids)))
+
+    def count_embedded(self, model: str) -> int:
+        return self._sql.count("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model = ?", [model])
+
+    def embedded_ids(self, model: str) -> set[int]:
+        return {int(r[0]) for r in self._sql.all(
+            "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [model])}
+
+    def seen(self, ids: Sequence[int]) -> dict[int, Seen]:
+        """Where each of ``ids`` was seen (absent: no such sighting)."""
+        return {int(r[0]): Seen(*r[1:]) for r in self._sql.all(
+            f"""SELECT s.sighting_id, i.uri, i.camera, i.taken_at, p.name FROM sightings s
+                JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
+                WHERE s.sighting_id IN ({marks(len(ids))})""", list(ids))}
+
+    def crop(self, sighting_id: int) -> bytes | None:
+        row = self._sql.one("SELECT thumb FROM sightings WHERE sighting_id = ?", [sighting_id])
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def context(self, sighting_id: int) -> FaceContext | None:
+        row = self._sql.one("SELECT jpeg, box, landmarks FROM face_contexts WHERE sighting_id = ?", [sighting_id])
+        return None if row is None else FaceContext(bytes(row[0]), list(row[1]), [list(p) for p in row[2]])
+
+    def to_reembed(self, model: str) -> list[ImageFaces]:
+        """Images with faces whose embedding is not of ``model`` (erased ones excluded), by image id."""
+        return [ImageFaces(r[0], r[1], list(r[2]), list(r[3]), list(r[4]), list(r[5])) for r in self._sql.all(
+            """SELECT s.image_id, min(i.uri), array_agg(s.sighting_id ORDER BY s.face_index),
+                      array_agg(s.box ORDER BY s.face_index), array_agg(s.landmarks ORDER BY s.face_index),
+                      array_agg(s.det_score ORDER BY s.face_index)
+               FROM sightings s JOIN images i USING (image_id)
+               WHERE s.embedding IS NOT NULL AND s.model <> ?
+               GROUP BY s.image_id ORDER BY 1""", [model])]
+
+    def set_embeddings(self, vectors: Sequence[tuple[int, NDArray[np.float32]]], model: str) -> None:
+        """Replace the embeddings of ``(sighting_id, vector)`` with ``model``'s, in one transaction."""
+        with self._sql.transaction():
+            for sighting, vector in vectors:
+                self._sql.execute("UPDATE sightings SET embedding = ?, model = ? WHERE sighting_id = ?",
+                                  [np.asarray(vector).astype(np.float32).tolist(), model, sighting])
+
+    def count_other_models(self, model: str) -> int:
+        """Embedded faces whose embedding is not of ``model``."""
+        return self._sql.count("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model <> ?", [model])
+
+
+def _arrays(rows: list[tuple[Any, ...]]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
