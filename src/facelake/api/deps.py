@@ -1,0 +1,97 @@
+"""What every API route shares: the models of the process, settings, callers and upload handling.
+
+Authentication is a route dependency, so FastAPI checks the token before it validates the
+body: a request without a valid token gets 401 (or 403), never a validation error that
+reveals the route's fields. A writing route takes :data:`AdminForm`, the admin caller with
+the dashboard session's CSRF token checked, instead of repeating that preamble.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Form, Request, UploadFile
+
+from .. import errors
+from ..config import Settings
+from ..pipeline import analyzer_options, image_id_of
+from ..vision.analyzer import FaceAnalyzer
+from .auth import Caller, check_csrf, require
+
+
+class Engine:
+    """The models of the API process, loaded once and used one request at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.analyzer = FaceAnalyzer(analyzer_options(settings))
+        self.lock = threading.Lock()
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def caller_of(request: Request) -> Caller:
+    """The caller the route's scope dependency identified."""
+    return request.state.caller  # type: ignore[no-any-return]
+
+
+def _needs(scope: str) -> Any:
+    def check(request: Request) -> None:
+        needed = scope
+        if scope == "store":
+            needed = "admin" if request.query_params.get("store", "").lower() in ("1", "true", "yes", "on") else "read"
+        request.state.caller = require(request, needed)
+
+    return Depends(check)
+
+
+READ, ADMIN, STORE_NEEDS_ADMIN = _needs("read"), _needs("admin"), _needs("store")
+"""Scope dependencies: read, admin, and admin only when ``?store=true`` (recognize)."""
+
+
+def admin_form(request: Request, csrf: Annotated[str | None, Form()] = None) -> Caller:
+    """The admin caller of a form-posting route; a dashboard session must send its CSRF token."""
+    caller = require(request, "admin")
+    check_csrf(caller, csrf)
+    request.state.caller = caller
+    return caller
+
+
+Cfg = Annotated[Settings, Depends(settings_of)]
+Models = Annotated[Engine, Depends(engine_of)]
+Who = Annotated[Caller, Depends(caller_of)]
+AdminForm = Annotated[Caller, Depends(admin_form)]
+
+
+def read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    """The upload's bytes, refusing it as soon as it passes the file-size limit."""
+    limit = int(settings.max_file_mb * 1e6)
+    chunks, total = [], 0
+    while chunk := upload.file.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise errors.ImageTooLarge(f"upload is over the {limit / 1e6:.0f} MB limit")
+        chunks.append(chunk)
+    if not total:
+        raise errors.ImageUnreadable("empty upload (0 bytes)")
+    return b"".join(chunks)
+
+
+def saved(data: bytes, name: str | None, folder: Path) -> Path:
+    """The upload as a file in ``folder`` (the service functions take photo paths), named by its hash."""
+    suffix = Path(name or "upload.jpg").suffix.lower() or ".jpg"
+    path = folder / f"{image_id_of(data)[:16]}{suffix if len(suffix) <= 6 else '.jpg'}"
+    path.write_bytes(data)
+    return path
+
+
+def plain(value: Any) -> Any:
+    """Dates and times as ISO strings, everything else as it is (for JSON)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value

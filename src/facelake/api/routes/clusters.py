@@ -1,0 +1,51 @@
+"""Groups of unknown faces: list, refresh, name (enroll), merge, split, dismiss."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query
+
+from ... import identities
+from ...store import open_store
+from ..deps import ADMIN, READ, AdminForm, Cfg, plain
+
+router = APIRouter()
+
+
+@router.get("/api/clusters", dependencies=[READ])
+def list_clusters(settings: Cfg, min_size: Annotated[int, Query(ge=1)] = 2) -> list[dict[str, Any]]:
+    with open_store(settings.db, read_only=True) as store:
+        return [{**{k: plain(v) for k, v in vars(c).items()},
+                 "crops": [f"/api/sightings/{s}/crop" for s in store.clusters.best_faces(c.cluster_id)]}
+                for c in identities.list_clusters(settings, min_size)]
+
+
+@router.post("/api/clusters/refresh", dependencies=[ADMIN])
+def refresh_clusters(settings: Cfg, caller: AdminForm) -> dict[str, int]:
+    result = identities.cluster(settings, actor=caller.actor)
+    return {"faces": result.faces, "clusters": result.clusters, "new_faces": result.new_faces}
+
+
+@router.post("/api/clusters/{cluster_id}/name", dependencies=[ADMIN])
+def name_cluster(settings: Cfg, caller: AdminForm, cluster_id: int, name: Annotated[str, Form()],
+                 consent: Annotated[str, Form()]) -> dict[str, Any]:
+    """Enroll the cluster as a person: past and future sightings get the name."""
+    result = identities.name_cluster(settings, cluster_id, name, consent, actor=caller.actor)
+    return {"person_id": result.person_id, "name": result.name}
+
+
+@router.post("/api/clusters/{cluster_id}/merge", dependencies=[ADMIN])
+def merge(settings: Cfg, caller: AdminForm, cluster_id: int, into: Annotated[int, Form()]) -> dict[str, int]:
+    return {"moved": identities.merge_clusters(settings, into, cluster_id, actor=caller.actor), "into": into}
+
+
+@router.post("/api/clusters/{cluster_id}/split", dependencies=[ADMIN])
+def split(settings: Cfg, caller: AdminForm, cluster_id: int) -> dict[str, Any]:
+    return {"clusters": identities.split_cluster(settings, cluster_id, actor=caller.actor)}
+
+
+@router.post("/api/clusters/{cluster_id}/dismiss", dependencies=[ADMIN])
+def dismiss(settings: Cfg, caller: AdminForm, cluster_id: int) -> dict[str, int]:
+    """"Not a face": erase the cluster's embeddings and crops."""
+    return {"dismissed": identities.dismiss_cluster(settings, cluster_id, actor=caller.actor)}
