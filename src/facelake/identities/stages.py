@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from ..config import Settings
 from ..pipeline import IngestSummary, Stage
-from ..store.base import ImageRecord, SightingRecord, Store
+from ..store.base import ImageRecord, SightingRecord, Store, TrackRecord
 from .clusters import cluster
 from .index import sync_index
 from .matching import Gallery, Namer, load_namer, thresholds
+from .people import gallery_gap
 
 
 class NamingStage(Stage):
@@ -22,12 +24,16 @@ class NamingStage(Stage):
     batch so people enrolled meanwhile are recognised from then on.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, on_warning: Callable[[str], None] | None = None) -> None:
+        self.settings, self.on_warning = settings, on_warning
         self.namer: Namer | None = None
 
     def start(self, store: Store) -> None:
+        """Load the gallery; say so (``on_warning``) when enrolled people cannot be named by this embedder."""
         self.namer = load_namer(store, self.settings)
+        gap = gallery_gap(store, self.settings) if self.on_warning else None
+        if gap and self.on_warning:
+            self.on_warning(gap)
 
     def use_gallery(self, gallery: Gallery | None) -> None:
         """Name with ``gallery`` (the Cloud Function's gallery file) instead of the store's."""
@@ -37,11 +43,48 @@ class NamingStage(Stage):
     def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
         if not sightings or self.namer is None:
             return sightings
+        if image.tracks:
+            return self._name_tracks(image.tracks, sightings)
         decisions = self.namer.name_image(np.stack([s.embedding for s in sightings]), [s.quality for s in sightings])
         return [replace(s, person_id=p, match_score=score) for s, (p, score) in zip(sightings, decisions)]
 
+    def _name_tracks(self, tracks: tuple[TrackRecord, ...], sightings: list[SightingRecord]) -> list[SightingRecord]:
+        """A clip is named track by track: each track's template (its faces' quality-weighted mean)
+        against the gallery, by the same rule and thresholds as a photo's face, judged at the
+        quality of the track's best face. The decision is made once, so a name never flips within
+        a track, and every sighting of the track carries it.
+
+        Tracks seen at the same time are like faces of one photo (two of them are never the
+        same person); tracks that never overlap may well be one person coming back.
+        """
+        assert self.namer is not None
+        best: dict[int, float] = {}
+        for s in sightings:
+            if s.track is not None:
+                best[s.track] = max(best.get(s.track, 0.0), s.quality)
+        decided: dict[int, tuple[int | None, float | None]] = {}
+        for group in _overlapping(tracks, sorted(best)):
+            decisions = self.namer.name_image(np.stack([tracks[n].template for n in group]), [best[n] for n in group])
+            decided.update(zip(group, decisions))
+        return [s if s.track is None else replace(s, person_id=decided[s.track][0], match_score=decided[s.track][1])
+                for s in sightings]
+
     def after_run(self, store: Store, summary: IngestSummary) -> None:
         self.namer = load_namer(store, self.settings)
+
+
+def _overlapping(tracks: tuple[TrackRecord, ...], indices: list[int]) -> list[list[int]]:
+    """The tracks (by index) in groups whose time spans overlap, each group in start order."""
+    groups: list[list[int]] = []
+    end = float("-inf")
+    for n in sorted(indices, key=lambda k: tracks[k].start_s):
+        if groups and tracks[n].start_s <= end:
+            groups[-1].append(n)
+            end = max(end, tracks[n].end_s)
+        else:
+            groups.append([n])
+            end = tracks[n].end_s
+    return groups
 
 
 class PurgeStage(Stage):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..errors import FacelakeError, ImageTooLarge, ImageUnreadable
 from ..sources import Entry, Source
 from ..sources.base import is_video_name
 from ..sources.decode import ImageMeta
-from ..store.base import ImageRecord, SightingRecord
+from ..store.base import ImageRecord, SightingRecord, TrackRecord
 from ..vision.types import Face
 
 
@@ -143,19 +144,34 @@ def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int 
 
 
 def records(
-    job: Job, meta: ImageMeta | None, faces: list[Face], error: str | None = None
+    job: Job, meta: ImageMeta | None, faces: list[Face], error: str | None = None,
+    tracks: Sequence[TrackResult] = (), warning: str | None = None,
 ) -> tuple[ImageRecord, list[SightingRecord]]:
-    """The rows that store one analysed image (faces not yet named)."""
+    """The rows that store one analysed image or clip (faces not yet named).
+
+    A clip's capture time is its container's, else the file's mtime; each track's start and
+    end are that plus its offsets. ``warning`` (a clip damaged part-way) is kept in the row's
+    ``error`` while its status stays ``ok``: what was decoded is stored, and a re-run skips it.
+    """
     if error is not None or meta is None:
         return ImageRecord(job.image_id, job.uri, job.camera, "error", error=error, bytes=job.size), []
-    taken, source = meta.taken_at, "exif"
+    taken, source = meta.taken_at, "container" if meta.format.startswith("video/") else "exif"
     if taken is None and job.mtime is not None:
         taken, source = datetime.fromtimestamp(job.mtime), "mtime"
+    track_of: dict[int, tuple[int, float]] = {}
+    track_rows = []
+    for n, t in enumerate(tracks):
+        for face, offset in zip(t.faces, t.offsets_s):
+            track_of[face] = (n, offset)
+        track_rows.append(TrackRecord(
+            t.start_s, t.end_s, t.frames, t.template, t.model,
+            None if taken is None else taken + timedelta(seconds=t.start_s),
+            None if taken is None else taken + timedelta(seconds=t.end_s)))
     image = ImageRecord(
-        image_id=job.image_id, uri=job.uri, camera=job.camera, status="ok",
+        image_id=job.image_id, uri=job.uri, camera=job.camera, status="ok", error=warning,
         taken_at=taken, taken_at_source=source if taken else None,
         gps_lat=meta.gps_lat, gps_lon=meta.gps_lon, camera_make=meta.make, camera_model=meta.model,
-        format=meta.format, width=meta.width, height=meta.height, bytes=job.size,
+        format=meta.format, width=meta.width, height=meta.height, bytes=job.size, tracks=tuple(track_rows),
     )
     sightings = [
         SightingRecord(
@@ -163,6 +179,7 @@ def records(
             det_score=f.detection.score, quality=f.quality, embedding=f.embedding,
             model=f.model, thumb=f.thumb,
             context=None if f.context is None else (f.context.jpeg, f.context.box, f.context.landmarks),
+            track=track_of[i][0] if i in track_of else None, offset_s=track_of[i][1] if i in track_of else None,
         )
         for i, f in enumerate(faces)
     ]

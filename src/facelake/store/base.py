@@ -76,7 +76,26 @@ def target_key(target: Target) -> str:
 
 
 @dataclass(frozen=True)
+class TrackRecord:
+    """One face followed across a clip's frames (a row of ``tracks``); its best faces are sightings.
+
+    Its name is not stored here: the track is named once, by its template, and that name is
+    what its sightings carry, so the row takes its person and score from them as it is written.
+    """
+
+    start_s: float
+    end_s: float
+    frames: int
+    template: NDArray[np.float32]
+    model: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ImageRecord:
+    """A row of ``images``: one image, or one video clip (then with its ``tracks``), by content hash."""
+
     image_id: str
     uri: str
     camera: str | None
@@ -92,10 +111,14 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     bytes: int | None = None
+    tracks: tuple[TrackRecord, ...] = ()
+    """A clip's tracks, written with it in one transaction (``SightingRecord.track`` points here)."""
 
 
 @dataclass(frozen=True)
 class SightingRecord:
+    """A row of ``sightings``: one face, with its embedding, crop and (once named) person."""
+
     face_index: int
     box: tuple[float, float, float, float]
     landmarks: NDArray[np.float32]
@@ -108,6 +131,10 @@ class SightingRecord:
     match_score: float | None = None
     context: tuple[bytes, tuple[float, float, float, float], NDArray[np.float32]] | None = None
     """The face with room around it: JPEG, box and landmarks in its pixels (for re-embedding)."""
+    track: int | None = None
+    """Index into the image's ``tracks`` (a clip's face), else None (a photo's)."""
+    offset_s: float | None = None
+    """Seconds from the start of the clip at which the face was seen."""
 
 
 @dataclass(frozen=True)

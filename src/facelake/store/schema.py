@@ -126,7 +126,31 @@ MIGRATIONS: list[str] = [
         landmarks   FLOAT[2][5] NOT NULL
     );
     """,
+    """
+    CREATE SEQUENCE IF NOT EXISTS track_seq START 1;
+    CREATE TABLE tracks (
+        track_id     BIGINT PRIMARY KEY DEFAULT nextval('track_seq'),
+        image_id     VARCHAR NOT NULL,      -- the clip (or stream segment) the track was seen in
+        track_index  INTEGER NOT NULL,      -- 0 = the clip's first track to start
+        camera       VARCHAR,
+        started_at   TIMESTAMP,             -- the clip's capture time plus start_s
+        ended_at     TIMESTAMP,
+        start_s      DOUBLE NOT NULL,       -- seconds from the start of the clip
+        end_s        DOUBLE NOT NULL,
+        frames       INTEGER NOT NULL,      -- analysed frames the face was seen in
+        person_id    BIGINT,
+        cluster_id   BIGINT,
+        match_score  FLOAT,
+        best_sighting_id BIGINT,
+        template     FLOAT[],               -- quality-weighted mean embedding, L2-normalised
+        model        VARCHAR NOT NULL,
+        UNIQUE (image_id, track_index)
+    );
+    ALTER TABLE sightings ADD COLUMN track_id BIGINT;
+    ALTER TABLE sightings ADD COLUMN offset_s DOUBLE;
+    """,
 ]
+"""DuckDB's schema, one step per release that changed it."""
 
 
 PG_MIGRATIONS: list[str] = [
@@ -225,14 +249,37 @@ PG_MIGRATIONS: list[str] = [
         landmarks   REAL[] NOT NULL
     );
     """,
+    """
+    CREATE TABLE tracks (
+        track_id     BIGSERIAL PRIMARY KEY,
+        image_id     TEXT NOT NULL,
+        track_index  INTEGER NOT NULL,
+        camera       TEXT,
+        started_at   TIMESTAMP,
+        ended_at     TIMESTAMP,
+        start_s      DOUBLE PRECISION NOT NULL,
+        end_s        DOUBLE PRECISION NOT NULL,
+        frames       INTEGER NOT NULL,
+        person_id    BIGINT,
+        cluster_id   BIGINT,
+        match_score  REAL,
+        best_sighting_id BIGINT,
+        template     REAL[],
+        model        TEXT NOT NULL,
+        UNIQUE (image_id, track_index)
+    );
+    ALTER TABLE sightings ADD COLUMN track_id BIGINT, ADD COLUMN offset_s DOUBLE PRECISION;
+    CREATE INDEX tracks_person ON tracks (person_id);
+    """,
 ]
-"""PostgreSQL's schema: it starts at DuckDB's latest version, so it has one step so far."""
+"""PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
+each later step matches one of DuckDB's (the second: tracks)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
-             "tokens": ("token_id", "token_seq")}
+             "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}
 """Tables whose ids come from a sequence: (column, DuckDB's sequence), for `facelake copy`
 (PostgreSQL's serial columns name their own: ``pg_get_serial_sequence``)."""
 
 TABLES = ["images", "people", "sightings", "enrollments", "audit", "source_objects", "exports", "rejections",
-          "tokens", "not_faces", "face_contexts"]
+          "tokens", "not_faces", "face_contexts", "tracks"]
 """Every data table, in an order that `facelake copy` can fill."""

@@ -125,15 +125,18 @@ class SqlStore(Store):
             alive = sql.live_people(named)
             faces = [(items[i][0], s, s.person_id is not None and int(s.person_id) not in alive)
                      for i in new for s in items[i][1]]
+            track_ids = self._insert_tracks(items, new)
             sighting_ids: dict[tuple[str, int], int] = {}
             if faces:
                 returned = sql.all(
                     f"""INSERT INTO sightings (image_id, face_index, box, landmarks, det_score, quality,
-                            embedding, model, thumb, person_id, match_score)
-                        VALUES {value_rows(len(faces), 11)} RETURNING image_id, face_index, sighting_id""",
-                    [v for image, s, erased in faces for v in _sighting_row(image, s, erased)],
+                            embedding, model, thumb, person_id, match_score, track_id, offset_s)
+                        VALUES {value_rows(len(faces), 13)} RETURNING image_id, face_index, sighting_id""",
+                    [v for image, s, erased in faces for v in _sighting_row(image, s, erased, track_ids)],
                 )
                 sighting_ids = {(r[0], int(r[1])): int(r[2]) for r in returned}
+            if track_ids:
+                self._finish_tracks(faces, track_ids, sighting_ids)
             contexts = [(sighting_ids[(image.image_id, s.face_index)], s.context)
                         for image, s, erased in faces if s.context is not None and not erased]
             if contexts:
@@ -154,6 +157,36 @@ class SqlStore(Store):
                 image = items[i][0]
                 out[i] = [sighting_ids[(image.image_id, s.face_index)] for s in items[i][1]]
         return out
+
+    def _insert_tracks(self, items: Sequence[tuple[ImageRecord, Sequence[SightingRecord], str | None]],
+                       new: list[int]) -> dict[tuple[str, int], int]:
+        """The new clips' tracks (inside :meth:`write_images`' transaction): ``(image_id, index) → track_id``."""
+        rows = [(items[i][0], n, t) for i in new for n, t in enumerate(items[i][0].tracks)]
+        if not rows:
+            return {}
+        returned = self._sql.all(
+            f"""INSERT INTO tracks (image_id, track_index, camera, started_at, ended_at, start_s, end_s, frames,
+                    template, model) VALUES {value_rows(len(rows), 10)} RETURNING image_id, track_index, track_id""",
+            [v for image, n, t in rows
+             for v in (image.image_id, n, image.camera, t.started_at, t.ended_at, float(t.start_s), float(t.end_s),
+                       int(t.frames), np.asarray(t.template, dtype=np.float32).tolist(), t.model)])
+        return {(r[0], int(r[1])): int(r[2]) for r in returned}
+
+    def _finish_tracks(self, faces: list[tuple[ImageRecord, SightingRecord, bool]],
+                       track_ids: dict[tuple[str, int], int], sighting_ids: dict[tuple[str, int], int]) -> None:
+        """Each track's best sighting, and the name its sightings were given (a track is named once,
+        so they all carry the same); a person erased meanwhile leaves the track unnamed, as its faces."""
+        per_track: dict[int, tuple[int, SightingRecord, bool]] = {}
+        for image, s, erased in faces:
+            if s.track is None:
+                continue
+            tid = track_ids[(image.image_id, s.track)]
+            best = per_track.get(tid)
+            if best is None or s.quality > best[1].quality:
+                per_track[tid] = (sighting_ids[(image.image_id, s.face_index)], s, erased)
+        for tid, (sid, s, erased) in per_track.items():
+            self._sql.execute("UPDATE tracks SET best_sighting_id = ?, person_id = ?, match_score = ? WHERE track_id = ?",
+                              [sid, None if erased else s.person_id, None if erased else s.match_score, tid])
 
     # --- bulk ---
 
@@ -184,8 +217,10 @@ def _image_row(image: ImageRecord, now: datetime) -> list[Any]:
             image.bytes, now, image.status, image.error]
 
 
-def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool) -> list[Any]:
+def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,
+                  track_ids: dict[tuple[str, int], int]) -> list[Any]:
     return [image.image_id, s.face_index, [float(v) for v in s.box], np.asarray(s.landmarks, dtype=np.float32).tolist(),
             float(s.det_score), float(s.quality), None if erased else np.asarray(s.embedding, dtype=np.float32).tolist(),
             s.model, None if erased else s.thumb, None if erased else s.person_id,
-            None if erased else s.match_score]
+            None if erased else s.match_score, None if s.track is None else track_ids[(image.image_id, s.track)],
+            s.offset_s]

@@ -1,0 +1,107 @@
+"""Video clips through the whole line: a clip in a folder → tracks in the database, on both engines.
+
+The clips are encoded by the tests (tests/videoclips.py) from the sample face photos moving over
+a background, so how many people pass, and when, is known by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facelake.store.base import Target
+
+from .dbs import rows
+from .test_ingest import cli
+from .videoclips import Actor, encode, face_patch, render
+
+FPS = 10
+
+
+def clip(path: Path, actors: list[Actor], seconds: float = 3.0, faststart: bool = False,
+         creation_time: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return encode(path, render(640, 360, seconds, FPS, actors), FPS, faststart=faststart, creation_time=creation_time)
+
+
+def walker(name: str, y: float = 60.0, reverse: bool = False, t0: float = 0.0, t1: float = 1e9) -> Actor:
+    start, end = (20.0, y), (420.0, y)
+    return Actor(face_patch(name, 160), end if reverse else start, start if reverse else end, t0, t1)
+
+
+def test_one_person_passing_is_one_track_with_a_few_best_faces(db: Target, tmp_path: Path) -> None:
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")], creation_time="2024-05-01T10:00:00Z")
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT camera, status, format, width, height, taken_at FROM images") == [
+        ("door", "ok", "video/h264", 640, 360, rows(db, "SELECT TIMESTAMP '2024-05-01 10:00:00'")[0][0])]
+    tracks = rows(db, "SELECT track_id, camera, start_s, end_s, frames, model, template IS NOT NULL, "
+                      "best_sighting_id, started_at FROM tracks")
+    assert len(tracks) == 1, tracks
+    track_id, camera, start_s, end_s, frames, model, has_template, best, started = tracks[0]
+    assert camera == "door" and has_template and frames >= 5 and 0 <= start_s < end_s <= 3.0
+    faces = rows(db, "SELECT sighting_id, track_id, offset_s, quality FROM sightings ORDER BY quality DESC")
+    assert 1 <= len(faces) <= 3, "a track keeps its top-K faces, not one sighting per frame"
+    assert {f[1] for f in faces} == {track_id} and best == faces[0][0]
+    assert all(start_s <= f[2] <= end_s for f in faces)
+    # Re-ingesting the same clip adds nothing.
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM tracks") == [(1,)] and rows(db, "SELECT count(*) FROM images") == [(1,)]
+
+
+def test_two_people_crossing_are_two_tracks(db: Target, tmp_path: Path) -> None:
+    clip(tmp_path / "cams" / "hall" / "cross.mkv",
+         [walker("obama.jpg", 40.0), walker("biden.jpg", 120.0, reverse=True)], seconds=3.0)
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM tracks") == [(2,)]
+    per_track = rows(db, "SELECT track_id, count(*) FROM sightings GROUP BY 1 ORDER BY 1")
+    assert len(per_track) == 2 and all(n >= 1 for _, n in per_track)
+
+
+def test_an_enrolled_person_is_named_once_per_track(db: Target, tmp_path: Path, samples: Path) -> None:
+    code, output = cli(db, "people", "add", "Barack", str(samples / "obama.jpg"), "--consent", "asked")
+    assert code == 0, output
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")])
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    person = rows(db, "SELECT person_id FROM people WHERE name = 'Barack'")[0][0]
+    assert rows(db, "SELECT person_id, match_score IS NOT NULL FROM tracks") == [(person, True)]
+    assert {r[0] for r in rows(db, "SELECT person_id FROM sightings WHERE track_id IS NOT NULL")} == {person}, \
+        "every sighting of the track carries the track's one name"
+
+
+def test_broken_clips_are_recorded_and_a_truncated_one_keeps_what_came_before(db: Target, tmp_path: Path) -> None:
+    cams = tmp_path / "cams" / "door"
+    whole = clip(tmp_path / "whole.mp4", [walker("obama.jpg")], seconds=4.0, faststart=True)
+    data = whole.read_bytes()
+    cams.mkdir(parents=True)
+    (cams / "truncated.mp4").write_bytes(data[: int(len(data) * 0.7)])
+    (cams / "empty.mp4").write_bytes(b"")
+    (cams / "noise.mp4").write_bytes(bytes(range(256)) * 40)
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    status = dict(rows(db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images"))
+    assert status == {"truncated.mp4": "ok", "empty.mp4": "error", "noise.mp4": "error"}
+    error = rows(db, "SELECT error FROM images WHERE uri LIKE '%truncated.mp4'")[0][0]
+    assert error, "the damage is recorded beside what was kept"
+    assert rows(db, "SELECT count(*) FROM tracks")[0][0] >= 1
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert rows(db, "SELECT count(*) FROM tracks")[0][0] == 1 and rows(db, "SELECT count(*) FROM images") == [(3,)]
+
+
+@pytest.mark.parametrize("suffix", [".avi"])
+def test_embed_reads_a_clip_as_its_tracks_best_faces(tmp_path: Path, suffix: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from facelake.cli import app
+
+    path = clip(tmp_path / f"walk{suffix}", [walker("biden.jpg")])
+    result = CliRunner().invoke(app, ["embed", "--jsonl", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[0])
+    assert out["image"] == str(path) and 1 <= out["faces"] <= 3
