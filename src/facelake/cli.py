@@ -88,11 +88,15 @@ def main(
     _State.config = config
 
 
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
 def _warn_gallery_gap(settings: Settings) -> None:
     """Say so when enrolled people cannot be named by the configured embedder (see gallery_gap)."""
     gap = people_service.gallery_gap(settings)
     if gap:
-        console.print(f"[yellow]warning:[/] {gap}", highlight=False)
+        _warn(gap)
 
 
 @app.command("ingest")
@@ -111,7 +115,6 @@ def ingest_cmd(
     if engine not in ("local", "ray"):
         raise errors.ConfigError(f"--engine must be local or ray, got {engine!r}")
     settings = _settings(detector=detector, alerts_file=alerts)
-    _warn_gallery_gap(settings)
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
@@ -128,7 +131,7 @@ def ingest_cmd(
                 console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
         summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done,
-                         engine=engine, ray_address=address)
+                         engine=engine, ray_address=address, on_warning=_warn)
     table = Table(title=f"ingest into {settings.db}", show_header=True)
     for col in ("new", "skipped", "failed", "faces", "named", "purged", "images/s"):
         table.add_column(col, justify="right")
@@ -185,7 +188,6 @@ def watch_cmd(
     from .triggers.watch import Watcher
 
     settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
-    _warn_gallery_gap(settings)
     opened = [open_source(s, camera) for s in sources]
 
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
@@ -193,7 +195,7 @@ def watch_cmd(
             detail = f"error: {error}" if error else f"faces={faces}"
             out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
-    watcher = Watcher(opened, settings, default_stages(settings, cluster=True), workers, on_image=done,
+    watcher = Watcher(opened, settings, default_stages(settings, cluster=True, on_warning=_warn), workers, on_image=done,
                       on_ready=lambda: console.print(f"watching {', '.join(sources)} (Ctrl-C or SIGTERM stops)"))
 
     def stop(signum: int, frame: object) -> None:

@@ -20,11 +20,13 @@ from .store.copy import CopyResult
 from .store.tokens import SCOPES, Token
 
 
-def default_stages(settings: Settings, purge_every_s: float = 3600.0, cluster: bool = False) -> list[Stage]:
+def default_stages(settings: Settings, purge_every_s: float = 3600.0, cluster: bool = False,
+                   on_warning: Callable[[str], None] | None = None) -> list[Stage]:
     """The line every trigger runs: name enrolled people → alert by the rules → purge expired faces
-    (→ group new unknown faces, for the long-running ``watch`` and ``serve``)."""
+    (→ group new unknown faces, for the long-running ``watch`` and ``serve``). ``on_warning`` hears
+    what the owner should know before the first image (people the embedder cannot name)."""
     alerts = alert_stage(settings)
-    stages: list[Stage] = [NamingStage(settings)]
+    stages: list[Stage] = [NamingStage(settings, on_warning)]
     if alerts is not None:
         stages.append(alerts)
     stages.append(PurgeStage(settings, purge_every_s))
@@ -42,13 +44,15 @@ def ingest(
     on_image: OnImage | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> IngestSummary:
-    """The whole job on folders, files or ``gs://``/``s3://`` prefixes: store faces, name, alert, purge.
+    """The whole job on folders, files, video clips or ``gs://``/``s3://`` prefixes: store faces, name,
+    alert, purge; the database is opened once.
 
     ``engine="ray"`` runs the models as Ray Data actors (local Ray, or the cluster at ``ray_address``).
     """
-    return run_ingest(sources, settings, default_stages(settings), camera, workers, on_listed, on_image,
-                      executor_for(settings, engine, workers, ray_address))
+    return run_ingest(sources, settings, default_stages(settings, on_warning=on_warning), camera, workers,
+                      on_listed, on_image, executor_for(settings, engine, workers, ray_address))
 
 
 @dataclass(frozen=True)
