@@ -6,13 +6,14 @@ a background, so how many people pass, and when, is known by construction.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from facelake.store.base import Target
 
-from .dbs import rows
+from .dbs import execute, rows
 from .test_ingest import cli
 from .videoclips import Actor, encode, face_patch, render
 
@@ -105,3 +106,23 @@ def test_embed_reads_a_clip_as_its_tracks_best_faces(tmp_path: Path, suffix: str
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[0])
     assert out["image"] == str(path) and 1 <= out["faces"] <= 3
+
+
+def test_forget_and_purge_erase_track_templates(db: Target, tmp_path: Path, samples: Path) -> None:
+    code, output = cli(db, "people", "add", "Barack", str(samples / "obama.jpg"), "--consent", "asked")
+    assert code == 0, output
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")])
+    clip(tmp_path / "cams" / "yard" / "stranger.mp4", [walker("biden.jpg")])
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM tracks WHERE template IS NOT NULL") == [(2,)]
+    code, output = cli(db, "forget", "Barack")
+    assert code == 0, output
+    assert rows(db, "SELECT camera, person_id, template IS NULL FROM tracks ORDER BY camera") == [
+        ("door", None, True), ("yard", None, False)], "the erased person's track keeps no template and no name"
+    # The stranger's track expires with its faces once the retention period is over.
+    execute(db, "UPDATE images SET ingested_at = ?", [datetime.now() - timedelta(days=400)])
+    code, output = cli(db, "purge")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM tracks WHERE template IS NOT NULL") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND track_id IS NOT NULL") == [(0,)]

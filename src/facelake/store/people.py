@@ -174,11 +174,16 @@ class People:
                             "(SELECT sighting_id FROM sightings WHERE person_id = ?)", [pid])
                 sql.execute("""UPDATE sightings SET person_id = NULL, match_score = NULL, thumb = NULL,
                                embedding = NULL WHERE person_id = ?""", [pid])
+                counts["tracks unlinked (template erased)"] = sql.count(
+                    "SELECT count(*) FROM tracks WHERE person_id = ?", [pid])
+                sql.execute("UPDATE tracks SET person_id = NULL, match_score = NULL, template = NULL WHERE person_id = ?",
+                            [pid])
                 counts["people"] = 1
             else:
                 counts = {"people": 1, "enrollments": enrollments, "sightings unlinked": sql.count(
                     "SELECT count(*) FROM sightings WHERE person_id = ?", [pid])}
                 sql.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE person_id = ?", [pid])
+                sql.execute("UPDATE tracks SET person_id = NULL, match_score = NULL WHERE person_id = ?", [pid])
             sql.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
             sql.execute("DELETE FROM rejections WHERE person_id = ?", [pid])
             sql.execute("DELETE FROM people WHERE person_id = ?", [pid])
@@ -199,6 +204,7 @@ class People:
                 sql.execute(f"DELETE FROM {table} WHERE sighting_id IN "
                             "(SELECT sighting_id FROM sightings WHERE image_id = ?)", [image_id])
             sql.execute("DELETE FROM sightings WHERE image_id = ?", [image_id])
+            sql.execute("DELETE FROM tracks WHERE image_id = ?", [image_id])
             sql.execute("DELETE FROM images WHERE image_id = ?", [image_id])
         return {"enrollment photos": len(images), "enrollment faces": faces}
 
@@ -221,6 +227,9 @@ class People:
                                   f"WHERE {where})", [cutoff])
                 self._sql.execute(f"UPDATE sightings SET embedding = NULL, thumb = NULL WHERE {where}", [cutoff])
                 self._sql.audit(actor, "purge", f"sightings:{n} before:{cutoff.isoformat(timespec='seconds')}")
+            # An unknown track's template is as biometric as its faces' embeddings: it expires with them.
+            self._sql.execute("""UPDATE tracks SET template = NULL WHERE person_id IS NULL AND template IS NOT NULL
+                                 AND image_id IN (SELECT image_id FROM images WHERE ingested_at < ?)""", [cutoff])
         return n
 
     def set_identities(self, changes: list[tuple[int, int | None, float | None]], actor: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..config import Settings
 from ..pipeline import Ingestor, IngestSummary, OnImage, Stage
 from ..sources import BucketSource, Entry, FolderSource, Source
-from ..sources.base import IMAGE_SUFFIXES
+from ..sources.base import MEDIA_SUFFIXES
 from ..sources.folder import camera_for, file_entry
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class FolderFollower(threading.Thread):
                 self._note(self._adopted.get())
             for change, name in changes:
                 path = self._as_listed(Path(name))
-                if change != watchfiles.Change.deleted and path.suffix.lower() in IMAGE_SUFFIXES \
+                if change != watchfiles.Change.deleted and path.suffix.lower() in MEDIA_SUFFIXES \
                         and not path.name.startswith("."):
                     self._note(path)
             self._settled()
