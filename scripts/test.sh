@@ -3,13 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-# Debian packages the tests run for real: a MQTT broker (mosquitto) for the alert tests,
+# Debian packages the tests run for real: a MQTT broker (mosquitto) for the alert tests, ffmpeg for streams,
 # headless Chromium for the dashboard test (driven by Playwright, which downloads no browser),
 # and PostgreSQL without pgvector (the plain-server path; pgvector's server is PyPI's pgserver).
 need=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
 [ -x /usr/bin/chromium ] || need="$need chromium"
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need="$need postgresql"
+# ffmpeg serves the live-stream tests' MJPEG and MPEG-TS streams on 127.0.0.1 (its HTTP listen mode).
+command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
 if [ -n "$need" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null

@@ -383,8 +383,11 @@ def test_tracker_unit_gates_and_ageing() -> None:
     # they swap places in one step: overlap would say "swap", the embeddings forbid it
     assert tracker.update(0.2, [face(200, a), face(0, b)]) == []
     assert len(tracker.open) == 4  # two new tracks, no identity swap
+    # 1.3 s with no analysed frame counts as max_step_s (1 s) of not seeing them: tracks 1 and 2
+    # (unseen since 0.0) end, 3 and 4 (seen at 0.2) are at exactly max_age and end at the next look.
     ended = tracker.update(1.5, [])
-    assert sorted(t.track_id for t in ended) == [1, 2, 3, 4]
+    assert sorted(t.track_id for t in ended) == [1, 2]
+    assert sorted(t.track_id for t in tracker.update(1.7, [])) == [3, 4]
     # a close, consistent face joins; the best list keeps the top 2 by quality
     tracker.update(2.0, [face(100, a, 0.2)])
     tracker.update(2.2, [face(104, a, 0.9)])

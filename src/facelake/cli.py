@@ -22,6 +22,8 @@ from . import identities as people_service
 from .config import Settings, load_settings
 from .pipeline import embed_paths
 from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
+from .sources.video import mask_url
+from .triggers.streams import StreamSpec, camera_of, is_stream
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -169,17 +171,18 @@ def serve_cmd(
 @app.command("watch")
 @_reports_errors
 def watch_cmd(
-    sources: Annotated[list[str], typer.Argument(help="Folders to follow, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX to poll.")],
-    camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
+    sources: Annotated[list[str] | None, typer.Argument(help="Folders to follow, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX to poll, live streams (rtsp://, http://, /dev/videoN) or camera names from [cameras.NAME]; none: every configured camera.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id for every image, or the name of the one stream (default: first folder under the source; a stream's [cameras] name or host).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML); see the README.")] = None,
     settle: Annotated[float | None, typer.Option(help="Seconds a new file must stay unchanged before it is read.")] = None,
     poll: Annotated[float | None, typer.Option(help="Seconds between two listings of a bucket.")] = None,
 ) -> None:
-    """Ingest images as they arrive (folders followed, buckets polled) until SIGTERM or Ctrl-C.
+    """Ingest images and clips as they arrive (folders followed, buckets polled) and follow live
+    cameras, until SIGTERM or Ctrl-C.
 
     Starts with a rescan, so what arrived while no watcher ran is ingested first. Stopping
-    finishes the images in hand; nothing is half-written.
+    finishes the images in hand and closes the cameras' open tracks; nothing is half-written.
     """
     import signal
 
@@ -188,18 +191,21 @@ def watch_cmd(
     from .triggers.watch import Watcher
 
     settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
-    opened = [open_source(s, camera) for s in sources]
+    streams, places = _streams(sources or [], camera, settings)
+    opened = [open_source(s, camera) for s in places]
 
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
         if outcome != "skipped":
             detail = f"error: {error}" if error else f"faces={faces}"
             out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
+    shown = [*places, *(f"{s.camera} ({mask_url(s.url)})" for s in streams)]
     watcher = Watcher(opened, settings, default_stages(settings, cluster=True, on_warning=_warn), workers, on_image=done,
-                      on_ready=lambda: console.print(f"watching {', '.join(sources)} (Ctrl-C or SIGTERM stops)"))
+                      on_ready=lambda: console.print(f"watching {', '.join(shown)} (Ctrl-C or SIGTERM stops)"),
+                      streams=streams)
 
     def stop(signum: int, frame: object) -> None:
-        console.print(f"{signal.Signals(signum).name}: finishing the images in hand")
+        console.print(f"{signal.Signals(signum).name}: finishing the images in hand and closing open tracks")
         watcher.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -210,6 +216,31 @@ def watch_cmd(
             signal.signal(sig, handler)
     out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
               f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts")
+    for name, counts in watcher.cameras.items():
+        out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False, highlight=False)
+
+
+def _streams(sources: list[str], camera: str | None, settings: Settings) -> tuple[list[StreamSpec], list[str]]:
+    """``watch``'s arguments split into live cameras (URLs, or names of [cameras.NAME]) and places to follow."""
+    configured = settings.cameras
+    if not sources:
+        if not configured:
+            raise errors.ConfigError("watch needs something to follow: folders, buckets, stream URLs, "
+                                     "or cameras in the settings file ([cameras.NAME] with a url)")
+        return [StreamSpec(name, c.url, c.fps) for name, c in configured.items()], []
+    streams: list[StreamSpec] = []
+    places: list[str] = []
+    for source in sources:
+        if source in configured:
+            streams.append(StreamSpec(source, configured[source].url, configured[source].fps))
+        elif is_stream(source):
+            name = camera or next((n for n, c in configured.items() if c.url == source), None) or camera_of(source)
+            streams.append(StreamSpec(name, source, configured[name].fps if name in configured else None))
+        else:
+            places.append(source)
+    if camera and sum(is_stream(s) for s in sources) > 1:
+        raise errors.ConfigError("--camera names one stream; name several with [cameras.NAME] tables in the settings")
+    return streams, places
 
 
 def _detection_json(face: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -24,6 +24,17 @@ _MODEL_CHOICES: dict[str, Mapping[str, object]] = {
     "detector": DETECTORS, "embedder": EMBEDDERS, "embed_backend": RESNET_BACKENDS,
 }
 """The settings that name a model, and the registry tables (vision/models.py) their values come from."""
+
+
+class CameraSettings(BaseModel):
+    """One live camera of ``[cameras.NAME]``: ``facelake watch NAME`` (or a bare ``watch``) follows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(title="Stream URL", description="rtsp://, http(s):// (MJPEG, MPEG-TS) or /dev/videoN. Put "
+                     "credentials in the environment and write ${VAR} here: they are filled in when the stream "
+                     "opens, and never stored or logged.")
+    fps: float | None = Field(None, gt=0, le=60.0, title="Frames analysed per second (default: video_fps)")
 
 
 class Settings(BaseSettings):
@@ -321,6 +332,10 @@ class Settings(BaseSettings):
         30.0, gt=0.0, le=3600.0, title="Longest wait between two reconnection attempts (s)",
         description="Reconnects start after 0.5 s and double up to this, so a camera rebooting is back within "
         "seconds while one that is gone costs little.",
+    )
+    cameras: dict[str, CameraSettings] = Field(
+        default_factory=dict, title="Live cameras by name",
+        description="Tables [cameras.NAME] with url (and fps): the camera's name is NAME on every row it writes.",
     )
 
 

@@ -28,7 +28,7 @@ from ..store import Store, open_store
 from ..vision.types import Face
 from .executors import Executor, Listed, default_workers, local_executor, read_threads
 from .line import ImageLine, Stage, StoreWriter, Written
-from .records import IngestSummary, Job
+from .records import ImageResult, IngestSummary, Job
 
 
 class _Known:
@@ -163,6 +163,18 @@ class Ingestor:
             for written in line.put(batch):
                 _tally(summary, written, on_image)
         line.after_run(store, summary)
+        summary.seconds = time.perf_counter() - start
+        self._last = summary
+        return summary
+
+
+    def put(self, results: Sequence[ImageResult], on_image: OnImage | None = None) -> IngestSummary:
+        """Write results made elsewhere (a live stream's segments) through the same line, as one run."""
+        start = time.perf_counter()
+        summary = IngestSummary()
+        for written in self.line.put(results):
+            _tally(summary, written, on_image)
+        self.line.after_run(self.store, summary)
         summary.seconds = time.perf_counter() - start
         self._last = summary
         return summary

@@ -143,6 +143,10 @@ def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int 
                size=entry.size)
 
 
+_TIME_SOURCES = {"video": "container", "stream": "clock"}
+"""Where the capture time of a row comes from, by the format's kind (photos: EXIF)."""
+
+
 def records(
     job: Job, meta: ImageMeta | None, faces: list[Face], error: str | None = None,
     tracks: Sequence[TrackResult] = (), warning: str | None = None,
@@ -155,7 +159,7 @@ def records(
     """
     if error is not None or meta is None:
         return ImageRecord(job.image_id, job.uri, job.camera, "error", error=error, bytes=job.size), []
-    taken, source = meta.taken_at, "container" if meta.format.startswith("video/") else "exif"
+    taken, source = meta.taken_at, _TIME_SOURCES.get(meta.format.split("/")[0], "exif")
     if taken is None and job.mtime is not None:
         taken, source = datetime.fromtimestamp(job.mtime), "mtime"
     track_of: dict[int, tuple[int, float]] = {}

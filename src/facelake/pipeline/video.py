@@ -74,18 +74,25 @@ def _batches(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFram
         yield batch
 
 
-def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> ImageResult:
-    info = reader.info
-    taken = info.creation_time.astimezone(UTC).replace(tzinfo=None) if info.creation_time else None
-    meta = ImageMeta(info.width, info.height, f"video/{info.codec}", taken, None, None, None, None)
+def track_faces(ended: list[Track], model: str, origin_t: float = 0.0) -> tuple[list[Face], tuple[TrackResult, ...]]:
+    """Ended tracks as a result's faces (each track's best, in start order) and track results;
+    times become seconds from ``origin_t`` (a clip's start, or a stream segment's)."""
     faces: list[Face] = []
     tracks: list[TrackResult] = []
     for track in sorted(ended, key=lambda t: (t.start_t, t.track_id)):
         at = len(faces)
         faces.extend(tf.face for tf in track.best)
-        tracks.append(TrackResult(track.start_t, track.end_t, track.frames, track.template, model,
-                                  tuple(range(at, len(faces))), tuple(tf.t for tf in track.best)))
-    return ImageResult(job.without_data(), meta, faces, None, tracks=tuple(tracks), warning=reader.error)
+        tracks.append(TrackResult(track.start_t - origin_t, track.end_t - origin_t, track.frames, track.template,
+                                  model, tuple(range(at, len(faces))), tuple(tf.t - origin_t for tf in track.best)))
+    return faces, tuple(tracks)
+
+
+def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> ImageResult:
+    info = reader.info
+    taken = info.creation_time.astimezone(UTC).replace(tzinfo=None) if info.creation_time else None
+    meta = ImageMeta(info.width, info.height, f"video/{info.codec}", taken, None, None, None, None)
+    faces, tracks = track_faces(ended, model)
+    return ImageResult(job.without_data(), meta, faces, None, tracks=tracks, warning=reader.error)
 
 
 def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> ImageResult:

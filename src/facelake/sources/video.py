@@ -47,7 +47,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -737,6 +737,7 @@ class StreamReader:
                         raise StreamUnavailable(f"{self.masked_url} has no video stream")
                     self.connected = True
                     log.info("stream %s connected", self.masked_url)
+                    clock: tuple[float, datetime] | None = None  # (the first frame's pts time, its wall time)
                     for frame in container.decode(video=0):
                         if self._stop.is_set():
                             break
@@ -752,9 +753,17 @@ class StreamReader:
                         if step and now < next_sample:
                             continue
                         next_sample = max(next_sample + step, now)
+                        # Stamped by the stream's own clock where it has one: frames decoded in a burst
+                        # (after a stall, at connection) keep the spacing they were filmed with, which
+                        # is what the tracker's motion model needs.
+                        wall = datetime.now(UTC)
+                        if frame.time is not None:
+                            if clock is None or frame.time < clock[0]:
+                                clock = (float(frame.time), wall)
+                            wall = clock[1] + timedelta(seconds=float(frame.time) - clock[0])
                         self._put(StreamFrame(
                             index=self.delivered,
-                            captured_at=datetime.now(UTC),
+                            captured_at=wall,
                             pixels=frame.to_ndarray(format="rgb24"),
                             keyframe=bool(frame.key_frame),
                         ))

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from ..pipeline import Ingestor, IngestSummary, OnImage, Stage
+from ..pipeline import ImageResult, Ingestor, IngestSummary, OnImage, Stage
 from ..sources import BucketSource, Entry, FolderSource, Source
 from ..sources.base import MEDIA_SUFFIXES
 from ..sources.folder import camera_for, file_entry
+from .streams import StreamFollower, StreamSpec
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,12 @@ class Watcher:
 
     def __init__(self, sources: Sequence[Source], settings: Settings, stages: Sequence[Stage],
                  workers: int | None = None, on_image: OnImage | None = None,
-                 on_ready: Callable[[], None] | None = None) -> None:
+                 on_ready: Callable[[], None] | None = None, streams: Sequence[StreamSpec] = ()) -> None:
         self.sources = list(sources)
+        self.streams = list(streams)
+        self.segments: queue.Queue[ImageResult] = queue.Queue()
+        self.cameras: dict[str, dict[str, int | str]] = {}
+        """Per stream, once :meth:`run` returns: frames received and dropped, reconnects, segments, error."""
         self.settings = settings
         self.on_image, self.on_ready = on_image, on_ready
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.watch_queue)
@@ -196,8 +201,22 @@ class Watcher:
                     items.append((src, entry))
         return items
 
+    def _write_segments(self) -> None:
+        """Write what the stream followers handed over (in this thread: it owns the store)."""
+        batch: list[ImageResult] = []
+        while True:
+            try:
+                batch.append(self.segments.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            self.summary.add(self.ingestor.put(batch, on_image=self.on_image))
+
     def run(self) -> WatchSummary:
         with self.ingestor:
+            cameras = [StreamFollower(spec, self.settings, self.segments, self._stop) for spec in self.streams]
+            for c in cameras:
+                c.start()
             followers = self._followers()
             for t in followers:
                 t.start()
@@ -208,6 +227,7 @@ class Watcher:
                 self.on_ready()
             batch = max(1, self.settings.batch_images)
             while not self._stop.is_set():
+                self._write_segments()
                 try:
                     items = [self.queue.get(timeout=0.25)]
                 except queue.Empty:
@@ -220,4 +240,8 @@ class Watcher:
                 self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items))
             for t in followers:
                 t.join(timeout=5)
+            for c in cameras:  # each closes its open tracks and hands them over as it ends
+                c.join(timeout=30)
+            self._write_segments()
+            self.cameras = {c.spec.camera: c.counters | ({"error": c.error} if c.error else {}) for c in cameras}
         return self.summary

@@ -96,6 +96,9 @@ class Track:
     """Time the face was last seen (not when the track was closed)."""
     frames: int = 0
     """Frames the face was seen in."""
+    unseen_s: float = 0.0
+    """Observed time since the face was last seen: frames analysed without it, not gaps in which
+    nothing was analysed (see :class:`Tracker`)."""
     best: list[TrackFace] = field(default_factory=list)
     """Up to ``top_k`` faces, best quality first."""
     area_min: float = float("inf")
@@ -153,6 +156,7 @@ class Track:
                 self.velocity = (a * vx + (1 - a) * self.velocity[0], a * vy + (1 - a) * self.velocity[1])
         self.box = (float(x), float(y), float(w), float(h))
         self.end_t = t
+        self.unseen_s = 0.0
         self.frames += 1
         area = float(w * h)
         self.area_min, self.area_max = min(self.area_min, area), max(self.area_max, area)
@@ -170,15 +174,18 @@ class Track:
 class Tracker:
     """Associates each analysed frame's faces with open tracks; returns tracks as they end.
 
-    A track ends when its face has not been seen for more than ``max_age_s`` seconds (checked
-    at each update, so time is the video's, not the wall clock's), or at a scene cut, where
-    every open track ends before the new frame's faces start tracks of their own.
+    A track ends when its face has not been seen for more than ``max_age_s`` seconds of
+    observation (checked at each update, so time is the video's, not the wall clock's; a gap
+    between two analysed frames counts at most ``max_step_s``, so frames a live stream dropped
+    while the models caught up do not end a track), or at a scene cut, where every open track
+    ends before the new frame's faces start tracks of their own.
     """
 
     def __init__(
         self,
         max_age_s: float = 2.0,
         *,
+        max_step_s: float = 1.0,
         iou_weight: float = 0.5,
         min_iou: float = 0.2,
         min_similarity: float = 0.8,
@@ -189,7 +196,8 @@ class Tracker:
         velocity_smoothing: float = 0.5,
     ) -> None:
         for name, value, lo, hi in (
-            ("max_age_s", max_age_s, 0.0, 3600.0), ("iou_weight", iou_weight, 0.0, 1.0),
+            ("max_age_s", max_age_s, 0.0, 3600.0), ("max_step_s", max_step_s, 0.0, 3600.0),
+            ("iou_weight", iou_weight, 0.0, 1.0),
             ("min_iou", min_iou, 0.0, 1.0), ("min_similarity", min_similarity, -1.0, 1.0),
             ("strong_similarity", strong_similarity, -1.0, 1.0), ("max_distance", max_distance, 0.0, 100.0),
             ("velocity_smoothing", velocity_smoothing, 0.0, 1.0),
@@ -201,6 +209,8 @@ class Tracker:
         if max_area_ratio < 1:
             raise ValueError(f"max_area_ratio must be at least 1, got {max_area_ratio!r}")
         self.max_age_s = max_age_s
+        self.max_step_s = max_step_s
+        self._last_t: float | None = None
         self.iou_weight = iou_weight
         self.min_iou = min_iou
         self.min_similarity = min_similarity
@@ -241,14 +251,21 @@ class Tracker:
         """Add one analysed frame at time ``t`` (seconds); returns the tracks that ended."""
         index = self._frame if frame_index is None else frame_index
         self._frame += 1
+        # Time since the previous analysed frame, capped: a live stream that fell behind (frames
+        # dropped while the models caught up, a stall) did not look for the face meanwhile, so
+        # that gap must not count as the face being gone.
+        step = 0.0 if self._last_t is None else min(max(t - self._last_t, 0.0), self.max_step_s)
+        self._last_t = t
         ended: list[Track] = []
         if scene_cut:
             ended, self.open = self.open, []
         else:
-            keep: list[Track] = []
+            keep = []
             for track in self.open:
-                (ended if t - track.end_t > self.max_age_s else keep).append(track)
+                (ended if track.unseen_s + step > self.max_age_s else keep).append(track)
             self.open = keep
+        for track in self.open:
+            track.unseen_s += step
         assigned: set[int] = set()
         if self.open and faces:
             cost = self.cost_matrix(t, faces)

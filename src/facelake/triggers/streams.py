@@ -1,0 +1,140 @@
+"""Live cameras for ``facelake watch``: one reader and one tracker per stream, tracks out as segments.
+
+Why it is built this way:
+- **One reader thread per stream** (``sources.video.StreamReader``: RTSP over TCP, HTTP MJPEG
+  or MPEG-TS, a webcam) with a bounded queue that drops the oldest frame when the models fall
+  behind, and reconnects with backoff when the camera drops; a follower thread per stream
+  takes its frames, runs the models (sessions are shared by the process) and the tracker.
+- **A stream is stored as segments.** Each time tracks end, they are handed to the watcher as
+  one segment: a row of ``images`` (its id derived from the camera and the segment's start,
+  so a segment is stored once) holding those tracks and their best faces. Every sighting of
+  a stream thus still comes from one row of ``images``, through the same image line as a file.
+- **The watcher's thread writes.** Followers never touch the database: segments go on a queue
+  that the watcher's loop writes with the ingestor's store, one connection for everything.
+- **Stopping closes the open tracks.** On SIGTERM every follower ends its tracks and hands them
+  over as a last segment, which the watcher writes before it exits.
+- **Credentials stay out of everything stored or logged.** A URL may hold ``${VAR}``
+  placeholders filled from the environment at open time; what is logged, stored as the
+  segment's uri or shown is the URL with its password masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..config import Settings
+from ..pipeline.records import ImageResult, Job
+from ..pipeline.video import VideoOptions, track_faces
+from ..pipeline.worker import analyzer_options
+from ..sources.decode import ImageMeta
+from ..sources.video import StreamFrame, StreamReader, mask_url
+from ..vision.analyzer import FaceAnalyzer
+from ..vision.track import Track
+
+log = logging.getLogger(__name__)
+
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "/dev/video")
+
+
+def is_stream(source: str) -> bool:
+    """Whether a ``watch`` argument names a live stream (else a folder or a bucket)."""
+    return source.startswith(STREAM_PREFIXES)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A camera to follow: its name and URL (placeholders not yet filled), and its analysis rate."""
+
+    camera: str
+    url: str
+    fps: float | None = None
+
+
+def camera_of(url: str) -> str:
+    """A camera name for a stream given without one: its host (and port), or the device's name."""
+    if url.startswith("/dev/"):
+        return url.rsplit("/", 1)[-1]
+    rest = url.split("://", 1)[-1].split("/", 1)[0]
+    return rest.rsplit("@", 1)[-1].replace(":", "-") or "stream"
+
+
+class StreamFollower(threading.Thread):
+    """Reads one stream, analyses its frames, tracks the faces, hands ended tracks on as segments."""
+
+    def __init__(self, spec: StreamSpec, settings: Settings, out: queue.Queue[ImageResult],
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"follow {spec.camera}", daemon=True)
+        self.spec, self.settings, self.out, self._halt = spec, settings, out, stop
+        self.video = VideoOptions.from_settings(settings)
+        self.reader = StreamReader(spec.url, camera=spec.camera, fps=spec.fps or settings.video_fps,
+                                   queue_size=settings.stream_queue, first_frame_timeout_s=settings.stream_timeout_s,
+                                   backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
+        self.masked = mask_url(spec.url)
+        self.segments = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        analyzer = FaceAnalyzer(analyzer_options(self.settings))
+        tracker = self.video.tracker()
+        origin: datetime | None = None
+        size = (0, 0)
+        try:
+            analyzer.load()  # before the first frame: a live stream does not wait while models load
+            self.reader.start()
+            while not self._halt.is_set():
+                frame = self.reader.get(timeout=0.25)
+                if frame is None:
+                    if not self.reader.running:
+                        break
+                    if origin is not None and tracker.open:
+                        # No frame (the camera dropped, or the queue ran dry): time still passes,
+                        # so a face gone for track_max_age_s ends its track now, not at the next frame.
+                        now = (datetime.now(UTC) - origin).total_seconds()
+                        ended = tracker.update(now, [])
+                        if ended:
+                            self._hand_over(ended, origin, size, analyzer.model_name)
+                    continue
+                origin = origin or frame.captured_at
+                size = (frame.pixels.shape[1], frame.pixels.shape[0])
+                t = self._seconds(frame, origin)
+                ended = tracker.update(t, analyzer.analyze(frame.pixels), frame_index=frame.index)
+                if ended:
+                    self._hand_over(ended, origin, size, analyzer.model_name)
+        except Exception as exc:  # noqa: BLE001 - one broken camera must not end the watch
+            self.error = f"{self.masked}: {exc}"
+            log.error("stream %s stopped: %s", self.masked, exc)
+        finally:
+            self.reader.stop()
+            ended = tracker.close()
+            if ended and origin is not None:
+                self._hand_over(ended, origin, size, analyzer.model_name)
+            self.error = self.error or self.reader.error
+            if self.error:
+                log.warning("stream %s: %s", self.masked, self.error)
+
+    @staticmethod
+    def _seconds(frame: StreamFrame, origin: datetime) -> float:
+        return (frame.captured_at - origin).total_seconds()
+
+    def _hand_over(self, ended: list[Track], origin: datetime, size: tuple[int, int], model: str) -> None:
+        """Ended tracks as one segment: from the first track's start, in seconds from there."""
+        first = min(t.start_t for t in ended)
+        start = (origin + timedelta(seconds=first)).replace(tzinfo=None)
+        faces, tracks = track_faces(ended, model, origin_t=first)
+        key = f"stream:{self.spec.camera}:{start.isoformat()}"
+        job = Job(hashlib.sha256(key.encode()).hexdigest(), f"{self.masked}#t={start.isoformat()}",
+                  self.spec.camera, None, None)
+        meta = ImageMeta(size[0], size[1], "stream", start, None, None, None, None)
+        self.out.put(ImageResult(job, meta, faces, None, tracks=tracks))
+        self.segments += 1
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the reader counted: frames received and dropped, reconnections."""
+        r = self.reader
+        return {"received": r.received, "dropped": r.dropped, "reconnects": r.reconnects, "segments": self.segments}

@@ -1,0 +1,63 @@
+"""`facelake watch` following a live stream served by ffmpeg on 127.0.0.1: tracks written as the
+faces leave, the open track committed on SIGTERM, credentials from the environment never stored."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .dbs import rows
+from .test_watch import Watch
+from .videoclips import Actor, encode, face_patch, render
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="scripts/test.sh installs Debian's ffmpeg")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def stream(tmp_path: Path) -> Iterator[str]:
+    """An MPEG-TS stream of a 12-s scene: one person crosses (0-3 s), nobody (3-6 s), another crosses (6-12 s)."""
+    actors = [Actor(face_patch("obama.jpg", 150), (20.0, 50.0), (400.0, 60.0), 0.0, 3.0),
+              Actor(face_patch("biden.jpg", 150), (400.0, 60.0), (40.0, 50.0), 6.0, 12.0)]
+    clip = encode(tmp_path / "scene.mp4", render(640, 360, 12.0, 10, actors), 10)
+    url = f"127.0.0.1:{_free_port()}/cam"
+    server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip),
+                               "-c:v", "mpeg2video", "-q:v", "3", "-f", "mpegts", "-listen", "1", f"http://{url}"])
+    yield url
+    server.kill()
+    server.wait()
+
+
+def test_a_stream_becomes_tracks_and_sigterm_commits_the_open_one(tmp_path: Path, stream: str) -> None:
+    db = tmp_path / "live.duckdb"
+    secret = "s3cret-pw"
+    watch = Watch(db, f"http://viewer:${{CAM_PASSWORD}}@{stream}", "--camera", "door", "--workers", "1",
+                  env={"CAM_PASSWORD": secret})
+    watch.ready()
+    # The first person's track is written once they have been gone for track_max_age_s.
+    watch.wait_for(lambda: watch.new_lines("#t="), 40, "the first track's segment")
+
+
+    time.sleep(3.5)  # the second person is in view now: their track is open
+    code = watch.stop()
+    assert code == 0, "\n".join(watch.err[-60:])
+    tracks = rows(db, "SELECT t.camera, t.frames, i.format, i.taken_at_source, i.uri FROM tracks t "
+                      "JOIN images i USING (image_id) ORDER BY t.started_at")
+    assert len(tracks) == 2, (tracks, watch.out, watch.err[-10:])
+    assert all(t[0] == "door" and t[1] >= 3 and t[2] == "stream" and t[3] == "clock" for t in tracks)
+    assert all("viewer:***@" in t[4] for t in tracks)
+    everything = "\n".join(watch.out + watch.err) + repr(rows(db, "SELECT * FROM images")) + repr(
+        rows(db, "SELECT * FROM audit"))
+    assert secret not in everything, "the password is filled in at open time and never stored or printed"
+    assert any(line.startswith("camera door: received") for line in watch.out), watch.out
