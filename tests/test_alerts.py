@@ -197,3 +197,30 @@ def test_quiet_hours_span_midnight() -> None:
 def test_bad_rules_are_rejected_with_the_reason(tmp_path: Path, body: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
         load_alerts(_rules(tmp_path, body))
+
+
+def test_a_track_alerts_once_however_many_faces_it_keeps(
+    db: Target, tmp_path: Path, receiver: tuple[str, list[dict]]
+) -> None:
+    from .test_video_ingest import clip, walker
+
+    url, posts = receiver
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")])
+    alerts = _rules(tmp_path, f"""
+flush_s = 10
+[webhook]
+url = "{url}"
+[[rule]]
+name = "stranger"
+on = "unknown"
+debounce_s = 0
+outputs = ["webhook"]
+""")
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1", "--alerts", str(alerts))
+    assert code == 0, output
+    kept = rows(db, "SELECT count(*) FROM sightings WHERE track_id IS NOT NULL")[0][0]
+    assert kept >= 2, "the track keeps several faces (else this test proves nothing)"
+    wait_for(lambda: len(posts) >= 1)
+    assert len(posts) == 1 and "alerts: 1 raised" in output, (posts, output)
+    best = rows(db, "SELECT best_sighting_id FROM tracks")[0][0]
+    assert posts[0]["sighting_id"] == best

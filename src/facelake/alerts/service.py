@@ -64,8 +64,20 @@ class AlertEngine:
         return False
 
     def on_stored(self, image: ImageRecord, faces: list[SightingRecord], ids: list[int]) -> None:
-        when = image.taken_at or datetime.now()
-        for face, sighting_id in zip(faces, ids):
+        """Alerts for a stored image's faces; a clip's track alerts once, by its best face, at its start.
+
+        A person walking past a camera is one track however many frames saw them, so they are
+        one alert, not one per kept face (which debounce would only partly hold back).
+        """
+        best: dict[int, int] = {}
+        for i, face in enumerate(faces):
+            if face.track is not None and (face.track not in best or face.quality > faces[best[face.track]].quality):
+                best[face.track] = i
+        for i, (face, sighting_id) in enumerate(zip(faces, ids)):
+            if face.track is not None and best[face.track] != i:
+                continue
+            track = image.tracks[face.track] if face.track is not None else None
+            when = (track.started_at if track else None) or image.taken_at or datetime.now()
             for rule in self.config.rule:
                 if self._wanted(rule, image, face, when) and not self._debounced(rule, face, when):
                     self.raised += 1
