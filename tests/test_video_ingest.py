@@ -126,3 +126,22 @@ def test_forget_and_purge_erase_track_templates(db: Target, tmp_path: Path, samp
     assert code == 0, output
     assert rows(db, "SELECT count(*) FROM tracks WHERE template IS NOT NULL") == [(0,)]
     assert rows(db, "SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND track_id IS NOT NULL") == [(0,)]
+
+
+def test_identify_names_a_stored_clip_by_its_tracks(db: Target, tmp_path: Path, samples: Path) -> None:
+    clip(tmp_path / "cams" / "door" / "cross.mp4",
+         [walker("obama.jpg", 40.0), walker("biden.jpg", 160.0, reverse=True)])
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM tracks WHERE person_id IS NOT NULL") == [(0,)]
+    code, output = cli(db, "people", "add", "Barack", str(samples / "obama.jpg"), "--consent", "asked")
+    assert code == 0, output
+    code, output = cli(db, "identify")
+    assert code == 0, output
+    person = rows(db, "SELECT person_id FROM people WHERE name = 'Barack'")[0][0]
+    named = rows(db, "SELECT track_id, person_id FROM tracks ORDER BY person_id NULLS LAST")
+    assert [p for _, p in named] == [person, None], "Barack's track is named, the other stays unknown"
+    per_track = rows(db, "SELECT track_id, count(DISTINCT coalesce(person_id, -1)) FROM sightings "
+                         "WHERE track_id IS NOT NULL GROUP BY 1")
+    assert all(n == 1 for _, n in per_track), "every face of a track carries the track's one name"
+    assert rows(db, f"SELECT count(*) FROM sightings WHERE track_id = {named[0][0]} AND person_id = {person}")[0][0] >= 1

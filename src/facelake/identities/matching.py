@@ -202,6 +202,25 @@ class Namer:
         return out
 
 
+def overlapping(spans: Sequence[tuple[float, float]]) -> list[list[int]]:
+    """Indices of ``spans`` (start, end) in groups whose spans overlap, each group in start order.
+
+    A clip is named track by track, and tracks seen at the same time are like the faces of one
+    photo (two of them are never the same person); tracks that never overlap may well be one
+    person coming back, so they are named apart.
+    """
+    groups: list[list[int]] = []
+    end = float("-inf")
+    for i in sorted(range(len(spans)), key=lambda k: spans[k][0]):
+        if groups and spans[i][0] <= end:
+            groups[-1].append(i)
+            end = max(end, spans[i][1])
+        else:
+            groups.append([i])
+            end = spans[i][1]
+    return groups
+
+
 def load_gallery(store: Store, settings: Settings) -> Gallery:
     """The gallery of the configured model's enrolled faces, with its calibrated thresholds."""
     X, y = store.people.enrolled_embeddings(model_of(settings), dim_of(settings))

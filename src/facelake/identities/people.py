@@ -17,9 +17,10 @@ from ..config import Settings
 from ..errors import ConfigError, StoreError
 from ..pipeline import records
 from ..store import Store
+from ..store.sightings import FaceToName
 from ..vision.models import EMBEDDER_MODELS
 from .index import sync_index
-from .matching import load_namer, model_of
+from .matching import load_namer, model_of, overlapping
 from .photos import Photo
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -97,26 +98,46 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
     """Re-match every stored face against the current enrollments (after people change).
 
     Image by image, so two faces of one image never get the same person, nor the person
-    whose enrollment photo the image is.
+    whose enrollment photo the image is. A clip's faces are named with their track, by its
+    template, as at ingest: every face of a track keeps the track's one name.
     """
     namer = load_namer(store, settings)
+    model = model_of(settings)
+    tracks = store.tracks.to_name(model)
     changes: list[tuple[int, int | None, float | None]] = []
+    track_changes: list[tuple[int, int | None, float | None]] = []
     named = checked = 0
-    by_image: dict[str, list[tuple[int, list[float], float, int | None, int | None]]] = {}
-    for f in store.sightings.to_name(model_of(settings)):
-        by_image.setdefault(f.image_id, []).append((f.sighting_id, f.embedding, f.quality, f.person_id, f.enrolled_as))
+    by_image: dict[str, list[FaceToName]] = {}
+    for f in store.sightings.to_name(model):
+        by_image.setdefault(f.image_id, []).append(f)
     for faces in by_image.values():
-        taken = {f[4] for f in faces if f[4] is not None}
-        free = [f for f in faces if f[4] is None]
-        if not free:
-            continue
+        taken = {f.enrolled_as for f in faces if f.enrolled_as is not None}
+        free = [f for f in faces if f.enrolled_as is None]
+        photo = [f for f in free if f.track_id not in tracks]
+        members: dict[int, list[FaceToName]] = {}
+        for f in free:
+            if f.track_id in tracks:
+                members.setdefault(f.track_id, []).append(f)
         checked += len(free)
-        decisions = namer.name_image(np.array([f[1] for f in free], dtype=np.float32), [f[2] for f in free], taken)
-        for (sid, _, _, current, _), (person, score) in zip(free, decisions):
-            named += person is not None
-            if person != current:
-                changes.append((int(sid), person, score))
+        if photo:
+            decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
+                                         [f.quality for f in photo], taken)
+            for f, (person, score) in zip(photo, decisions):
+                named += person is not None
+                if person != f.person_id:
+                    changes.append((int(f.sighting_id), person, score))
+        ids = sorted(members)
+        for group in overlapping([(tracks[t].start_s, tracks[t].end_s) for t in ids]):
+            chosen = [ids[g] for g in group]
+            decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
+                                         [max(f.quality for f in members[t]) for t in chosen], taken)
+            for t, (person, score) in zip(chosen, decisions):
+                named += len(members[t]) if person is not None else 0
+                changes += [(int(f.sighting_id), person, score) for f in members[t] if person != f.person_id]
+                if person != tracks[t].person_id:
+                    track_changes.append((t, person, score))
     store.people.set_identities(changes, actor="identify")
+    store.tracks.set_names(track_changes)
     return IdentifyResult(checked, named, len(changes))
 
 

@@ -13,7 +13,7 @@ from ..pipeline import IngestSummary, Stage
 from ..store.base import ImageRecord, SightingRecord, Store, TrackRecord
 from .clusters import cluster
 from .index import sync_index
-from .matching import Gallery, Namer, load_namer, thresholds
+from .matching import Gallery, Namer, load_namer, overlapping, thresholds
 from .people import gallery_gap
 
 
@@ -63,28 +63,16 @@ class NamingStage(Stage):
             if s.track is not None:
                 best[s.track] = max(best.get(s.track, 0.0), s.quality)
         decided: dict[int, tuple[int | None, float | None]] = {}
-        for group in _overlapping(tracks, sorted(best)):
-            decisions = self.namer.name_image(np.stack([tracks[n].template for n in group]), [best[n] for n in group])
-            decided.update(zip(group, decisions))
+        indices = sorted(best)
+        for group in overlapping([(tracks[n].start_s, tracks[n].end_s) for n in indices]):
+            chosen = [indices[g] for g in group]
+            decisions = self.namer.name_image(np.stack([tracks[n].template for n in chosen]), [best[n] for n in chosen])
+            decided.update(zip(chosen, decisions))
         return [s if s.track is None else replace(s, person_id=decided[s.track][0], match_score=decided[s.track][1])
                 for s in sightings]
 
     def after_run(self, store: Store, summary: IngestSummary) -> None:
         self.namer = load_namer(store, self.settings)
-
-
-def _overlapping(tracks: tuple[TrackRecord, ...], indices: list[int]) -> list[list[int]]:
-    """The tracks (by index) in groups whose time spans overlap, each group in start order."""
-    groups: list[list[int]] = []
-    end = float("-inf")
-    for n in sorted(indices, key=lambda k: tracks[k].start_s):
-        if groups and tracks[n].start_s <= end:
-            groups[-1].append(n)
-            end = max(end, tracks[n].end_s)
-        else:
-            groups.append([n])
-            end = tracks[n].end_s
-    return groups
 
 
 class PurgeStage(Stage):

@@ -39,6 +39,7 @@ from .people import People
 from .reports import Reports
 from .sightings import Sightings
 from .tokens import Tokens
+from .tracks import Tracks
 
 __all__ = ["ImageRecord", "SightingRecord", "Store", "Target", "VectorHit", "as_target", "describe_target",
            "is_postgres", "target_key", "utcnow"]
@@ -164,6 +165,7 @@ class Store(ABC):
     tokens: Tokens
     reports: Reports
     exports: Exports
+    tracks: Tracks
 
     groups_writes: bool = False
     """Whether ingest writes a worker's batch with one :meth:`write_images` (one transaction)

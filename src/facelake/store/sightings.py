@@ -24,6 +24,8 @@ class FaceToName:
     quality: float
     person_id: int | None
     enrolled_as: int | None
+    track_id: int | None = None
+    """The clip's track the face belongs to (then it is named with its track), else None."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class Sightings:
     def to_name(self, model: str) -> list[FaceToName]:
         """Every embedded face of ``model``, image by image in face order (what ``identify`` re-matches)."""
         return [FaceToName(*r) for r in self._sql.all(
-            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id
+            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id, s.track_id
                FROM sightings s LEFT JOIN enrollments e USING (sighting_id)
                WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY s.image_id, s.face_index""", [model])]
 

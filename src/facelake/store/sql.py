@@ -25,6 +25,7 @@ from .reports import Reports
 from .schema import TABLES
 from .sightings import Sightings
 from .tokens import Tokens
+from .tracks import Tracks
 
 
 class SqlStore(Store):
@@ -38,6 +39,7 @@ class SqlStore(Store):
         self.tokens = Tokens(sql)
         self.reports = Reports(sql)
         self.exports = Exports(sql)
+        self.tracks = Tracks(sql)
 
     def close(self) -> None:
         self._sql.con.close()

@@ -1,0 +1,43 @@
+"""The tracks' SQL: a clip's faces followed across frames, named once by their template."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .connection import Sql
+
+
+@dataclass(frozen=True)
+class TrackToName:
+    """A stored track as naming sees it (its template, its span in the clip, its current name)."""
+
+    track_id: int
+    image_id: str
+    start_s: float
+    end_s: float
+    template: NDArray[np.float32]
+    person_id: int | None
+
+
+class Tracks:
+    def __init__(self, sql: Sql) -> None:
+        self._sql = sql
+
+    def to_name(self, model: str) -> dict[int, TrackToName]:
+        """Every track of ``model`` that still has its template, by id (what ``identify`` re-matches)."""
+        return {int(r[0]): TrackToName(int(r[0]), r[1], float(r[2]), float(r[3]), np.asarray(r[4], np.float32),
+                                       None if r[5] is None else int(r[5]))
+                for r in self._sql.all(
+                    """SELECT track_id, image_id, start_s, end_s, template, person_id FROM tracks
+                       WHERE template IS NOT NULL AND model = ?""", [model])}
+
+    def set_names(self, changes: Sequence[tuple[int, int | None, float | None]]) -> None:
+        """Apply ``(track_id, person_id, match_score)``: the name its sightings were given with it."""
+        with self._sql.transaction():
+            for track, person, score in changes:
+                self._sql.execute("UPDATE tracks SET person_id = ?, match_score = ? WHERE track_id = ?",
+                                  [person, score, track])
