@@ -221,3 +221,22 @@ def test_function_refuses_an_oversized_object_before_downloading_it(tmp_path: Pa
     image, sightings = lake.read(outcome.image_id or "")
     assert image.status == "error" and "over the" in (image.error or "") and sightings == []
     assert runtime.handle(bucket.name, "door/notes.txt").outcome == "ignored"
+
+
+def test_function_on_a_clip_writes_its_tracks_and_import_restores_them(
+    new_db: NewDb, tmp_path: Path, function: tuple[str, object, float]
+) -> None:
+    from .test_video_ingest import clip, walker
+
+    url, bucket, _ = function
+    path = clip(tmp_path / "door" / "walk.mp4", [walker("obama.jpg")])
+    bucket.blob("door/walk.mp4").upload_from_filename(path)  # type: ignore[attr-defined]
+    assert post(url, bucket, "door/walk.mp4").status_code == 200
+    db, folder_db = new_db("lake"), new_db("folder")
+    code, output = cli(db, "import", f"gs://{bucket.name}/lake/")  # type: ignore[attr-defined]
+    assert code == 0 and "imported 1 images" in output, output
+    ingest([tmp_path / "door"], load_settings(db=folder_db), camera="door", workers=1)
+    tracks = "SELECT track_index, start_s, end_s, frames, template, model FROM tracks ORDER BY track_index"
+    faces = "SELECT face_index, box, embedding, offset_s, track_id IS NOT NULL FROM sightings ORDER BY face_index"
+    assert len(rows(db, tracks)) == 1 and rows(db, tracks) == rows(folder_db, tracks)
+    assert rows(db, faces) == rows(folder_db, faces)
