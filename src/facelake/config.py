@@ -322,6 +322,13 @@ class Settings(BaseSettings):
         description="Reconnects start after 0.5 s and double up to this, so a camera rebooting is back within "
         "seconds while one that is gone costs little.",
     )
+    visit_gap_s: float = Field(
+        300.0, ge=0.0, le=7 * 86_400.0, title="Tracks closer than this are one visit (s)",
+        description="Tracks of one person (or one group of unknown faces) on one camera, each starting at most "
+        "this long after the ones before it ended, form one visit, which reports and the dashboard count "
+        "instead of frames: 5 minutes bridges someone stepping out of view and back, while a return "
+        "later in the day is another visit. 0 joins only tracks that overlap or touch.",
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

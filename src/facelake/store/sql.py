@@ -25,6 +25,7 @@ from .reports import Reports
 from .schema import TABLES
 from .sightings import Sightings
 from .tokens import Tokens
+from .visits import Visits
 
 
 class SqlStore(Store):
@@ -37,6 +38,7 @@ class SqlStore(Store):
         self.sightings = Sightings(sql)
         self.tokens = Tokens(sql)
         self.reports = Reports(sql)
+        self.visits = Visits(sql)
         self.exports = Exports(sql)
 
     def close(self) -> None:
