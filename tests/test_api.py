@@ -56,7 +56,8 @@ def jpeg(path: Path) -> tuple[str, bytes, str]:
 
 ENDPOINTS = [  # method, path, scope needed
     ("GET", "/api/stats", "read"), ("GET", "/api/sightings", "read"), ("GET", "/api/sightings/1/crop", "read"),
-    ("GET", "/api/people", "read"), ("GET", "/api/clusters", "read"), ("POST", "/api/recognize", "read"),
+    ("GET", "/api/people", "read"), ("GET", "/api/clusters", "read"), ("GET", "/api/visits", "read"),
+    ("GET", "/api/tracks", "read"), ("POST", "/api/recognize", "read"),
     ("POST", "/api/search", "read"), ("POST", "/api/people", "admin"), ("PATCH", "/api/people/x", "admin"),
     ("DELETE", "/api/people/x", "admin"), ("POST", "/api/clusters/refresh", "admin"),
     ("POST", "/api/clusters/1/name", "admin"), ("POST", "/api/clusters/1/merge", "admin"),

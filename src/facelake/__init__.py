@@ -21,7 +21,7 @@ from .errors import (
 )
 from .identities import cluster, enroll_person, forget, identify, purge, search
 from .pipeline import EmbedOutcome, IngestSummary, embed_paths
-from .service import QueryResult, export_parquet, ingest, run_sql, stats
+from .service import QueryResult, export_parquet, ingest, run_sql, stats, visits
 
 __version__ = "0.1.0"
 
@@ -52,4 +52,5 @@ __all__ = [
     "run_sql",
     "search",
     "stats",
+    "visits",
 ]

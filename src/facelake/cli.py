@@ -420,6 +420,34 @@ def report_cmd(
     out.print(f"wrote {summary.path} ({summary.bytes / 1e3:.0f} kB, {summary.sightings} sightings)")
 
 
+@app.command("visits")
+@_reports_errors
+def visits_cmd(
+    person: Annotated[str | None, typer.Option("--person", help="One enrolled person (name or id).")] = None,
+    camera: Annotated[str | None, typer.Option("--camera", help="One camera only.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Window: 7d, 12h, 30m or a date (default: everything).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="How many visits to list, newest first.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Visits, newest first: tracks of one person (or group of unknown faces) on one camera closer than
+    visit_gap_s (default 5 min) make one visit."""
+    from .reports.html import parse_since
+    from .reports.views import duration_text, visit_json, who
+    from .service import visits
+
+    rows = visits(_settings(), person, camera, parse_since(since), limit)
+    if as_json:
+        sys.stdout.write(json.dumps([visit_json(v) for v in rows]) + "\n")
+        return
+    table = Table("person", "camera", "start", "end", "duration", "tracks", "best sighting",
+                  title=f"{len(rows)} visit{'' if len(rows) == 1 else 's'}")
+    for v in rows:
+        table.add_row(who(v.person, v.cluster_id), v.camera or "", f"{v.started_at:%Y-%m-%d %H:%M:%S}",
+                      f"{v.ended_at:%Y-%m-%d %H:%M:%S}", duration_text(v.seconds), str(v.tracks),
+                      "" if v.best_sighting_id is None else str(v.best_sighting_id))
+    out.print(table)
+
+
 @app.command("stats")
 @_reports_errors
 def stats_cmd(

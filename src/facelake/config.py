@@ -337,6 +337,13 @@ class Settings(BaseSettings):
         default_factory=dict, title="Live cameras by name",
         description="Tables [cameras.NAME] with url (and fps): the camera's name is NAME on every row it writes.",
     )
+    visit_gap_s: float = Field(
+        300.0, ge=0.0, le=7 * 86_400.0, title="Tracks closer than this are one visit (s)",
+        description="Tracks of one person (or one group of unknown faces) on one camera, each starting at most "
+        "this long after the ones before it ended, form one visit, which reports and the dashboard count "
+        "instead of frames: 5 minutes bridges someone stepping out of view and back, while a return "
+        "later in the day is another visit. 0 joins only tracks that overlap or touch.",
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from .errors import ConfigError
 from .identities import ClusterStage, NamingStage, PurgeStage
 from .pipeline import IngestSummary, OnImage, Stage
 from .pipeline import ingest as run_ingest
+from .reports.visits import VisitRow, list_visits
 from .scale import executor_for
 from .sources import Source
 from .store import Target, describe_target, open_store
@@ -84,6 +86,14 @@ def stats(settings: Settings) -> dict[str, QueryResult]:
                                  [(store.engine, describe_target(store.target), store.vectors())]),
             **{name: QueryResult(*table) for name, table in store.reports.stats().items()},
         }
+
+
+def visits(settings: Settings, person: str | None = None, camera: str | None = None,
+           since: datetime | None = None, limit: int = 500) -> list[VisitRow]:
+    """Visits, newest first: tracks of one person (or cluster) on one camera less than
+    ``visit_gap_s`` apart; ``person`` is a name or id, ``since`` keeps visits going on at or after it."""
+    with open_store(settings.db, read_only=True) as store:
+        return list_visits(store, settings, person, camera, since, limit=limit)
 
 
 def export_gallery(settings: Settings, uri: str) -> int:

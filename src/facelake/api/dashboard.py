@@ -19,10 +19,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import identities as people
 from ..config import Settings
 from ..reports import charts, views
+from ..reports.visits import list_tracks, list_visits, visit_totals
 from ..store import open_store
 from .auth import SESSION_COOKIE, identify_caller
 
 _env = Environment(loader=PackageLoader("facelake.api", "templates"), autoescape=select_autoescape(["html"]))
+_env.globals.update(who=views.who, duration=views.duration_text, visits_text=views.visits_text)
+# How the pages word who a face is and how long a visit lasted: the same words as the report's.
 
 
 def add_dashboard(app: FastAPI, settings: Settings) -> None:
@@ -66,7 +69,8 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
                 rows = store.reports.sightings(camera=camera, limit=60)
-            return {"rows": rows, "camera": camera, "newest": rows[0].sighting_id if rows else 0}
+                tracks = list_tracks(store, camera=camera, limit=30)
+            return {"rows": rows, "camera": camera, "newest": rows[0].sighting_id if rows else 0, "tracks": tracks}
 
         return page(request, "timeline.html", context)
 
@@ -76,7 +80,8 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
             listing = people.list_people(settings)
             with open_store(settings.db, read_only=True) as store:
                 cams = {p.person_id: store.reports.cameras_of(p.person_id) for p in listing}
-            return {"people": listing, "cameras": cams}
+                totals = visit_totals(store, settings)
+            return {"people": listing, "cameras": cams, "totals": totals}
 
         return page(request, "people.html", context)
 
@@ -84,11 +89,13 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def person_page(request: Request, person: str) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
-                rows = store.reports.sightings(person=person, limit=200)
                 found = store.people.name_of(person)
-            if found is None:
-                raise HTTPException(404, f"no person {person!r}")
-            return {"name": found, "rows": rows}
+                if found is None:
+                    raise HTTPException(404, f"no person {person!r}")
+                rows = store.reports.sightings(person=person, limit=200)
+                visits = list_visits(store, settings, person=person, limit=200)
+                total = next((t for t in visit_totals(store, settings).values() if t.person == found), None)
+            return {"name": found, "rows": rows, "visits": visits, "total": total, "gap_s": settings.visit_gap_s}
 
         return page(request, "person.html", context)
 

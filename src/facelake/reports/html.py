@@ -19,6 +19,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..store import open_store, utcnow
 from . import charts, views
+from .visits import list_visits, visit_totals
 
 _env = Environment(loader=PackageLoader("facelake.reports", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -55,11 +56,15 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
         people = reports.people_seen(camera, start)
         per_camera = reports.per_camera(camera, start)
         points = views.gps_labels(reports.gps_points(camera, start))
-        crops = {r.sighting_id: base64.b64encode(c).decode() for r in recent if faces
-                 for c in [store.sightings.crop(r.sighting_id)] if c}
+        visits = list_visits(store, settings, camera=camera, since=start, limit=30)
+        totals = {t.person: t for t in visit_totals(store, settings, camera, start).values()}
+        shown = [r.sighting_id for r in recent] + [v.best_sighting_id for v in visits if v.best_sighting_id]
+        crops = {sid: base64.b64encode(c).decode() for sid in dict.fromkeys(shown) if faces
+                 for c in [store.sightings.crop(sid)] if c}
         html = _env.get_template("report.html").render(
             generated=utcnow(), since=start, camera=camera, total=total, people=people, per_camera=per_camera,
-            recent=recent, crops=crops,
+            recent=recent, crops=crops, visits=visits, totals=totals, gap_s=settings.visit_gap_s,
+            who=views.who, duration=views.duration_text, visits_text=views.visits_text,
             days=charts.bars(reports.per_day(camera, start), "Sightings per day"),
             heat=charts.heatmap(reports.activity(camera, start), "Sightings by hour and weekday"),
             map=charts.gps_map(points, "GPS-tagged sightings"), points=points,
@@ -77,6 +82,7 @@ def build_png(settings: Settings, out: Path, since: str | None = None, camera: s
         days = store.reports.per_day(camera, start)
         heat = store.reports.activity(camera, start)
         people = store.reports.top_people(camera, start, limit=8)
+        totals = {t.person: t for t in visit_totals(store, settings, camera, start).values()}
     total = sum(n for _, n in days)
     img = Image.new("RGB", (900, 560), "white")
     draw = ImageDraw.Draw(img)
@@ -98,6 +104,6 @@ def build_png(settings: Settings, out: Path, since: str | None = None, camera: s
             draw.rectangle([60 + hour * 26, 258 + d * 26, 84 + hour * 26, 282 + d * 26], fill=(shade, shade, 255))
     draw.text((60, 445), "sightings by hour (0-23) and weekday", fill=ink)
     for k, (name, n) in enumerate(people):
-        draw.text((700, 60 + k * 18), f"{name}: {n}", fill=ink)
+        draw.text((620, 60 + k * 18), views.visits_text(totals[name]) if name in totals else f"{name}: {n}", fill=ink)
     img.save(out, "PNG")
     return ReportSummary(out, out.stat().st_size, total)

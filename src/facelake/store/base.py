@@ -12,6 +12,7 @@ module per job, each hung on the store:
     store.sightings  faces: embeddings, crops, contexts, search hits         (sightings.py)
     store.tokens     API tokens                                              (tokens.py)
     store.reports    stats, dashboard, API listings, HTML report             (reports.py)
+    store.visits     tracks and the visits they make, for reports            (visits.py)
     store.exports    warehouse export watermarks                             (exports.py)
 
 Open one with :func:`facelake.store.open_store`. The records written (``ImageRecord``,
@@ -40,6 +41,7 @@ from .reports import Reports
 from .sightings import Sightings
 from .tokens import Tokens
 from .tracks import Tracks
+from .visits import Visits
 
 __all__ = ["ImageRecord", "SightingRecord", "Store", "Target", "VectorHit", "as_target", "describe_target",
            "is_postgres", "target_key", "utcnow"]
@@ -164,6 +166,7 @@ class Store(ABC):
     sightings: Sightings
     tokens: Tokens
     reports: Reports
+    visits: Visits
     exports: Exports
     tracks: Tracks
 

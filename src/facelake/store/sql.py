@@ -26,6 +26,7 @@ from .schema import TABLES
 from .sightings import Sightings
 from .tokens import Tokens
 from .tracks import Tracks
+from .visits import Visits
 
 
 class SqlStore(Store):
@@ -38,6 +39,7 @@ class SqlStore(Store):
         self.sightings = Sightings(sql)
         self.tokens = Tokens(sql)
         self.reports = Reports(sql)
+        self.visits = Visits(sql)
         self.exports = Exports(sql)
         self.tracks = Tracks(sql)
 

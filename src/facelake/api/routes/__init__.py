@@ -1,9 +1,10 @@
-"""The API's routes, one router per area: sightings, photos (recognize, search), people, clusters."""
+"""The API's routes, one router per area: sightings, photos (recognize, search), people, clusters,
+visits (and tracks)."""
 
 from __future__ import annotations
 
-from . import clusters, people, photos, sightings
+from . import clusters, people, photos, sightings, visits
 
-ROUTERS = (sightings.router, photos.router, people.router, clusters.router)
+ROUTERS = (sightings.router, photos.router, people.router, clusters.router, visits.router)
 
 __all__ = ["ROUTERS"]

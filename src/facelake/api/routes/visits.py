@@ -1,0 +1,38 @@
+"""Video as people see it: visits (tracks of one person on one camera, close in time) and the tracks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from ...reports import views
+from ...reports.visits import list_tracks, list_visits
+from ...store import open_store
+from ..deps import READ, Cfg
+
+router = APIRouter()
+
+
+@router.get("/api/visits", dependencies=[READ])
+def get_visits(
+    settings: Cfg, person: str | None = None, camera: str | None = None, cluster: int | None = None,
+    since: Annotated[datetime | None, Query(description="only visits still going on at or after this time")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    """Visits, newest first: tracks of one person (or cluster) on one camera closer than ``visit_gap_s``."""
+    with open_store(settings.db, read_only=True) as store:
+        rows = list_visits(store, settings, person, camera, since, cluster, limit)
+    return {"gap_s": settings.visit_gap_s, "items": [views.visit_json(v) for v in rows]}
+
+
+@router.get("/api/tracks", dependencies=[READ])
+def get_tracks(
+    settings: Cfg, person: str | None = None, camera: str | None = None, since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Tracks, newest first, each with its span, who it is and the crops of its kept faces."""
+    with open_store(settings.db, read_only=True) as store:
+        rows = list_tracks(store, person, camera, since, limit)
+    return {"items": [views.track_json(t) for t in rows]}
