@@ -61,3 +61,25 @@ def test_a_stream_becomes_tracks_and_sigterm_commits_the_open_one(tmp_path: Path
         rows(db, "SELECT * FROM audit"))
     assert secret not in everything, "the password is filled in at open time and never stored or printed"
     assert any(line.startswith("camera door: received") for line in watch.out), watch.out
+
+
+def test_capture_uploads_each_tracks_best_frame_and_ingest_reads_them(tmp_path: Path, stream: str) -> None:
+    import sys
+
+    from PIL import Image
+
+    out = tmp_path / "bucket"
+    done = subprocess.run([sys.executable, "-m", "facelake.cli", "capture", f"http://{stream}", "--to", str(out),
+                           "--camera", "porch", "--seconds", "15"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    frames = sorted(out.glob("porch/*/*.jpg"))
+    assert len(frames) == 2, (frames, done.stdout, done.stderr[-2000:])
+    for path in frames:
+        image = Image.open(path)
+        assert image.size == (640, 360) and image.getexif().get_ifd(0x8769).get(0x9003)
+    db = tmp_path / "cloud.duckdb"
+    ingest = subprocess.run([sys.executable, "-m", "facelake.cli", "--db", str(db), "ingest", str(out), "--workers", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    assert rows(db, "SELECT camera, taken_at_source FROM images") == [("porch", "exif")] * 2
+    assert rows(db, "SELECT count(*) FROM sightings") == [(2,)], "each uploaded frame holds its track's face"

@@ -220,6 +220,52 @@ def watch_cmd(
         out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False, highlight=False)
 
 
+@app.command("capture")
+@_reports_errors
+def capture_cmd(
+    source: Annotated[str, typer.Argument(help="A live stream (rtsp://, http://, /dev/videoN) or a camera name from [cameras.NAME].")],
+    to: Annotated[str, typer.Option("--to", help="Where frames go: gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or a folder.")],
+    camera: Annotated[str | None, typer.Option(help="Camera name (folder under --to; default: the [cameras] name or the host).")] = None,
+    per_track: Annotated[int, typer.Option("--per-track", min=1, max=10, help="Frames uploaded per track, best first.")] = 1,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this long (default: until SIGTERM or Ctrl-C).")] = None,
+) -> None:
+    """Follow a camera on its own small computer and upload only each track's best frames.
+
+    Detection, embedding and tracking run here on one thread; the frames land under
+    TO/CAMERA/DATE/ with their capture time in EXIF, where the bucket → Cloud Function path
+    (or `facelake ingest`/`watch`) names them.
+    """
+    import signal
+
+    from .triggers.capture import Capture
+
+    settings = _settings()
+    streams, places = _streams([source], camera, settings)
+    if places or len(streams) != 1:
+        raise errors.ConfigError(f"capture reads one live stream (rtsp://, http://, /dev/videoN or a [cameras] name), "
+                                 f"got {source!r}")
+    spec = streams[0]
+    run = Capture(spec.url, spec.camera, to, settings if spec.fps is None else settings.model_copy(
+        update={"video_fps": spec.fps}), per_track)
+    console.print(f"capturing {spec.camera} ({mask_url(spec.url)}) to {to} (Ctrl-C or SIGTERM stops)")
+
+    def stop(signum: int, frame: object) -> None:
+        console.print(f"{signal.Signals(signum).name}: closing open tracks and uploading their frames")
+        run.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = run.run(seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.print(f"captured: {summary.analysed} frames analysed, {summary.tracks} tracks, {summary.uploaded} frames "
+              f"uploaded ({summary.bytes / 1e3:.0f} kB) in {summary.seconds:.1f} s; "
+              + ", ".join(f"{k} {v}" for k, v in summary.reader.items()), markup=False, highlight=False)
+    if summary.error:
+        raise errors.SourceError(summary.error)
+
+
 def _streams(sources: list[str], camera: str | None, settings: Settings) -> tuple[list[StreamSpec], list[str]]:
     """``watch``'s arguments split into live cameras (URLs, or names of [cameras.NAME]) and places to follow."""
     configured = settings.cameras
