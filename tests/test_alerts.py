@@ -141,6 +141,7 @@ outputs = ["webhook"]
     client, messages = subscribe(mosquitto)
     code, output = cli(db, "ingest", str(door), "--workers", "1", "--alerts", str(alerts))
     wait_for(lambda: any(t == "facelake/door/crop" for t, _, _ in messages))
+    wait_for(lambda: any(t == "facelake/person/joe/state" for t, _, _ in messages))
     client.loop_stop()  # type: ignore[attr-defined]
     assert code == 0, output
     assert "alerts: 2 raised, 0 not delivered" in output
@@ -157,6 +158,13 @@ outputs = ["webhook"]
     assert len(faces) == 1 and faces[0]["person"] is None, "MQTT only for the rule that asks for it"
     assert "facelake/door/crop" in topics
     assert rows(db, "SELECT count(*) FROM sightings s JOIN images i USING (image_id) WHERE i.camera = 'door'") == [(3,)]
+    # Presence for Home Assistant: Joe is home (on, turned off by HA after the window) and was last seen at the door.
+    presence = [json.loads(p) for t, p, _ in messages if t == "homeassistant/binary_sensor/facelake_joe/config"]
+    assert presence and presence[0]["device_class"] == "presence" and presence[0]["off_delay"] == 600
+    assert [p for t, p, _ in messages if t == "facelake/person/joe/state"][0] == b"ON"
+    last = [json.loads(p) for t, p, _ in messages if t == "facelake/person/joe/last_seen"]
+    assert last and last[0]["camera"] == "door" and last[0]["person"] == "Joe"
+    assert not any(t.startswith("facelake/person/") and "joe" not in t for t in topics), "only enrolled people"
 
 
 def test_a_dead_broker_and_receiver_do_not_stop_ingestion(db: Target, tmp_path: Path, door: Path) -> None:

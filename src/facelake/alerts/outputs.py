@@ -49,10 +49,24 @@ class Alert:
         return body
 
 
+@dataclass(frozen=True)
+class Presence:
+    """An enrolled person seen: what Home Assistant's presence and "last seen" sensors show."""
+
+    person: str
+    camera: str | None
+    seen_at: datetime
+    sighting_id: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"person": self.person, "camera": self.camera, "seen_at": self.seen_at.isoformat(),
+                "sighting_id": self.sighting_id}
+
+
 class Output(Protocol):
     name: str
 
-    def send(self, alert: Alert) -> None: ...
+    def send(self, alert: Alert | Presence) -> None: ...
 
     def close(self) -> None: ...
 
@@ -63,7 +77,9 @@ class WebhookOutput:
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert | Presence) -> None:
+        if isinstance(alert, Presence):
+            return  # presence is Home Assistant's, over MQTT
         request = urllib.request.Request(
             self.config.url, data=json.dumps(alert.payload()).encode(), method="POST",
             headers={"Content-Type": "application/json", **self.config.headers},
@@ -116,8 +132,11 @@ class MqttOutput:
         if not info.is_published():
             raise OSError(f"MQTT publish to {topic} was not acknowledged")
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert | Presence) -> None:
         client = self._connect()
+        if isinstance(alert, Presence):
+            self._presence(client, alert)
+            return
         camera = _slug(alert.camera)
         base = f"{self.config.topic_prefix}/{camera}"
         if camera not in self.announced:
@@ -136,6 +155,29 @@ class MqttOutput:
         self._publish(client, f"{base}/face", json.dumps(alert.payload(with_crop=False)))
         self._publish(client, f"{base}/crop", alert.thumb)
 
+    def _presence(self, client: Any, seen: Presence) -> None:
+        """``<prefix>/person/<name>/state`` ON (retained) and ``/last_seen``, with discovery for a presence
+        binary sensor whose ``off_delay`` is the window (Home Assistant turns it off by itself, so a
+        stopped facelake never leaves someone home forever) and a "last seen" sensor."""
+        person = _slug(seen.person)
+        base = f"{self.config.topic_prefix}/person/{person}"
+        key = f"person:{person}"
+        if key not in self.announced:
+            device = {"identifiers": ["facelake"], "name": "facelake", "manufacturer": "facelake"}
+            presence = {"name": f"{seen.person} seen", "unique_id": f"facelake_{person}_presence",
+                        "state_topic": f"{base}/state", "device_class": "presence",
+                        "off_delay": int(self.config.presence_window_s), "device": device}
+            last = {"name": f"{seen.person} last seen", "unique_id": f"facelake_{person}_last_seen",
+                    "state_topic": f"{base}/last_seen", "value_template": "{{ value_json.camera }}",
+                    "json_attributes_topic": f"{base}/last_seen", "icon": "mdi:account-clock", "device": device}
+            self._publish(client, f"{self.config.discovery_prefix}/binary_sensor/facelake_{person}/config",
+                          json.dumps(presence), retain=True)
+            self._publish(client, f"{self.config.discovery_prefix}/sensor/facelake_{person}_last_seen/config",
+                          json.dumps(last), retain=True)
+            self.announced.add(key)
+        self._publish(client, f"{base}/last_seen", json.dumps(seen.payload()), retain=True)
+        self._publish(client, f"{base}/state", "ON")
+
     def close(self) -> None:
         if self.client is not None:
             self.client.disconnect()
@@ -148,7 +190,7 @@ class Dispatcher:
 
     def __init__(self, outputs: dict[str, Output], queue_size: int) -> None:
         self.outputs = outputs
-        self.queue: deque[tuple[Alert, str, int]] = deque()
+        self.queue: deque[tuple[Alert | Presence, str, int]] = deque()
         self.queue_size = queue_size
         self.delivered = 0
         self.dropped = 0
@@ -157,7 +199,7 @@ class Dispatcher:
         self.thread = threading.Thread(target=self._run, name="facelake-alerts", daemon=True)
         self.thread.start()
 
-    def submit(self, alert: Alert, outputs: Sequence[str]) -> None:
+    def submit(self, alert: Alert | Presence, outputs: Sequence[str]) -> None:
         with self.cond:
             for name in outputs:
                 if len(self.queue) >= self.queue_size:

@@ -53,6 +53,11 @@ class MqttConfig(_Strict):
     topic_prefix: str = Field("facelake", title="Alerts go to <prefix>/<camera>/face")
     discovery_prefix: str = Field("homeassistant", title="Home Assistant MQTT discovery prefix")
     timeout_s: float = Field(5.0, gt=0, le=120)
+    presence_window_s: float = Field(
+        600.0, ge=0, le=7 * 86_400, title="Presence: an enrolled person is home until unseen this long (s)",
+        description="Each enrolled person gets a Home Assistant presence (on while seen within the window; "
+        "Home Assistant turns it off by itself) and a 'last seen' sensor (camera, time); 0 publishes none.",
+    )
 
 
 class Rule(_Strict):

@@ -20,7 +20,7 @@ from ..config import Settings
 from ..identities.matching import thresholds
 from ..pipeline import IngestSummary, Stage
 from ..store.base import ImageRecord, SightingRecord, Store
-from .outputs import Alert, Dispatcher, MqttOutput, Output, WebhookOutput
+from .outputs import Alert, Dispatcher, MqttOutput, Output, Presence, WebhookOutput
 from .rules import AlertConfig, Rule, load_alerts
 
 
@@ -34,7 +34,7 @@ class AlertEngine:
     """Decides which stored faces raise which alerts; hands them to the dispatcher."""
 
     def __init__(self, config: AlertConfig, names: dict[int, str], same_person: float,
-                 submit: Callable[[Alert, Sequence[str]], None]) -> None:
+                 submit: Callable[[Alert | Presence, Sequence[str]], None]) -> None:
         self.config, self.names, self.same_person, self.submit = config, names, same_person, submit
         self.recent: dict[str, _Recent] = {rule.name: _Recent() for rule in config.rule}
         self.raised = 0
@@ -78,6 +78,10 @@ class AlertEngine:
                 continue
             track = image.tracks[face.track] if face.track is not None else None
             when = (track.started_at if track else None) or image.taken_at or datetime.now()
+            name = self.names.get(face.person_id) if face.person_id is not None else None
+            if name and self.config.mqtt is not None and self.config.mqtt.presence_window_s > 0:
+                last = (track.ended_at if track else None) or when
+                self.submit(Presence(name, image.camera, last, sighting_id), ["mqtt"])
             for rule in self.config.rule:
                 if self._wanted(rule, image, face, when) and not self._debounced(rule, face, when):
                     self.raised += 1
