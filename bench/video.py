@@ -688,6 +688,9 @@ def main() -> None:
         R["live"] = run_live(args, db, clips, env)
 
     print_table(args, R, video_s, len(clips))
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
     print(f"\n(bench ran {time.perf_counter() - t_all:.0f} s)")
 
 
@@ -711,6 +714,9 @@ def run_live(args: argparse.Namespace, db: Path, clips: list[Path], env: dict) -
         if p.returncode:
             raise SystemExit(f"a live replay failed:\n{stderr[-3000:]}")
         outs.append(json.loads(stdout.splitlines()[-1]))
+    import shutil
+
+    shutil.rmtree(sync, ignore_errors=True)
     import duckdb
 
     with duckdb.connect(str(db), read_only=True) as con:
