@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .dbs import rows
+from .dbs import PostgresServers, rows
 from .test_watch import Watch
 from .videoclips import Actor, encode, face_patch, render
 
@@ -25,15 +25,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def stream(tmp_path: Path) -> Iterator[str]:
-    """An MPEG-TS stream of a 12-s scene: one person crosses (0-3 s), nobody (3-6 s), another crosses (6-12 s)."""
+def _scene(folder: Path) -> Path:
+    """A 12-s scene: one person crosses (0-3 s), nobody (3-6 s), another crosses (6-12 s)."""
     actors = [Actor(face_patch("obama.jpg", 150), (20.0, 50.0), (400.0, 60.0), 0.0, 3.0),
               Actor(face_patch("biden.jpg", 150), (400.0, 60.0), (40.0, 50.0), 6.0, 12.0)]
-    clip = encode(tmp_path / "scene.mp4", render(640, 360, 12.0, 10, actors), 10)
+    return encode(folder / "scene.mp4", render(640, 360, 12.0, 10, actors), 10)
+
+
+def _serve(clip: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """The clip as a live MPEG-TS stream over HTTP, in real time, for one viewer."""
     url = f"127.0.0.1:{_free_port()}/cam"
     server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip),
                                "-c:v", "mpeg2video", "-q:v", "3", "-f", "mpegts", "-listen", "1", f"http://{url}"])
+    return url, server
+
+
+@pytest.fixture
+def stream(tmp_path: Path) -> Iterator[str]:
+    url, server = _serve(_scene(tmp_path))
     yield url
     server.kill()
     server.wait()
@@ -60,7 +69,33 @@ def test_a_stream_becomes_tracks_and_sigterm_commits_the_open_one(tmp_path: Path
     everything = "\n".join(watch.out + watch.err) + repr(rows(db, "SELECT * FROM images")) + repr(
         rows(db, "SELECT * FROM audit"))
     assert secret not in everything, "the password is filled in at open time and never stored or printed"
-    assert any(line.startswith("camera door: received") for line in watch.out), watch.out
+    counters = next(line for line in watch.out if line.startswith("camera door: received"))
+    assert int(counters.split("skipped (no motion) ")[1].split(",")[0]) > 0, "nobody in view: frames gated"
+
+
+def test_two_watchers_on_two_cameras_write_one_postgresql_without_duplicates(
+    tmp_path: Path, pg_servers: PostgresServers
+) -> None:
+    db = pg_servers.database("pgvector", "live")
+    clip = _scene(tmp_path)
+    served = [_serve(clip) for _ in range(2)]
+    try:
+        watchers = [Watch(db, f"http://{url}", "--camera", name, "--workers", "1")  # type: ignore[arg-type]
+                    for name, (url, _) in zip(("door", "yard"), served)]
+        for w in watchers:
+            w.ready()
+        for w in watchers:
+            w.wait_for(lambda w=w: w.new_lines("#t="), 40, "a first track")
+        time.sleep(3.5)
+        assert [w.stop() for w in watchers] == [0, 0], [w.err[-10:] for w in watchers]
+    finally:
+        for _, server in served:
+            server.kill()
+            server.wait()
+    per_camera = rows(db, "SELECT camera, count(*), count(DISTINCT image_id) FROM tracks GROUP BY 1 ORDER BY 1")
+    assert per_camera == [("door", 2, 2), ("yard", 2, 2)], per_camera
+    assert rows(db, "SELECT count(*) FROM sightings s LEFT JOIN tracks t USING (track_id) "
+                    "WHERE t.track_id IS NULL") == [(0,)], "every sighting belongs to a stored track"
 
 
 def test_capture_uploads_each_tracks_best_frame_and_ingest_reads_them(tmp_path: Path, stream: str) -> None:

@@ -178,6 +178,22 @@ def _grey_small(frame: av.VideoFrame) -> NDArray[np.float32]:
     return fine[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2).mean(axis=(1, 3))
 
 
+def grey_small(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """The same ~GREY_WIDTH-wide grey copy as a decoded frame's, from an RGB array (a live stream's
+    frames arrive as RGB): the green channel, strided and 2×2-averaged."""
+    step = max(1, pixels.shape[1] // (2 * GREY_WIDTH))
+    fine = pixels[::step, ::step, 1].astype(np.float32)
+    h2, w2 = fine.shape[0] // 2 * 2, fine.shape[1] // 2 * 2
+    if h2 == 0 or w2 == 0:
+        return fine
+    return fine[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2).mean(axis=(1, 3))
+
+
+def moved(grey: NDArray[np.float32], before: NDArray[np.float32], pixel_delta: float = 10.0) -> float:
+    """Fraction of a grey copy's cells that changed by more than ``pixel_delta`` grey levels."""
+    return float(np.mean(np.abs(grey - before) > pixel_delta)) if grey.shape == before.shape else 1.0
+
+
 def _histogram_distance(a: NDArray[np.float32], b: NDArray[np.float32], bins: int = 32) -> float:
     """Half the L1 distance of two normalised grey histograms: 0 the same, 1 disjoint."""
     ha, _ = np.histogram(a, bins=bins, range=(0, 256))

@@ -27,12 +27,15 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ..config import Settings
 from ..pipeline.records import ImageResult, Job
 from ..pipeline.video import VideoOptions, track_faces
 from ..pipeline.worker import analyzer_options
 from ..sources.decode import ImageMeta
-from ..sources.video import StreamFrame, StreamReader, mask_url
+from ..sources.video import StreamFrame, StreamReader, grey_small, mask_url, moved
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track
 
@@ -76,6 +79,8 @@ class StreamFollower(threading.Thread):
                                    backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
         self.masked = mask_url(spec.url)
         self.segments = 0
+        self.skipped_motion = 0
+        self._last_analysed: tuple[NDArray[np.float32], float] | None = None
         self.error: str | None = None
 
     def run(self) -> None:
@@ -102,6 +107,9 @@ class StreamFollower(threading.Thread):
                 origin = origin or frame.captured_at
                 size = (frame.pixels.shape[1], frame.pixels.shape[0])
                 t = self._seconds(frame, origin)
+                if self._still(grey_small(frame.pixels), t):
+                    self.skipped_motion += 1
+                    continue
                 ended = tracker.update(t, analyzer.analyze(frame.pixels), frame_index=frame.index)
                 if ended:
                     self._hand_over(ended, origin, size, analyzer.model_name)
@@ -116,6 +124,16 @@ class StreamFollower(threading.Thread):
             self.error = self.error or self.reader.error
             if self.error:
                 log.warning("stream %s: %s", self.masked, self.error)
+
+    def _still(self, grey: NDArray[np.float32], t: float) -> bool:
+        """Motion gating, as for clips: skip a frame in which nothing moved since the last analysed
+        one, but analyse one every ``motion_refresh_s`` so a person standing still stays tracked."""
+        last = self._last_analysed
+        if (self.video.motion_threshold > 0 and last is not None and t - last[1] < self.video.motion_refresh_s
+                and moved(grey, last[0]) < self.video.motion_threshold):
+            return True
+        self._last_analysed = (grey, t)
+        return False
 
     @staticmethod
     def _seconds(frame: StreamFrame, origin: datetime) -> float:
@@ -137,4 +155,5 @@ class StreamFollower(threading.Thread):
     def counters(self) -> dict[str, int]:
         """What the reader counted: frames received and dropped, reconnections."""
         r = self.reader
-        return {"received": r.received, "dropped": r.dropped, "reconnects": r.reconnects, "segments": self.segments}
+        return {"received": r.received, "dropped": r.dropped, "skipped (no motion)": self.skipped_motion,
+                "reconnects": r.reconnects, "segments": self.segments}
