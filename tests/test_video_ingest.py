@@ -145,3 +145,24 @@ def test_identify_names_a_stored_clip_by_its_tracks(db: Target, tmp_path: Path, 
                          "WHERE track_id IS NOT NULL GROUP BY 1")
     assert all(n == 1 for _, n in per_track), "every face of a track carries the track's one name"
     assert rows(db, f"SELECT count(*) FROM sightings WHERE track_id = {named[0][0]} AND person_id = {person}")[0][0] >= 1
+
+
+def test_clustering_groups_tracks_once_each_and_names_follow_the_track(db: Target, tmp_path: Path) -> None:
+    clip(tmp_path / "cams" / "door" / "a.mp4", [walker("obama.jpg")], creation_time="2024-05-01T10:00:00Z")
+    clip(tmp_path / "cams" / "yard" / "b.mp4", [walker("obama.jpg", reverse=True)], creation_time="2024-05-01T11:00:00Z")
+    clip(tmp_path / "cams" / "yard" / "c.mp4", [walker("biden.jpg")], creation_time="2024-05-01T12:00:00Z")
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    code, output = cli(db, "cluster")
+    assert code == 0, output
+    tracks = rows(db, "SELECT camera, cluster_id FROM tracks ORDER BY started_at")
+    assert tracks[0][1] is not None and tracks[0][1] == tracks[1][1], "one person's two tracks: one group"
+    assert tracks[2][1] != tracks[0][1]
+    mixed = rows(db, "SELECT track_id FROM sightings WHERE track_id IS NOT NULL GROUP BY 1 "
+                     "HAVING count(DISTINCT coalesce(cluster_id, -1)) > 1")
+    assert mixed == [], "every face of a track is in its track's group"
+    group = tracks[0][1]
+    code, output = cli(db, "clusters", "name", str(group), "Barack", "--consent", "asked")
+    assert code == 0, output
+    person = rows(db, "SELECT person_id FROM people WHERE name = 'Barack'")[0][0]
+    assert rows(db, "SELECT person_id FROM tracks ORDER BY started_at")[:2] == [(person,), (person,)]

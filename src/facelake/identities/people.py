@@ -126,12 +126,18 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
                 named += person is not None
                 if person != f.person_id:
                     changes.append((int(f.sighting_id), person, score))
-        ids = sorted(members)
+        # A track with an enrolled face is that person (the owner said so); the others are named by
+        # their templates, never as a person enrolled from a track seen at the same time.
+        owned = {f.track_id: f.enrolled_as for f in faces if f.enrolled_as is not None and f.track_id in tracks}
+        ids = sorted(set(members) | set(owned))
         for group in overlapping([(tracks[t].start_s, tracks[t].end_s) for t in ids]):
-            chosen = [ids[g] for g in group]
+            chosen = [ids[g] for g in group if ids[g] in members and ids[g] not in owned]
+            beside = {owned[ids[g]] for g in group if ids[g] in owned}
             decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
-                                         [max(f.quality for f in members[t]) for t in chosen], taken)
-            for t, (person, score) in zip(chosen, decisions):
+                                         [max(f.quality for f in members[t]) for t in chosen],
+                                         beside) if chosen else []
+            fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
+            for t, (person, score) in [*zip(chosen, decisions), *fixed]:
                 named += len(members[t]) if person is not None else 0
                 changes += [(int(f.sighting_id), person, score) for f in members[t] if person != f.person_id]
                 if person != tracks[t].person_id:

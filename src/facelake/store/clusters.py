@@ -31,6 +31,8 @@ class ClusterFace:
     embedding: list[float]
     cluster_id: int | None
     image_id: str
+    """What "two faces of one image never share a cluster" is judged on: a photo's image id, or
+    for a clip's track its own key (two tracks of one clip may be one person coming back)."""
     quality: float
 
 
@@ -42,12 +44,21 @@ class Clusters:
         self._people = people
 
     def unknown_faces(self, min_quality: float, model: str) -> list[ClusterFace]:
-        """Unknown faces of ``model`` good enough to group (not enrolled), by id."""
-        return [ClusterFace(*r) for r in self._sql.all(
-            """SELECT sighting_id, embedding, cluster_id, image_id, quality FROM sightings
-               WHERE person_id IS NULL AND embedding IS NOT NULL AND quality >= ? AND model = ?
-                 AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)
-               ORDER BY sighting_id""", [min_quality, model])]
+        """Unknown faces of ``model`` good enough to group (not enrolled), by id.
+
+        A clip's track takes part once, as its best sighting carrying the track's template: one
+        person walking past is one face of evidence, not three, and the template is the better
+        estimate of who they are. Its cluster then goes to every face of the track (:meth:`_assign`).
+        """
+        return [ClusterFace(int(r[0]), r[1] if r[5] is None else r[5], r[2],
+                            r[3] if r[4] is None else f"{r[3]}#track{r[4]}", float(r[6]))
+                for r in self._sql.all(
+            """SELECT s.sighting_id, s.embedding, s.cluster_id, s.image_id, s.track_id, t.template, s.quality
+               FROM sightings s LEFT JOIN tracks t ON t.track_id = s.track_id
+               WHERE s.person_id IS NULL AND s.embedding IS NOT NULL AND s.quality >= ? AND s.model = ?
+                 AND s.sighting_id NOT IN (SELECT sighting_id FROM enrollments)
+                 AND (s.track_id IS NULL OR t.best_sighting_id = s.sighting_id)
+               ORDER BY s.sighting_id""", [min_quality, model])]
 
     def faces(self, sightings: Sequence[int]) -> list[ClusterFace]:
         """The given sightings as clustering sees them."""
@@ -60,8 +71,12 @@ class Clusters:
         return self._sql.count("SELECT coalesce(max(cluster_id), 0) FROM sightings")
 
     def _assign(self, labels: Sequence[tuple[int, int]]) -> None:
+        """Each ``(sighting_id, cluster_id)``; a track's best sighting takes its track and its other faces along."""
         for sighting, cluster in labels:
             self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(cluster), sighting])
+            self._sql.execute("""UPDATE sightings SET cluster_id = ? WHERE track_id IN
+                                 (SELECT track_id FROM tracks WHERE best_sighting_id = ?)""", [int(cluster), sighting])
+            self._sql.execute("UPDATE tracks SET cluster_id = ? WHERE best_sighting_id = ?", [int(cluster), sighting])
 
     def save_grouping(self, labels: Sequence[tuple[int, int]], faces: int, actor: str) -> None:
         """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs and audit the run."""
@@ -110,12 +125,15 @@ class Clusters:
                 self._people.enroll(person, sighting, actor=actor)
             self._sql.execute("UPDATE sightings SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
                               [person, cluster_id])
+            self._sql.execute("UPDATE tracks SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
+                              [person, cluster_id])
         return person
 
     def merge(self, keep: int, other: int, actor: str) -> None:
         """Move every face of cluster ``other`` into ``keep``."""
         with self._sql.transaction():
             self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
+            self._sql.execute("UPDATE tracks SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
             self._sql.audit(actor, "merge_clusters", f"cluster:{other} into cluster:{keep}")
 
     def dismiss(self, cluster_id: int, members: Sequence[int], actor: str) -> None:
@@ -126,5 +144,7 @@ class Clusters:
             self._sql.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
                               "WHERE cluster_id = ? AND person_id IS NULL)", [cluster_id])
             self._sql.execute("UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "
+                              "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
+            self._sql.execute("UPDATE tracks SET template = NULL, cluster_id = NULL "
                               "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
             self._sql.audit(actor, "dismiss_cluster", f"cluster:{cluster_id} faces:{len(members)}")
