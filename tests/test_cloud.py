@@ -178,11 +178,25 @@ def test_export_to_bigquery_is_incremental_and_erasures_follow(
     assert remote == local and len(remote) == 5
     emb = bq_rows(bigquery_endpoint, f"SELECT ARRAY_LENGTH(embedding), ARRAY_LENGTH(landmarks) FROM {ds}.sightings")
     assert set(emb) == {(320, 5)}
+    # A clip's tracks follow, with the faces each holds.
+    from .test_video_ingest import clip, walker
+
+    clip(cams / "door" / "walk.mp4", [walker("obama.jpg")])
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "export", "--bigquery", f"facelake-test.{ds}")
+    assert code == 0 and "(1 tracks)" in output, output
+    local = rows(db, "SELECT t.track_index, t.frames, t.person_id, count(s.sighting_id) FROM tracks t "
+                     "JOIN sightings s USING (track_id) GROUP BY 1, 2, 3")
+    remote = bq_rows(bigquery_endpoint, f"SELECT track_index, frames, person_id, ARRAY_LENGTH(face_indexes) "
+                                        f"FROM {ds}.tracks")
+    assert remote == local and local[0][2] is not None, (remote, local)
+    assert bq_rows(bigquery_endpoint, f"SELECT ARRAY_LENGTH(template) FROM {ds}.tracks") == [(320,)]
     # Erasure reaches the warehouse on the next export.
     assert cli(db, "forget", "Barack Obama")[0] == 0
     code, output = cli(db, "export", "--bigquery", f"facelake-test.{ds}")
     assert code == 0 and "deleted" in output
     assert bq_rows(bigquery_endpoint, f"SELECT count(*) FROM {ds}.sightings WHERE person_id IS NOT NULL") == [(0,)]
+    assert bq_rows(bigquery_endpoint, f"SELECT count(*) FROM {ds}.tracks") == [(0,)], "the erased person's track"
 
 
 def test_function_sink_writes_bigquery_rows_once(
@@ -204,6 +218,17 @@ def test_function_sink_writes_bigquery_rows_once(
     assert (first.outcome, first.faces, again.outcome) == ("new", 1, "skipped")
     assert bq_rows(bigquery_endpoint, "SELECT camera, status FROM fn.images") == [("door", "ok")]
     assert bq_rows(bigquery_endpoint, "SELECT face_index, ARRAY_LENGTH(embedding) FROM fn.sightings") == [(0, 320)]
+    # A clip: its tracks are written beside its sightings, once.
+    from .test_video_ingest import clip, walker
+
+    bucket.blob("door/walk.mp4").upload_from_filename(clip(tmp_path / "walk.mp4", [walker("biden.jpg")]))
+    blob = bucket.get_blob("door/walk.mp4")
+    data = {"bucket": bucket.name, "name": "door/walk.mp4", "size": str(blob.size), "generation": str(blob.generation)}
+    assert handle_event("google.cloud.storage.object.v1.finalized", data, runtime).outcome == "new"
+    assert handle_event("google.cloud.storage.object.v1.finalized", data, runtime).outcome == "skipped"
+    tracks = bq_rows(bigquery_endpoint, "SELECT camera, frames > 0, ARRAY_LENGTH(template), face_indexes FROM fn.tracks")
+    assert len(tracks) == 1 and tracks[0][:3] == ("door", True, 320) and list(tracks[0][3]) == list(
+        range(len(tracks[0][3]))), tracks
 
 
 def test_function_refuses_an_oversized_object_before_downloading_it(tmp_path: Path, samples: Path, gcs: str) -> None:

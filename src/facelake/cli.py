@@ -400,7 +400,7 @@ def export_cmd(
         return
     assert bigquery is not None
     sent = export_bigquery(_settings(), bigquery)
-    out.print(f"{bigquery}: {sent['images']} images and {sent['sightings']} sightings sent, "
+    out.print(f"{bigquery}: {sent['images']} images and {sent['sightings']} sightings sent ({sent['tracks']} tracks), "
               f"{sent['erased']} rows of erased people deleted")
 
 

@@ -42,11 +42,20 @@ SIGHTING_FIELDS: list[tuple[str, str, str]] = [
     ("quality", "FLOAT64", "NULLABLE"), ("embedding", "FLOAT64", "REPEATED"), ("model", "STRING", "NULLABLE"),
     ("person_id", "INT64", "NULLABLE"), ("cluster_id", "INT64", "NULLABLE"), ("match_score", "FLOAT64", "NULLABLE"),
 ]
-KEYS = {"images": ["image_id"], "sightings": ["image_id", "face_index"]}
-FIELDS = {"images": IMAGE_FIELDS, "sightings": SIGHTING_FIELDS}
+TRACK_FIELDS: list[tuple[str, str, str]] = [
+    ("track_id", "INT64", "NULLABLE"), ("image_id", "STRING", "REQUIRED"), ("track_index", "INT64", "REQUIRED"),
+    ("camera", "STRING", "NULLABLE"), ("started_at", "DATETIME", "NULLABLE"), ("ended_at", "DATETIME", "NULLABLE"),
+    ("start_s", "FLOAT64", "NULLABLE"), ("end_s", "FLOAT64", "NULLABLE"), ("frames", "INT64", "NULLABLE"),
+    ("person_id", "INT64", "NULLABLE"), ("cluster_id", "INT64", "NULLABLE"), ("match_score", "FLOAT64", "NULLABLE"),
+    ("template", "FLOAT64", "REPEATED"), ("model", "STRING", "NULLABLE"), ("face_indexes", "INT64", "REPEATED"),
+]
+"""A clip's tracks; ``face_indexes`` are the ``face_index`` values of its sightings in the same image
+(the sightings table keeps its columns, so warehouses made before clips keep loading)."""
+KEYS = {"images": ["image_id"], "sightings": ["image_id", "face_index"], "tracks": ["image_id", "track_index"]}
+FIELDS = {"images": IMAGE_FIELDS, "sightings": SIGHTING_FIELDS, "tracks": TRACK_FIELDS}
 
 # Where an export starts when a table was never exported (see ``store.exports``).
-START = {"images": "1970-01-01 00:00:00", "sightings": "0"}
+START = {"images": "1970-01-01 00:00:00", "sightings": "0", "tracks": "0"}
 
 
 def schema(table: str) -> list[Any]:
@@ -128,7 +137,7 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
     ensure_tables(bq, project, dataset)
     target = f"bigquery:{project}.{dataset}"
     sent: dict[str, int] = {}
-    for table in ("images", "sightings"):
+    for table in ("images", "sightings", "tracks"):
         mark = store.exports.high_water(target, table)
         since = START[table] if mark is None else mark
         top = store.exports.top(table)
@@ -150,22 +159,27 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
             store.exports.advance(target, table, top)
         sent[table] = added
     sent["erased"] = apply_erasures(store, bq, project, dataset)
-    store.audit("cli", "export_bigquery", f"{project}.{dataset} images:{sent['images']} sightings:{sent['sightings']}")
+    store.audit("cli", "export_bigquery", f"{project}.{dataset} images:{sent['images']} sightings:{sent['sightings']} "
+                                          f"tracks:{sent['tracks']}")
     return sent
 
 
 def apply_erasures(store: Store, bq: Any, project: str, dataset: str) -> int:
-    """Delete exported sightings of people who are no longer enrolled (forgotten or removed)."""
+    """Delete exported sightings and tracks of people who are no longer enrolled (forgotten or removed)."""
     from google.cloud import bigquery
 
     people = sorted(store.people.ids())
-    job = bq.query(
-        f"DELETE FROM `{project}.{dataset}.sightings` WHERE person_id IS NOT NULL "
-        f"AND person_id NOT IN UNNEST(@people)",
-        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter("people", "INT64", people)]),
-    )
-    job.result()
-    return int(job.num_dml_affected_rows or 0)
+    erased = 0
+    for table in ("sightings", "tracks"):
+        job = bq.query(
+            f"DELETE FROM `{project}.{dataset}.{table}` WHERE person_id IS NOT NULL "
+            f"AND person_id NOT IN UNNEST(@people)",
+            job_config=bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ArrayQueryParameter("people", "INT64", people)]),
+        )
+        job.result()
+        erased += int(job.num_dml_affected_rows or 0)
+    return erased
 
 
 class BigQuerySink:
@@ -207,6 +221,8 @@ class BigQuerySink:
                       "CAST(NULL AS INT64) AS cluster_id, f.match_score FROM UNNEST(@faces) AS f)")
             self.bq.query(_merge_sql(self._table("sightings"), source, "sightings"), job_config=bigquery.QueryJobConfig(
                 query_parameters=[image_id, A("faces", "STRUCT", faces)])).result()
+        if image.tracks:
+            self._write_tracks(image, sightings)
         values = {
             "uri": ("STRING", image.uri), "camera": ("STRING", image.camera),
             "taken_at": ("DATETIME", image.taken_at), "taken_at_source": ("STRING", image.taken_at_source),
@@ -220,3 +236,29 @@ class BigQuerySink:
         source = "(SELECT @image_id AS image_id, " + ", ".join(f"@{k} AS {k}" for k in values) + ")"
         self.bq.query(_merge_sql(self._table("images"), source, "images"),
                       job_config=bigquery.QueryJobConfig(query_parameters=params)).result()
+
+    def _write_tracks(self, image: ImageRecord, sightings: Sequence[SightingRecord]) -> None:
+        """A clip's tracks, MERGEd by ``(image_id, track_index)`` like its sightings."""
+        from google.cloud import bigquery
+
+        P, A, S = bigquery.ScalarQueryParameter, bigquery.ArrayQueryParameter, bigquery.StructQueryParameter
+        rows = []
+        for n, t in enumerate(image.tracks):
+            faces = [s for s in sightings if s.track == n]
+            person = next((s.person_id for s in faces), None)
+            score = next((s.match_score for s in faces), None)
+            rows.append(S(None, P("track_index", "INT64", n), P("started_at", "DATETIME", t.started_at),
+                          P("ended_at", "DATETIME", t.ended_at), P("start_s", "FLOAT64", float(t.start_s)),
+                          P("end_s", "FLOAT64", float(t.end_s)), P("frames", "INT64", int(t.frames)),
+                          P("person_id", "INT64", person),
+                          P("match_score", "FLOAT64", None if score is None else float(score)),
+                          A("template", "FLOAT64", np.asarray(t.template, dtype=np.float64).tolist()),
+                          P("model", "STRING", t.model),
+                          A("face_indexes", "INT64", [s.face_index for s in faces])))
+        source = ("(SELECT CAST(NULL AS INT64) AS track_id, @image_id AS image_id, t.track_index, "
+                  "@camera AS camera, t.started_at, t.ended_at, t.start_s, t.end_s, t.frames, t.person_id, "
+                  "CAST(NULL AS INT64) AS cluster_id, t.match_score, t.template, t.model, t.face_indexes "
+                  "FROM UNNEST(@tracks) AS t)")
+        self.bq.query(_merge_sql(self._table("tracks"), source, "tracks"), job_config=bigquery.QueryJobConfig(
+            query_parameters=[P("image_id", "STRING", image.image_id), P("camera", "STRING", image.camera),
+                              A("tracks", "STRUCT", rows)])).result()

@@ -174,6 +174,12 @@ WAREHOUSE_ROWS = {
            list_transform(landmarks::FLOAT[2][], lambda p: {'x': p[1]::DOUBLE, 'y': p[2]::DOUBLE}) AS landmarks,
            det_score, quality, embedding::DOUBLE[] AS embedding, model, person_id, cluster_id, match_score
            FROM sightings WHERE sighting_id >= CAST(? AS BIGINT) ORDER BY sighting_id""",
+    "tracks": """SELECT t.track_id, t.image_id, t.track_index, t.camera, t.started_at, t.ended_at, t.start_s, t.end_s,
+           t.frames, t.person_id, t.cluster_id, t.match_score::DOUBLE AS match_score,
+           t.template::DOUBLE[] AS template, t.model,
+           coalesce((SELECT list(s.face_index ORDER BY s.face_index) FROM sightings s
+                     WHERE s.track_id = t.track_id), []) AS face_indexes
+           FROM tracks t WHERE t.track_id >= CAST(? AS BIGINT) ORDER BY t.track_id""",
 }
 """What ``facelake export --bigquery`` sends, per table, in the order of ``bigquery.FIELDS``;
 ``?`` is the watermark (``store.exports``): no crops (see ``store.bigquery``)."""

@@ -7,8 +7,9 @@ from .connection import Sql, utcnow
 _TOP = {
     "images": "SELECT CAST(max(ingested_at) AS VARCHAR) FROM images",
     "sightings": "SELECT CAST(max(sighting_id) + 1 AS VARCHAR) FROM sightings",
+    "tracks": "SELECT CAST(max(track_id) + 1 AS VARCHAR) FROM tracks",
 }
-"""The watermark a table has reached now: images by ``ingested_at``, sightings by ``sighting_id``."""
+"""The watermark a table has reached now: images by ``ingested_at``, sightings and tracks by id."""
 
 
 class Exports:

@@ -391,7 +391,7 @@ class PgStore(SqlStore):
             yield mem
 
     def export_rows(self, table: str, since: str, target: Path) -> int:
-        with self._in_duckdb([table]) as mem:
+        with self._in_duckdb([table] + (["sightings"] if table == "tracks" else [])) as mem:
             return mem.export_rows(table, since, target)
 
     def export_parquet(self, directory: Path) -> dict[str, int]:
