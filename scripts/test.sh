@@ -12,6 +12,10 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$nee
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need="$need postgresql"
 # ffmpeg serves the live-stream tests' MJPEG and MPEG-TS streams on 127.0.0.1 (its HTTP listen mode).
 command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
+# GStreamer's gst-rtsp-server is the RTSP camera of tests/test_rtsp.py (tests/rtsp_server.py, run by
+# Debian's /usr/bin/python3 through python3-gi); -good has qtdemux and rtph264pay, -bad h264parse.
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' \
+  >/dev/null 2>&1 || need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
 if [ -n "$need" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null

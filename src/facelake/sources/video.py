@@ -736,12 +736,14 @@ class StreamReader:
         backoff = self.backoff_s
         next_sample = 0.0
         step = 1.0 / self.fps if self.fps else 0.0
+        last_stamp = datetime.min.replace(tzinfo=UTC)
         attempt = 0
         while not self._stop.is_set():
             if attempt:
                 self.reconnects += 1
             attempt += 1
             got_frame = False
+            opened_at = datetime.now(UTC)
             try:
                 container = av.open(self._expanded, mode="r", **self._open_args())
             except Exception as exc:
@@ -753,7 +755,7 @@ class StreamReader:
                         raise StreamUnavailable(f"{self.masked_url} has no video stream")
                     self.connected = True
                     log.info("stream %s connected", self.masked_url)
-                    clock: tuple[float, datetime] | None = None  # (the first frame's pts time, its wall time)
+                    clock: tuple[float, datetime] | None = None  # (a frame's pts time, the wall time it maps to)
                     for frame in container.decode(video=0):
                         if self._stop.is_set():
                             break
@@ -765,18 +767,32 @@ class StreamReader:
                                 f"{self.masked_url} sends {frame.width}x{frame.height} frames, over the limit of "
                                 f"{self.max_pixels} pixels per frame"
                             )
-                        now = time.monotonic()
-                        if step and now < next_sample:
-                            continue
-                        next_sample = max(next_sample + step, now)
                         # Stamped by the stream's own clock where it has one: frames decoded in a burst
                         # (after a stall, at connection) keep the spacing they were filmed with, which
-                        # is what the tracker's motion model needs.
-                        wall = datetime.now(UTC)
-                        if frame.time is not None:
+                        # is what the tracker's motion model needs. The first frame maps to the moment
+                        # the connection was opened: FFmpeg reads up to analyzeduration (2 s) of the
+                        # stream before av.open returns, and those frames were filmed then, not when
+                        # they come out of the decoder all at once. No stamp is ever later than now
+                        # (a camera replaying a buffer moves the mapping back), so stamps only grow,
+                        # across reconnections too.
+                        now = datetime.now(UTC)
+                        if frame.time is None:
+                            wall = opened_at if clock is None else now
+                        else:
                             if clock is None or frame.time < clock[0]:
-                                clock = (float(frame.time), wall)
+                                clock = (float(frame.time), opened_at if clock is None else now)
                             wall = clock[1] + timedelta(seconds=float(frame.time) - clock[0])
+                            if wall > now:
+                                clock, wall = (float(frame.time), now), now
+                        wall = max(wall, last_stamp)
+                        last_stamp = wall
+                        # Sampled by those stamps, not by when frames leave the decoder: sampling a
+                        # burst by the wall clock kept its first frame and dropped the rest, a
+                        # hole of seconds at every connection that ended tracks in view.
+                        t = wall.timestamp()
+                        if step and t < next_sample - 1e-3:
+                            continue
+                        next_sample = next_sample + step if t < next_sample + step else t + step
                         self._put(StreamFrame(
                             index=self.delivered,
                             captured_at=wall,
