@@ -320,6 +320,11 @@ class Settings(BaseSettings):
         description="None: the embedder's calibrated match threshold; used near the predicted position, to "
         "carry a track across a missed detection or occlusion.",
     )
+    track_early_frames: int = Field(
+        3, ge=1, le=1000, title="A live track is written once seen in this many frames",
+        description="So a person in front of a live camera is named, alerted and shown within a second or so "
+        "(3 frames at 5/s), not only after they leave; the row is updated when the track ends.",
+    )
     stream_queue: int = Field(
         8, ge=1, le=10_000, title="Frames waiting per live stream, at most",
         description="When the models fall behind, the oldest frame is dropped (and counted) rather than lag growing.",

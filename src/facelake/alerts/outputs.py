@@ -37,10 +37,13 @@ class Alert:
     taken_at: datetime | None
     uri: str
     thumb: bytes
+    update: bool = False
+    """The same live track alerted before, now named (its early alert said "unknown" or another name)."""
 
     def payload(self, with_crop: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
             "rule": self.rule, "camera": self.camera, "person": self.person, "known": self.person is not None,
+            "update": self.update,
             "sighting_id": self.sighting_id, "match_score": self.score, "quality": round(self.quality, 3),
             "taken_at": self.taken_at.isoformat() if self.taken_at else None, "image": self.uri,
         }

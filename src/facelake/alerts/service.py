@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from ..config import Settings
 from ..identities.matching import thresholds
 from ..pipeline import IngestSummary, Stage
-from ..store.base import ImageRecord, SightingRecord, Store
+from ..store.base import ImageRecord, SightingRecord, Store, TrackRecord
 from .outputs import Alert, Dispatcher, MqttOutput, Output, Presence, WebhookOutput
 from .rules import AlertConfig, Rule, load_alerts
 
@@ -38,6 +38,8 @@ class AlertEngine:
         self.config, self.names, self.same_person, self.submit = config, names, same_person, submit
         self.recent: dict[str, _Recent] = {rule.name: _Recent() for rule in config.rule}
         self.raised = 0
+        self.early: dict[tuple[str, int], int | None] = {}
+        """Live tracks alerted at their first revision: (segment, track) → the person it named then."""
 
     def _wanted(self, rule: Rule, image: ImageRecord, face: SightingRecord, when: datetime) -> bool:
         known = face.person_id is not None
@@ -76,18 +78,33 @@ class AlertEngine:
         for i, (face, sighting_id) in enumerate(zip(faces, ids)):
             if face.track is not None and best[face.track] != i:
                 continue
+            update = False
+            if face.track is not None and image.format == "stream":
+                key = (image.image_id, face.track)
+                if image.revision == 0:
+                    self.early[key] = face.person_id
+                elif key in self.early:
+                    # The early alert went out; say it again only if the track's name changed since.
+                    if self.early.pop(key) == face.person_id:
+                        self._presence(image, face, sighting_id, image.tracks[face.track])
+                        continue
+                    update = True
             track = image.tracks[face.track] if face.track is not None else None
             when = (track.started_at if track else None) or image.taken_at or datetime.now()
-            name = self.names.get(face.person_id) if face.person_id is not None else None
-            if name and self.config.mqtt is not None and self.config.mqtt.presence_window_s > 0:
-                last = (track.ended_at if track else None) or when
-                self.submit(Presence(name, image.camera, last, sighting_id), ["mqtt"])
+            self._presence(image, face, sighting_id, track)
             for rule in self.config.rule:
-                if self._wanted(rule, image, face, when) and not self._debounced(rule, face, when):
+                if self._wanted(rule, image, face, when) and (update or not self._debounced(rule, face, when)):
                     self.raised += 1
                     self.submit(Alert(rule.name, image.camera, self.names.get(face.person_id or -1), sighting_id,
-                                      face.match_score, face.quality, image.taken_at, image.uri, face.thumb),
-                                rule.outputs)
+                                      face.match_score, face.quality, image.taken_at, image.uri, face.thumb,
+                                      update), rule.outputs)
+
+    def _presence(self, image: ImageRecord, face: SightingRecord, sighting_id: int, track: TrackRecord | None) -> None:
+        """Home Assistant's presence of an enrolled person seen (see ``MqttOutput``)."""
+        name = self.names.get(face.person_id) if face.person_id is not None else None
+        if name and self.config.mqtt is not None and self.config.mqtt.presence_window_s > 0:
+            last = (track.ended_at if track else None) or image.taken_at or datetime.now()
+            self.submit(Presence(name, image.camera, last, sighting_id), ["mqtt"])
 
 
 def outputs_for(config: AlertConfig) -> dict[str, Output]:

@@ -56,7 +56,8 @@ class _Known:
 
 
 OnImage = Callable[[str, str, int, str | None], None]
-"""``on_image(uri, outcome, faces, error)`` with outcome ``new``, ``skipped`` or ``failed``."""
+"""``on_image(uri, outcome, faces, error)`` with outcome ``new``, ``skipped``, ``failed`` or ``updated``
+(a live stream's segment written again once its track ended)."""
 
 
 class Ingestor:
@@ -186,6 +187,10 @@ def _tally(summary: IngestSummary, written: Written, on_image: OnImage | None) -
         summary.skipped += 1
         if on_image:
             on_image(image.uri, "skipped", 0, None)
+        return
+    if image.revision > 0:  # a stream segment updated once its track ended: counted when first written
+        if on_image:
+            on_image(image.uri, "updated", len(sightings), None)
         return
     if image.status == "ok":
         summary.new += 1

@@ -71,6 +71,8 @@ class ImageResult:
     tracks: tuple[TrackResult, ...] = ()
     warning: str | None = None
     """Kept with a stored result: why a clip's decoding stopped early (what came before is kept)."""
+    revision: int = 0
+    """A live stream's segment written again (see ``ImageRecord.revision``)."""
 
 
 @dataclass
@@ -149,7 +151,7 @@ _TIME_SOURCES = {"video": "container", "stream": "clock"}
 
 def records(
     job: Job, meta: ImageMeta | None, faces: list[Face], error: str | None = None,
-    tracks: Sequence[TrackResult] = (), warning: str | None = None,
+    tracks: Sequence[TrackResult] = (), warning: str | None = None, revision: int = 0,
 ) -> tuple[ImageRecord, list[SightingRecord]]:
     """The rows that store one analysed image or clip (faces not yet named).
 
@@ -176,6 +178,7 @@ def records(
         taken_at=taken, taken_at_source=source if taken else None,
         gps_lat=meta.gps_lat, gps_lon=meta.gps_lon, camera_make=meta.make, camera_model=meta.model,
         format=meta.format, width=meta.width, height=meta.height, bytes=job.size, tracks=tuple(track_rows),
+        revision=revision,
     )
     sightings = [
         SightingRecord(

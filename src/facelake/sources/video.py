@@ -709,7 +709,9 @@ class StreamReader:
 
     def _open_args(self) -> dict[str, Any]:
         url = self._expanded
-        options = {"analyzeduration": "2000000", "probesize": "1000000"}
+        # Half a second of probing: every second spent here is a second of delay on the first
+        # face after each (re)connection (the frames it reads come out late, all at once).
+        options = {"analyzeduration": "500000", "probesize": "500000"}
         kwargs: dict[str, Any] = {}
         if url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = "tcp"

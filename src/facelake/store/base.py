@@ -116,6 +116,9 @@ class ImageRecord:
     bytes: int | None = None
     tracks: tuple[TrackRecord, ...] = ()
     """A clip's tracks, written with it in one transaction (``SightingRecord.track`` points here)."""
+    revision: int = 0
+    """0: a first write, skipped when the image is stored already. Above 0: a live stream's segment
+    written again once its open track ended; it replaces the rows its earlier revision wrote."""
 
 
 @dataclass(frozen=True)

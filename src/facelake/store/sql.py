@@ -108,6 +108,10 @@ class SqlStore(Store):
             for image_id in sorted(set(ids)):  # one order for every writer: no deadlock between them
                 sql.lock_image(image_id)
             status = dict(sql.all(f"SELECT image_id, status FROM images WHERE image_id IN ({marks(len(ids))})", ids))
+            revised = {image.image_id for image, _, _ in items if image.revision > 0 and status.get(image.image_id) == "ok"}
+            if revised:
+                dropped = self._drop_for_revision(sorted(revised))
+                status = {k: v for k, v in status.items() if k not in dropped}
             if any(v != "ok" for v in status.values()):
                 stale = [k for k, v in status.items() if v != "ok"]
                 sql.execute(f"DELETE FROM images WHERE image_id IN ({marks(len(stale))})", stale)
@@ -161,6 +165,24 @@ class SqlStore(Store):
                 image = items[i][0]
                 out[i] = [sighting_ids[(image.image_id, s.face_index)] for s in items[i][1]]
         return out
+
+    def _drop_for_revision(self, image_ids: list[str]) -> set[str]:
+        """Inside :meth:`write_images`: remove stream segments' rows before their next revision goes
+        in (their track has ended since the first write); returns the ids removed. A segment one of
+        whose faces was enrolled or corrected meanwhile is kept as it is: the owner's act outranks
+        the update."""
+        sql = self._sql
+        held = {r[0] for r in sql.all(
+            f"""SELECT DISTINCT s.image_id FROM sightings s WHERE s.image_id IN ({marks(len(image_ids))})
+                AND (s.sighting_id IN (SELECT sighting_id FROM enrollments)
+                     OR s.sighting_id IN (SELECT sighting_id FROM rejections))""", image_ids)}
+        drop = [i for i in image_ids if i not in held]
+        if drop:
+            faces = f"SELECT sighting_id FROM sightings WHERE image_id IN ({marks(len(drop))})"
+            sql.execute(f"DELETE FROM face_contexts WHERE sighting_id IN ({faces})", drop)
+            for table in ("sightings", "tracks", "images"):
+                sql.execute(f"DELETE FROM {table} WHERE image_id IN ({marks(len(drop))})", drop)
+        return set(drop)
 
     def _insert_tracks(self, items: Sequence[tuple[ImageRecord, Sequence[SightingRecord], str | None]],
                        new: list[int]) -> dict[tuple[str, int], int]:

@@ -80,6 +80,8 @@ class StreamFollower(threading.Thread):
         self.masked = mask_url(spec.url)
         self.segments = 0
         self.skipped_motion = 0
+        self._early: set[int] = set()
+        """Local ids of open tracks already written (early); their end writes their final revision."""
         self._last_analysed: tuple[NDArray[np.float32], float] | None = None
         self.error: str | None = None
 
@@ -113,6 +115,10 @@ class StreamFollower(threading.Thread):
                 ended = tracker.update(t, analyzer.analyze(frame.pixels), frame_index=frame.index)
                 if ended:
                     self._hand_over(ended, origin, size, analyzer.model_name)
+                for track in tracker.open:
+                    if track.track_id not in self._early and track.frames >= self.settings.track_early_frames:
+                        self._early.add(track.track_id)
+                        self._segment([track], origin, size, analyzer.model_name, revision=0)
         except Exception as exc:  # noqa: BLE001 - one broken camera must not end the watch
             self.error = f"{self.masked}: {exc}"
             log.error("stream %s stopped: %s", self.masked, exc)
@@ -140,16 +146,30 @@ class StreamFollower(threading.Thread):
         return (frame.captured_at - origin).total_seconds()
 
     def _hand_over(self, ended: list[Track], origin: datetime, size: tuple[int, int], model: str) -> None:
-        """Ended tracks as one segment: from the first track's start, in seconds from there."""
-        first = min(t.start_t for t in ended)
+        """Ended tracks: one written early gets its final revision (its own segment, same id); the
+        rest, too short to have been written, go as one segment together."""
+        written = {t.track_id for t in ended} & self._early
+        self._early -= written
+        for track in ended:
+            if track.track_id in written:
+                self._segment([track], origin, size, model, revision=1)
+        rest = [t for t in ended if t.track_id not in written]
+        if rest:
+            self._segment(rest, origin, size, model, revision=0)
+
+    def _segment(self, tracks: list[Track], origin: datetime, size: tuple[int, int], model: str,
+                 revision: int) -> None:
+        """Tracks as one segment, from the first one's start, its id derived from the camera, that
+        start and the tracks (so a track's early and final revisions are one row of ``images``)."""
+        first = min(t.start_t for t in tracks)
         start = (origin + timedelta(seconds=first)).replace(tzinfo=None)
-        faces, tracks = track_faces(ended, model, origin_t=first)
-        key = f"stream:{self.spec.camera}:{start.isoformat()}"
+        faces, results = track_faces(tracks, model, origin_t=first)
+        key = f"stream:{self.spec.camera}:{start.isoformat()}:{'-'.join(str(t.track_id) for t in tracks)}"
         job = Job(hashlib.sha256(key.encode()).hexdigest(), f"{self.masked}#t={start.isoformat()}",
                   self.spec.camera, None, None)
         meta = ImageMeta(size[0], size[1], "stream", start, None, None, None, None)
-        self.out.put(ImageResult(job, meta, faces, None, tracks=tracks))
-        self.segments += 1
+        self.out.put(ImageResult(job, meta, faces, None, tracks=results, revision=revision))
+        self.segments += revision == 0
 
     @property
     def counters(self) -> dict[str, int]:
