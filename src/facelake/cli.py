@@ -22,8 +22,6 @@ from . import identities as people_service
 from .config import Settings, load_settings
 from .pipeline import embed_paths
 from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
-from .sources.video import mask_url
-from .triggers.streams import StreamSpec, camera_of, is_stream
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -188,10 +186,12 @@ def watch_cmd(
 
     from .service import default_stages
     from .sources import open_source
+    from .sources.video import mask_url
+    from .triggers.streams import plan_streams
     from .triggers.watch import Watcher
 
     settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
-    streams, places = _streams(sources or [], camera, settings)
+    streams, places = plan_streams(sources or [], camera, settings)
     opened = [open_source(s, camera) for s in places]
 
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
@@ -237,10 +237,12 @@ def capture_cmd(
     """
     import signal
 
+    from .sources.video import mask_url
     from .triggers.capture import Capture
+    from .triggers.streams import plan_streams
 
     settings = _settings()
-    streams, places = _streams([source], camera, settings)
+    streams, places = plan_streams([source], camera, settings)
     if places or len(streams) != 1:
         raise errors.ConfigError(f"capture reads one live stream (rtsp://, http://, /dev/videoN or a [cameras] name), "
                                  f"got {source!r}")
@@ -264,29 +266,6 @@ def capture_cmd(
               + ", ".join(f"{k} {v}" for k, v in summary.reader.items()), markup=False, highlight=False)
     if summary.error:
         raise errors.SourceError(summary.error)
-
-
-def _streams(sources: list[str], camera: str | None, settings: Settings) -> tuple[list[StreamSpec], list[str]]:
-    """``watch``'s arguments split into live cameras (URLs, or names of [cameras.NAME]) and places to follow."""
-    configured = settings.cameras
-    if not sources:
-        if not configured:
-            raise errors.ConfigError("watch needs something to follow: folders, buckets, stream URLs, "
-                                     "or cameras in the settings file ([cameras.NAME] with a url)")
-        return [StreamSpec(name, c.url, c.fps) for name, c in configured.items()], []
-    streams: list[StreamSpec] = []
-    places: list[str] = []
-    for source in sources:
-        if source in configured:
-            streams.append(StreamSpec(source, configured[source].url, configured[source].fps))
-        elif is_stream(source):
-            name = camera or next((n for n, c in configured.items() if c.url == source), None) or camera_of(source)
-            streams.append(StreamSpec(name, source, configured[name].fps if name in configured else None))
-        else:
-            places.append(source)
-    if camera and sum(is_stream(s) for s in sources) > 1:
-        raise errors.ConfigError("--camera names one stream; name several with [cameras.NAME] tables in the settings")
-    return streams, places
 
 
 def _detection_json(face: Any) -> dict[str, Any]:

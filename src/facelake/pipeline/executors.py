@@ -23,8 +23,7 @@ from typing import Protocol, TypeVar
 from ..config import Settings
 from ..sources import Entry, Source
 from ..vision.analyzer import AnalyzerOptions
-from .records import ImageResult, Job, make_job
-from .video import VideoOptions
+from .records import ImageResult, Job, VideoOptions, make_job
 from .worker import Worker, analyzer_options
 
 Listed = tuple[Source, Entry]

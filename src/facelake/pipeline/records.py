@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ..config import Settings
 from ..errors import FacelakeError, ImageTooLarge, ImageUnreadable
 from ..sources import Entry, Source
 from ..sources.base import is_video_name
@@ -43,6 +44,34 @@ class Job:
     def without_data(self) -> Job:
         """The job without its bytes, so results don't carry the image back across processes."""
         return replace(self, data=None)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How clips are sampled and tracked (from :class:`Settings`; picklable for worker processes)."""
+
+    fps: float = 5.0
+    keyframes_only: bool = False
+    motion_threshold: float = 0.002
+    motion_refresh_s: float = 1.0
+    scene_cut: float = 0.5
+    max_duration_s: float = 4 * 3600.0
+    max_pixels: int = 3840 * 2160
+    track_max_age_s: float = 2.0
+    track_top_k: int = 3
+    track_min_similarity: float | None = None
+    track_strong_similarity: float | None = None
+    """None: the tracker's own defaults, measured on the fused embedder (vision/track.py)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VideoOptions:
+        return cls(fps=settings.video_fps, keyframes_only=settings.video_keyframes_only,
+                   motion_threshold=settings.video_motion_threshold,
+                   motion_refresh_s=settings.video_motion_refresh_s, scene_cut=settings.video_scene_cut,
+                   max_duration_s=settings.video_max_duration_s, max_pixels=settings.video_max_pixels,
+                   track_max_age_s=settings.track_max_age_s, track_top_k=settings.track_top_k,
+                   track_min_similarity=settings.track_min_similarity,
+                   track_strong_similarity=settings.track_strong_similarity)
 
 
 @dataclass(frozen=True)

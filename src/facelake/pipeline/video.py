@@ -17,50 +17,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 
-from ..config import Settings
 from ..errors import FacelakeError
 from ..sources.decode import ImageMeta
 from ..sources.video import VideoFrame, VideoReader
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track, Tracker
 from ..vision.types import Face
-from .records import ImageResult, Job, TrackResult
+from .records import ImageResult, Job, TrackResult, VideoOptions
 
 FRAMES_PER_BATCH = 4
 """Analysed frames whose faces go through the embedder together (its batches stay full)."""
 
 
-@dataclass(frozen=True)
-class VideoOptions:
-    """How clips are sampled and tracked (from :class:`Settings`; picklable for worker processes)."""
-
-    fps: float = 5.0
-    keyframes_only: bool = False
-    motion_threshold: float = 0.002
-    motion_refresh_s: float = 1.0
-    scene_cut: float = 0.5
-    max_duration_s: float = 4 * 3600.0
-    max_pixels: int = 3840 * 2160
-    track_max_age_s: float = 2.0
-    track_top_k: int = 3
-    track_min_similarity: float | None = None
-    track_strong_similarity: float | None = None
-    """None: the tracker's own defaults, measured on the fused embedder (vision/track.py)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> VideoOptions:
-        return cls(fps=settings.video_fps, keyframes_only=settings.video_keyframes_only,
-                   motion_threshold=settings.video_motion_threshold,
-                   motion_refresh_s=settings.video_motion_refresh_s, scene_cut=settings.video_scene_cut,
-                   max_duration_s=settings.video_max_duration_s, max_pixels=settings.video_max_pixels,
-                   track_max_age_s=settings.track_max_age_s, track_top_k=settings.track_top_k,
-                   track_min_similarity=settings.track_min_similarity,
-                   track_strong_similarity=settings.track_strong_similarity)
-
-    def tracker(self) -> Tracker:
-        gates = {k: v for k, v in (("min_similarity", self.track_min_similarity),
-                                   ("strong_similarity", self.track_strong_similarity)) if v is not None}
-        return Tracker(self.track_max_age_s, top_k=self.track_top_k, **gates)
+def make_tracker(options: VideoOptions) -> Tracker:
+    """The tracker ``options`` describe; unset similarity gates keep the tracker's own defaults,
+    measured on the fused embedder (vision/track.py)."""
+    gates = {k: v for k, v in (("min_similarity", options.track_min_similarity),
+                               ("strong_similarity", options.track_strong_similarity)) if v is not None}
+    return Tracker(options.track_max_age_s, top_k=options.track_top_k, **gates)
 
 
 def _batches(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
@@ -105,7 +79,7 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> Im
                              max_pixels=options.max_pixels, name=job.uri)
     except FacelakeError as exc:
         return ImageResult(job.without_data(), None, [], str(exc))
-    tracker = options.tracker()
+    tracker = make_tracker(options)
     ended: list[Track] = []
     with reader:
         for batch in _batches(reader.frames(), FRAMES_PER_BATCH):

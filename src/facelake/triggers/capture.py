@@ -27,7 +27,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from ..config import Settings
-from ..pipeline.video import VideoOptions
+from ..pipeline.records import VideoOptions
+from ..pipeline.video import make_tracker
 from ..pipeline.worker import analyzer_options
 from ..sources.buckets import Bucket, open_bucket
 from ..sources.video import StreamReader, mask_url
@@ -88,7 +89,7 @@ class Capture:
         start = time.monotonic()
         analyzer = FaceAnalyzer(analyzer_options(self.settings))
         analyzer.load()
-        tracker = self.video.tracker()
+        tracker = make_tracker(self.video)
         origin: datetime | None = None
         try:
             self.reader.start()

@@ -31,8 +31,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import Settings
+from ..errors import ConfigError
 from ..pipeline.records import ImageResult, Job
-from ..pipeline.video import VideoOptions, track_faces
+from ..pipeline.records import VideoOptions
+from ..pipeline.video import make_tracker, track_faces
 from ..pipeline.worker import analyzer_options
 from ..sources.decode import ImageMeta
 from ..sources.video import StreamFrame, StreamReader, grey_small, mask_url, moved
@@ -66,6 +68,29 @@ def camera_of(url: str) -> str:
     return rest.rsplit("@", 1)[-1].replace(":", "-") or "stream"
 
 
+def plan_streams(sources: list[str], camera: str | None, settings: Settings) -> tuple[list[StreamSpec], list[str]]:
+    """``watch``'s (or ``capture``'s) arguments split into live cameras (URLs, or names of [cameras.NAME]) and places to follow."""
+    configured = settings.cameras
+    if not sources:
+        if not configured:
+            raise ConfigError("watch needs something to follow: folders, buckets, stream URLs, "
+                                     "or cameras in the settings file ([cameras.NAME] with a url)")
+        return [StreamSpec(name, c.url, c.fps) for name, c in configured.items()], []
+    streams: list[StreamSpec] = []
+    places: list[str] = []
+    for source in sources:
+        if source in configured:
+            streams.append(StreamSpec(source, configured[source].url, configured[source].fps))
+        elif is_stream(source):
+            name = camera or next((n for n, c in configured.items() if c.url == source), None) or camera_of(source)
+            streams.append(StreamSpec(name, source, configured[name].fps if name in configured else None))
+        else:
+            places.append(source)
+    if camera and sum(is_stream(s) for s in sources) > 1:
+        raise ConfigError("--camera names one stream; name several with [cameras.NAME] tables in the settings")
+    return streams, places
+
+
 class StreamFollower(threading.Thread):
     """Reads one stream, analyses its frames, tracks the faces, hands ended tracks on as segments."""
 
@@ -87,7 +112,7 @@ class StreamFollower(threading.Thread):
 
     def run(self) -> None:
         analyzer = FaceAnalyzer(analyzer_options(self.settings))
-        tracker = self.video.tracker()
+        tracker = make_tracker(self.video)
         origin: datetime | None = None
         size = (0, 0)
         try:
