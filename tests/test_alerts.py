@@ -161,7 +161,7 @@ outputs = ["webhook"]
     # Presence for Home Assistant: Joe is home (on, turned off by HA after the window) and was last seen at the door.
     presence = [json.loads(p) for t, p, _ in messages if t == "homeassistant/binary_sensor/facelake_joe/config"]
     assert presence and presence[0]["device_class"] == "presence" and presence[0]["off_delay"] == 600
-    assert [p for t, p, _ in messages if t == "facelake/person/joe/state"][0] == b"ON"
+    assert next(p for t, p, _ in messages if t == "facelake/person/joe/state") == b"ON"
     last = [json.loads(p) for t, p, _ in messages if t == "facelake/person/joe/last_seen"]
     assert last and last[0]["camera"] == "door" and last[0]["person"] == "Joe"
     assert not any(t.startswith("facelake/person/") and "joe" not in t for t in topics), "only enrolled people"

@@ -144,7 +144,7 @@ def test_an_erasure_racing_a_writer_leaves_nothing_of_the_person(pg_servers: Pos
 
     with open_store(db) as eraser:
         with eraser.transaction():
-            eraser._sql.lock_person(pid)  # noqa: SLF001 - what store.people.erase does first
+            eraser._sql.lock_person(pid)
             thread = threading.Thread(target=write)
             thread.start()
             time.sleep(1.0)

@@ -42,6 +42,8 @@ def test_one_person_passing_is_one_track_with_a_few_best_faces(db: Target, tmp_p
     assert len(tracks) == 1, tracks
     track_id, camera, start_s, end_s, frames, model, has_template, best, started = tracks[0]
     assert camera == "door" and has_template and frames >= 5 and 0 <= start_s < end_s <= 3.0
+    assert model == rows(db, "SELECT DISTINCT model FROM sightings")[0][0]
+    assert started == rows(db, "SELECT taken_at FROM images")[0][0] + timedelta(seconds=start_s)
     faces = rows(db, "SELECT sighting_id, track_id, offset_s, quality FROM sightings ORDER BY quality DESC")
     assert 1 <= len(faces) <= 3, "a track keeps its top-K faces, not one sighting per frame"
     assert {f[1] for f in faces} == {track_id} and best == faces[0][0]

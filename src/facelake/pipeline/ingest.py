@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Self
 
 from ..config import Settings
-from ..sources import Entry, Source, open_source
+from ..sources import Source, open_source
 from ..store import Store, open_store
 from ..vision.types import Face
 from .executors import Executor, Listed, default_workers, local_executor, read_threads

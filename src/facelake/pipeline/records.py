@@ -9,8 +9,8 @@ store records with :func:`records`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 

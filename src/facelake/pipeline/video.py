@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC
 
 from ..errors import FacelakeError

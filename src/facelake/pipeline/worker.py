@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from ..config import Settings
 from ..errors import FacelakeError
+from ..sources.base import is_video_name
 from ..sources.decode import DecodedImage, decode_image
 from ..vision.analyzer import AnalyzerOptions, FaceAnalyzer
-from ..sources.base import is_video_name
 from .records import ImageResult, Job, VideoOptions
 
 

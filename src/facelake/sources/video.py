@@ -37,6 +37,7 @@ message uses :func:`mask_url`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import io
 import logging
@@ -365,10 +366,8 @@ class VideoReader:
         """Release the decoder (also done when :meth:`frames` ends)."""
         container, self._container = getattr(self, "_container", None), None
         if container is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken container must not hide the real error
                 container.close()
-            except Exception:  # closing a broken container must not hide the real error
-                pass
 
     def __enter__(self) -> Self:
         return self
@@ -451,7 +450,7 @@ class VideoReader:
                     f"{self.name}: the file ends after {packets} of the {promised} frames its header promises "
                     f"(truncated at {offset:.2f} s)"
                 )
-        except Exception as exc:  # FFmpegError on damage; anything else hostile bytes provoke
+        except Exception as exc:  # noqa: BLE001 - FFmpegError on damage; anything else hostile bytes provoke
             self.error = (
                 f"{self.name}: damaged or truncated; decoding stopped after {self.decoded} frames at "
                 f"{max(offset, 0.0):.2f} s ({_ffmpeg_message(exc)})"
@@ -748,7 +747,7 @@ class StreamReader:
             opened_at = datetime.now(UTC)
             try:
                 container = av.open(self._expanded, mode="r", **self._open_args())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a camera that cannot be opened is retried, never raised
                 self.last_error = self._scrub(f"cannot open {self.masked_url}: {_ffmpeg_message(exc)}")
                 container = None
             if container is not None:
@@ -806,14 +805,12 @@ class StreamReader:
                 except StreamUnavailable as exc:
                     self.error = str(exc)
                     self._stop.set()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a stream that fails is reconnected, never raised
                     self.last_error = self._scrub(f"{self.masked_url} failed: {_ffmpeg_message(exc)}")
                 finally:
                     self.connected = False
-                    try:
+                    with contextlib.suppress(Exception):  # a dead connection's close may fail too
                         container.close()
-                    except Exception:
-                        pass
             if self._stop.is_set():
                 break
             if self.received == 0 and time.monotonic() - self._started_at >= self.first_frame_timeout_s:

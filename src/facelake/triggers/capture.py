@@ -27,13 +27,10 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from ..config import Settings
-from ..pipeline.records import VideoOptions
-from ..pipeline.video import make_tracker
-from ..pipeline.worker import analyzer_options
 from ..sources.buckets import Bucket, open_bucket
 from ..sources.video import StreamReader, mask_url
-from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track
+from .streams import LiveTracker
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,6 @@ class Capture:
         self.per_track = max(1, min(per_track, settings.track_top_k))
         self.bucket: Bucket
         self.bucket, self.prefix = open_bucket(to)
-        self.video = VideoOptions.from_settings(settings)
         self.reader = StreamReader(url, camera=camera, fps=settings.video_fps, queue_size=settings.stream_queue,
                                    first_frame_timeout_s=settings.stream_timeout_s,
                                    backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
@@ -87,32 +83,18 @@ class Capture:
 
     def run(self, max_seconds: float | None = None) -> CaptureSummary:
         start = time.monotonic()
-        analyzer = FaceAnalyzer(analyzer_options(self.settings))
-        analyzer.load()
-        tracker = make_tracker(self.video)
-        origin: datetime | None = None
-        try:
-            self.reader.start()
-            while not self._stop.is_set() and (max_seconds is None or time.monotonic() - start < max_seconds):
-                frame = self.reader.get(timeout=0.25)
-                if frame is None:
-                    if not self.reader.running:
-                        break
-                    continue
-                origin = origin or frame.captured_at
-                faces = analyzer.analyze(frame.pixels)
-                self.summary.analysed += 1
-                ended = tracker.update((frame.captured_at - origin).total_seconds(), faces, frame_index=frame.index)
-                self._upload(ended)  # before _keep forgets the frames that no open track wants
-                if faces:
-                    self._keep(frame.index, frame.captured_at, frame.pixels, tracker.open)
-        finally:
-            self.reader.stop()
-            self._upload(tracker.close())
-            self.summary.seconds = time.monotonic() - start
-            self.summary.reader = {"received": self.reader.received, "dropped": self.reader.dropped,
-                                   "reconnects": self.reader.reconnects}
-            self.summary.error = self.reader.error
+        live = LiveTracker(self.reader, self.settings, self._stop)
+        if max_seconds is not None:
+            threading.Timer(max_seconds, self._stop.set).start()
+        for step in live.steps():
+            self._upload(step.ended)  # before _keep forgets the frames that no open track wants
+            if step.frame is not None and step.faces:
+                self._keep(step.frame.index, step.frame.captured_at, step.frame.pixels, live.tracker.open)
+        self.summary.analysed = live.analysed
+        self.summary.seconds = time.monotonic() - start
+        self.summary.reader = {"received": self.reader.received, "dropped": self.reader.dropped,
+                               "skipped (no motion)": live.skipped_motion, "reconnects": self.reader.reconnects}
+        self.summary.error = self.reader.error
         return self.summary
 
     def _wanted(self, tracks: list[Track]) -> set[int]:

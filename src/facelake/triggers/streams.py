@@ -24,7 +24,8 @@ import hashlib
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -32,14 +33,14 @@ from numpy.typing import NDArray
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..pipeline.records import ImageResult, Job
-from ..pipeline.records import VideoOptions
+from ..pipeline.records import ImageResult, Job, VideoOptions
 from ..pipeline.video import make_tracker, track_faces
 from ..pipeline.worker import analyzer_options
 from ..sources.decode import ImageMeta
 from ..sources.video import StreamFrame, StreamReader, grey_small, mask_url, moved
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track
+from ..vision.types import Face
 
 log = logging.getLogger(__name__)
 
@@ -91,70 +92,66 @@ def plan_streams(sources: list[str], camera: str | None, settings: Settings) -> 
     return streams, places
 
 
-class StreamFollower(threading.Thread):
-    """Reads one stream, analyses its frames, tracks the faces, hands ended tracks on as segments."""
+@dataclass
+class Step:
+    """One step of a live stream through the models: an analysed frame, or an idle tick (no frame)."""
 
-    def __init__(self, spec: StreamSpec, settings: Settings, out: queue.Queue[ImageResult],
-                 stop: threading.Event) -> None:
-        super().__init__(name=f"follow {spec.camera}", daemon=True)
-        self.spec, self.settings, self.out, self._halt = spec, settings, out, stop
+    ended: list[Track]
+    """Tracks that ended at this step."""
+    frame: StreamFrame | None = None
+    """The analysed frame (None: a tick in which no frame arrived, or the stream's end)."""
+    faces: list[Face] = field(default_factory=list)
+
+
+class LiveTracker:
+    """A live stream's frames through motion gating, the models and the tracker.
+
+    What ``watch`` (writing tracks) and ``capture`` (uploading frames) share: models loaded
+    before the first frame (a live stream does not wait for them), motion gating as for clips,
+    tracks aged by time even when no frame arrives, and every open track closed at the end.
+    """
+
+    def __init__(self, reader: StreamReader, settings: Settings, stop: threading.Event) -> None:
+        self.reader, self.settings, self._halt = reader, settings, stop
         self.video = VideoOptions.from_settings(settings)
-        self.reader = StreamReader(spec.url, camera=spec.camera, fps=spec.fps or settings.video_fps,
-                                   queue_size=settings.stream_queue, first_frame_timeout_s=settings.stream_timeout_s,
-                                   backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
-        self.masked = mask_url(spec.url)
-        self.segments = 0
+        self.analyzer = FaceAnalyzer(analyzer_options(settings))
+        self.tracker = make_tracker(self.video)
+        self.origin: datetime | None = None
+        """Wall-clock time of the first frame: track times are seconds from it."""
+        self.size = (0, 0)
+        self.analysed = 0
         self.skipped_motion = 0
-        self._early: set[int] = set()
-        """Local ids of open tracks already written (early); their end writes their final revision."""
         self._last_analysed: tuple[NDArray[np.float32], float] | None = None
-        self.error: str | None = None
 
-    def run(self) -> None:
-        analyzer = FaceAnalyzer(analyzer_options(self.settings))
-        tracker = make_tracker(self.video)
-        origin: datetime | None = None
-        size = (0, 0)
+    def steps(self) -> Iterator[Step]:
+        """Steps until the stop event or the reader's end; the last one ends every open track."""
         try:
-            analyzer.load()  # before the first frame: a live stream does not wait while models load
+            self.analyzer.load()
             self.reader.start()
             while not self._halt.is_set():
                 frame = self.reader.get(timeout=0.25)
                 if frame is None:
                     if not self.reader.running:
                         break
-                    if origin is not None and tracker.open:
+                    if self.origin is not None and self.tracker.open:
                         # No frame (the camera dropped, or the queue ran dry): time still passes,
                         # so a face gone for track_max_age_s ends its track now, not at the next frame.
-                        now = (datetime.now(UTC) - origin).total_seconds()
-                        ended = tracker.update(now, [])
+                        ended = self.tracker.update((datetime.now(UTC) - self.origin).total_seconds(), [])
                         if ended:
-                            self._hand_over(ended, origin, size, analyzer.model_name)
+                            yield Step(ended)
                     continue
-                origin = origin or frame.captured_at
-                size = (frame.pixels.shape[1], frame.pixels.shape[0])
-                t = self._seconds(frame, origin)
+                self.origin = self.origin or frame.captured_at
+                self.size = (frame.pixels.shape[1], frame.pixels.shape[0])
+                t = (frame.captured_at - self.origin).total_seconds()
                 if self._still(grey_small(frame.pixels), t):
                     self.skipped_motion += 1
                     continue
-                ended = tracker.update(t, analyzer.analyze(frame.pixels), frame_index=frame.index)
-                if ended:
-                    self._hand_over(ended, origin, size, analyzer.model_name)
-                for track in tracker.open:
-                    if track.track_id not in self._early and track.frames >= self.settings.track_early_frames:
-                        self._early.add(track.track_id)
-                        self._segment([track], origin, size, analyzer.model_name, revision=0)
-        except Exception as exc:  # noqa: BLE001 - one broken camera must not end the watch
-            self.error = f"{self.masked}: {exc}"
-            log.error("stream %s stopped: %s", self.masked, exc)
+                faces = self.analyzer.analyze(frame.pixels)
+                self.analysed += 1
+                yield Step(self.tracker.update(t, faces, frame_index=frame.index), frame, faces)
         finally:
             self.reader.stop()
-            ended = tracker.close()
-            if ended and origin is not None:
-                self._hand_over(ended, origin, size, analyzer.model_name)
-            self.error = self.error or self.reader.error
-            if self.error:
-                log.warning("stream %s: %s", self.masked, self.error)
+        yield Step(self.tracker.close())
 
     def _still(self, grey: NDArray[np.float32], t: float) -> bool:
         """Motion gating, as for clips: skip a frame in which nothing moved since the last analysed
@@ -166,9 +163,46 @@ class StreamFollower(threading.Thread):
         self._last_analysed = (grey, t)
         return False
 
-    @staticmethod
-    def _seconds(frame: StreamFrame, origin: datetime) -> float:
-        return (frame.captured_at - origin).total_seconds()
+
+class StreamFollower(threading.Thread):
+    """Reads one stream, analyses its frames, tracks the faces, hands ended tracks on as segments."""
+
+    def __init__(self, spec: StreamSpec, settings: Settings, out: queue.Queue[ImageResult],
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"follow {spec.camera}", daemon=True)
+        self.spec, self.settings, self.out = spec, settings, out
+        self.reader = StreamReader(spec.url, camera=spec.camera, fps=spec.fps or settings.video_fps,
+                                   queue_size=settings.stream_queue, first_frame_timeout_s=settings.stream_timeout_s,
+                                   backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
+        self.live = LiveTracker(self.reader, settings, stop)
+        self.masked = mask_url(spec.url)
+        self.segments = 0
+        self._early: set[int] = set()
+        """Local ids of open tracks already written (early); their end writes their final revision."""
+        self.error: str | None = None
+
+    def run(self) -> None:
+        live = self.live
+        try:
+            for step in live.steps():
+                if live.origin is None:
+                    continue
+                if step.ended:
+                    self._hand_over(step.ended, live.origin, live.size, live.analyzer.model_name)
+                for track in live.tracker.open:
+                    if track.track_id not in self._early and track.frames >= self.settings.track_early_frames:
+                        self._early.add(track.track_id)
+                        self._segment([track], live.origin, live.size, live.analyzer.model_name, revision=0)
+        except Exception as exc:  # noqa: BLE001 - one broken camera must not end the watch
+            self.error = f"{self.masked}: {exc}"
+            log.error("stream %s stopped: %s", self.masked, exc)
+            ended = live.tracker.close()
+            if ended and live.origin is not None:
+                self._hand_over(ended, live.origin, live.size, live.analyzer.model_name)
+        finally:
+            self.error = self.error or self.reader.error
+            if self.error:
+                log.warning("stream %s: %s", self.masked, self.error)
 
     def _hand_over(self, ended: list[Track], origin: datetime, size: tuple[int, int], model: str) -> None:
         """Ended tracks: one written early gets its final revision (its own segment, same id); the
@@ -200,5 +234,5 @@ class StreamFollower(threading.Thread):
     def counters(self) -> dict[str, int]:
         """What the reader counted: frames received and dropped, reconnections."""
         r = self.reader
-        return {"received": r.received, "dropped": r.dropped, "skipped (no motion)": self.skipped_motion,
+        return {"received": r.received, "dropped": r.dropped, "skipped (no motion)": self.live.skipped_motion,
                 "reconnects": r.reconnects, "segments": self.segments}

@@ -56,10 +56,9 @@ def search(settings: Cfg, engine: Models, caller: Who, photo: Annotated[UploadFi
     """Past sightings of the face in the photo, most similar first (audited)."""
     data = read_upload(photo, settings)
     decode_image(data, settings.max_pixels)
-    with tempfile.TemporaryDirectory() as tmp:
-        with engine.lock:
-            hits = identities.search(settings, saved(data, photo.filename, Path(tmp)), top, face,
-                                     analyzer=engine.analyzer, actor=caller.actor)
+    with tempfile.TemporaryDirectory() as tmp, engine.lock:
+        hits = identities.search(settings, saved(data, photo.filename, Path(tmp)), top, face,
+                                 analyzer=engine.analyzer, actor=caller.actor)
     return {"hits": [{"sighting_id": h.sighting_id, "score": round(h.score, 4), "uri": h.uri, "camera": h.camera,
                       "taken_at": plain(h.taken_at), "person": h.person,
                       "crop_url": f"/api/sightings/{h.sighting_id}/crop"} for h in hits]}
