@@ -125,7 +125,8 @@ class Lake:
         tracks = tuple(TrackRecord(*t) for t in con.execute(
             """SELECT start_s, end_s, frames, template, model, started_at, ended_at FROM tracks
                ORDER BY track_index""").fetchall()) if "tracks" in tables else ()
-        image = ImageRecord(*row, tracks=tuple(replace(t, template=np.array(t.template, np.float32)) for t in tracks))
+        image = replace(ImageRecord(*row), tracks=tuple(replace(t, template=np.array(t.template, np.float32))
+                                                         for t in tracks))
         # Files written before clips were known have no track columns: their faces belong to none.
         names = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
         extra = "track_index, offset_s" if "track_index" in names else "NULL, NULL"

@@ -260,7 +260,7 @@ class Tracker:
         if scene_cut:
             ended, self.open = self.open, []
         else:
-            keep = []
+            keep: list[Track] = []
             for track in self.open:
                 (ended if track.unseen_s + step > self.max_age_s else keep).append(track)
             self.open = keep
