@@ -6,7 +6,7 @@ a background, so how many people pass, and when, is known by construction.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,8 +35,9 @@ def test_one_person_passing_is_one_track_with_a_few_best_faces(db: Target, tmp_p
     clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")], creation_time="2024-05-01T10:00:00Z")
     code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
     assert code == 0, output
-    assert rows(db, "SELECT camera, status, format, width, height, taken_at FROM images") == [
-        ("door", "ok", "video/h264", 640, 360, rows(db, "SELECT TIMESTAMP '2024-05-01 10:00:00'")[0][0])]
+    local = datetime(2024, 5, 1, 10, tzinfo=UTC).astimezone().replace(tzinfo=None)  # stored as local wall time
+    assert rows(db, "SELECT camera, status, format, width, height, taken_at, taken_at_source FROM images") == [
+        ("door", "ok", "video/h264", 640, 360, local, "container")]
     tracks = rows(db, "SELECT track_id, camera, start_s, end_s, frames, model, template IS NOT NULL, "
                       "best_sighting_id, started_at FROM tracks")
     assert len(tracks) == 1, tracks
@@ -168,3 +169,34 @@ def test_clustering_groups_tracks_once_each_and_names_follow_the_track(db: Targe
     assert code == 0, output
     person = rows(db, "SELECT person_id FROM people WHERE name = 'Barack'")[0][0]
     assert rows(db, "SELECT person_id FROM tracks ORDER BY started_at")[:2] == [(person,), (person,)]
+
+
+def test_a_clip_cut_before_its_first_frame_is_an_error_and_clips_are_batches_of_their_own(
+    db: Target, tmp_path: Path
+) -> None:
+    from facelake.pipeline.executors import job_batches
+    from facelake.pipeline.records import Job
+
+    whole = clip(tmp_path / "whole.mp4", [walker("obama.jpg")], faststart=True).read_bytes()
+    moov = whole.index(b"mdat")
+    cams = tmp_path / "cams" / "door"
+    cams.mkdir(parents=True)
+    (cams / "cut.mp4").write_bytes(whole[: moov + 64])  # the index, then 56 bytes of the first frame
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT status FROM images") == [("error",)], "nothing decoded: nothing to keep, retried later"
+
+    def job(name: str) -> Job:
+        return Job(name, name, "cam", None, None)
+
+    names = ["a.jpg", "b.jpg", "c.mp4", "d.jpg", "e.mkv", "f.mkv", "g.jpg", "h.jpg", "i.jpg"]
+    assert [[j.uri for j in b] for b in job_batches(map(job, names), 2)] == [
+        ["a.jpg", "b.jpg"], ["c.mp4"], ["d.jpg"], ["e.mkv"], ["f.mkv"], ["g.jpg", "h.jpg"], ["i.jpg"]]
+
+
+def test_capture_keeps_the_camera_name_inside_its_folder(tmp_path: Path) -> None:
+    from facelake.config import load_settings
+    from facelake.triggers.capture import Capture
+
+    run = Capture("http://127.0.0.1:9/cam", "../../escape", str(tmp_path / "to"), load_settings())
+    assert "/" not in run.camera and not run.camera.startswith(".")

@@ -151,3 +151,47 @@ def test_a_live_track_is_written_within_seconds_and_updated_when_it_ends(
     assert rows(db, "SELECT count(*) FROM images") == [(2,)], "each revision replaced its segment"
     assert all(n <= 3 for (n,) in rows(db, "SELECT count(*) FROM sightings GROUP BY track_id"))
     assert any(line.startswith("updated ") for line in watch.out), watch.out
+
+
+def test_a_camera_down_at_start_is_followed_once_it_comes_up(tmp_path: Path) -> None:
+    db = tmp_path / "late.duckdb"
+    clip = _scene(tmp_path)
+    port = _free_port()
+    watch = Watch(db, f"http://127.0.0.1:{port}/cam", "--camera", "door", "--workers", "1",
+                  env={"FACELAKE_STREAM_TIMEOUT_S": "2", "FACELAKE_STREAM_BACKOFF_MAX_S": "1"})
+    watch.ready()
+    watch.wait_for(lambda: any("still trying" in line for line in watch.err), 20, "the late camera reported")
+    server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip),
+                               "-c:v", "mpeg2video", "-q:v", "3", "-f", "mpegts", "-listen", "1",
+                               f"http://127.0.0.1:{port}/cam"])
+    try:
+        watch.wait_for(lambda: watch.new_lines("#t="), 40, "a track once the camera is up")
+        assert watch.stop() == 0, watch.err[-10:]
+    finally:
+        server.kill()
+        server.wait()
+    assert rows(db, "SELECT count(*) FROM tracks")[0][0] >= 1
+
+
+def test_serve_follows_a_stream_and_masks_its_password(tmp_path: Path, stream: str) -> None:
+    import os
+    import signal
+    import sys
+    import threading
+
+    db = tmp_path / "served.duckdb"
+    secret = "s3rve-pw"
+    proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(db), "serve", "--port",
+                             str(_free_port()), "--watch", f"http://viewer:${{CAM_PW}}@{stream}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "CAM_PW": secret})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
+    time.sleep(12)  # models, the first person's early row, their final revision
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, lines[-20:]
+    assert any("viewer:***@" in line for line in lines), lines
+    assert rows(db, "SELECT count(*) FROM tracks WHERE camera = '127.0.0.1-' || "
+                    f"'{stream.split(':')[1].split('/')[0]}'")[0][0] >= 1, rows(db, "SELECT camera FROM tracks")
+    stored = repr(rows(db, "SELECT * FROM images")) + "".join(lines)
+    assert secret not in stored and "${CAM_PW}" not in stored.replace("viewer:***@", "")

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -59,7 +60,7 @@ def _fail(exc: errors.FacelakeError) -> typer.Exit:
             break
     else:
         code = 1
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")  # `[serve]`, `[cameras.NAME]` are text, not markup
     return typer.Exit(code)
 
 
@@ -89,7 +90,7 @@ def main(
 
 
 def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _warn_gallery_gap(settings: Settings) -> None:
@@ -151,7 +152,7 @@ def ingest_cmd(
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the dashboard on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8470,
-    watch: Annotated[list[str] | None, typer.Option("--watch", help="Folder or bucket to follow (repeatable).")] = None,
+    watch: Annotated[list[str] | None, typer.Option("--watch", help="Folder, bucket, live stream URL or configured camera name to follow (repeatable).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Ingest worker processes.")] = None,
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML).")] = None,
 ) -> None:
@@ -160,17 +161,19 @@ def serve_cmd(
         from .api.serve import serve
     except ImportError as exc:
         raise errors.ConfigError(f"serve needs the serve extra: pip install 'facelake[serve]' ({exc})") from exc
+    from .sources.video import mask_url
+
     settings = _settings(alerts_file=alerts)
     console.print(f"facelake serving {settings.db} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
-                  + (f"; watching {', '.join(watch)}" if watch else ""))
+                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""), markup=False)
     serve(settings, host, port, watch or [], workers)
 
 
 @app.command("watch")
 @_reports_errors
 def watch_cmd(
-    sources: Annotated[list[str] | None, typer.Argument(help="Folders to follow, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX to poll, live streams (rtsp://, http://, /dev/videoN) or camera names from [cameras.NAME]; none: every configured camera.")] = None,
-    camera: Annotated[str | None, typer.Option(help="Camera id for every image, or the name of the one stream (default: first folder under the source; a stream's [cameras] name or host).")] = None,
+    sources: Annotated[list[str] | None, typer.Argument(help="Folders to follow, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX to poll, live streams (rtsp://, http://, /dev/videoN) or camera names from \\[cameras.NAME]; none: every configured camera.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id for every image, or the name of the one stream (default: first folder under the source; a stream's \\[cameras] name or host).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML); see the README.")] = None,
     settle: Annotated[float | None, typer.Option(help="Seconds a new file must stay unchanged before it is read.")] = None,
@@ -223,9 +226,9 @@ def watch_cmd(
 @app.command("capture")
 @_reports_errors
 def capture_cmd(
-    source: Annotated[str, typer.Argument(help="A live stream (rtsp://, http://, /dev/videoN) or a camera name from [cameras.NAME].")],
+    source: Annotated[str, typer.Argument(help="A live stream (rtsp://, http://, /dev/videoN) or a camera name from \\[cameras.NAME].")],
     to: Annotated[str, typer.Option("--to", help="Where frames go: gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or a folder.")],
-    camera: Annotated[str | None, typer.Option(help="Camera name (folder under --to; default: the [cameras] name or the host).")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera name (folder under --to; default: the \\[cameras] name or the host).")] = None,
     per_track: Annotated[int, typer.Option("--per-track", min=1, max=10, help="Frames uploaded per track, best first.")] = 1,
     seconds: Annotated[float | None, typer.Option(help="Stop after this long (default: until SIGTERM or Ctrl-C).")] = None,
 ) -> None:

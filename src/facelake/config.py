@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         description="`facelake watch` takes a file once its size and mtime have not changed for this "
         "long, so frames written in pieces (FTP uploads, slow cards) are read whole.",
     )
+    watch_clip_settle_s: float = Field(
+        15.0, ge=0.0, le=3600.0, title="Seconds a new video clip must stay unchanged before it is read",
+        description="Recorders, FTP and SMB copies write a clip for minutes with pauses of seconds: read "
+        "early, one recording would be stored as several partial clips (or errors, for an MP4 whose "
+        "index comes last).",
+    )
     watch_poll_s: float = Field(
         30.0, ge=0.5, le=86_400.0, title="Seconds between two listings of a watched bucket",
         description="Buckets send no events to a plain client; `facelake watch` lists them this often "

@@ -22,6 +22,7 @@ from ..service import default_stages
 from ..sources import open_source
 from ..store import is_postgres, open_store
 from ..store.duck import DuckStore, held_message, serve_lock_path
+from ..triggers.streams import plan_streams
 from ..triggers.watch import Watcher
 from .app import create_app
 
@@ -47,7 +48,9 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
     thread: threading.Thread | None = None
     try:
         if watch:
-            watcher = Watcher([open_source(s) for s in watch], settings, default_stages(settings, cluster=True), workers)
+            streams, places = plan_streams(list(watch), None, settings)
+            watcher = Watcher([open_source(s) for s in places], settings, default_stages(settings, cluster=True),
+                              workers, streams=streams)
             thread = threading.Thread(target=watcher.run, name="facelake-watch", daemon=True)
             thread.start()
         app = create_app(settings)

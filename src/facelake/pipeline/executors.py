@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 
 from ..config import Settings
 from ..sources import Entry, Source
+from ..sources.base import is_video_name
 from ..vision.analyzer import AnalyzerOptions
 from .records import ImageResult, Job, VideoOptions, make_job
 from .worker import Worker, analyzer_options
@@ -70,10 +71,19 @@ def batch_size(configured: int, workers: int, total: int | None) -> int:
     return max(1, min(configured, math.ceil(total / (BATCHES_PER_WORKER * workers))))
 
 
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
+def job_batches(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    """Jobs in batches of ``size``; a clip is a batch of its own: it can be minutes of work, and
+    a batch is written as one, so eight clips in one batch would show no progress and lose all
+    eight to a crash in the last."""
+    chunk: list[Job] = []
+    for job in jobs:
+        if is_video_name(job.uri):
+            if chunk:
+                yield chunk
+                chunk = []
+            yield [job]
+            continue
+        chunk.append(job)
         if len(chunk) >= size:
             yield chunk
             chunk = []
@@ -130,7 +140,7 @@ class InProcessExecutor:
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
                 read_threads: int = 1) -> Iterator[list[ImageResult]]:
-        for batch in chunks(read_jobs(entries, keep, self.settings, read_threads), self.settings.batch_images):
+        for batch in job_batches(read_jobs(entries, keep, self.settings, read_threads), self.settings.batch_images):
             yield self.worker.process(batch)
 
     def close(self) -> None:
@@ -180,7 +190,7 @@ class PoolExecutor:
                                              initializer=_start_pool_process,
                                              initargs=(self.options, self.settings.max_pixels, self.video))
         pending: deque[Future[list[ImageResult]]] = deque()
-        for batch in chunks(read_jobs(entries, keep, self.settings, read_threads), size):
+        for batch in job_batches(read_jobs(entries, keep, self.settings, read_threads), size):
             pending.append(self._pool.submit(_run_batch, self.options, self.settings.max_pixels, self.video, batch))
             if len(pending) >= 2 * self.workers:
                 yield pending.popleft().result()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import UTC
 
 from ..errors import FacelakeError
 from ..sources.decode import ImageMeta
@@ -62,7 +61,8 @@ def track_faces(ended: list[Track], model: str, origin_t: float = 0.0) -> tuple[
 
 def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> ImageResult:
     info = reader.info
-    taken = info.creation_time.astimezone(UTC).replace(tzinfo=None) if info.creation_time else None
+    # Local wall time, as EXIF and file mtimes give it: clips, photos and streams of one camera line up.
+    taken = info.creation_time.astimezone().replace(tzinfo=None) if info.creation_time else None
     meta = ImageMeta(info.width, info.height, f"video/{info.codec}", taken, None, None, None, None)
     faces, tracks = track_faces(ended, model)
     return ImageResult(job.without_data(), meta, faces, None, tracks=tracks, warning=reader.error)
@@ -85,4 +85,6 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> Im
             for frame, faces in zip(batch, analyzer.analyze_many([f.pixels for f in batch])):
                 ended.extend(tracker.update(frame.offset_s, faces, frame.scene_cut, frame.index))
         ended.extend(tracker.close())
+        if reader.analysed == 0 and reader.error:  # nothing decoded before the damage: nothing to keep
+            return ImageResult(job.without_data(), None, [], reader.error)
         return _result(job, reader, ended, analyzer.model_name)

@@ -576,8 +576,9 @@ class StreamReader:
     When the camera drops or the server closes, the reader reconnects after a backoff that
     doubles from ``backoff_s`` up to ``backoff_max_s`` (and resets after a frame arrives),
     counting :attr:`reconnects`. If no frame at all arrives within ``first_frame_timeout_s`` of
-    :meth:`start`, the reader gives up with :attr:`error` set (a wrong URL or a camera that
-    accepts connections but sends nothing) and :meth:`frames` ends.
+    :meth:`start`, :attr:`error` says so (a wrong URL, a wrong password, a camera that accepts
+    connections but sends nothing, or one still booting); with ``give_up`` the reader then ends
+    and :meth:`frames` with it, else it keeps trying and clears the error at the first frame.
     """
 
     def __init__(
@@ -590,6 +591,7 @@ class StreamReader:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
         first_frame_timeout_s: float = 20.0,
+        give_up: bool = True,
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_pixels: int | None = 3840 * 2160,
@@ -608,6 +610,9 @@ class StreamReader:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.first_frame_timeout_s = first_frame_timeout_s
+        self.give_up = give_up
+        """Whether the reader ends once ``first_frame_timeout_s`` passes with no frame (a bare reader),
+        or reports it in :attr:`error` and keeps reconnecting (``watch`` and ``capture``)."""
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.max_pixels = max_pixels
@@ -762,6 +767,9 @@ class StreamReader:
                             break
                         self.received += 1
                         got_frame = True
+                        if self.received == 1 and self.error and self.error.startswith("no frame from"):
+                            log.warning("stream %s: first frame after all", self.masked_url)
+                            self.error = None
                         backoff = self.backoff_s
                         if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
                             raise StreamUnavailable(
@@ -813,12 +821,17 @@ class StreamReader:
                         container.close()
             if self._stop.is_set():
                 break
-            if self.received == 0 and time.monotonic() - self._started_at >= self.first_frame_timeout_s:
+            if (self.received == 0 and self.error is None
+                    and time.monotonic() - self._started_at >= self.first_frame_timeout_s):
                 self.error = (
                     f"no frame from {self.masked_url} within {self.first_frame_timeout_s:g} s"
                     + (f" (last: {self.last_error})" if self.last_error else "")
                 )
-                break
+                if self.give_up:
+                    break
+                # A camera still booting after a power cut is a camera late, not gone: say so once,
+                # keep trying at the longest backoff, and clear the error when it sends a frame.
+                log.error("%s; still trying every %.0f s", self.error, self.backoff_max_s)
             log.warning("stream %s: %s; reconnecting in %.1f s", self.masked_url, self.last_error, backoff)
             if self._stop.wait(backoff):
                 break

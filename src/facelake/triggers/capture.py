@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ class CaptureSummary:
 
 
 def frame_jpeg(pixels: NDArray[np.uint8], taken: datetime, quality: int = 90) -> bytes:
-    """The frame as a JPEG whose EXIF says when it was taken (what ingest reads as the capture time)."""
+    """The frame as a JPEG whose EXIF says when it was taken (what ingest reads as the capture time;
+    EXIF has no time zone, so ``taken`` is written as the local wall time it is given in)."""
     image = Image.fromarray(pixels)
     exif = Image.Exif()
     exif.get_ifd(_EXIF_IFD)[_DATETIME_ORIGINAL] = taken.strftime("%Y:%m:%d %H:%M:%S")
@@ -65,12 +67,14 @@ class Capture:
     """Follows one stream and uploads each track's best frames to ``to`` (folder, ``gs://`` or ``s3://``)."""
 
     def __init__(self, url: str, camera: str, to: str, settings: Settings, per_track: int = 1) -> None:
-        self.url, self.camera, self.settings = url, camera, settings
+        # The camera names a folder under ``to``: only a plain name, never a path out of it.
+        self.camera = re.sub(r"[^A-Za-z0-9._-]", "_", camera).lstrip(".") or "camera"
+        self.url, self.settings = url, settings
         self.per_track = max(1, min(per_track, settings.track_top_k))
         self.bucket: Bucket
         self.bucket, self.prefix = open_bucket(to)
         self.reader = StreamReader(url, camera=camera, fps=settings.video_fps, queue_size=settings.stream_queue,
-                                   first_frame_timeout_s=settings.stream_timeout_s,
+                                   first_frame_timeout_s=settings.stream_timeout_s, give_up=False,
                                    backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
         self._stop = threading.Event()
         self._frames: dict[int, tuple[datetime, bytes]] = {}
@@ -104,7 +108,7 @@ class Capture:
         """Encode this frame if it now holds one of an open track's best faces; forget frames no longer wanted."""
         wanted = self._wanted(open_tracks)
         if index in wanted:
-            self._frames[index] = (captured, frame_jpeg(pixels, captured.astimezone(UTC)))
+            self._frames[index] = (captured, frame_jpeg(pixels, captured.astimezone()))  # EXIF is local time
         for stale in set(self._frames) - wanted:
             del self._frames[stale]
 

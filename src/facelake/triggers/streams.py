@@ -37,7 +37,7 @@ from ..pipeline.records import ImageResult, Job, VideoOptions
 from ..pipeline.video import make_tracker, track_faces
 from ..pipeline.worker import analyzer_options
 from ..sources.decode import ImageMeta
-from ..sources.video import StreamFrame, StreamReader, grey_small, mask_url, moved
+from ..sources.video import StreamFrame, StreamReader, expand_url, grey_small, mask_url, moved
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track
 from ..vision.types import Face
@@ -76,7 +76,7 @@ def plan_streams(sources: list[str], camera: str | None, settings: Settings) -> 
         if not configured:
             raise ConfigError("watch needs something to follow: folders, buckets, stream URLs, "
                                      "or cameras in the settings file ([cameras.NAME] with a url)")
-        return [StreamSpec(name, c.url, c.fps) for name, c in configured.items()], []
+        sources = list(configured)
     streams: list[StreamSpec] = []
     places: list[str] = []
     for source in sources:
@@ -87,6 +87,8 @@ def plan_streams(sources: list[str], camera: str | None, settings: Settings) -> 
             streams.append(StreamSpec(name, source, configured[name].fps if name in configured else None))
         else:
             places.append(source)
+    for spec in streams:
+        expand_url(spec.url)  # a ${VAR} missing from the environment is a usage error now, not a dead camera later
     if camera and sum(is_stream(s) for s in sources) > 1:
         raise ConfigError("--camera names one stream; name several with [cameras.NAME] tables in the settings")
     return streams, places
@@ -172,7 +174,7 @@ class StreamFollower(threading.Thread):
         super().__init__(name=f"follow {spec.camera}", daemon=True)
         self.spec, self.settings, self.out = spec, settings, out
         self.reader = StreamReader(spec.url, camera=spec.camera, fps=spec.fps or settings.video_fps,
-                                   queue_size=settings.stream_queue, first_frame_timeout_s=settings.stream_timeout_s,
+                                   queue_size=settings.stream_queue, first_frame_timeout_s=settings.stream_timeout_s, give_up=False,
                                    backoff_max_s=settings.stream_backoff_max_s, max_pixels=settings.video_max_pixels)
         self.live = LiveTracker(self.reader, settings, stop)
         self.masked = mask_url(spec.url)
@@ -221,7 +223,8 @@ class StreamFollower(threading.Thread):
         """Tracks as one segment, from the first one's start, its id derived from the camera, that
         start and the tracks (so a track's early and final revisions are one row of ``images``)."""
         first = min(t.start_t for t in tracks)
-        start = (origin + timedelta(seconds=first)).replace(tzinfo=None)
+        # Local wall time, as photos' EXIF and clips' times are stored: one camera's rows line up.
+        start = (origin + timedelta(seconds=first)).astimezone().replace(tzinfo=None)
         faces, results = track_faces(tracks, model, origin_t=first)
         key = f"stream:{self.spec.camera}:{start.isoformat()}:{'-'.join(str(t.track_id) for t in tracks)}"
         job = Job(hashlib.sha256(key.encode()).hexdigest(), f"{self.masked}#t={start.isoformat()}",

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..config import Settings
 from ..pipeline import ImageResult, Ingestor, IngestSummary, OnImage, Stage
 from ..sources import BucketSource, Entry, FolderSource, Source
-from ..sources.base import MEDIA_SUFFIXES
+from ..sources.base import MEDIA_SUFFIXES, is_video_name
 from ..sources.folder import camera_for, file_entry
 from .streams import StreamFollower, StreamSpec
 
@@ -69,9 +69,11 @@ def _offer(out: queue.Queue[Item], item: Item, stop: threading.Event) -> None:
 class FolderFollower(threading.Thread):
     """Turns file-system events under one folder into settled entries on the queue."""
 
-    def __init__(self, source: FolderSource, out: queue.Queue[Item], stop: threading.Event, settle_s: float) -> None:
+    def __init__(self, source: FolderSource, out: queue.Queue[Item], stop: threading.Event, settle_s: float,
+                 clip_settle_s: float | None = None) -> None:
         super().__init__(name=f"watch:{source.uri}", daemon=True)
         self.source, self.out, self.stop, self.settle_s = source, out, stop, settle_s
+        self.clip_settle_s = settle_s if clip_settle_s is None else max(settle_s, clip_settle_s)
         self.pending: dict[Path, tuple[tuple[int, int], float]] = {}
         self.ready = threading.Event()
         self._adopted: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -106,7 +108,8 @@ class FolderFollower(threading.Thread):
             if path not in self.pending:
                 continue
             stamp, since = self.pending[path]
-            if stamp == before and now - since >= self.settle_s:
+            settle = self.clip_settle_s if is_video_name(path.name) else self.settle_s
+            if stamp == before and now - since >= settle:
                 del self.pending[path]
                 camera = self.source.camera or camera_for(path, self.source.path)
                 _offer(self.out, (self.source, file_entry(path, camera)), self.stop)
@@ -182,7 +185,8 @@ class Watcher:
         threads: list[FolderFollower | BucketPoller] = []
         for src in self.sources:
             if isinstance(src, FolderSource) and src.path.is_dir():
-                threads.append(FolderFollower(src, self.queue, self._stop, self.settings.watch_settle_s))
+                threads.append(FolderFollower(src, self.queue, self._stop, self.settings.watch_settle_s,
+                                              self.settings.watch_clip_settle_s))
             elif isinstance(src, BucketSource):
                 threads.append(BucketPoller(src, self.queue, self._stop, self.settings.watch_poll_s))
         return threads
@@ -190,12 +194,15 @@ class Watcher:
     def _rescan(self, followers: Sequence[FolderFollower | BucketPoller]) -> list[Item]:
         """Everything that arrived while no watcher ran; files still being written go to their follower."""
         by_source = {id(t.source): t for t in followers if isinstance(t, FolderFollower)}
-        fresh_after = time.time() - self.settings.watch_settle_s
+        now = time.time()
+        settle = self.settings.watch_settle_s
+        clip_settle = max(settle, self.settings.watch_clip_settle_s)
         items: list[Item] = []
         for src in self.sources:
             follower = by_source.get(id(src))
             for entry in src.entries():
-                if follower is not None and entry.error is None and (entry.mtime or 0) > fresh_after:
+                wait = clip_settle if is_video_name(entry.uri) else settle
+                if follower is not None and entry.error is None and (entry.mtime or 0) > now - wait:
                     follower.adopt(Path(entry.uri))
                 else:
                     items.append((src, entry))
