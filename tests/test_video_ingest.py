@@ -6,6 +6,8 @@ a background, so how many people pass, and when, is known by construction.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -200,3 +202,22 @@ def test_capture_keeps_the_camera_name_inside_its_folder(tmp_path: Path) -> None
 
     run = Capture("http://127.0.0.1:9/cam", "../../escape", str(tmp_path / "to"), load_settings())
     assert "/" not in run.camera and not run.camera.startswith(".")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="scripts/test.sh installs Debian's ffmpeg")
+def test_a_phone_clip_recorded_sideways_is_turned_upright(db: Target, tmp_path: Path) -> None:
+    import numpy as np
+
+    sideways = Actor(np.ascontiguousarray(np.rot90(face_patch("obama.jpg", 160), 1)), (60.0, 20.0), (100.0, 300.0))
+    raw = encode(tmp_path / "raw.mp4", render(360, 640, 3.0, FPS, [sideways]), FPS)
+    phone = tmp_path / "cams" / "phone" / "rotated.mp4"
+    phone.parent.mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(raw), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(phone)], check=True)
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT width, height FROM images") == [(640, 360)], "stored as it is shown"
+    for landmarks, box in rows(db, "SELECT landmarks, box FROM sightings"):
+        eyes_y = (landmarks[0][1] + landmarks[1][1]) / 2
+        mouth_y = (landmarks[3][1] + landmarks[4][1]) / 2
+        assert eyes_y < mouth_y and box[0] + box[2] <= 640 and box[1] + box[3] <= 360, "an upright face"

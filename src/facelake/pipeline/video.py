@@ -63,7 +63,8 @@ def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> Im
     info = reader.info
     # Local wall time, as EXIF and file mtimes give it: clips, photos and streams of one camera line up.
     taken = info.creation_time.astimezone().replace(tzinfo=None) if info.creation_time else None
-    meta = ImageMeta(info.width, info.height, f"video/{info.codec}", taken, None, None, None, None)
+    width, height = reader.size or (info.width, info.height)  # boxes are in upright pixels
+    meta = ImageMeta(width, height, f"video/{info.codec}", taken, None, None, None, None)
     faces, tracks = track_faces(ended, model)
     return ImageResult(job.without_data(), meta, faces, None, tracks=tracks, warning=reader.error)
 

@@ -179,6 +179,15 @@ def _grey_small(frame: av.VideoFrame) -> NDArray[np.float32]:
     return fine[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2).mean(axis=(1, 3))
 
 
+def upright_rgb(frame: av.VideoFrame) -> NDArray[np.uint8]:
+    """A decoded frame's RGB pixels as the clip is meant to be seen: phones record sideways and say
+    so in the stream's display matrix (PyAV's ``rotation``, degrees to turn clockwise for display),
+    and a face detector and embedder want faces upright, as photos are after their EXIF orientation."""
+    pixels = frame.to_ndarray(format="rgb24")
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, -turns)) if turns else pixels
+
+
 def grey_small(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     """The same ~GREY_WIDTH-wide grey copy as a decoded frame's, from an RGB array (a live stream's
     frames arrive as RGB): the green channel, strided and 2×2-averaged."""
@@ -270,6 +279,8 @@ class VideoReader:
         """Sampled frames skipped because nothing moved."""
         self.error: str | None = None
         """Why decoding stopped early, when it did (the frames before were yielded)."""
+        self.size: tuple[int, int] | None = None
+        """Width and height of the frames yielded, upright (a phone's sideways clip turned)."""
         self.timestamps_from_index = False
         """True once the clip's timestamps were found missing or going backwards: offsets after
         that point are the frame's position divided by the nominal rate."""
@@ -433,7 +444,8 @@ class VideoReader:
                             self.skipped_motion += 1
                             continue
                     analysed_grey, last_analysed_t = grey, offset
-                    pixels = frame.to_ndarray(format="rgb24")
+                    pixels = upright_rgb(frame)
+                    self.size = (pixels.shape[1], pixels.shape[0])
                     self.analysed += 1
                     yield VideoFrame(
                         index=round(offset * nominal),
@@ -805,7 +817,7 @@ class StreamReader:
                         self._put(StreamFrame(
                             index=self.delivered,
                             captured_at=wall,
-                            pixels=frame.to_ndarray(format="rgb24"),
+                            pixels=upright_rgb(frame),
                             keyframe=bool(frame.key_frame),
                         ))
                     else:
