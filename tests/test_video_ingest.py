@@ -221,3 +221,15 @@ def test_a_phone_clip_recorded_sideways_is_turned_upright(db: Target, tmp_path: 
         eyes_y = (landmarks[0][1] + landmarks[1][1]) / 2
         mouth_y = (landmarks[3][1] + landmarks[4][1]) / 2
         assert eyes_y < mouth_y and box[0] + box[2] <= 640 and box[1] + box[3] <= 360, "an upright face"
+
+
+def test_a_clip_without_a_creation_time_starts_at_its_mtime_less_its_length(db: Target, tmp_path: Path) -> None:
+    import os
+
+    path = clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")], seconds=3.0)
+    written = datetime(2024, 5, 1, 10, 0, 3).timestamp()  # a recorder closes the file when it stops filming
+    os.utime(path, (written, written))
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    ((taken, source),) = rows(db, "SELECT taken_at, taken_at_source FROM images")
+    assert source == "mtime" and abs((taken - datetime(2024, 5, 1, 10, 0, 0)).total_seconds()) < 0.2, taken

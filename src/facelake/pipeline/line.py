@@ -87,7 +87,7 @@ class ImageLine:
     def prepare(self, result: ImageResult) -> Item:
         """The image's rows with every stage's annotations (names), not written yet."""
         image, sightings = records(result.job, result.meta, result.faces, result.error, result.tracks, result.warning,
-                                   result.revision)
+                                   result.revision, result.duration_s)
         for stage in self.stages:
             sightings = stage.annotate(image, sightings)
         return image, sightings, result.job.version

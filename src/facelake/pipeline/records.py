@@ -102,6 +102,8 @@ class ImageResult:
     """Kept with a stored result: why a clip's decoding stopped early (what came before is kept)."""
     revision: int = 0
     """A live stream's segment written again (see ``ImageRecord.revision``)."""
+    duration_s: float | None = None
+    """A clip's length: with no capture time in the container, its start is its mtime less this."""
 
 
 @dataclass
@@ -181,18 +183,21 @@ _TIME_SOURCES = {"video": "container", "stream": "clock"}
 def records(
     job: Job, meta: ImageMeta | None, faces: list[Face], error: str | None = None,
     tracks: Sequence[TrackResult] = (), warning: str | None = None, revision: int = 0,
+    duration_s: float | None = None,
 ) -> tuple[ImageRecord, list[SightingRecord]]:
     """The rows that store one analysed image or clip (faces not yet named).
 
-    A clip's capture time is its container's, else the file's mtime; each track's start and
-    end are that plus its offsets. ``warning`` (a clip damaged part-way) is kept in the row's
-    ``error`` while its status stays ``ok``: what was decoded is stored, and a re-run skips it.
+    A clip's capture time is its container's, else the file's mtime less the clip's length;
+    each track's start and end are that plus its offsets. ``warning`` (a clip damaged part-way)
+    is kept in the row's ``error`` while its status stays ``ok``: what was decoded is stored,
+    and a re-run skips it.
     """
     if error is not None or meta is None:
         return ImageRecord(job.image_id, job.uri, job.camera, "error", error=error, bytes=job.size), []
     taken, source = meta.taken_at, _TIME_SOURCES.get(meta.format.split("/")[0], "exif")
     if taken is None and job.mtime is not None:
-        taken, source = datetime.fromtimestamp(job.mtime), "mtime"
+        # A recorder writes a clip as it films, so the file's mtime is when it *ended*.
+        taken, source = datetime.fromtimestamp(job.mtime) - timedelta(seconds=duration_s or 0.0), "mtime"
     track_of: dict[int, tuple[int, float]] = {}
     track_rows = []
     for n, t in enumerate(tracks):

@@ -66,7 +66,10 @@ def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> Im
     width, height = reader.size or (info.width, info.height)  # boxes are in upright pixels
     meta = ImageMeta(width, height, f"video/{info.codec}", taken, None, None, None, None)
     faces, tracks = track_faces(ended, model)
-    return ImageResult(job.without_data(), meta, faces, None, tracks=tracks, warning=reader.error)
+    # The container's duration, else how far decoding got (a damaged clip, a raw stream).
+    duration = info.duration_s or max((t.end_s for t in tracks), default=0.0)
+    return ImageResult(job.without_data(), meta, faces, None, tracks=tracks, warning=reader.error,
+                       duration_s=duration)
 
 
 def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> ImageResult:
