@@ -183,7 +183,7 @@ def upright_rgb(frame: av.VideoFrame) -> NDArray[np.uint8]:
     """A decoded frame's RGB pixels as the clip is meant to be seen: phones record sideways and say
     so in the stream's display matrix (PyAV's ``rotation``, degrees to turn clockwise for display),
     and a face detector and embedder want faces upright, as photos are after their EXIF orientation."""
-    pixels = frame.to_ndarray(format="rgb24")
+    pixels: NDArray[np.uint8] = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(pixels, -turns)) if turns else pixels
 
