@@ -233,3 +233,17 @@ def test_a_clip_without_a_creation_time_starts_at_its_mtime_less_its_length(db: 
     assert code == 0, output
     ((taken, source),) = rows(db, "SELECT taken_at, taken_at_source FROM images")
     assert source == "mtime" and abs((taken - datetime(2024, 5, 1, 10, 0, 0)).total_seconds()) < 0.2, taken
+
+
+def test_search_returns_a_track_once(db: Target, tmp_path: Path, samples: Path) -> None:
+    from facelake import load_settings, search
+
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")])
+    shutil.copy(samples / "obama2.jpg", tmp_path / "cams" / "door" / "photo.jpg")
+    code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
+    assert code == 0, output
+    kept = rows(db, "SELECT count(*) FROM sightings WHERE track_id IS NOT NULL")[0][0]
+    assert kept >= 2, "the track keeps several faces (else this test proves nothing)"
+    hits = search(load_settings(db=db), samples / "obama3.jpg", top=5)
+    assert len(hits) == 2 and sorted(h.track_id is not None for h in hits) == [False, True], hits
+    assert hits[0].score >= hits[1].score

@@ -36,6 +36,8 @@ class Seen:
     camera: str | None
     taken_at: datetime | None
     person: str | None
+    track_id: int | None = None
+    """The clip's track the face belongs to, else None."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Sightings:
     def seen(self, ids: Sequence[int]) -> dict[int, Seen]:
         """Where each of ``ids`` was seen (absent: no such sighting)."""
         return {int(r[0]): Seen(*r[1:]) for r in self._sql.all(
-            f"""SELECT s.sighting_id, i.uri, i.camera, i.taken_at, p.name FROM sightings s
+            f"""SELECT s.sighting_id, i.uri, i.camera, i.taken_at, p.name, s.track_id FROM sightings s
                 JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
                 WHERE s.sighting_id IN ({marks(len(ids))})""", list(ids))}
 
