@@ -313,3 +313,33 @@ def test_a_short_run_is_cut_into_several_batches_per_worker() -> None:
     assert batch_size(8, 2, 3) == 1
     assert batch_size(8, 1, 24) == 8 and batch_size(8, 4, None) == 8
     assert 24 / batch_size(8, 2, 24) >= BATCHES_PER_WORKER * 2
+
+
+def test_worker_processes_end_with_a_killed_ingest(tmp_path: Path, samples: Path) -> None:
+    import time
+
+    import psutil
+
+    src = tmp_path / "cams" / "cam1"
+    src.mkdir(parents=True)
+    base = Image.open(samples / "obama.jpg").convert("RGB")
+    for i in range(40):
+        img = base.copy()
+        img.putpixel((i, 0), (i * 5, 0, 0))
+        img.save(src / f"{i:02d}.jpg", quality=90)
+    cmd = [sys.executable, "-m", "facelake.cli", "--db", str(tmp_path / "k.duckdb"), "ingest", str(src), "-v",
+           "--workers", "2"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("new "):
+            break
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2, "the run uses worker processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers):
+        time.sleep(0.2)
+    assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], \
+        "a killed ingest leaves no worker behind"

@@ -10,11 +10,13 @@ workers and applies ``keep`` to what comes back.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -153,7 +155,25 @@ def _process_worker(options: AnalyzerOptions, max_pixels: int, video: VideoOptio
     return Worker(options, max_pixels, video).load()
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker when the process that started it dies (``kill -9`` of an
+    ingest left its workers waiting on their queue forever, models loaded). Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoOptions) -> None:
+    _die_with_parent()
     # Ctrl-C reaches the whole process group: the main process decides when to stop,
     # so workers finish the images in hand instead of dying with them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
