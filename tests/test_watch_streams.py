@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,3 +196,26 @@ def test_serve_follows_a_stream_and_masks_its_password(tmp_path: Path, stream: s
                     f"'{stream.split(':')[1].split('/')[0]}'")[0][0] >= 1, rows(db, "SELECT camera FROM tracks")
     stored = repr(rows(db, "SELECT * FROM images")) + "".join(lines)
     assert secret not in stored and "${CAM_PW}" not in stored.replace("viewer:***@", "")
+
+
+@pytest.mark.slow
+def test_sigterm_gives_up_a_long_clip_in_hand_and_the_next_run_reads_it(tmp_path: Path) -> None:
+    from .test_video_ingest import clip, walker
+
+    cams = tmp_path / "cams"
+    (cams / "door").mkdir(parents=True)
+    long = clip(tmp_path / "long.mp4", [walker("obama.jpg", t0=0.0, t1=120.0)], seconds=120.0)
+    db = tmp_path / "long.duckdb"
+    watch = Watch(db, str(cams), "--workers", "1", env={"FACELAKE_WATCH_CLIP_SETTLE_S": "0.5"})
+    watch.ready()
+    shutil.copy(long, cams / "door" / "long.mp4")
+    time.sleep(5)  # settled and in the worker: well short of the ~20 s the clip takes
+    start = time.monotonic()
+    assert watch.stop() == 0, watch.err[-10:]
+    assert time.monotonic() - start < 10, "SIGTERM does not wait for the whole clip"
+    assert rows(db, "SELECT status, error FROM images") == [("error", rows(db, "SELECT error FROM images")[0][0])]
+    assert "interrupted" in rows(db, "SELECT error FROM images")[0][0]
+    done = subprocess.run([sys.executable, "-m", "facelake.cli", "--db", str(db), "ingest", str(cams), "--workers", "1"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert rows(db, "SELECT status FROM images") == [("ok",)] and rows(db, "SELECT count(*) FROM tracks")[0][0] >= 1

@@ -17,10 +17,11 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..config import Settings
 from ..sources import Entry, Source
@@ -50,6 +51,10 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop any worker processes; the executor may not be used afterwards."""
+        ...
+
+    def cancel(self) -> None:
+        """Ask the workers to give up the clips in hand (SIGTERM): they are recorded as errors and retried."""
         ...
 
 
@@ -133,12 +138,17 @@ class InProcessExecutor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._worker: Worker | None = None
+        self._cancel = threading.Event()
 
     @property
     def worker(self) -> Worker:
         if self._worker is None:
             self._worker = Worker.from_settings(self.settings).load()
+            self._worker.cancel = self._cancel
         return self._worker
+
+    def cancel(self) -> None:
+        self._cancel.set()
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
                 read_threads: int = 1) -> Iterator[list[ImageResult]]:
@@ -172,7 +182,7 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoOptions) -> None:
+def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoOptions, cancel: Any) -> None:
     _die_with_parent()
     # Ctrl-C reaches the whole process group: the main process decides when to stop,
     # so workers finish the images in hand instead of dying with them.
@@ -181,7 +191,7 @@ def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoO
     import cv2
 
     cv2.setNumThreads(1)
-    _process_worker(options, max_pixels, video)
+    _process_worker(options, max_pixels, video).cancel = cancel
 
 
 def _run_batch(options: AnalyzerOptions, max_pixels: int, video: VideoOptions, jobs: list[Job]) -> list[ImageResult]:
@@ -200,15 +210,18 @@ class PoolExecutor:
         self.settings, self.workers = settings, workers
         self.options = analyzer_options(settings)
         self.video = VideoOptions.from_settings(settings)
+        self._context = multiprocessing.get_context("spawn")
+        self._cancel = self._context.Event()
         self._pool: ProcessPoolExecutor | None = None
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
                 read_threads: int = 1) -> Iterator[list[ImageResult]]:
         size = batch_size(self.settings.batch_images, self.workers, total)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context,
                                              initializer=_start_pool_process,
-                                             initargs=(self.options, self.settings.max_pixels, self.video))
+                                             initargs=(self.options, self.settings.max_pixels, self.video,
+                                                       self._cancel))
         pending: deque[Future[list[ImageResult]]] = deque()
         for batch in job_batches(read_jobs(entries, keep, self.settings, read_threads), size):
             pending.append(self._pool.submit(_run_batch, self.options, self.settings.max_pixels, self.video, batch))
@@ -216,6 +229,9 @@ class PoolExecutor:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+    def cancel(self) -> None:
+        self._cancel.set()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -119,8 +119,10 @@ class Ingestor:
         return self._line
 
     def stop(self) -> None:
-        """Take no new image; the run in progress finishes the ones in hand and returns."""
+        """Take no new image; the run in progress finishes the images in hand and returns. A clip
+        in hand is given up (recorded as an error, read again next time): it can be an hour long."""
         self._stop.set()
+        self.executor.cancel()
 
     def run(self, sources: Sequence[Source], on_listed: Callable[[int], None] | None = None,
             on_image: OnImage | None = None, entries: Sequence[Listed] | None = None,

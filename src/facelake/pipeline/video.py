@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Protocol
 
 from ..errors import FacelakeError
 from ..sources.decode import ImageMeta
@@ -22,6 +23,13 @@ from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track, Tracker
 from ..vision.types import Face
 from .records import ImageResult, Job, TrackResult, VideoOptions
+
+
+class Cancel(Protocol):
+    """A threading or multiprocessing event: the worker only asks whether it is set."""
+
+    def is_set(self) -> bool: ...
+
 
 FRAMES_PER_BATCH = 4
 """Analysed frames whose faces go through the embedder together (its batches stay full)."""
@@ -72,8 +80,15 @@ def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> Im
                        duration_s=duration)
 
 
-def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> ImageResult:
-    """Decode ``job``'s clip (its local ``path``, else its bytes), analyse the sampled frames, track the faces."""
+INTERRUPTED = "interrupted: the run stopped while this clip was read; it is read again next time"
+
+
+def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions, cancel: Cancel | None = None) -> ImageResult:
+    """Decode ``job``'s clip (its local ``path``, else its bytes), analyse the sampled frames, track the faces.
+
+    ``cancel`` set (SIGTERM of ``ingest`` or ``watch``) stops an hour-long clip within a batch of
+    frames instead of at its end: the clip is recorded as an error, which the next run retries.
+    """
     try:
         source = job.path if job.path is not None else io.BytesIO(job.data or b"")
         reader = VideoReader(source, fps=options.fps, keyframes_only=options.keyframes_only,
@@ -86,6 +101,8 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions) -> Im
     ended: list[Track] = []
     with reader:
         for batch in _batches(reader.frames(), FRAMES_PER_BATCH):
+            if cancel is not None and cancel.is_set():
+                return ImageResult(job.without_data(), None, [], INTERRUPTED)
             for frame, faces in zip(batch, analyzer.analyze_many([f.pixels for f in batch])):
                 ended.extend(tracker.update(frame.offset_s, faces, frame.scene_cut, frame.index))
         ended.extend(tracker.close())

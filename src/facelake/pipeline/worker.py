@@ -8,6 +8,8 @@ settings can live side by side (the API's and a test's, say).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import Settings
 from ..errors import FacelakeError
 from ..sources.base import is_video_name
@@ -28,6 +30,8 @@ class Worker:
         self.options, self.max_pixels = options, max_pixels
         self.video = video or VideoOptions()
         self.analyzer = FaceAnalyzer(options)
+        self.cancel: Any = None
+        """An event (threading or multiprocessing) that stops a clip in progress when set."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
@@ -46,7 +50,7 @@ class Worker:
                 # Imported here: PyAV and SciPy cost a photo-only worker ~50 MB and 0.3 s it never uses.
                 from .video import analyse_video
 
-                results[i] = analyse_video(self.analyzer, job, self.video)
+                results[i] = analyse_video(self.analyzer, job, self.video, self.cancel)
                 continue
             if job.data is None:
                 results[i] = ImageResult(job, None, [], job.error or "unreadable")

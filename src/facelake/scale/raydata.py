@@ -71,6 +71,9 @@ class RayExecutor:
     def close(self) -> None:
         """Nothing to stop: :func:`ray_results` shuts down a Ray instance it started when it ends."""
 
+    def cancel(self) -> None:
+        """Ray's actors finish their batches; the driver stops taking results when the run stops."""
+
 
 def ray_results(listed: Sequence[tuple[Source, Entry]], settings: Settings, address: str | None = None,
                 workers: int | None = None) -> Iterator[ImageResult]:
