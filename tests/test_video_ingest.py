@@ -247,3 +247,21 @@ def test_search_returns_a_track_once(db: Target, tmp_path: Path, samples: Path) 
     hits = search(load_settings(db=db), samples / "obama3.jpg", top=5)
     assert len(hits) == 2 and sorted(h.track_id is not None for h in hits) == [False, True], hits
     assert hits[0].score >= hits[1].score
+
+
+def test_a_track_keeps_a_still_of_its_best_frame_until_its_person_is_erased(
+    db: Target, tmp_path: Path, samples: Path
+) -> None:
+    import io
+
+    from PIL import Image
+
+    code, output = cli(db, "people", "add", "Barack", str(samples / "obama.jpg"), "--consent", "asked")
+    assert code == 0, output
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")])
+    assert cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")[0] == 0
+    ((still,),) = rows(db, "SELECT still FROM tracks")
+    frame = Image.open(io.BytesIO(bytes(still)))
+    assert frame.format == "JPEG" and frame.size == (640, 360), "the whole frame, not a crop"
+    assert cli(db, "forget", "Barack")[0] == 0
+    assert rows(db, "SELECT still IS NULL FROM tracks") == [(True,)], "erased with the person"

@@ -87,6 +87,8 @@ class TrackResult:
     """Indices into the result's ``faces``, best quality first."""
     offsets_s: tuple[float, ...]
     """Seconds from the start of the clip at which each of those faces was seen."""
+    still: bytes | None = None
+    """The frame at the best face, as a JPEG (see ``TrackRecord.still``)."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def records(
         track_rows.append(TrackRecord(
             t.start_s, t.end_s, t.frames, t.template, t.model,
             None if taken is None else taken + timedelta(seconds=t.start_s),
-            None if taken is None else taken + timedelta(seconds=t.end_s)))
+            None if taken is None else taken + timedelta(seconds=t.end_s), t.still))
     image = ImageRecord(
         image_id=job.image_id, uri=job.uri, camera=job.camera, status="ok", error=warning,
         taken_at=taken, taken_at_source=source if taken else None,

@@ -16,6 +16,10 @@ import io
 from collections.abc import Iterator
 from typing import Protocol
 
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
 from ..errors import FacelakeError
 from ..sources.decode import ImageMeta
 from ..sources.video import VideoFrame, VideoReader
@@ -54,7 +58,37 @@ def _batches(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFram
         yield batch
 
 
-def track_faces(ended: list[Track], model: str, origin_t: float = 0.0) -> tuple[list[Face], tuple[TrackResult, ...]]:
+STILL_WIDTH = 640
+"""A track's still is at most this wide: enough to see who and where, ~30-60 kB of JPEG."""
+
+
+def still_jpeg(pixels: NDArray[np.uint8]) -> bytes:
+    """The frame as the track's still: shrunk to ``STILL_WIDTH``, JPEG."""
+    height, width = pixels.shape[:2]
+    small = pixels if width <= STILL_WIDTH else cv2.resize(
+        pixels, (STILL_WIDTH, round(height * STILL_WIDTH / width)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(small[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return buf.tobytes() if ok else b""
+
+
+class Stills:
+    """Each open track's still: the frame is encoded when it holds the track's best face so far."""
+
+    def __init__(self) -> None:
+        self.by_track: dict[int, bytes] = {}
+
+    def seen(self, pixels: NDArray[np.uint8], frame_index: int, open_tracks: list[Track]) -> None:
+        for track in open_tracks:
+            if track.best and track.best[0].frame_index == frame_index:
+                self.by_track[track.track_id] = still_jpeg(pixels)
+
+    def take(self, tracks: list[Track]) -> dict[int, bytes]:
+        """The stills of ``tracks`` (ended ones are forgotten here)."""
+        return {t.track_id: self.by_track.pop(t.track_id) for t in tracks if t.track_id in self.by_track}
+
+
+def track_faces(ended: list[Track], model: str, origin_t: float = 0.0,
+                stills: dict[int, bytes] | None = None) -> tuple[list[Face], tuple[TrackResult, ...]]:
     """Ended tracks as a result's faces (each track's best, in start order) and track results;
     times become seconds from ``origin_t`` (a clip's start, or a stream segment's)."""
     faces: list[Face] = []
@@ -63,17 +97,18 @@ def track_faces(ended: list[Track], model: str, origin_t: float = 0.0) -> tuple[
         at = len(faces)
         faces.extend(tf.face for tf in track.best)
         tracks.append(TrackResult(track.start_t - origin_t, track.end_t - origin_t, track.frames, track.template,
-                                  model, tuple(range(at, len(faces))), tuple(tf.t - origin_t for tf in track.best)))
+                                  model, tuple(range(at, len(faces))), tuple(tf.t - origin_t for tf in track.best),
+                                  (stills or {}).get(track.track_id)))
     return faces, tuple(tracks)
 
 
-def _result(job: Job, reader: VideoReader, ended: list[Track], model: str) -> ImageResult:
+def _result(job: Job, reader: VideoReader, ended: list[Track], model: str, stills: dict[int, bytes]) -> ImageResult:
     info = reader.info
     # Local wall time, as EXIF and file mtimes give it: clips, photos and streams of one camera line up.
     taken = info.creation_time.astimezone().replace(tzinfo=None) if info.creation_time else None
     width, height = reader.size or (info.width, info.height)  # boxes are in upright pixels
     meta = ImageMeta(width, height, f"video/{info.codec}", taken, None, None, None, None)
-    faces, tracks = track_faces(ended, model)
+    faces, tracks = track_faces(ended, model, stills=stills)
     # The container's duration, else how far decoding got (a damaged clip, a raw stream).
     duration = info.duration_s or max((t.end_s for t in tracks), default=0.0)
     return ImageResult(job.without_data(), meta, faces, None, tracks=tracks, warning=reader.error,
@@ -98,6 +133,7 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions, cance
     except FacelakeError as exc:
         return ImageResult(job.without_data(), None, [], str(exc))
     tracker = make_tracker(options)
+    stills = Stills()
     ended: list[Track] = []
     with reader:
         for batch in _batches(reader.frames(), FRAMES_PER_BATCH):
@@ -105,7 +141,9 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions, cance
                 return ImageResult(job.without_data(), None, [], INTERRUPTED)
             for frame, faces in zip(batch, analyzer.analyze_many([f.pixels for f in batch])):
                 ended.extend(tracker.update(frame.offset_s, faces, frame.scene_cut, frame.index))
+                if faces:
+                    stills.seen(frame.pixels, frame.index, tracker.open)
         ended.extend(tracker.close())
         if reader.analysed == 0 and reader.error:  # nothing decoded before the damage: nothing to keep
             return ImageResult(job.without_data(), None, [], reader.error)
-        return _result(job, reader, ended, analyzer.model_name)
+        return _result(job, reader, ended, analyzer.model_name, stills.take(ended))

@@ -68,4 +68,5 @@ def track_json(row: TrackRow) -> dict[str, Any]:
         "match_score": None if row.match_score is None else round(row.match_score, 4),
         "best_sighting_id": row.best_sighting_id,
         "crops": [f"/api/sightings/{s}/crop" for s in row.faces],
+        "still_url": f"/api/tracks/{row.track_id}/still" if row.has_still else None,
     }

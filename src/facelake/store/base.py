@@ -93,6 +93,8 @@ class TrackRecord:
     model: str
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    still: bytes | None = None
+    """The frame at the track's best face, as a JPEG: what the dashboard shows (no video player)."""
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,6 @@ class Clusters:
                               "WHERE cluster_id = ? AND person_id IS NULL)", [cluster_id])
             self._sql.execute("UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "
                               "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
-            self._sql.execute("UPDATE tracks SET template = NULL, cluster_id = NULL "
+            self._sql.execute("UPDATE tracks SET template = NULL, still = NULL, cluster_id = NULL "
                               "WHERE cluster_id = ? AND person_id IS NULL", [cluster_id])
             self._sql.audit(actor, "dismiss_cluster", f"cluster:{cluster_id} faces:{len(members)}")

@@ -35,7 +35,7 @@ SIGHTING_COLUMNS = """image_id VARCHAR, face_index INTEGER, box FLOAT[], landmar
     det_score FLOAT, quality FLOAT, embedding FLOAT[], model VARCHAR, person_id BIGINT, match_score FLOAT,
     thumb BLOB, track_index INTEGER, offset_s DOUBLE"""
 TRACK_COLUMNS = """image_id VARCHAR, track_index INTEGER, start_s DOUBLE, end_s DOUBLE, frames INTEGER,
-    template FLOAT[], model VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP"""
+    template FLOAT[], model VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, still BLOB"""
 PARQUET = "(FORMAT PARQUET, COMPRESSION ZSTD)"
 
 
@@ -76,9 +76,9 @@ def tracks_parquet(image: ImageRecord) -> bytes:
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t ({TRACK_COLUMNS})")
     for n, t in enumerate(image.tracks):
-        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             image.image_id, n, t.start_s, t.end_s, t.frames, np.asarray(t.template, dtype=np.float32).tolist(),
-            t.model, t.started_at, t.ended_at])
+            t.model, t.started_at, t.ended_at, t.still])
     return _to_file(con, "t")
 
 
@@ -123,7 +123,7 @@ class Lake:
                                     camera_make, camera_model, format, width, height, bytes FROM images""").fetchone()
         assert row is not None, f"empty image file for {image_id}"
         tracks = tuple(TrackRecord(*t) for t in con.execute(
-            """SELECT start_s, end_s, frames, template, model, started_at, ended_at FROM tracks
+            """SELECT start_s, end_s, frames, template, model, started_at, ended_at, still FROM tracks
                ORDER BY track_index""").fetchall()) if "tracks" in tables else ()
         image = replace(ImageRecord(*row), tracks=tuple(replace(t, template=np.array(t.template, np.float32))
                                                          for t in tracks))

@@ -176,8 +176,8 @@ class People:
                                embedding = NULL WHERE person_id = ?""", [pid])
                 counts["tracks unlinked (template erased)"] = sql.count(
                     "SELECT count(*) FROM tracks WHERE person_id = ?", [pid])
-                sql.execute("UPDATE tracks SET person_id = NULL, match_score = NULL, template = NULL WHERE person_id = ?",
-                            [pid])
+                sql.execute("""UPDATE tracks SET person_id = NULL, match_score = NULL, template = NULL, still = NULL
+                               WHERE person_id = ?""", [pid])
                 counts["people"] = 1
             else:
                 counts = {"people": 1, "enrollments": enrollments, "sightings unlinked": sql.count(
@@ -228,7 +228,8 @@ class People:
                 self._sql.execute(f"UPDATE sightings SET embedding = NULL, thumb = NULL WHERE {where}", [cutoff])
                 self._sql.audit(actor, "purge", f"sightings:{n} before:{cutoff.isoformat(timespec='seconds')}")
             # An unknown track's template is as biometric as its faces' embeddings: it expires with them.
-            self._sql.execute("""UPDATE tracks SET template = NULL WHERE person_id IS NULL AND template IS NOT NULL
+            self._sql.execute("""UPDATE tracks SET template = NULL, still = NULL
+                                 WHERE person_id IS NULL AND (template IS NOT NULL OR still IS NOT NULL)
                                  AND image_id IN (SELECT image_id FROM images WHERE ingested_at < ?)""", [cutoff])
         return n
 

@@ -144,6 +144,7 @@ MIGRATIONS: list[str] = [
         best_sighting_id BIGINT,
         template     FLOAT[],               -- quality-weighted mean embedding, L2-normalised
         model        VARCHAR NOT NULL,
+        still        BLOB,                  -- JPEG of the frame at the best face (at most 640 px wide)
         UNIQUE (image_id, track_index)
     );
     ALTER TABLE sightings ADD COLUMN track_id BIGINT;
@@ -266,6 +267,7 @@ PG_MIGRATIONS: list[str] = [
         best_sighting_id BIGINT,
         template     REAL[],
         model        TEXT NOT NULL,
+        still        BYTEA,
         UNIQUE (image_id, track_index)
     );
     ALTER TABLE sightings ADD COLUMN track_id BIGINT, ADD COLUMN offset_s DOUBLE PRECISION;

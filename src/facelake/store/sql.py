@@ -192,10 +192,11 @@ class SqlStore(Store):
             return {}
         returned = self._sql.all(
             f"""INSERT INTO tracks (image_id, track_index, camera, started_at, ended_at, start_s, end_s, frames,
-                    template, model) VALUES {value_rows(len(rows), 10)} RETURNING image_id, track_index, track_id""",
+                    template, model, still) VALUES {value_rows(len(rows), 11)}
+                RETURNING image_id, track_index, track_id""",
             [v for image, n, t in rows
              for v in (image.image_id, n, image.camera, t.started_at, t.ended_at, float(t.start_s), float(t.end_s),
-                       int(t.frames), np.asarray(t.template, dtype=np.float32).tolist(), t.model)])
+                       int(t.frames), np.asarray(t.template, dtype=np.float32).tolist(), t.model, t.still)])
         return {(r[0], int(r[1])): int(r[2]) for r in returned}
 
     def _finish_tracks(self, faces: list[tuple[ImageRecord, SightingRecord, bool]],

@@ -35,6 +35,11 @@ class Tracks:
                     """SELECT track_id, image_id, start_s, end_s, template, person_id FROM tracks
                        WHERE template IS NOT NULL AND model = ?""", [model])}
 
+    def still(self, track_id: int) -> bytes | None:
+        """The JPEG of the frame at the track's best face, or None (unknown track, none kept, or erased)."""
+        row = self._sql.one("SELECT still FROM tracks WHERE track_id = ?", [track_id])
+        return bytes(row[0]) if row and row[0] is not None else None
+
     def set_names(self, changes: Sequence[tuple[int, int | None, float | None]]) -> None:
         """Apply ``(track_id, person_id, match_score)``: the name its sightings were given with it."""
         with self._sql.transaction():

@@ -85,11 +85,13 @@ class TrackRow:
     best_sighting_id: int | None
     faces: tuple[int, ...]
     """Sighting ids of the track's faces that still have a crop, best quality first."""
+    has_still: bool = False
+    """Whether the frame at its best face is kept (``/api/tracks/{id}/still``)."""
 
 
 _IDENTIFIED = """
     SELECT t.track_id, t.image_id, t.camera, t.started_at, coalesce(t.ended_at, t.started_at) AS ended_at,
-           t.start_s, t.end_s, t.frames, t.match_score, t.best_sighting_id, b.quality,
+           t.start_s, t.end_s, t.frames, t.match_score, t.best_sighting_id, b.quality, t.still IS NOT NULL AS has_still,
            p.person_id, p.name AS person,
            CASE WHEN p.person_id IS NULL THEN coalesce(t.cluster_id, b.cluster_id) END AS cluster_id
     FROM tracks t
@@ -175,7 +177,7 @@ class Visits:
         """Tracks, newest first, each with up to ``faces`` of its kept faces (those with a crop)."""
         rows = self._sql.all(
             f"""SELECT w.track_id, w.image_id, i.uri, w.camera, w.started_at, w.ended_at, w.start_s, w.end_s,
-                       w.frames, w.person_id, w.person, w.cluster_id, w.match_score, w.best_sighting_id
+                       w.frames, w.person_id, w.person, w.cluster_id, w.match_score, w.best_sighting_id, w.has_still
                 FROM ({_IDENTIFIED} WHERE {_FILTER} AND (? IS NULL OR t.ended_at >= ?)) w
                 JOIN images i ON i.image_id = w.image_id
                 ORDER BY w.started_at DESC NULLS LAST, w.track_id DESC LIMIT ?""",
@@ -183,7 +185,7 @@ class Visits:
         kept = self._faces([int(r[0]) for r in rows], faces)
         return [TrackRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], float(r[6]), float(r[7]), int(r[8]), _int(r[9]),
                          r[10], _int(r[11]), None if r[12] is None else float(r[12]), _int(r[13]),
-                         tuple(kept.get(int(r[0]), ())[:faces]))
+                         tuple(kept.get(int(r[0]), ())[:faces]), bool(r[14]))
                 for r in rows]
 
     def count(self) -> int:

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from ..config import Settings
 from ..errors import ConfigError
 from ..pipeline.records import ImageResult, Job, VideoOptions
-from ..pipeline.video import make_tracker, track_faces
+from ..pipeline.video import Stills, make_tracker, track_faces
 from ..pipeline.worker import analyzer_options
 from ..sources.decode import ImageMeta
 from ..sources.video import StreamFrame, StreamReader, expand_url, grey_small, mask_url, moved
@@ -181,6 +181,7 @@ class StreamFollower(threading.Thread):
         self.segments = 0
         self._early: set[int] = set()
         """Local ids of open tracks already written (early); their end writes their final revision."""
+        self._stills = Stills()
         self.error: str | None = None
 
     def run(self) -> None:
@@ -189,6 +190,8 @@ class StreamFollower(threading.Thread):
             for step in live.steps():
                 if live.origin is None:
                     continue
+                if step.frame is not None and step.faces:
+                    self._stills.seen(step.frame.pixels, step.frame.index, live.tracker.open)
                 if step.ended:
                     self._hand_over(step.ended, live.origin, live.size, live.analyzer.model_name)
                 for track in live.tracker.open:
@@ -211,21 +214,23 @@ class StreamFollower(threading.Thread):
         rest, too short to have been written, go as one segment together."""
         written = {t.track_id for t in ended} & self._early
         self._early -= written
+        stills = self._stills.take(ended)
         for track in ended:
             if track.track_id in written:
-                self._segment([track], origin, size, model, revision=1)
+                self._segment([track], origin, size, model, revision=1, stills=stills)
         rest = [t for t in ended if t.track_id not in written]
         if rest:
-            self._segment(rest, origin, size, model, revision=0)
+            self._segment(rest, origin, size, model, revision=0, stills=stills)
 
     def _segment(self, tracks: list[Track], origin: datetime, size: tuple[int, int], model: str,
-                 revision: int) -> None:
+                 revision: int, stills: dict[int, bytes] | None = None) -> None:
         """Tracks as one segment, from the first one's start, its id derived from the camera, that
         start and the tracks (so a track's early and final revisions are one row of ``images``)."""
         first = min(t.start_t for t in tracks)
         # Local wall time, as photos' EXIF and clips' times are stored: one camera's rows line up.
         start = (origin + timedelta(seconds=first)).astimezone().replace(tzinfo=None)
-        faces, results = track_faces(tracks, model, origin_t=first)
+        faces, results = track_faces(tracks, model, origin_t=first,
+                                     stills=self._stills.by_track if stills is None else stills)
         key = f"stream:{self.spec.camera}:{start.isoformat()}:{'-'.join(str(t.track_id) for t in tracks)}"
         job = Job(hashlib.sha256(key.encode()).hexdigest(), f"{self.masked}#t={start.isoformat()}",
                   self.spec.camera, None, None)

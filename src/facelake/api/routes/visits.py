@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
 
 from ...reports import views
 from ...reports.visits import list_tracks, list_visits
@@ -25,6 +26,16 @@ def get_visits(
     with open_store(settings.db, read_only=True) as store:
         rows = list_visits(store, settings, person, camera, since, cluster, limit)
     return {"gap_s": settings.visit_gap_s, "items": [views.visit_json(v) for v in rows]}
+
+
+@router.get("/api/tracks/{track_id}/still", dependencies=[READ])
+def track_still(settings: Cfg, track_id: int) -> Response:
+    """The frame at the track's best face (a still: facelake keeps no video)."""
+    with open_store(settings.db, read_only=True) as store:
+        data = store.tracks.still(track_id)
+    if data is None:
+        raise HTTPException(404, f"no still for track {track_id} (unknown id, or erased)")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/api/tracks", dependencies=[READ])
