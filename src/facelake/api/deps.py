@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Form, Request, UploadFile
+from fastapi import Depends, Form, HTTPException, Request, UploadFile
+from fastapi.responses import Response
 
 from .. import errors
 from ..config import Settings
@@ -90,6 +91,13 @@ def saved(data: bytes, name: str | None, folder: Path) -> Path:
     path = folder / f"{image_id_of(data)[:16]}{suffix if len(suffix) <= 6 else '.jpg'}"
     path.write_bytes(data)
     return path
+
+
+def jpeg(data: bytes | None, missing: str) -> Response:
+    """A stored JPEG (a face crop, a track's still) for the browser to cache privately, or 404 with ``missing``."""
+    if data is None:
+        raise HTTPException(404, missing)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def plain(value: Any) -> Any:

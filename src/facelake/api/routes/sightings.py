@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from ... import identities
 from ...reports import views
 from ...service import stats
 from ...store import open_store
-from ..deps import ADMIN, READ, AdminForm, Cfg, plain
+from ..deps import ADMIN, READ, AdminForm, Cfg, jpeg, plain
 
 router = APIRouter()
 
@@ -49,9 +49,7 @@ def list_sightings(
 def sighting_crop(settings: Cfg, sighting_id: int) -> Response:
     with open_store(settings.db, read_only=True) as store:
         data = store.sightings.crop(sighting_id)
-    if data is None:
-        raise HTTPException(404, f"no face crop for sighting {sighting_id} (unknown id, or erased)")
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return jpeg(data, f"no face crop for sighting {sighting_id} (unknown id, or erased)")
 
 
 @router.post("/api/sightings/{sighting_id}/unname", dependencies=[ADMIN])

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from ...reports import views
 from ...reports.visits import list_tracks, list_visits
 from ...store import open_store
-from ..deps import READ, Cfg
+from ..deps import READ, Cfg, jpeg
 
 router = APIRouter()
 
@@ -33,9 +33,7 @@ def track_still(settings: Cfg, track_id: int) -> Response:
     """The frame at the track's best face (a still: facelake keeps no video)."""
     with open_store(settings.db, read_only=True) as store:
         data = store.tracks.still(track_id)
-    if data is None:
-        raise HTTPException(404, f"no still for track {track_id} (unknown id, or erased)")
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return jpeg(data, f"no still for track {track_id} (unknown id, or erased)")
 
 
 @router.get("/api/tracks", dependencies=[READ])
