@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from facelake import ImageTooLarge, load_settings
 from facelake.pipeline import ingest
 from facelake.sources import BucketSource
+from facelake.sources.base import Writable
 from facelake.sources.buckets import Bucket, GcsBucket, ObjectInfo, S3Bucket
 from facelake.store.base import Target
 
@@ -42,7 +45,9 @@ class CountingBucket:
     """Wraps a real bucket and records which keys were downloaded."""
 
     def __init__(self, inner: Bucket) -> None:
-        self.inner, self.uri, self.reads = inner, inner.uri, []  # type: ignore[var-annotated]
+        self.inner, self.uri = inner, inner.uri
+        self.reads: list[str] = []
+        self.downloads: list[str] = []
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
@@ -50,6 +55,10 @@ class CountingBucket:
     def read(self, key: str, max_bytes: int) -> bytes:
         self.reads.append(key)
         return self.inner.read(key, max_bytes)
+
+    def download(self, key: str, out: Writable, max_bytes: int) -> None:
+        self.downloads.append(key)
+        self.inner.download(key, out, max_bytes)
 
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.inner.write(key, data, content_type)
@@ -178,3 +187,30 @@ def test_an_object_deleted_between_listing_and_reading_is_an_error_and_the_run_g
     assert rows(db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images ORDER BY 1") == [
         ("a.jpg", "ok"), ("gone.jpg", "error")]
     assert "cannot read" in rows(db, "SELECT error FROM images WHERE status = 'error'")[0][0]
+
+
+def test_a_clip_in_a_bucket_is_spooled_to_disk_never_read_whole_and_the_copy_is_deleted(
+    db: Target, tmp_path: Path, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_video_ingest import clip, walker
+
+    bucket = new_bucket(scheme)
+    local = clip(tmp_path / "src" / "walk.mp4", [walker("obama.jpg")])
+    bucket.write("door/walk.mp4", local.read_bytes(), "video/mp4")
+    bucket.write("door/cut.mp4", local.read_bytes()[:3000], "video/mp4")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    counting = CountingBucket(bucket)
+    summary = ingest([BucketSource(f"{bucket.uri}/door", bucket=counting)], load_settings(db=db), workers=1)
+    assert (summary.new, summary.failed) == (1, 1), summary.errors
+    assert sorted(counting.downloads) == ["door/cut.mp4", "door/walk.mp4"] and counting.reads == [], \
+        "a clip is downloaded in chunks to a file, never read into memory whole"
+    assert list(spool.iterdir()) == [], "the spooled copies are deleted once written"
+    assert rows(db, "SELECT count(*) FROM tracks") == [(1,)]
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    assert rows(db, "SELECT image_id FROM images WHERE status = 'ok'") == [(digest,)], "the id is the bytes' hash"
+    # Over the clip size limit: refused by the stream, and nothing is left behind either.
+    summary = ingest([BucketSource(f"{bucket.uri}/door", bucket=counting)],
+                     load_settings(db=db, video_max_file_mb=0.001), workers=1)
+    assert list(spool.iterdir()) == []

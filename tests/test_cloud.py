@@ -19,6 +19,7 @@ from facelake.store.lake import Lake
 
 from .dbs import NewDb, rows
 from .servers import BIN, bigquery_emulator, free_port, server
+from .test_alerts import receiver  # noqa: F401 (a fixture)
 from .test_ingest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,3 +266,34 @@ def test_function_on_a_clip_writes_its_tracks_and_import_restores_them(
     faces = "SELECT face_index, box, embedding, offset_s, track_id IS NOT NULL FROM sightings ORDER BY face_index"
     assert len(rows(db, tracks)) == 1 and rows(db, tracks) == rows(folder_db, tracks)
     assert rows(db, faces) == rows(folder_db, faces)
+
+
+def test_function_alerts_by_its_rules_naming_the_face_by_image_and_index(
+    tmp_path: Path, samples: Path, gcs: str, receiver: tuple[str, list[dict]],  # noqa: F811
+) -> None:
+    from facelake.sources.buckets import LocalBucket
+    from facelake.triggers.cloud_function import FunctionRuntime
+
+    from .test_video_ingest import clip, walker
+
+    url, posts = receiver
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(f'flush_s = 10\n[webhook]\nurl = "{url}"\n[[rule]]\nname = "stranger"\non = "unknown"\n'
+                     'debounce_s = 0\noutputs = ["webhook"]\n')
+    bucket = gcs_bucket()
+    bucket.blob("door/obama.jpg").upload_from_filename(samples / "obama.jpg")
+    bucket.blob("door/walk.mp4").upload_from_filename(clip(tmp_path / "walk.mp4", [walker("biden.jpg")]))
+    lake = Lake(str(tmp_path / "lake"), bucket=LocalBucket(tmp_path / "lake"))
+    runtime = FunctionRuntime(load_settings(db=tmp_path / "x.duckdb", alerts_file=rules), sink=lake)
+    photo = runtime.handle(bucket.name, "door/obama.jpg")
+    assert (photo.outcome, photo.faces, photo.alerts, photo.alerts_undelivered) == ("new", 1, 1, 0)
+    assert len(posts) == 1, "the alert is delivered before the function answers"
+    alert = posts[0]
+    assert alert["rule"] == "stranger" and alert["camera"] == "door" and alert["known"] is False
+    assert (alert["sighting_id"], alert["image_id"], alert["face_index"]) == (None, photo.image_id, 0)
+    assert alert["crop_jpeg_base64"]
+    video = runtime.handle(bucket.name, "door/walk.mp4")
+    assert video.outcome == "new" and video.faces >= 2 and video.alerts == 1, "one alert for the clip's one track"
+    assert len(posts) == 2 and posts[1]["image_id"] == video.image_id
+    # Redelivered (at least once): stored already, so no second alert.
+    assert runtime.handle(bucket.name, "door/obama.jpg").outcome == "skipped" and len(posts) == 2

@@ -167,14 +167,17 @@ def test_credentials_from_the_environment_reach_the_camera_and_sigterm_commits_t
         assert form not in everything, "the password is filled in at open time and never stored or printed"
     assert "viewer:***@" in everything
 
-    # The wrong password: the camera answers 401, the reader gives up with a masked, clear error.
-    bad.wait_for(lambda: any("no frame from" in line for line in bad.err), 60, "the wrong password's error")
+    # The wrong password: the camera answers 401, and the reader gives up at once with a masked,
+    # clear error instead of retrying a password that stays wrong.
+    bad.wait_for(lambda: any("refused the credentials" in line for line in bad.err), 60, "the wrong password's error")
+    time.sleep(3.0)  # as long as a few backoffs: no retry may follow
     assert bad.proc.poll() is None, "a camera refusing the watcher does not end the watch"
+    assert not any("reconnecting" in line for line in bad.err), bad.err[-10:]
     assert bad.stop() == 0, "\n".join(bad.err[-40:])
     error = _camera_line(bad)
-    assert "error no frame from rtsp://viewer:***@127.0.0.1:" in error and "401" in error, (error, bad.out)
-    assert "Unauthorized" in "\n".join(bad.err), bad.err[-10:]
-    assert _counter(error, "received") == 0
+    assert "error cannot open rtsp://viewer:***@127.0.0.1:" in error and "401" in error, (error, bad.out)
+    assert "refused the credentials; not retried" in error, error
+    assert _counter(error, "received") == 0 and _counter(error, "reconnects") == 0
     assert rows(tmp_path / "bad.duckdb", "SELECT count(*) FROM images") == [(0,)]
     everything = "\n".join(bad.out + bad.err) + _everything(tmp_path / "bad.duckdb")
     assert wrong not in everything and secret not in everything

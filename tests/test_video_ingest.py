@@ -265,3 +265,29 @@ def test_a_track_keeps_a_still_of_its_best_frame_until_its_person_is_erased(
     assert frame.format == "JPEG" and frame.size == (640, 360), "the whole frame, not a crop"
     assert cli(db, "forget", "Barack")[0] == 0
     assert rows(db, "SELECT still IS NULL FROM tracks") == [(True,)], "erased with the person"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_long_clip_reports_how_far_it_got_while_it_is_read(db: Target, tmp_path: Path, workers: int) -> None:
+    """An hour of footage is minutes of work: the worker (in this process, or a pool's) says how far it got."""
+    from dataclasses import replace
+
+    from facelake import load_settings
+    from facelake.pipeline import Ingestor, InProcessExecutor, local_executor
+    from facelake.sources import FolderSource
+
+    clip(tmp_path / "cams" / "door" / "walk.mp4", [walker("obama.jpg")], seconds=4.0)
+    settings = load_settings(db=db)
+    executor = local_executor(settings, workers)
+    holder = executor.worker if isinstance(executor, InProcessExecutor) else executor
+    holder.video = replace(holder.video, progress_every_s=0.0)  # report every batch of frames
+    heard: list[tuple[str, float, float | None]] = []
+    with Ingestor(settings, executor=executor) as ingestor:
+        summary = ingestor.run([FolderSource(tmp_path / "cams")],
+                               on_clip=lambda uri, s, d: heard.append((uri, s, d)))
+    assert summary.new == 1
+    uri = str(tmp_path / "cams" / "door" / "walk.mp4")
+    assert heard and {h[0] for h in heard} == {uri}
+    seconds = [h[1] for h in heard]
+    assert seconds == sorted(seconds) and 0 < seconds[-1] < 4.0
+    assert all(h[2] is not None and abs(h[2] - 4.0) < 0.3 for h in heard), "with the clip's length"

@@ -122,3 +122,26 @@ def test_a_watched_bucket_is_polled(db: Target, tmp_path: Path, samples: Path, g
     watch.wait_for(lambda: watch.new_lines("new.jpg"), 15, "new.jpg ingested")
     assert watch.stop() == 0
     assert rows(db, "SELECT camera, count(*) FROM images GROUP BY 1") == [("door", 2)]
+
+
+def test_commands_read_a_duckdb_file_beside_a_running_watch(tmp_path: Path, samples: Path) -> None:
+    """DuckDB lets one process hold a file: watch lets go of it when idle, so `sql`, `visits` and
+    `stats` run beside it, and a file arriving after them is still ingested."""
+    from .test_ingest import cli
+
+    db = tmp_path / "home.duckdb"
+    cams = tmp_path / "cams"
+    (cams / "door").mkdir(parents=True)
+    watch = Watch(db, str(cams), "--workers", "1", "--settle", "0.3")
+    watch.ready()
+    shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
+    watch.wait_for(lambda: watch.new_lines("a.jpg"), 30, "a.jpg ingested")
+    for args in (["sql", "SELECT count(*) AS n FROM images"], ["visits"], ["stats"]):
+        code, output = cli(db, *args)
+        assert code == 0, (args, output)
+    assert "1" in cli(db, "sql", "SELECT count(*) AS n FROM images")[1]
+    shutil.copy(samples / "biden.jpg", cams / "door" / "b.jpg")
+    watch.wait_for(lambda: watch.new_lines("b.jpg"), 30, "b.jpg ingested after the reads")
+    assert watch.stop() == 0, watch.err[-20:]
+    assert rows(db, "SELECT count(*) FROM images") == [(2,)]
+    assert not Path(f"{db}.watch.json").exists(), "watch's note that it uses the file goes with it"

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import errors
@@ -125,14 +125,25 @@ def ingest_cmd(
         def listed(total: int) -> None:
             progress.update(task, total=total, description="ingesting")
 
+        clips: dict[str, TaskID] = {}
+
         def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
             progress.advance(task)
+            if uri in clips:
+                progress.remove_task(clips.pop(uri))
             if verbose:
                 detail = f"error: {error}" if error else f"faces={faces}"
                 console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
+        def clip(uri: str, seconds: float, duration: float | None) -> None:
+            # An hour-long clip is minutes of work: a bar of its own, in seconds of footage read.
+            if uri not in clips:
+                name = escape(PurePosixPath(uri).name)
+                clips[uri] = progress.add_task(f"  {name} (s of video)", total=duration)
+            progress.update(clips[uri], completed=seconds)
+
         summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done,
-                         engine=engine, ray_address=address, on_warning=_warn)
+                         engine=engine, ray_address=address, on_warning=_warn, on_clip=clip)
     table = Table(title=f"ingest into {settings.db}", show_header=True)
     for col in ("new", "skipped", "failed", "faces", "named", "purged", "images/s"):
         table.add_column(col, justify="right")
@@ -145,6 +156,10 @@ def ingest_cmd(
         out.print(f"[red]failed[/] {uri}: {error}", markup=True, highlight=False)
     if len(summary.errors) > 20:
         out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
+
+
+CLIP_REPORT_S = 300.0
+"""``watch`` prints a long clip's progress every five minutes of footage."""
 
 
 @app.command("serve")
@@ -202,10 +217,19 @@ def watch_cmd(
             detail = f"error: {error}" if error else f"faces={faces}"
             out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
 
+    said: dict[str, float] = {}
+
+    def clip(uri: str, seconds: float, duration: float | None) -> None:
+        # A long clip says how far it got every CLIP_REPORT_S of footage, so watch never looks stuck.
+        if seconds - said.get(uri, 0.0) >= CLIP_REPORT_S:
+            said[uri] = seconds
+            of = f" of {duration / 60:.0f} min" if duration else ""
+            out.print(f"reading {uri}: {seconds / 60:.0f} min{of}", markup=False, highlight=False)
+
     shown = [*places, *(f"{s.camera} ({mask_url(s.url)})" for s in streams)]
     watcher = Watcher(opened, settings, default_stages(settings, cluster=True, on_warning=_warn), workers, on_image=done,
                       on_ready=lambda: console.print(f"watching {', '.join(shown)} (Ctrl-C or SIGTERM stops)"),
-                      streams=streams)
+                      streams=streams, on_clip=clip)
 
     def stop(signum: int, frame: object) -> None:
         console.print(f"{signal.Signals(signum).name}: finishing the images in hand and closing open tracks")

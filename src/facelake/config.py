@@ -231,6 +231,16 @@ class Settings(BaseSettings):
         description="The bounded queue between followers and ingest: when the models fall behind, "
         "followers wait instead of piling up work in memory.",
     )
+    watch_lend_s: float = Field(
+        1.0, ge=0.0, le=3600.0, title="Idle seconds after which watch lets go of a DuckDB file",
+        description="DuckDB lets one process hold a file: `facelake watch` closes it when nothing arrived "
+        "for this long, so `facelake sql`, `visits` and `report` can read it meanwhile (0: never).",
+    )
+    watch_reopen_s: float = Field(
+        120.0, ge=1.0, le=86_400.0, title="Seconds watch waits for a DuckDB file another command holds",
+        description="When files arrive while a read (`facelake sql` …) holds the database, watch waits "
+        "this long for it before it stops with an error; the files wait in its queue meanwhile.",
+    )
     # --- cloud (the Cloud Function reads these from FACELAKE_* variables) ---
     lake_uri: str | None = Field(
         None, title="Parquet lake the Cloud Function writes",

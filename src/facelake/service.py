@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .identities import ClusterStage, NamingStage, PurgeStage
 from .pipeline import IngestSummary, OnImage, Stage
 from .pipeline import ingest as run_ingest
+from .pipeline.records import OnClip
 from .reports.visits import VisitRow, list_visits
 from .scale import executor_for
 from .sources import Source
@@ -47,6 +48,7 @@ def ingest(
     engine: str = "local",
     ray_address: str | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_clip: OnClip | None = None,
 ) -> IngestSummary:
     """The whole job on folders, files, video clips or ``gs://``/``s3://`` prefixes: store faces, name,
     alert, purge; the database is opened once.
@@ -54,7 +56,7 @@ def ingest(
     ``engine="ray"`` runs the models as Ray Data actors (local Ray, or the cluster at ``ray_address``).
     """
     return run_ingest(sources, settings, default_stages(settings, on_warning=on_warning), camera, workers,
-                      on_listed, on_image, executor_for(settings, engine, workers, ray_address))
+                      on_listed, on_image, executor_for(settings, engine, workers, ray_address), on_clip=on_clip)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ class Alert:
     camera: str | None
     person: str | None
     """Name of the enrolled person, or ``None`` for an unknown face."""
-    sighting_id: int
+    sighting_id: int | None
+    """None from the Cloud Function, whose sinks assign no ids: ``image_id`` and ``face_index`` say which face."""
     score: float | None
     quality: float
     taken_at: datetime | None
@@ -39,12 +40,15 @@ class Alert:
     thumb: bytes
     update: bool = False
     """The same live track alerted before, now named (its early alert said "unknown" or another name)."""
+    image_id: str | None = None
+    face_index: int | None = None
 
     def payload(self, with_crop: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
             "rule": self.rule, "camera": self.camera, "person": self.person, "known": self.person is not None,
             "update": self.update,
-            "sighting_id": self.sighting_id, "match_score": self.score, "quality": round(self.quality, 3),
+            "sighting_id": self.sighting_id, "image_id": self.image_id, "face_index": self.face_index,
+            "match_score": self.score, "quality": round(self.quality, 3),
             "taken_at": self.taken_at.isoformat() if self.taken_at else None, "image": self.uri,
         }
         if with_crop:
@@ -59,7 +63,7 @@ class Presence:
     person: str
     camera: str | None
     seen_at: datetime
-    sighting_id: int
+    sighting_id: int | None
 
     def payload(self) -> dict[str, Any]:
         return {"person": self.person, "camera": self.camera, "seen_at": self.seen_at.isoformat(),

@@ -65,7 +65,7 @@ class AlertEngine:
         recent.strangers.append((when, np.asarray(face.embedding, dtype=np.float32)))
         return False
 
-    def on_stored(self, image: ImageRecord, faces: list[SightingRecord], ids: list[int]) -> None:
+    def on_stored(self, image: ImageRecord, faces: list[SightingRecord], ids: Sequence[int | None]) -> None:
         """Alerts for a stored image's faces; a clip's track alerts once, by its best face, at its start.
 
         A person walking past a camera is one track however many frames saw them, so they are
@@ -97,9 +97,10 @@ class AlertEngine:
                     self.raised += 1
                     self.submit(Alert(rule.name, image.camera, self.names.get(face.person_id or -1), sighting_id,
                                       face.match_score, face.quality, image.taken_at, image.uri, face.thumb,
-                                      update), rule.outputs)
+                                      update, image.image_id, face.face_index), rule.outputs)
 
-    def _presence(self, image: ImageRecord, face: SightingRecord, sighting_id: int, track: TrackRecord | None) -> None:
+    def _presence(self, image: ImageRecord, face: SightingRecord, sighting_id: int | None,
+                  track: TrackRecord | None) -> None:
         """Home Assistant's presence of an enrolled person seen (see ``MqttOutput``)."""
         name = self.names.get(face.person_id) if face.person_id is not None else None
         if name and self.config.mqtt is not None and self.config.mqtt.presence_window_s > 0:
@@ -130,12 +131,19 @@ class AlertStage(Stage):
         self._reported = 0
 
     def start(self, store: Store) -> None:
-        names = store.people.names()
+        self.begin(store.people.names())
+
+    def begin(self, names: dict[int, str]) -> None:
+        """Start the dispatcher with the enrolled people's names; without a store (the Cloud Function's
+        gallery file holds the names) this is the whole of :meth:`start`."""
         self.dispatcher = Dispatcher(outputs_for(self.config), self.config.queue_size)
         same_person = thresholds(self.settings).match
-        self.engine = AlertEngine(self.config, names, same_person, self.dispatcher.submit)
+        if self.engine is None:
+            self.engine = AlertEngine(self.config, names, same_person, self.dispatcher.submit)
+        else:  # keep the debounce memory across a function instance's events
+            self.engine.names, self.engine.submit = names, self.dispatcher.submit
 
-    def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: list[int]) -> None:
+    def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: Sequence[int | None]) -> None:
         assert self.engine is not None, "stage not started"
         self.engine.on_stored(image, sightings, ids)
 
@@ -148,6 +156,7 @@ class AlertStage(Stage):
     def close(self, summary: IngestSummary) -> None:
         if self.dispatcher is not None:
             summary.alerts_undelivered = self.dispatcher.close(self.config.flush_s)
+            self.dispatcher = None
 
 
 def alert_stage(settings: Settings) -> AlertStage | None:

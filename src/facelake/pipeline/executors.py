@@ -10,6 +10,7 @@ workers and applies ``keep`` to what comes back.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import math
@@ -21,13 +22,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from queue import Empty, Full
 from typing import Any, Protocol, TypeVar
 
 from ..config import Settings
 from ..sources import Entry, Source
 from ..sources.base import is_video_name
 from ..vision.analyzer import AnalyzerOptions
-from .records import ImageResult, Job, VideoOptions, make_job
+from .records import ImageResult, Job, OnClip, VideoOptions, make_job
 from .worker import Worker, analyzer_options
 
 Listed = tuple[Source, Entry]
@@ -39,6 +41,8 @@ class Executor(Protocol):
     """Runs the models over listed entries; see the module docstring."""
 
     workers: int
+    on_clip: OnClip | None
+    """Hears how far the workers are into long clips (set by the ingestor; None: nobody listens)."""
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
                 read_threads: int = 1) -> Iterator[list[ImageResult]]:
@@ -137,6 +141,7 @@ class InProcessExecutor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.on_clip: OnClip | None = None
         self._worker: Worker | None = None
         self._cancel = threading.Event()
 
@@ -145,7 +150,12 @@ class InProcessExecutor:
         if self._worker is None:
             self._worker = Worker.from_settings(self.settings).load()
             self._worker.cancel = self._cancel
+            self._worker.progress = self._progress
         return self._worker
+
+    def _progress(self, uri: str, seconds: float, duration: float | None) -> None:
+        if self.on_clip is not None:
+            self.on_clip(uri, seconds, duration)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -182,7 +192,18 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoOptions, cancel: Any) -> None:
+def _report_to(queue: Any) -> OnClip:
+    """A pool worker's clip progress, sent to the main process; dropped when nobody drains it."""
+
+    def report(uri: str, seconds: float, duration: float | None) -> None:
+        with contextlib.suppress(Full):
+            queue.put_nowait((uri, seconds, duration))
+
+    return report
+
+
+def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoOptions, cancel: Any,
+                        progress: Any) -> None:
     _die_with_parent()
     # Ctrl-C reaches the whole process group: the main process decides when to stop,
     # so workers finish the images in hand instead of dying with them.
@@ -191,7 +212,8 @@ def _start_pool_process(options: AnalyzerOptions, max_pixels: int, video: VideoO
     import cv2
 
     cv2.setNumThreads(1)
-    _process_worker(options, max_pixels, video).cancel = cancel
+    worker = _process_worker(options, max_pixels, video)
+    worker.cancel, worker.progress = cancel, _report_to(progress)
 
 
 def _run_batch(options: AnalyzerOptions, max_pixels: int, video: VideoOptions, jobs: list[Job]) -> list[ImageResult]:
@@ -212,7 +234,28 @@ class PoolExecutor:
         self.video = VideoOptions.from_settings(settings)
         self._context = multiprocessing.get_context("spawn")
         self._cancel = self._context.Event()
+        self._progress = self._context.Queue(64)
+        self.on_clip: OnClip | None = None
         self._pool: ProcessPoolExecutor | None = None
+
+    def _wait(self, future: Future[list[ImageResult]]) -> list[ImageResult]:
+        """The batch's results; meanwhile the workers' clip progress goes to ``on_clip``."""
+        while True:
+            try:
+                return future.result(timeout=PROGRESS_POLL_S)
+            except TimeoutError:
+                pass
+            finally:
+                self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                uri, seconds, duration = self._progress.get_nowait()
+            except Empty:
+                return
+            if self.on_clip is not None:
+                self.on_clip(uri, seconds, duration)
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
                 read_threads: int = 1) -> Iterator[list[ImageResult]]:
@@ -221,14 +264,14 @@ class PoolExecutor:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context,
                                              initializer=_start_pool_process,
                                              initargs=(self.options, self.settings.max_pixels, self.video,
-                                                       self._cancel))
+                                                       self._cancel, self._progress))
         pending: deque[Future[list[ImageResult]]] = deque()
         for batch in job_batches(read_jobs(entries, keep, self.settings, read_threads), size):
             pending.append(self._pool.submit(_run_batch, self.options, self.settings.max_pixels, self.video, batch))
             if len(pending) >= 2 * self.workers:
-                yield pending.popleft().result()
+                yield self._wait(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield self._wait(pending.popleft())
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -237,6 +280,10 @@ class PoolExecutor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+PROGRESS_POLL_S = 0.5
+"""How often the main process looks at the workers' clip progress while it waits for a batch."""
 
 
 def local_executor(settings: Settings, workers: int | None = None) -> InProcessExecutor | PoolExecutor:

@@ -23,12 +23,13 @@ from types import TracebackType
 from typing import Self
 
 from ..config import Settings
+from ..errors import StoreError
 from ..sources import Source, open_source
 from ..store import Store, open_store
 from ..vision.types import Face
 from .executors import Executor, Listed, default_workers, local_executor, read_threads
 from .line import ImageLine, Stage, StoreWriter, Written
-from .records import ImageResult, IngestSummary, Job
+from .records import ImageResult, IngestSummary, Job, OnClip, release
 
 
 class _Known:
@@ -80,6 +81,7 @@ class Ingestor:
         self._stop = threading.Event()
         self._given = store
         self._store: Store | None = None
+        self._lent = False
         self._line: ImageLine | None = None
         self._last = IngestSummary()
 
@@ -105,10 +107,42 @@ class Ingestor:
     def _close_store(self) -> None:
         if self._store is not None and self._given is None:
             self._store.close()
+            self._store = None
+
+    def lend(self) -> None:
+        """Close an embedded database file this ingestor opened, while it is idle; reopened at next use.
+
+        DuckDB lets one process hold a file. ``watch`` is idle most of the time, and holding
+        the file throughout kept ``facelake sql``, ``visits`` and ``report`` out for as long as
+        it ran; lent, they open it between arrivals. A server database needs no lending.
+        """
+        if self._given is None and self._store is not None and self._store.engine == "duckdb":
+            self._close_store()
+            self._lent = True
+
+    def _reopen(self) -> Store:
+        """Open the lent file again, waiting (up to ``watch_reopen_s``) while a reader holds it."""
+        deadline = time.monotonic() + self.settings.watch_reopen_s
+        delay = 0.05
+        while True:
+            try:
+                store = open_store(self.settings.db)
+                break
+            except StoreError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        self._store, self._lent = store, False
+        if self._line is not None:
+            self._line.writer = StoreWriter(store)
+        return store
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            if self._lent:
+                return self._reopen()
             raise RuntimeError("use the Ingestor as a context manager")
         return self._store
 
@@ -126,9 +160,12 @@ class Ingestor:
 
     def run(self, sources: Sequence[Source], on_listed: Callable[[int], None] | None = None,
             on_image: OnImage | None = None, entries: Sequence[Listed] | None = None,
-            ) -> IngestSummary:
-        """Ingest every entry of ``sources`` (or the given ``entries``); returns this run's summary."""
+            on_clip: OnClip | None = None) -> IngestSummary:
+        """Ingest every entry of ``sources`` (or the given ``entries``); returns this run's summary.
+
+        ``on_clip`` hears, about once a second, how far the workers are into a long clip."""
         start = time.perf_counter()
+        self.executor.on_clip = on_clip
         summary = IngestSummary()
         store, line = self.store, self.line
         listed = list(entries) if entries is not None else [(src, e) for src in sources for e in src.entries()]
@@ -151,20 +188,32 @@ class Ingestor:
                     continue
                 yield src, entry
 
+        spooled: list[Job] = []
+
         def keep(job: Job) -> bool:
             stored = known.has_image(job.image_id)
             if stored or job.image_id in queued:
                 if stored:
                     store.remember_object(job.uri, job.version, job.image_id)
+                release(job)
                 skip(job.uri)
                 return False
             queued.add(job.image_id)
+            if job.spooled:
+                spooled.append(job)
             return True
 
-        for batch in self.executor.results(fresh(), keep, total=len(listed),
-                                           read_threads=read_threads(listed, self.settings)):
-            for written in line.put(batch):
-                _tally(summary, written, on_image)
+        try:
+            for batch in self.executor.results(fresh(), keep, total=len(listed),
+                                               read_threads=read_threads(listed, self.settings)):
+                for written in line.put(batch):
+                    _tally(summary, written, on_image)
+                for result in batch:
+                    release(result.job)
+        finally:
+            # A clip spooled but never written back (a crash, Ctrl-C, a cancelled batch) is deleted too.
+            for job in spooled:
+                release(job)
         line.after_run(store, summary)
         summary.seconds = time.perf_counter() - start
         self._last = summary
@@ -175,9 +224,10 @@ class Ingestor:
         """Write results made elsewhere (a live stream's segments) through the same line, as one run."""
         start = time.perf_counter()
         summary = IngestSummary()
+        store = self.store
         for written in self.line.put(results):
             _tally(summary, written, on_image)
-        self.line.after_run(self.store, summary)
+        self.line.after_run(store, summary)
         summary.seconds = time.perf_counter() - start
         self._last = summary
         return summary
@@ -215,6 +265,7 @@ def ingest(
     on_image: OnImage | None = None,
     executor: Executor | None = None,
     store: Store | None = None,
+    on_clip: OnClip | None = None,
 ) -> IngestSummary:
     """Find every face in ``sources`` and store them as sightings in ``settings.db`` (or ``store``).
 
@@ -227,7 +278,7 @@ def ingest(
     """
     opened = [s if isinstance(s, Source) else open_source(s, camera) for s in sources]
     with Ingestor(settings, stages, workers, executor, store) as ingestor:
-        return ingestor.run(opened, on_listed, on_image)
+        return ingestor.run(opened, on_listed, on_image, on_clip=on_clip)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ class Stage:
     def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
         return sightings
 
-    def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: list[int]) -> None:
-        """Called after the image's transaction committed (``ids`` are the new sighting ids)."""
+    def stored(self, image: ImageRecord, sightings: list[SightingRecord], ids: Sequence[int | None]) -> None:
+        """Called after the image's transaction committed (``ids`` are the new sighting ids; None each
+        where the writer assigns none, as the Cloud Function's sinks do)."""
 
     def after_run(self, store: Store, summary: IngestSummary) -> None:
         """Called after each group of images (an :meth:`Ingestor.run`), with its summary."""
@@ -47,8 +48,9 @@ class Stage:
 class Writer(Protocol):
     """Where the line writes: a store, or a sink that a fleet of function instances shares."""
 
-    def write(self, items: Sequence[Item], actor: str) -> list[list[int] | None]:
-        """Write each item whole; per item the new sighting ids, or None if it was stored already."""
+    def write(self, items: Sequence[Item], actor: str) -> Sequence[Sequence[int | None] | None]:
+        """Write each item whole; per item the new sighting ids (None each where the writer assigns no
+        ids), or None if it was stored already."""
         ...
 
 
@@ -71,7 +73,7 @@ class Written:
 
     image: ImageRecord
     sightings: list[SightingRecord]
-    ids: list[int] | None
+    ids: Sequence[int | None] | None
 
 
 class ImageLine:

@@ -9,10 +9,11 @@ store records with :func:`records`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,10 +41,16 @@ class Job:
     version: str | None = None
     path: str | None = None
     """A local file to decode in place of ``data`` (a video, which is never read whole into memory)."""
+    spooled: bool = False
+    """``path`` is a temporary copy of a bucket's clip, which :func:`release` deletes once written."""
 
     def without_data(self) -> Job:
         """The job without its bytes, so results don't carry the image back across processes."""
         return replace(self, data=None)
+
+
+OnClip = Callable[[str, float, float | None], None]
+"""``on_clip(uri, seconds_read, duration_s)``: how far into a long clip a worker is (duration None: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class VideoOptions:
     track_min_similarity: float | None = None
     track_strong_similarity: float | None = None
     """None: the tracker's own defaults, measured on the fused embedder (vision/track.py)."""
+    progress_every_s: float = 1.0
+    """How often (wall time) a long clip reports how far it got: enough for a progress bar."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VideoOptions:
@@ -150,13 +159,55 @@ def _hash_file(path: Path, max_bytes: int) -> tuple[str, int]:
         raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
 
 
+class _HashingFile:
+    """A temporary file that hashes what is written to it, so a spooled clip is read once."""
+
+    def __init__(self, suffix: str) -> None:
+        self.file = tempfile.NamedTemporaryFile(prefix="facelake-clip-", suffix=suffix, delete=False)  # noqa: SIM115 - closed by _spool
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _spool(entry: Entry, source: Source, max_bytes: int) -> tuple[str, int, str]:
+    """Download a bucket's clip to a temporary file, hashing it on the way: (sha256, size, path).
+
+    A recorder's export can be gigabytes; held in memory it would cost that much in the
+    ingest, in each Ray task and in the Cloud Function. On disk it costs one chunk.
+    """
+    out = _HashingFile(PurePosixPath(entry.uri).suffix.lower())
+    try:
+        with out.file:
+            source.download(entry, out, max_bytes)
+            size = out.tell()
+        return out.digest.hexdigest(), size, out.file.name
+    except BaseException:
+        Path(out.file.name).unlink(missing_ok=True)
+        raise
+
+
+def release(job: Job) -> None:
+    """Delete a job's spooled clip (nothing for any other job); safe to call more than once."""
+    if job.spooled and job.path:
+        Path(job.path).unlink(missing_ok=True)
+
+
 def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int | None = None) -> Job:
     """Read and hash one listed entry; unreadable places become jobs that carry their error.
 
     A place whose bytes cannot be read gets an id derived from its uri, so re-running on
     the same broken input updates one error row instead of adding another. A video clip on
     this machine is hashed from disk and decoded there (``Job.path``); one in a bucket is
-    read like an image, within ``video_max_bytes``.
+    spooled to a temporary file within ``video_max_bytes`` and decoded from there
+    (``Job.spooled``: whoever writes the result calls :func:`release`).
     """
     error = entry.error
     if error is None:
@@ -168,7 +219,9 @@ def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int 
                     image_id, size = _hash_file(local, limit)
                     return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
                                version=entry.version, path=str(local))
-                max_bytes = limit
+                image_id, size, spooled = _spool(entry, source, limit)
+                return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
+                           version=entry.version, path=spooled, spooled=True)
             data = source.read(entry, max_bytes)
             return Job(image_id_of(data), entry.uri, entry.camera, data, entry.mtime, size=len(data),
                        version=entry.version)

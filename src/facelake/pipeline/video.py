@@ -13,6 +13,7 @@ and returned, and the reader's message is the result's ``warning``, so the clip 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from ..sources.video import VideoFrame, VideoReader
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track, Tracker
 from ..vision.types import Face
-from .records import ImageResult, Job, TrackResult, VideoOptions
+from .records import ImageResult, Job, OnClip, TrackResult, VideoOptions
 
 
 class Cancel(Protocol):
@@ -118,11 +119,14 @@ def _result(job: Job, reader: VideoReader, ended: list[Track], model: str, still
 INTERRUPTED = "interrupted: the run stopped while this clip was read; it is read again next time"
 
 
-def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions, cancel: Cancel | None = None) -> ImageResult:
+def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions, cancel: Cancel | None = None,
+                  progress: OnClip | None = None) -> ImageResult:
     """Decode ``job``'s clip (its local ``path``, else its bytes), analyse the sampled frames, track the faces.
 
     ``cancel`` set (SIGTERM of ``ingest`` or ``watch``) stops an hour-long clip within a batch of
     frames instead of at its end: the clip is recorded as an error, which the next run retries.
+    ``progress`` hears how far the clip got, about once a second: an hour of footage is minutes
+    of work, which a progress bar counting whole files would show as a stall.
     """
     try:
         source = job.path if job.path is not None else io.BytesIO(job.data or b"")
@@ -135,10 +139,15 @@ def analyse_video(analyzer: FaceAnalyzer, job: Job, options: VideoOptions, cance
     tracker = make_tracker(options)
     stills = Stills()
     ended: list[Track] = []
+    duration = reader.info.duration_s or None
+    reported = time.monotonic()
     with reader:
         for batch in _batches(reader.frames(), FRAMES_PER_BATCH):
             if cancel is not None and cancel.is_set():
                 return ImageResult(job.without_data(), None, [], INTERRUPTED)
+            if progress is not None and time.monotonic() - reported >= options.progress_every_s:
+                reported = time.monotonic()
+                progress(job.uri, batch[0].offset_s, duration)
             for frame, faces in zip(batch, analyzer.analyze_many([f.pixels for f in batch])):
                 ended.extend(tracker.update(frame.offset_s, faces, frame.scene_cut, frame.index))
                 if faces:

@@ -15,7 +15,7 @@ from ..errors import FacelakeError
 from ..sources.base import is_video_name
 from ..sources.decode import DecodedImage, decode_image
 from ..vision.analyzer import AnalyzerOptions, FaceAnalyzer
-from .records import ImageResult, Job, VideoOptions
+from .records import ImageResult, Job, OnClip, VideoOptions
 
 
 def analyzer_options(settings: Settings) -> AnalyzerOptions:
@@ -32,6 +32,8 @@ class Worker:
         self.analyzer = FaceAnalyzer(options)
         self.cancel: Any = None
         """An event (threading or multiprocessing) that stops a clip in progress when set."""
+        self.progress: OnClip | None = None
+        """Hears how far a long clip got (see ``analyse_video``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
@@ -50,7 +52,7 @@ class Worker:
                 # Imported here: PyAV and SciPy cost a photo-only worker ~50 MB and 0.3 s it never uses.
                 from .video import analyse_video
 
-                results[i] = analyse_video(self.analyzer, job, self.video, self.cancel)
+                results[i] = analyse_video(self.analyzer, job, self.video, self.cancel, self.progress)
                 continue
             if job.data is None:
                 results[i] = ImageResult(job, None, [], job.error or "unreadable")

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..pipeline.executors import Keep, Listed, default_workers
-from ..pipeline.records import ImageResult, Job, make_job
+from ..pipeline.records import ImageResult, Job, OnClip, make_job, release
 from ..pipeline.worker import Worker
 from ..sources import Entry, Source, open_source
 
@@ -48,7 +48,11 @@ class _Analyse:
             entry = Entry(str(uri), str(camera), None if size < 0 else int(size), version or None,
                           None if mtime < 0 else float(mtime), error or None)
             jobs.append(make_job(entry, self._source(str(spec)), self.max_bytes, self.video_max_bytes))
-        results = self.worker.process(jobs)
+        try:
+            results = self.worker.process(jobs)
+        finally:
+            for job in jobs:
+                release(job)  # a clip spooled on this actor's machine is done with here
         return {"result": [pickle.dumps(r) for r in results]}
 
 
@@ -61,6 +65,8 @@ class RayExecutor:
     def __init__(self, settings: Settings, address: str | None = None, workers: int | None = None) -> None:
         self.settings, self.address = settings, address
         self.workers = workers or default_workers(settings)
+        self.on_clip: OnClip | None = None
+        """Not reported from Ray's actors: a clip there shows as done when it is."""
 
     def results(self, entries: Iterable[Listed], keep: Keep, total: int | None = None,
                 read_threads: int = 1) -> Iterator[list[ImageResult]]:

@@ -25,6 +25,13 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".mjpeg", ".
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
+class Writable(Protocol):
+    """Where a download goes: a file, or a file that hashes on the way (``pipeline.records``)."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def tell(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Entry:
     """One thing a source listed: an image to read, or a place that could not be read."""
@@ -57,6 +64,11 @@ class Source(Protocol):
 
     def local_path(self, entry: Entry) -> Path | None:
         """The entry as a file on this machine, when it is one (a clip is then decoded in place), else None."""
+        ...
+
+    def download(self, entry: Entry, out: Writable, max_bytes: int) -> None:
+        """Write the entry's bytes to ``out`` chunk by chunk (a clip is spooled, never held whole);
+        raises ImageTooLarge once more than ``max_bytes`` arrived."""
         ...
 
 
@@ -98,3 +110,13 @@ def read_bounded(chunks: Iterator[bytes], max_bytes: int, where: str) -> bytes:
             raise ImageTooLarge(f"{where}: more than {max_bytes / 1e6:.0f} MB, over the limit")
         parts.append(chunk)
     return b"".join(parts)
+
+
+def write_bounded(chunks: Iterator[bytes], out: Writable, max_bytes: int, where: str) -> None:
+    """Like :func:`read_bounded`, into ``out``: memory holds one chunk at a time."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise ImageTooLarge(f"{where}: more than {max_bytes / 1e6:.0f} MB, over the limit")
+        out.write(chunk)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError
-from .base import Entry, camera_from_key, is_image_name, read_bounded
+from .base import Entry, Writable, camera_from_key, is_image_name, read_bounded, write_bounded
 
 CHUNK = 1 << 20
 
@@ -41,6 +41,7 @@ class Bucket(Protocol):
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
     def read(self, key: str, max_bytes: int) -> bytes: ...
+    def download(self, key: str, out: Writable, max_bytes: int) -> None: ...
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -103,6 +104,16 @@ class GcsBucket:
             raise ImageTooLarge(f"gs://{self.name}/{key}: more than {max_bytes / 1e6:.0f} MB, over the limit")
         return data
 
+    def download(self, key: str, out: Writable, max_bytes: int) -> None:
+        where = f"gs://{self.name}/{key}"
+        try:
+            # The client streams the (ranged) response into ``out`` in chunks.
+            self._bucket.blob(key).download_to_file(out, start=0, end=max_bytes)
+        except self._errors.GoogleAPIError as exc:
+            raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
+        if out.tell() > max_bytes:
+            raise ImageTooLarge(f"{where}: more than {max_bytes / 1e6:.0f} MB, over the limit")
+
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         try:
             self._bucket.blob(key).upload_from_string(data, content_type=content_type)
@@ -153,6 +164,17 @@ class S3Bucket:
         except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
             raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
 
+    def download(self, key: str, out: Writable, max_bytes: int) -> None:
+        where = f"s3://{self.name}/{key}"
+        try:
+            body = self._client.get_object(Bucket=self.name, Key=key)["Body"]
+            try:
+                write_bounded(body.iter_chunks(CHUNK), out, max_bytes, where)
+            finally:
+                body.close()
+        except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
+            raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
+
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         try:
             self._client.put_object(Bucket=self.name, Key=key, Body=data, ContentType=content_type)
@@ -191,6 +213,11 @@ class LocalBucket:
         from .folder import read_file
 
         return read_file(self.root / key, max_bytes)
+
+    def download(self, key: str, out: Writable, max_bytes: int) -> None:
+        from .folder import FolderSource
+
+        FolderSource(self.root).download(Entry(str(self.root / key), ""), out, max_bytes)
 
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = self.root / key
@@ -257,6 +284,11 @@ class BucketSource:
             raise ImageTooLarge(f"object is {entry.size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
         key = entry.uri[len(self.bucket.uri) + 1:]
         return self.bucket.read(key, max_bytes)
+
+    def download(self, entry: Entry, out: Writable, max_bytes: int) -> None:
+        if entry.size is not None and entry.size > max_bytes:
+            raise ImageTooLarge(f"object is {entry.size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        self.bucket.download(entry.uri[len(self.bucket.uri) + 1:], out, max_bytes)
 
     def local_path(self, entry: Entry) -> Path | None:
         return None

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ImageTooLarge, ImageUnreadable
-from .base import IMAGE_SUFFIXES, MEDIA_SUFFIXES, Entry
+from .base import IMAGE_SUFFIXES, MEDIA_SUFFIXES, Entry, Writable, write_bounded
+
+CHUNK = 1 << 20
 
 __all__ = ["IMAGE_SUFFIXES", "FolderSource", "camera_for", "file_entry"]
 
@@ -90,6 +92,13 @@ class FolderSource:
 
     def local_path(self, entry: Entry) -> Path | None:
         return Path(entry.uri)
+
+    def download(self, entry: Entry, out: Writable, max_bytes: int) -> None:
+        try:
+            with Path(entry.uri).open("rb") as f:
+                write_bounded(iter(lambda: f.read(CHUNK), b""), out, max_bytes, entry.uri)
+        except OSError as exc:
+            raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:

@@ -512,6 +512,15 @@ def _ffmpeg_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether the camera refused the credentials (HTTP or RTSP 401/403): a wrong password stays
+    wrong, so retrying it only fills the log (and may lock the account on cameras that count)."""
+    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        return True
+    text = _ffmpeg_message(exc)
+    return bool(re.search(r"\b40[13]\b", text)) and ("nauthori" in text or "orbidden" in text)
+
+
 # --- live streams ---
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -588,9 +597,11 @@ class StreamReader:
     When the camera drops or the server closes, the reader reconnects after a backoff that
     doubles from ``backoff_s`` up to ``backoff_max_s`` (and resets after a frame arrives),
     counting :attr:`reconnects`. If no frame at all arrives within ``first_frame_timeout_s`` of
-    :meth:`start`, :attr:`error` says so (a wrong URL, a wrong password, a camera that accepts
-    connections but sends nothing, or one still booting); with ``give_up`` the reader then ends
-    and :meth:`frames` with it, else it keeps trying and clears the error at the first frame.
+    :meth:`start`, :attr:`error` says so (a wrong URL, a camera that accepts connections but
+    sends nothing, or one still booting); with ``give_up`` the reader then ends and
+    :meth:`frames` with it, else it keeps trying and clears the error at the first frame. A
+    camera that refuses the credentials (401/403) is never retried: :attr:`error` says so and
+    the reader ends at once.
     """
 
     def __init__(
@@ -767,6 +778,11 @@ class StreamReader:
             except Exception as exc:  # noqa: BLE001 - a camera that cannot be opened is retried, never raised
                 self.last_error = self._scrub(f"cannot open {self.masked_url}: {_ffmpeg_message(exc)}")
                 container = None
+                if _refused(exc):
+                    self.error = (f"{self.last_error}: the camera refused the credentials; not retried "
+                                  "(fix the user or password, e.g. its environment variable, and restart)")
+                    log.error("stream %s", self.error)
+                    break
             if container is not None:
                 try:
                     if not container.streams.video:

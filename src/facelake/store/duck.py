@@ -7,7 +7,11 @@ killed mid-batch leaves whole images only, and the next run picks up the rest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +35,6 @@ def serve_lock_path(db: Path) -> Path:
 
 def held_message(db: Path) -> str | None:
     """If ``facelake serve`` holds ``db``, a message saying so and how to reach the data over HTTP."""
-    import json
-    import os
-
     try:
         info = json.loads(serve_lock_path(db).read_text())
         os.kill(int(info["pid"]), 0)
@@ -42,6 +43,37 @@ def held_message(db: Path) -> str | None:
     return (f"database {db} is held by `facelake serve` (pid {info['pid']}); reach the same data over HTTP at "
             f"{info['url']} (API under /api, OpenAPI at /docs, send `Authorization: Bearer TOKEN`), "
             f"or stop serve first")
+
+
+def watch_lock_path(db: Path) -> Path:
+    """Where a running ``facelake watch`` says that it uses ``db`` (and lends it when idle)."""
+    return Path(f"{db}.watch.json")
+
+
+@contextlib.contextmanager
+def watching(db: Path) -> Iterator[None]:
+    """Say, for as long as the block runs, that this process's ``watch`` uses ``db``."""
+    path = watch_lock_path(db)
+    path.write_text(json.dumps({"pid": os.getpid()}))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _watcher_of(db: Path) -> int | None:
+    """The pid of a live ``facelake watch`` using ``db``, if there is one."""
+    try:
+        pid = int(json.loads(watch_lock_path(db).read_text())["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid
+
+
+WATCH_WAIT_S = 15.0
+"""How long a command waits for a file a busy ``watch`` holds: watch lets go once idle for
+``watch_lend_s``, so this covers a batch of photos; an hour-long clip holds it longer."""
 
 
 class DuckStore(SqlStore):
@@ -64,13 +96,27 @@ class DuckStore(SqlStore):
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"database {self.path} does not exist yet: run `facelake ingest` first")
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only and not DuckStore.shared)
-        except duckdb.IOException as exc:
-            raise StoreError(held_message(self.path) or f"cannot open database {self.path}: {exc}") from exc
+        self._con = self._connect(read_only and not DuckStore.shared)
         super().__init__(Sql(self._con))
         if not read_only:
             self._migrate()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the file; while a ``watch`` holds it for a batch, wait for it to let go."""
+        deadline = time.monotonic() + WATCH_WAIT_S
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                pid = _watcher_of(self.path)
+                if pid is not None and pid != os.getpid() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                if pid is not None and pid != os.getpid():
+                    raise StoreError(f"database {self.path} is held by `facelake watch` (pid {pid}), busy for "
+                                     f"more than {WATCH_WAIT_S:.0f} s (a long clip?); it lets go when idle, so "
+                                     "try again shortly") from exc
+                raise StoreError(held_message(self.path) or f"cannot open database {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
         self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..alerts.service import alert_stage
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ImageUnreadable
 from ..identities.matching import GalleryFile, model_of, read_gallery
 from ..identities.stages import NamingStage
-from ..pipeline.line import ImageLine, Item
-from ..pipeline.records import make_job
+from ..pipeline.line import ImageLine, Item, Stage
+from ..pipeline.records import IngestSummary, make_job, release
 from ..pipeline.worker import Worker
 from ..sources.base import Entry, camera_from_key, is_image_name
 from ..sources.buckets import BucketSource, GcsBucket
@@ -45,16 +46,17 @@ class SinkWriter:
     """The image line's writer for a sink: each image written whole, keyed by its id.
 
     A sink assigns no sighting ids (those come when ``facelake import`` brings the lake into
-    a database), so it reports none and the line's ``stored`` hooks stay quiet here.
+    a database), so each face's id is None: the alert stage then names the face by image id
+    and face index instead.
     """
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
-    def write(self, items: Sequence[Item], actor: str) -> list[list[int] | None]:
+    def write(self, items: Sequence[Item], actor: str) -> list[Sequence[int | None] | None]:
         for image, sightings, _ in items:
             self.sink.write(image, sightings)
-        return [[] for _ in items]
+        return [[None] * len(sightings) for _, sightings, _ in items]
 
 
 def make_sink(settings: Settings) -> Sink:
@@ -80,6 +82,8 @@ class Outcome:
     faces: int = 0
     named: int = 0
     seconds: float = 0.0
+    alerts: int = 0
+    alerts_undelivered: int = 0
 
 
 class FunctionRuntime:
@@ -90,9 +94,14 @@ class FunctionRuntime:
         self.sink = sink or make_sink(self.settings)
         self.worker = Worker.from_settings(self.settings).load()
         self.naming = NamingStage(self.settings)
-        self.line = ImageLine([self.naming], SinkWriter(self.sink), actor="function")
+        self.alerts = alert_stage(self.settings)
+        stages: list[Stage] = [self.naming] if self.alerts is None else [self.naming, self.alerts]
+        self.line = ImageLine(stages, SinkWriter(self.sink), actor="function")
+        self._names: dict[int, str] = {}
+        """The enrolled people's names, from the gallery file: the alerts' ``person``."""
         self._gallery_checked = float("-inf")
         self._sources: dict[str, BucketSource] = {}
+        self._alerts_raised = 0
 
     def _source(self, bucket: str) -> BucketSource:
         """One source (and storage client) per bucket for the instance's life, not one per event."""
@@ -111,11 +120,13 @@ class FunctionRuntime:
             # No gallery yet (nobody enrolled, or not exported): faces stay unknown, as at home.
             log.warning("no gallery read from %s, faces stay unknown: %s", uri, exc)
             self.naming.use_gallery(None)
+            self._names = {}
             return
         if file.model != model_of(self.settings):
             raise ConfigError(f"gallery {uri} holds {file.model} embeddings; this function computes "
                               f"{model_of(self.settings)} (set FACELAKE_EMBEDDER to match, or re-export)")
         self.naming.use_gallery(file.gallery())
+        self._names = dict(file.names)
 
     def handle(self, bucket: str, name: str, size: int | None = None, generation: str | None = None) -> Outcome:
         start = time.perf_counter()
@@ -125,15 +136,34 @@ class FunctionRuntime:
         source = self._source(bucket)
         entry = Entry(uri, camera_from_key(name, "", bucket), size, generation)
         job = make_job(entry, source, int(self.settings.max_file_mb * 1e6), int(self.settings.video_max_file_mb * 1e6))
-        if self.sink.has(job.image_id):
-            return Outcome(uri, "skipped", job.image_id, seconds=time.perf_counter() - start)
-        self._refresh_gallery()
-        written = self.line.put(self.worker.process([job]))[0]
+        try:
+            if self.sink.has(job.image_id):
+                return Outcome(uri, "skipped", job.image_id, seconds=time.perf_counter() - start)
+            self._refresh_gallery()
+            results = self.worker.process([job])
+            summary = IngestSummary()
+            if self.alerts is not None:
+                self.alerts.begin(self._names)
+            try:
+                written = self.line.put(results)[0]
+            finally:
+                if self.alerts is not None:
+                    # Sent before the function answers: an instance may be frozen right after.
+                    raised = self.alerts.engine.raised if self.alerts.engine else 0
+                    self.alerts.close(summary)
+                    summary.alerts = raised - self._alerts_raised
+                    self._alerts_raised = raised
+        finally:
+            release(job)
         image, sightings = written.image, written.sightings
         named = sum(s.person_id is not None for s in sightings)
         outcome = "new" if image.status == "ok" else "failed"
-        log.info("%s %s faces=%d named=%d %s", outcome, uri, len(sightings), named, image.error or "")
-        return Outcome(uri, outcome, image.image_id, len(sightings), named, time.perf_counter() - start)
+        log.info("%s %s faces=%d named=%d alerts=%d %s", outcome, uri, len(sightings), named, summary.alerts,
+                 image.error or "")
+        if summary.alerts_undelivered:
+            log.warning("%d alerts for %s could not be delivered", summary.alerts_undelivered, uri)
+        return Outcome(uri, outcome, image.image_id, len(sightings), named, time.perf_counter() - start,
+                       summary.alerts, summary.alerts_undelivered)
 
 
 def handle_event(event_type: str, data: dict[str, Any], runtime: FunctionRuntime) -> Outcome:

@@ -14,6 +14,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -24,9 +25,12 @@ from pathlib import Path
 
 from ..config import Settings
 from ..pipeline import ImageResult, Ingestor, IngestSummary, OnImage, Stage
+from ..pipeline.records import OnClip
 from ..sources import BucketSource, Entry, FolderSource, Source
 from ..sources.base import MEDIA_SUFFIXES, is_video_name
 from ..sources.folder import camera_for, file_entry
+from ..store.base import is_postgres
+from ..store.duck import watching
 from .streams import StreamFollower, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -163,14 +167,15 @@ class Watcher:
 
     def __init__(self, sources: Sequence[Source], settings: Settings, stages: Sequence[Stage],
                  workers: int | None = None, on_image: OnImage | None = None,
-                 on_ready: Callable[[], None] | None = None, streams: Sequence[StreamSpec] = ()) -> None:
+                 on_ready: Callable[[], None] | None = None, streams: Sequence[StreamSpec] = (),
+                 on_clip: OnClip | None = None) -> None:
         self.sources = list(sources)
         self.streams = list(streams)
         self.segments: queue.Queue[ImageResult] = queue.Queue()
         self.cameras: dict[str, dict[str, int | str]] = {}
         """Per stream, once :meth:`run` returns: frames received and dropped, reconnects, segments, error."""
         self.settings = settings
-        self.on_image, self.on_ready = on_image, on_ready
+        self.on_image, self.on_ready, self.on_clip = on_image, on_ready, on_clip
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.watch_queue)
         self._stop = threading.Event()
         self.ingestor = Ingestor(settings, stages, workers)
@@ -220,7 +225,8 @@ class Watcher:
             self.summary.add(self.ingestor.put(batch, on_image=self.on_image))
 
     def run(self) -> WatchSummary:
-        with self.ingestor:
+        embedded = not is_postgres(self.settings.db)
+        with watching(Path(self.settings.db)) if embedded else contextlib.nullcontext(), self.ingestor:
             cameras = [StreamFollower(spec, self.settings, self.segments, self._stop) for spec in self.streams]
             for c in cameras:
                 c.start()
@@ -229,22 +235,31 @@ class Watcher:
                 t.start()
             for t in followers:
                 t.ready.wait(timeout=30)
-            self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=self._rescan(followers)))
+            self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=self._rescan(followers),
+                                                 on_clip=self.on_clip))
             if self.on_ready:
                 self.on_ready()
             batch = max(1, self.settings.batch_images)
+            busy_at = time.monotonic()
+            lend = self.settings.watch_lend_s
             while not self._stop.is_set():
+                if not self.segments.empty():
+                    busy_at = time.monotonic()
                 self._write_segments()
                 try:
                     items = [self.queue.get(timeout=0.25)]
                 except queue.Empty:
+                    if lend and time.monotonic() - busy_at >= lend:
+                        self.ingestor.lend()  # idle: let `facelake sql` and the reports read the file
                     continue
+                busy_at = time.monotonic()
                 while len(items) < batch:
                     try:
                         items.append(self.queue.get_nowait())
                     except queue.Empty:
                         break
-                self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items))
+                self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items, on_clip=self.on_clip))
+                busy_at = time.monotonic()
             for t in followers:
                 t.join(timeout=5)
             for c in cameras:  # each closes its open tracks and hands them over as it ends
