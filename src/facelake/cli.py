@@ -644,8 +644,10 @@ def sightings_unname(
     sighting: Annotated[int, typer.Argument(help="Sighting id (see `facelake sql` or `search`).")],
 ) -> None:
     """"Not this person": remove the name, and never give it to this face or its near-duplicates again."""
-    person = people_service.unname(_settings(), sighting)
-    out.print(f"sighting {sighting} is no longer named as person {person}; the correction is remembered")
+    done = people_service.unname(_settings(), sighting)
+    out.print(f"sighting {sighting} is no longer named as person {done.person}; the correction is remembered")
+    if done.near_duplicates:
+        out.print(f"its near-duplicates lost the name too: sightings {', '.join(map(str, done.near_duplicates))}")
 
 
 @sightings_app.command("confirm")
@@ -666,6 +668,10 @@ def identify_cmd() -> None:
     _warn_gallery_gap(settings)
     result = people_service.identify(settings)
     out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
+    for change in result.changes:
+        was = "unknown" if change.was is None else f"person {change.was}"
+        now = "unknown" if change.now is None else f"person {change.now}"
+        out.print(f"  sighting {change.sighting_id}: {was} -> {now}")
 
 
 @app.command("eval")

@@ -32,7 +32,7 @@ from . import reembed as _reembed
 from .clusters import ClusterResult
 from .index import IndexSync, sync_index
 from .matching import load_gallery, load_namer
-from .people import ENROLLMENT_CAMERA, Enrollment, IdentifyResult
+from .people import ENROLLMENT_CAMERA, Enrollment, IdentifyResult, NameChange, Unnamed
 from .photos import photo_faces
 from .reembed import ReembedSummary
 from .search import SearchHit, search_face
@@ -88,10 +88,11 @@ def gallery_gap(settings: Settings) -> str | None:
         return _people.gallery_gap(store, settings)
 
 
-def unname(settings: Settings, sighting: int, actor: str = "cli") -> int:
-    """"Not this person": take the name back and never give it to this face or its near-duplicates again."""
+def unname(settings: Settings, sighting: int, actor: str = "cli") -> Unnamed:
+    """"Not this person": take the name back from the face and its near-duplicates (each listed and
+    audited), and never give it to them again."""
     with open_store(settings.db) as store:
-        return store.people.reject(sighting, actor=actor)
+        return _people.unname(store, settings, sighting, actor)
 
 
 def confirm(settings: Settings, sighting: int, actor: str = "cli") -> int:
@@ -185,8 +186,8 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
 
 __all__ = [
     "ENROLLMENT_CAMERA", "ClusterResult", "ClusterRow", "ClusterStage", "Enrollment", "IdentifyResult", "IndexSync",
-    "NamingStage", "PersonRow", "PurgeStage", "ReembedSummary", "SearchHit", "cluster", "confirm", "dismiss_cluster",
-    "enroll_person", "forget", "gallery_gap", "identify", "import_people", "list_clusters", "list_people",
-    "load_gallery", "load_namer", "merge_clusters", "name_cluster", "purge", "reembed", "remove_person",
-    "rename_person", "search", "split_cluster", "sync_index", "unname",
+    "NameChange", "NamingStage", "PersonRow", "PurgeStage", "ReembedSummary", "SearchHit", "Unnamed", "cluster",
+    "confirm", "dismiss_cluster", "enroll_person", "forget", "gallery_gap", "identify", "import_people",
+    "list_clusters", "list_people", "load_gallery", "load_namer", "merge_clusters", "name_cluster", "purge",
+    "reembed", "remove_person", "rename_person", "search", "split_cluster", "sync_index", "unname",
 ]

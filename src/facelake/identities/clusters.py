@@ -84,6 +84,7 @@ def dismiss_cluster(store: Store, settings: Settings, cluster_id: int, actor: st
     members = [m[0] for m in store.clusters.members(cluster_id)]
     store.clusters.dismiss(cluster_id, members, actor)
     sync_index(store, settings)
+    store.compact()
     return len(members)
 
 

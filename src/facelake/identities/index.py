@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from ..config import Settings
 from ..store import Store, VectorHit, is_postgres, target_key
+from ..store.files import recover, replace_wiping
 from ..vision.models import cache_dir
 from .matching import dim_of, model_of
 
@@ -81,26 +82,31 @@ class FaceIndex:
     def keys(self) -> NDArray[np.int64]:
         return np.asarray(self.index.keys, dtype=np.int64) if len(self.index) else np.zeros(0, np.int64)
 
-    def remove(self, ids: NDArray[np.int64]) -> int:
-        ids = np.asarray(ids, dtype=np.uint64)
-        present = ids[np.asarray(self.index.contains(ids), dtype=bool)] if len(ids) else ids
-        for key in present:
-            self.index.remove(int(key))
-        return len(present)
-
     def search(self, vector: NDArray[np.float32], k: int) -> list[Hit]:
         if len(self.index) == 0:
             return []
         found = self.index.search(np.asarray(vector, dtype=np.float32), min(k, len(self.index)))
         return [Hit(int(key), float(1.0 - dist)) for key, dist in zip(found.keys, found.distances)]
 
-    def save(self) -> None:
-        """Write the index and then its state, each atomically (a crash leaves the old pair)."""
+    def clear(self) -> None:
+        """Start afresh, empty: what erased faces leave behind is rebuilt, never patched."""
+        self.index = _new_index(self.dim)
+
+    def save(self, wipe_old: bool = False) -> None:
+        """Write the index and then its state, each atomically (a crash leaves the old pair).
+
+        With ``wipe_old`` (after an erasure) the file replaced is overwritten before it goes:
+        it still holds the erased vectors (``store.files.replace_wiping``).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        recover(self.path)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
         os.close(fd)
         self.index.save(tmp)
-        os.replace(tmp, self.path)
+        if wipe_old:
+            replace_wiping(Path(tmp), self.path)
+        else:
+            os.replace(tmp, self.path)
         state = {"version": _VERSION, "model": self.model, "dim": self.dim, "synced_to": self.synced_to}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
         with os.fdopen(fd, "w") as f:
@@ -142,11 +148,17 @@ def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSy
         # index and its state can leave the opposite. Either way the database decides.
         live = store.sightings.embedded_ids(model)
         keys = set(index.keys().tolist())
-        removed = index.remove(np.array(sorted(keys - live), dtype=np.int64))
+        removed = len(keys - live)
+        if removed:
+            # usearch's remove drops a key, not its vector: the saved file would still hold every
+            # erased face (90 of 90 after a forget). Rebuilt from the rows that remain instead.
+            index.clear()
+            added = 0
+            keys = set()
         missing = sorted(live - keys)
         for start in range(0, len(missing), chunk):
             added += index.add(*store.sightings.embeddings_of(missing[start : start + chunk]))
     if added or removed or index.rebuilt or last != index.synced_to:
         index.synced_to = last
-        index.save()
+        index.save(wipe_old=removed > 0)
     return IndexSync(index, added, removed)

@@ -20,7 +20,7 @@ from ..store import Store
 from ..store.sightings import FaceToName
 from ..vision.models import EMBEDDER_MODELS
 from .index import sync_index
-from .matching import load_namer, model_of, overlapping
+from .matching import load_namer, model_of, overlapping, thresholds
 from .photos import Photo
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -88,10 +88,21 @@ def enroll(store: Store, name: str, photos: Sequence[Photo], consent: str, exten
 
 
 @dataclass(frozen=True)
+class NameChange:
+    """One face whose name changed: ``was`` and ``now`` are person ids (``None``: unknown)."""
+
+    sighting_id: int
+    was: int | None
+    now: int | None
+
+
+@dataclass(frozen=True)
 class IdentifyResult:
     checked: int
     named: int
     changed: int
+    changes: tuple[NameChange, ...] = ()
+    """Every face whose name changed, so that ``identify`` says which (a name taken back included)."""
 
 
 def identify(store: Store, settings: Settings) -> IdentifyResult:
@@ -104,7 +115,7 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
     namer = load_namer(store, settings)
     model = model_of(settings)
     tracks = store.tracks.to_name(model)
-    changes: list[tuple[int, int | None, float | None]] = []
+    changes: list[tuple[int, int | None, float | None, int | None]] = []
     track_changes: list[tuple[int, int | None, float | None]] = []
     named = checked = 0
     by_image: dict[str, list[FaceToName]] = {}
@@ -125,7 +136,7 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
             for f, (person, score) in zip(photo, decisions):
                 named += person is not None
                 if person != f.person_id:
-                    changes.append((int(f.sighting_id), person, score))
+                    changes.append((int(f.sighting_id), person, score, f.person_id))
         # A track with an enrolled face is that person (the owner said so); the others are named by
         # their templates, never as a person enrolled from a track seen at the same time.
         owned = {f.track_id: f.enrolled_as for f in faces if f.enrolled_as is not None and f.track_id in tracks}
@@ -139,12 +150,41 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
             fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
             for t, (person, score) in [*zip(chosen, decisions), *fixed]:
                 named += len(members[t]) if person is not None else 0
-                changes += [(int(f.sighting_id), person, score) for f in members[t] if person != f.person_id]
+                changes += [(int(f.sighting_id), person, score, f.person_id) for f in members[t]
+                            if person != f.person_id]
                 if person != tracks[t].person_id:
                     track_changes.append((t, person, score))
     store.people.set_identities(changes, actor="identify")
     store.tracks.set_names(track_changes)
-    return IdentifyResult(checked, named, len(changes))
+    return IdentifyResult(checked, named, len(changes),
+                          tuple(NameChange(sighting, was, person) for sighting, person, _, was in changes))
+
+
+@dataclass(frozen=True)
+class Unnamed:
+    """What ``sightings unname`` changed: the face, the person, and the near-duplicates that went with it."""
+
+    sighting_id: int
+    person: int
+    near_duplicates: tuple[int, ...]
+    """Other faces named as ``person`` that are near-duplicates of this one (cosine at least
+    ``duplicate``): the rejection vetoes the name for them too, so they lose it now, audited,
+    rather than silently at the next naming."""
+
+
+def unname(store: Store, settings: Settings, sighting: int, actor: str = "cli") -> Unnamed:
+    """"Not this person": take the name back from the face and from its near-duplicates, saying which."""
+    person = store.people.reject(sighting, actor=actor)
+    model = model_of(settings)
+    faces = dict(store.people.named_faces(person, model, include=sighting))
+    veto = faces.pop(sighting, None)
+    limit = thresholds(settings).duplicate
+    also = [] if veto is None else [
+        sid for sid, emb in faces.items()
+        if float(np.asarray(emb, dtype=np.float32) @ np.asarray(veto, dtype=np.float32)) >= limit]
+    if also:
+        store.people.set_identities([(sid, None, None, person) for sid in also], actor=actor)
+    return Unnamed(sighting, person, tuple(also))
 
 
 def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
@@ -158,16 +198,23 @@ def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
 
 
 def forget(store: Store, settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
-    """Erase a person completely (``store.people.erase``), and their faces from the face index."""
+    """Erase a person completely (``store.people.erase``), from the face index, and from the disk.
+
+    The index is rebuilt without their faces and the database compacted (``Store.compact``),
+    so the erased crops and embeddings cannot be carved back from the files either.
+    """
     counts = store.people.erase(who, actor, forget=True)
     synced = sync_index(store, settings)
     if synced.index is not None:  # pgvector's index follows the table: nothing of ours to clean
         counts["index entries"] = synced.removed
+    store.compact()
     return counts
 
 
 def purge(store: Store, settings: Settings, actor: str = "cli") -> int:
-    """Erase embeddings and crops of unknown faces older than ``retention_days`` (and from the index)."""
+    """Erase embeddings and crops of unknown faces older than ``retention_days`` (from the index and the disk too)."""
     n = store.people.purge_unknown(settings.retention_days, actor=actor)
     sync_index(store, settings)
+    if n:
+        store.compact()
     return n

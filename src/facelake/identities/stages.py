@@ -93,6 +93,10 @@ class PurgeStage(Stage):
             self._last = now
         if summary.new or summary.purged:
             sync_index(store, self.settings)
+        if summary.purged or store.erasure_pending():
+            # Under `serve`, a `forget` from the API cannot swap the file this watcher holds; the
+            # watcher does it here, waiting a moment for the requests in flight to close theirs.
+            store.compact(wait_s=10.0)
 
 
 class ClusterStage(Stage):

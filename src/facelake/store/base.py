@@ -200,6 +200,20 @@ class Store(ABC):
     def exclusive(self, name: str) -> AbstractContextManager[None]:
         """Run a whole-table job (clustering) alone among every process writing this database."""
 
+    @abstractmethod
+    def compact(self, wait_s: float = 0.0) -> bool:
+        """Rewrite what held erased rows, so that their bytes are gone from the database's files
+        (after ``forget``, ``purge``, a dismissed cluster); returns whether it was done now.
+
+        DuckDB: a fresh copy of the file takes its place (``DuckStore.compact``), at once or,
+        while other connections of the process hold the file, when the last one closes.
+        PostgreSQL: ``VACUUM FULL`` of the tables that hold faces (``PgStore.compact``).
+        """
+
+    def erasure_pending(self) -> bool:
+        """Whether an erasure is waiting for :meth:`compact` (DuckDB, while another connection held the file)."""
+        return False
+
     # --- ingest ---
 
     @abstractmethod

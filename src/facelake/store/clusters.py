@@ -139,6 +139,7 @@ class Clusters:
     def dismiss(self, cluster_id: int, members: Sequence[int], actor: str) -> None:
         """"Not a face": erase a cluster's embeddings, crops and contexts, and keep them out of every group."""
         with self._sql.transaction():
+            self._sql.erasing()
             for sighting in members:
                 self._sql.execute("INSERT INTO not_faces VALUES (?, ?) ON CONFLICT DO NOTHING", [sighting, utcnow()])
             self._sql.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "

@@ -97,6 +97,10 @@ class Sql:
     def lock_person(self, person: int) -> None:
         """Inside a transaction: hold the person's row against writers naming faces as them."""
 
+    def erasing(self) -> None:
+        """Before an erasure's statements: note that erased bytes may linger until ``Store.compact``
+        (DuckDB keeps a note next to the file, so a crash before the compaction is finished later)."""
+
     def live_people(self, ids: set[int]) -> set[int]:
         """Which of ``ids`` still exist, held (on a server) until the caller's transaction ends."""
         if not ids:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from numpy.typing import NDArray
 from ..errors import ReadOnlyViolation, StoreError
 from .base import VectorHit
 from .connection import Sql
+from .files import recover, replace_wiping, wipe
 from .schema import MIGRATIONS, SEQUENCES
 from .sql import SqlStore
 
@@ -75,6 +77,34 @@ WATCH_WAIT_S = 15.0
 """How long a command waits for a file a busy ``watch`` holds: watch lets go once idle for
 ``watch_lend_s``, so this covers a batch of photos; an hour-long clip holds it longer."""
 
+def pending_path(db: Path) -> Path:
+    """Present while erased rows may still sit in the file's free or dead blocks (see :meth:`DuckStore.compact`)."""
+    return Path(f"{db}.erase-pending")
+
+
+def compact_path(db: Path) -> Path:
+    """Where the fresh copy of the database is built before it takes the file's place."""
+    return Path(f"{db}.compact")
+
+
+_GATE = threading.Condition()
+_OPEN: dict[Path, int] = {}
+"""DuckStores open in this process, per file: a copy-and-swap may only replace a file that no
+other connection of the process holds (``serve``'s request threads and its watcher share one)."""
+_SWAPPING: set[Path] = set()
+"""Files being compacted: opening one waits until its new file is in place."""
+
+
+class _DuckSql(Sql):
+    """DuckDB's handle: an erasure marks the file as holding erased bytes until it is compacted."""
+
+    def __init__(self, con: Any, path: Path) -> None:
+        super().__init__(con)
+        self._pending = pending_path(path)
+
+    def erasing(self) -> None:
+        self._pending.touch()
+
 
 class DuckStore(SqlStore):
     """A DuckDB file: one writing process at a time (DuckDB's lock); the embedded default."""
@@ -96,17 +126,122 @@ class DuckStore(SqlStore):
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"database {self.path} does not exist yet: run `facelake ingest` first")
-        self._con = self._connect(read_only and not DuckStore.shared)
-        super().__init__(Sql(self._con))
+        self._key = self.path.resolve()
+        with _GATE:
+            while self._key in _SWAPPING:
+                _GATE.wait()
+            _OPEN[self._key] = _OPEN.get(self._key, 0) + 1
+        self._closed = False
+        try:
+            self._con = self._connect()
+        except BaseException:
+            self._leave()
+            raise
+        super().__init__(_DuckSql(self._con, self.path))
         if not read_only:
             self._migrate()
+            if pending_path(self.path).exists():  # an erasure not yet compacted (or a crash mid-way)
+                self.compact()
 
-    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _leave(self) -> None:
+        with _GATE:
+            _OPEN[self._key] -= 1
+            if not _OPEN[self._key]:
+                del _OPEN[self._key]
+            _GATE.notify_all()
+
+    def close(self) -> None:
+        """Close the connection; the last writable store of the process compacts a pending erasure first."""
+        if self._closed:
+            return
+        try:
+            if not self.read_only and pending_path(self.path).exists():
+                self.compact()
+        finally:
+            self._closed = True
+            self._con.close()
+            self._leave()
+
+    def compact(self, wait_s: float = 0.0) -> bool:
+        """Rewrite the file so that erased rows are gone from the disk; returns whether it was done now.
+
+        Why a copy: DuckDB's ``DELETE`` and ``UPDATE`` leave the old values in the file. A
+        checkpoint writes changed columns to new blocks, but the freed blocks keep their bytes,
+        and rows deleted from a row group stay in it, only marked deleted: after ``forget`` every
+        erased face crop could be carved back from the file. ``COPY FROM DATABASE`` writes the
+        live rows (and the schema, with the sequences where they stand) into a fresh file, which
+        takes the old file's place by an atomic rename (:func:`~.files.replace_wiping`: the old
+        file's bytes are then overwritten). A kill at any point leaves the old file or the new
+        one, both complete; the ``.erase-pending`` note then makes the next writable open finish.
+
+        Only a file no other connection of this process holds can be swapped (DuckDB admits a
+        single process, so that is every connection there is). Otherwise this waits up to
+        ``wait_s`` for the others to close, holding back new ones, and if they do not, leaves
+        the note: the last writable store to close (or the next to open) compacts.
+        """
+        if self.read_only:
+            raise ReadOnlyViolation("a read-only store cannot compact the database")
+        pending_path(self.path).touch()
+        deadline = time.monotonic() + wait_s
+        with _GATE:
+            if self._key in _SWAPPING:
+                return False
+            _SWAPPING.add(self._key)
+            while _OPEN.get(self._key, 0) > 1 and time.monotonic() < deadline:
+                _GATE.wait(max(0.0, deadline - time.monotonic()))
+            if _OPEN.get(self._key, 0) > 1:
+                _SWAPPING.discard(self._key)
+                _GATE.notify_all()
+                return False
+        try:
+            self._swap()
+        finally:
+            with _GATE:
+                _SWAPPING.discard(self._key)
+                _GATE.notify_all()
+        return True
+
+    def erasure_pending(self) -> bool:
+        return pending_path(self.path).exists()
+
+    def _swap(self) -> None:
+        con = self._con
+        fresh = compact_path(self.path)
+        for leftover in (fresh, Path(f"{fresh}.wal")):
+            wipe(leftover)  # a copy a crash left behind may hold rows erased since
+        recover(self.path)
+        con.execute("CHECKPOINT")
+        row = con.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        name = str(row[0]).replace('"', '""')
+        sequences = con.execute("SELECT sequence_name, last_value FROM duckdb_sequences() "
+                                "WHERE database_name = current_database()").fetchall()
+        con.execute(f"ATTACH '{fresh.as_posix().replace(chr(39), chr(39) * 2)}' AS facelake_compact")
+        try:
+            con.execute(f'COPY FROM DATABASE "{name}" TO facelake_compact')
+            copied = dict(con.execute("SELECT sequence_name, last_value FROM duckdb_sequences() "
+                                      "WHERE database_name = 'facelake_compact'").fetchall())
+            for sequence, last in sequences:  # ids of erased rows are never given out again
+                behind = int(last or 0) - int(copied.get(sequence) or 0)
+                if behind > 0:
+                    con.execute(f"SELECT max(nextval('facelake_compact.{sequence}')) FROM range(?)", [behind])
+            con.execute("CHECKPOINT facelake_compact")
+        finally:
+            con.execute("DETACH DATABASE IF EXISTS facelake_compact")
+        con.close()
+        try:
+            replace_wiping(fresh, self.path)
+            pending_path(self.path).unlink(missing_ok=True)
+        finally:
+            self._con = self._connect()
+            self._sql.con = self._con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         """Open the file; while a ``watch`` holds it for a batch, wait for it to let go."""
         deadline = time.monotonic() + WATCH_WAIT_S
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(str(self.path), read_only=self.read_only and not DuckStore.shared)
             except duckdb.IOException as exc:
                 pid = _watcher_of(self.path)
                 if pid is not None and pid != os.getpid() and time.monotonic() < deadline:

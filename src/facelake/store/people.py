@@ -167,17 +167,21 @@ class People:
             sql.lock_person(pid)
             enrollments = sql.count("SELECT count(*) FROM enrollments WHERE person_id = ?", [pid])
             if forget:
+                sql.erasing()
                 counts = {"enrollments": enrollments, **self._drop_enrollment_photos(pid)}
                 counts["sightings unlinked (crop and embedding erased)"] = sql.count(
                     "SELECT count(*) FROM sightings WHERE person_id = ?", [pid])
                 sql.execute("DELETE FROM face_contexts WHERE sighting_id IN "
                             "(SELECT sighting_id FROM sightings WHERE person_id = ?)", [pid])
+                # Their faces leave their clusters too: a cluster is a group of one person's faces,
+                # and naming it later would link the erased faces to whoever it is named as.
                 sql.execute("""UPDATE sightings SET person_id = NULL, match_score = NULL, thumb = NULL,
-                               embedding = NULL WHERE person_id = ?""", [pid])
+                               embedding = NULL, cluster_id = NULL WHERE person_id = ?""", [pid])
                 counts["tracks unlinked (template erased)"] = sql.count(
                     "SELECT count(*) FROM tracks WHERE person_id = ?", [pid])
-                sql.execute("""UPDATE tracks SET person_id = NULL, match_score = NULL, template = NULL, still = NULL
-                               WHERE person_id = ?""", [pid])
+                sql.execute("""UPDATE tracks SET person_id = NULL, match_score = NULL, template = NULL, still = NULL,
+                               cluster_id = NULL WHERE person_id = ?""", [pid])
+                counts["audit links"] = self._drop_audit_links(pid)
                 counts["people"] = 1
             else:
                 counts = {"people": 1, "enrollments": enrollments, "sightings unlinked": sql.count(
@@ -189,6 +193,19 @@ class People:
             sql.execute("DELETE FROM people WHERE person_id = ?", [pid])
             sql.audit(actor, "forget" if forget else "remove_person", f"person:{pid}")
         return counts
+
+    def _drop_audit_links(self, pid: int) -> int:
+        """Delete the audit rows that name the person (inside :meth:`erase`); returns how many.
+
+        Why: rows like ``identify sighting:N person:P`` are a record of where the person was
+        seen, the very thing the erasure removes. What stays is the ``forget person:P`` row
+        written after this (who erased, when: the proof that the erasure was done), and rows
+        that name no person (searches, clustering runs, tokens). docs/privacy.md lists them.
+        """
+        link = [f"% person:{pid} %"]
+        n = self._sql.count("SELECT count(*) FROM audit WHERE ' ' || subject || ' ' LIKE ?", link)
+        self._sql.execute("DELETE FROM audit WHERE ' ' || subject || ' ' LIKE ?", link)
+        return n
 
     def _drop_enrollment_photos(self, pid: int) -> dict[str, int]:
         """Delete every image a person was enrolled from, with all its faces (inside :meth:`erase`)."""
@@ -223,21 +240,36 @@ class People:
                        AND image_id IN (SELECT image_id FROM images WHERE ingested_at < ?)"""
             n = self._sql.count(f"SELECT count(*) FROM sightings WHERE {where}", [cutoff])
             if n:
+                self._sql.erasing()
                 self._sql.execute(f"DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
                                   f"WHERE {where})", [cutoff])
-                self._sql.execute(f"UPDATE sightings SET embedding = NULL, thumb = NULL WHERE {where}", [cutoff])
+                # An expired face leaves its cluster: a cluster of faces without embeddings or crops
+                # could still be named, linking the expired sightings to a person.
+                self._sql.execute(f"UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "
+                                  f"WHERE {where}", [cutoff])
                 self._sql.audit(actor, "purge", f"sightings:{n} before:{cutoff.isoformat(timespec='seconds')}")
             # An unknown track's template is as biometric as its faces' embeddings: it expires with them.
-            self._sql.execute("""UPDATE tracks SET template = NULL, still = NULL
+            self._sql.execute("""UPDATE tracks SET template = NULL, still = NULL, cluster_id = NULL
                                  WHERE person_id IS NULL AND (template IS NOT NULL OR still IS NOT NULL)
                                  AND image_id IN (SELECT image_id FROM images WHERE ingested_at < ?)""", [cutoff])
         return n
 
-    def set_identities(self, changes: list[tuple[int, int | None, float | None]], actor: str) -> None:
-        """Apply ``(sighting_id, person_id, match_score)`` changes and audit each new name."""
+    def set_identities(self, changes: list[tuple[int, int | None, float | None, int | None]], actor: str) -> None:
+        """Apply ``(sighting_id, person_id, match_score, was)`` changes; audit each new name, and each
+        name taken back (``unname``, by ``actor``), so that no change of a name goes unrecorded."""
         with self._sql.transaction():
-            for sighting, person, score in changes:
+            for sighting, person, score, was in changes:
                 self._sql.execute("UPDATE sightings SET person_id = ?, match_score = ? WHERE sighting_id = ?",
                                   [person, score, sighting])
+                if was is not None and was != person:
+                    self._sql.audit(actor, "unname", f"sighting:{sighting} person:{was}")
                 if person is not None:
                     self._sql.audit(actor, "identify", f"sighting:{sighting} person:{person}")
+
+    def named_faces(self, person: int, model: str, include: int | None = None) -> list[tuple[int, list[float]]]:
+        """``(sighting_id, embedding)`` of the faces of ``model`` named as ``person`` (enrollments
+        aside), and of the sighting ``include`` whatever its name."""
+        return [(int(r[0]), r[1]) for r in self._sql.all(
+            """SELECT sighting_id, embedding FROM sightings WHERE model = ? AND embedding IS NOT NULL
+               AND (sighting_id = ? OR (person_id = ? AND sighting_id NOT IN (SELECT sighting_id FROM enrollments)))
+               ORDER BY sighting_id""", [model, include, person])]

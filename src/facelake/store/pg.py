@@ -59,6 +59,8 @@ _OTHER_KEYWORDS = {
     "DECLARE", "FETCH", "MOVE", "CLOSE", "REASSIGN", "ATTACH", "DETACH", "INSTALL", "PRAGMA", "USE",
 }
 """Statements `facelake sql` refuses by name (anything else not a query is left to the parser's error)."""
+ERASED_TABLES = ("sightings", "face_contexts", "tracks", "images", "people", "enrollments", "rejections", "audit")
+"""What ``forget`` and ``purge`` change: faces, crops, contexts, templates, names and their audit links."""
 _EF_SEARCH = 128
 """HNSW candidates per query: pgvector's default (40) trades recall for speed (bench/scale.py)."""
 
@@ -294,6 +296,22 @@ class PgStore(SqlStore):
         super().__init__(PgSql(self._con))
         if read_only:
             self._con.execute("SET default_transaction_read_only = on")
+
+    def compact(self, wait_s: float = 0.0) -> bool:
+        """``VACUUM FULL`` of every table that held an erased face, so its bytes leave the table files.
+
+        Why: PostgreSQL's ``UPDATE`` and ``DELETE`` leave the old row versions in the pages, and a
+        plain ``VACUUM`` only marks their space reusable (after it, 56 of 90 erased crops were
+        still in the files). ``VACUUM FULL`` writes the live rows (TOAST and indexes, pgvector's
+        HNSW included) into new files and drops the old ones. It holds each table's ACCESS
+        EXCLUSIVE lock while it copies, so writers wait that long (docs/privacy.md gives the
+        cost and what stays: WAL segments until recycled, replicas, backups). Per-person keys
+        (crypto-shredding) would also reach those, but put a key store in every reader's path.
+        """
+        if self.read_only:
+            raise ReadOnlyViolation("a read-only store cannot compact the database")
+        self._con.execute(f"VACUUM (FULL) {', '.join(ERASED_TABLES)}")
+        return True
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:

@@ -55,4 +55,5 @@ def sighting_crop(settings: Cfg, sighting_id: int) -> Response:
 @router.post("/api/sightings/{sighting_id}/unname", dependencies=[ADMIN])
 def sighting_unname(settings: Cfg, caller: AdminForm, sighting_id: int) -> dict[str, Any]:
     """"Not this person": the name is taken back and never given to this face or its near-duplicates."""
-    return {"sighting_id": sighting_id, "was": identities.unname(settings, sighting_id, actor=caller.actor)}
+    done = identities.unname(settings, sighting_id, actor=caller.actor)
+    return {"sighting_id": sighting_id, "was": done.person, "near_duplicates": list(done.near_duplicates)}
