@@ -7,7 +7,7 @@ pages work on a network with no internet (a browser test checks that no request 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,26 @@ from ..config import Settings
 from ..reports import charts, views
 from ..reports.visits import list_tracks, list_visits, visit_totals
 from ..store import open_store
-from .auth import SESSION_COOKIE, identify_caller
+from .auth import SESSION_COOKIE, check_csrf, identify_caller
+from .deps import Int64
 
 _env = Environment(loader=PackageLoader("facelake.api", "templates"), autoescape=select_autoescape(["html"]))
 _env.globals.update(who=views.who, duration=views.duration_text, visits_text=views.visits_text)
 # How the pages word who a face is and how long a visit lasted: the same words as the report's.
+
+
+API_PATHS = ("/api/", "/openapi.json", "/docs/assets/", "/static/")
+
+
+def wants_html(request: Request) -> bool:
+    """Whether an error should be a page: a browser route, asked for by something that takes HTML."""
+    return not request.url.path.startswith(API_PATHS) and "text/html" in request.headers.get("accept", "")
+
+
+def error_page(status: int, detail: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    """An error as a page of the dashboard's look, with the way back (not raw JSON in a browser tab)."""
+    html = _env.get_template("error.html").render(status=status, detail=detail)
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def add_dashboard(app: FastAPI, settings: Settings) -> None:
@@ -44,24 +59,35 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         return _env.get_template("login.html").render(error=error)
 
     @app.post("/login", include_in_schema=False)
-    def login(token: str = Form(...)) -> Response:
-        with open_store(settings.db, read_only=True) as store:
+    def login(request: Request, token: str = Form(...)) -> Response:
+        """Open a session for a valid token; every attempt, failed or not, is audited (never the token)."""
+        client = request.client.host if request.client else "unknown"
+        with open_store(settings.db) as store:
             known = store.tokens.check(token.strip())
+            if known is None:
+                store.audit("web", "login_failed", f"from:{client}")
+            else:
+                store.audit(f"token:{known.name}", "login", f"from:{client}")
         if known is None:
             return HTMLResponse(_env.get_template("login.html").render(error="unknown or revoked token"),
                                 status_code=401)
         sid, _ = app.state.sessions.open(token.strip())
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/")
+        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/",
+                            max_age=int(settings.session_hours * 3600), secure=request.url.scheme == "https")
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request) -> Response:
+    def logout(request: Request, csrf: str | None = Form(None)) -> Response:
+        """End the session; the form carries its CSRF token, so no other page can log the owner out."""
+        caller = identify_caller(request, settings, app.state.sessions)
+        if caller is not None and caller.via_session:
+            check_csrf(caller, csrf)
         sid = request.cookies.get(SESSION_COOKIE)
         if sid:
             app.state.sessions.close(sid)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @app.get("/", include_in_schema=False)
@@ -85,17 +111,18 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
 
         return page(request, "people.html", context)
 
-    @app.get("/people/{person}", include_in_schema=False)
-    def person_page(request: Request, person: str) -> Response:
+    @app.get("/people/{person_id}", include_in_schema=False)
+    def person_page(request: Request, person_id: Int64) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
-                found = store.people.name_of(person)
+                found = store.people.name_of(person_id)
                 if found is None:
-                    raise HTTPException(404, f"no person {person!r}")
-                rows = store.reports.sightings(person=person, limit=200)
-                visits = list_visits(store, settings, person=person, limit=200)
-                total = next((t for t in visit_totals(store, settings).values() if t.person == found), None)
-            return {"name": found, "rows": rows, "visits": visits, "total": total, "gap_s": settings.visit_gap_s}
+                    raise HTTPException(404, f"no person with id {person_id}")
+                rows = store.reports.sightings(person=person_id, limit=200)
+                visits = list_visits(store, settings, person=person_id, limit=200)
+                total = visit_totals(store, settings).get(person_id)
+            return {"name": found, "person_id": person_id, "rows": rows, "visits": visits, "total": total,
+                    "gap_s": settings.visit_gap_s}
 
         return page(request, "person.html", context)
 

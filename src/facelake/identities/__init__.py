@@ -105,20 +105,20 @@ def list_people(settings: Settings) -> list[PersonRow]:
         return store.people.listing()
 
 
-def rename_person(settings: Settings, who: str, new_name: str, actor: str = "cli") -> int:
-    if not new_name.strip():
-        raise ConfigError("the new name must not be empty")
+def rename_person(settings: Settings, who: str | int, new_name: str, actor: str = "cli") -> int:
+    """Rename the person ``who`` (an id, or a name: ``store.people.id_of``)."""
+    _people.check_name(new_name)
     with open_store(settings.db) as store:
         return store.people.rename(who, new_name.strip(), actor=actor)
 
 
-def remove_person(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
+def remove_person(settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Un-enroll a person: their faces become unknown again (and expire like any unknown face)."""
     with open_store(settings.db) as store:
         return store.people.erase(who, actor, forget=False)
 
 
-def forget(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
+def forget(settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely: enrollments, photos, links, crops, embeddings, index entries."""
     with open_store(settings.db) as store:
         return _people.forget(store, settings, who, actor)

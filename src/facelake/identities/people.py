@@ -52,12 +52,20 @@ class Enrollment:
     sightings: list[int]
 
 
+def check_name(name: str) -> None:
+    """Refuse a blank name (nobody can find or tell apart a person called "   "), or one of
+    control characters or over 200 characters."""
+    if not name.strip():
+        raise ConfigError("the person's name must not be empty")
+    if len(name.strip()) > 200 or any(ord(c) < 32 for c in name):
+        raise ConfigError("the person's name must be at most 200 characters, without control characters")
+
+
 def check_enrollment(name: str, consent: str) -> None:
     """Refuse an enrollment without a consent note or a name, before any photo is read."""
     if not consent.strip():
         raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
-    if not name.strip():
-        raise ConfigError("the person's name must not be empty")
+    check_name(name)
 
 
 def enroll(store: Store, name: str, photos: Sequence[Photo], consent: str, extend: bool = False,
@@ -157,7 +165,7 @@ def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
     return person
 
 
-def forget(store: Store, settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
+def forget(store: Store, settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely (``store.people.erase``), and their faces from the face index."""
     counts = store.people.erase(who, actor, forget=True)
     synced = sync_index(store, settings)

@@ -41,22 +41,34 @@ class People:
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
 
-    def id_of(self, who: str) -> int:
-        """The id of the person named ``who`` (or whose id is ``who``); raises if there is none."""
-        row = self._sql.one("SELECT person_id FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?", [who, who])
-        if row is None:
-            raise NotFound(f"no enrolled person called {who!r} (see `facelake people list`)")
-        return int(row[0])
+    def _lookup(self, column: str, who: str | int) -> str | None:
+        """``column`` of the person ``who``: an int is an id, a string a name (or, when nobody has
+        that name, the digits of an id: the CLI's ``forget 3``). Never both at once: a person
+        named "1" must not shadow person 1."""
+        if isinstance(who, int):
+            row = self._sql.one(f"SELECT {column} FROM people WHERE person_id = ?", [who])
+        else:
+            row = self._sql.one(f"SELECT {column} FROM people WHERE name = ?", [who])
+            if row is None and who.isdigit() and len(who) < 19:
+                row = self._sql.one(f"SELECT {column} FROM people WHERE person_id = ?", [int(who)])
+        return None if row is None else str(row[0])
+
+    def id_of(self, who: str | int) -> int:
+        """The id of the person ``who`` (see :meth:`_lookup`); raises if there is none."""
+        found = self._lookup("person_id", who)
+        if found is None:
+            what = f"with id {who}" if isinstance(who, int) else f"called {who!r}"
+            raise NotFound(f"no enrolled person {what} (see `facelake people list`)")
+        return int(found)
 
     def find(self, name: str) -> int | None:
         """The id of the person called exactly ``name``, or ``None``."""
         row = self._sql.one("SELECT person_id FROM people WHERE name = ?", [name])
         return None if row is None else int(row[0])
 
-    def name_of(self, who: str) -> str | None:
-        """The name of the person named ``who`` or whose id is ``who``, or ``None``."""
-        row = self._sql.one("SELECT name FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?", [who, who])
-        return None if row is None else str(row[0])
+    def name_of(self, who: str | int) -> str | None:
+        """The name of the person ``who`` (see :meth:`_lookup`), or ``None``."""
+        return self._lookup("name", who)
 
     def names(self) -> dict[int, str]:
         """Every person's name by id."""
@@ -94,7 +106,7 @@ class People:
         """Every enrolled person's id."""
         return {int(r[0]) for r in self._sql.all("SELECT person_id FROM people")}
 
-    def rename(self, who: str, new_name: str, actor: str) -> int:
+    def rename(self, who: str | int, new_name: str, actor: str) -> int:
         pid = self.id_of(who)
         if self._sql.one("SELECT 1 FROM people WHERE name = ? AND person_id <> ?", [new_name, pid]):
             raise StoreError(f"a person called {new_name!r} is already enrolled")
@@ -148,7 +160,7 @@ class People:
             self._sql.audit(actor, "unname", f"sighting:{sighting} person:{person}")
         return person
 
-    def erase(self, who: str, actor: str, forget: bool) -> dict[str, int]:
+    def erase(self, who: str | int, actor: str, forget: bool) -> dict[str, int]:
         """Take a person out of the database; returns what was removed, per kind.
 
         Both ways lock the person first (a writer naming a face as them waits, then finds

@@ -90,16 +90,13 @@ class Reports:
         """``facelake stats``: images and faces per camera and per day, faces per embedding model."""
         return {name: self._table(sql) for name, sql in _STATS.items()}
 
-    def sightings(self, person: str | None = None, cluster: int | None = None, camera: str | None = None,
+    def sightings(self, person: int | None = None, cluster: int | None = None, camera: str | None = None,
                   since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
                   after_id: int | None = None, limit: int = 50) -> list[SightingRow]:
-        """Newest first; ``before_id`` pages backwards (the cursor), ``after_id`` asks for what is new."""
+        """Newest first; ``person`` is an id, ``before_id`` pages backwards (the cursor), ``after_id`` asks for what is new."""
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
-        if person is not None:
-            where.append("(p.name = ? OR CAST(s.person_id AS VARCHAR) = ?)")
-            params += [person, person]
-        for clause, value in (("s.cluster_id = ?", cluster), ("i.camera = ?", camera), ("i.taken_at >= ?", since),
+        for clause, value in (("s.person_id = ?", person), ("s.cluster_id = ?", cluster), ("i.camera = ?", camera), ("i.taken_at >= ?", since),
                               ("i.taken_at < ?", until), ("s.sighting_id < ?", before_id),
                               ("s.sighting_id > ?", after_id)):
             if value is not None:

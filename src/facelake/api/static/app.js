@@ -1,19 +1,22 @@
-// Dashboard behaviour: forms post to the JSON API with the session's CSRF token, and the
-// timeline asks for sightings newer than the newest shown every few seconds.
+// Dashboard behaviour: forms post to the JSON API with the session's CSRF token (a form with
+// data-confirm asks first: what it does cannot be undone), and the timeline asks for sightings
+// newer than the newest shown every few seconds.
 (function () {
   const csrf = document.body.dataset.csrf;
   document.querySelectorAll("form[data-api]").forEach((form) => {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
       const body = new FormData(form);
       body.append("csrf", csrf);
-      const response = await fetch(form.dataset.api, { method: "POST", body, credentials: "same-origin" });
+      const method = form.dataset.method || "POST";
+      const response = await fetch(form.dataset.api, { method, body, credentials: "same-origin" });
       if (!response.ok) {
         const detail = await response.json().catch(() => ({ detail: response.statusText }));
         alert(detail.detail || "request failed");
         return;
       }
-      location.reload();
+      if (form.dataset.then) location.assign(form.dataset.then); else location.reload();
     });
   });
   const timeline = document.getElementById("timeline");
