@@ -62,7 +62,8 @@ ENDPOINTS = [  # method, path, scope needed
     ("DELETE", "/api/people/9999", "admin"), ("POST", "/api/clusters/refresh", "admin"),
     ("POST", "/api/clusters/1/name", "admin"), ("POST", "/api/clusters/1/merge", "admin"),
     ("POST", "/api/clusters/1/split", "admin"), ("POST", "/api/clusters/1/dismiss", "admin"),
-    ("POST", "/api/sightings/1/unname", "admin"), ("POST", "/api/recognize?store=true", "admin"),
+    ("POST", "/api/sightings/1/unname", "admin"), ("POST", "/api/sightings/1/name", "admin"),
+    ("GET", "/api/sightings/1/photo", "read"), ("POST", "/api/clusters/1/assign", "admin"), ("POST", "/api/recognize?store=true", "admin"),
     ("GET", "/", "page"), ("GET", "/people", "page"), ("GET", "/clusters", "page"), ("GET", "/activity", "page"),
 ]
 

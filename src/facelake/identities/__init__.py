@@ -148,6 +148,20 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
         return _clusters.name_cluster(store, settings, cluster_id, name, consent, max_faces, actor)
 
 
+def assign_cluster(settings: Settings, cluster_id: int, person: int, max_faces: int = 5,
+                   actor: str = "cli") -> Enrollment:
+    """Give a cluster to the person ``person`` (an id) already enrolled: their name on all its faces."""
+    with open_store(settings.db) as store:
+        return _clusters.assign_cluster(store, settings, cluster_id, person, max_faces, actor)
+
+
+def name_face(settings: Settings, sighting: int, name: str | None = None, consent: str | None = None,
+              person: int | None = None, actor: str = "cli") -> Enrollment:
+    """Name one face: enroll a new person ``name`` from it, or add it to the person ``person`` (an id)."""
+    with open_store(settings.db) as store:
+        return _people.name_face(store, settings, sighting, name, consent, person, actor)
+
+
 def merge_clusters(settings: Settings, keep: int, other: int, actor: str = "cli") -> int:
     """Move every face of cluster ``other`` into ``keep``; returns how many moved."""
     with open_store(settings.db) as store:
@@ -184,9 +198,40 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
 
 
 __all__ = [
-    "ENROLLMENT_CAMERA", "ClusterResult", "ClusterRow", "ClusterStage", "Enrollment", "IdentifyResult", "IndexSync",
-    "NamingStage", "PersonRow", "PurgeStage", "ReembedSummary", "SearchHit", "cluster", "confirm", "dismiss_cluster",
-    "enroll_person", "forget", "gallery_gap", "identify", "import_people", "list_clusters", "list_people",
-    "load_gallery", "load_namer", "merge_clusters", "name_cluster", "purge", "reembed", "remove_person",
-    "rename_person", "search", "split_cluster", "sync_index", "unname",
+    "ENROLLMENT_CAMERA",
+    "ClusterResult",
+    "ClusterRow",
+    "ClusterStage",
+    "Enrollment",
+    "IdentifyResult",
+    "IndexSync",
+    "NamingStage",
+    "PersonRow",
+    "PurgeStage",
+    "ReembedSummary",
+    "SearchHit",
+    "assign_cluster",
+    "cluster",
+    "confirm",
+    "dismiss_cluster",
+    "enroll_person",
+    "forget",
+    "gallery_gap",
+    "identify",
+    "import_people",
+    "list_clusters",
+    "list_people",
+    "load_gallery",
+    "load_namer",
+    "merge_clusters",
+    "name_cluster",
+    "name_face",
+    "purge",
+    "reembed",
+    "remove_person",
+    "rename_person",
+    "search",
+    "split_cluster",
+    "sync_index",
+    "unname",
 ]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
+from ..errors import NotFound
 from ..store import Store
 from .clustering import CentroidClustering
 from .index import sync_index
@@ -67,6 +68,20 @@ def name_cluster(store: Store, settings: Settings, cluster_id: int, name: str, c
                                    actor)
     identify(store, settings)
     return Enrollment(person, name.strip(), [s for s, _ in members[:max_faces]])
+
+
+def assign_cluster(store: Store, settings: Settings, cluster_id: int, person: int, max_faces: int = 5,
+                   actor: str = "cli") -> Enrollment:
+    """Give a cluster to a person already enrolled (naming it with their name was refused as
+    "already enrolled"): its best faces join their enrollments, all its faces get their name."""
+    name = store.people.name_of(person)
+    if name is None:
+        raise NotFound(f"no enrolled person with id {person}")
+    members = store.clusters.members(cluster_id)
+    chosen = [s for s, _ in members[:max_faces]]
+    store.clusters.assign(cluster_id, person, chosen, actor)
+    identify(store, settings)
+    return Enrollment(person, name, chosen)
 
 
 def merge_clusters(store: Store, keep: int, other: int, actor: str = "cli") -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, NotFound, StoreError
 from ..pipeline import records
 from ..store import Store
 from ..store.sightings import FaceToName
@@ -163,6 +163,26 @@ def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
     with store.transaction():
         store.people.enroll(person, sighting, actor=actor)
     return person
+
+
+def name_face(store: Store, settings: Settings, sighting: int, name: str | None, consent: str | None,
+              person: int | None = None, actor: str = "cli") -> Enrollment:
+    """One face, clustered or not, becomes an enrollment example: of a new person ``name``
+    (with a consent note), or of the person ``person`` already enrolled; then every stored
+    face is matched again, so look-alikes of it get the name too."""
+    if store.sightings.embeddings_of([sighting])[0].size == 0:
+        raise NotFound(f"no face to name in sighting {sighting} (unknown id, or its embedding was erased)")
+    with store.transaction():
+        if person is None:
+            check_enrollment(name or "", consent or "")
+            assert name is not None and consent is not None
+            person = store.people.add(name.strip(), consent.strip())
+            store.audit(actor, "add_person", f"person:{person} from sighting:{sighting}")
+        elif store.people.name_of(person) is None:
+            raise NotFound(f"no enrolled person with id {person}")
+        store.people.enroll(person, sighting, actor=actor)
+    identify(store, settings)
+    return Enrollment(person, store.people.name_of(person) or "", [sighting])
 
 
 def forget(store: Store, settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:

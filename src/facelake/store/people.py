@@ -149,10 +149,15 @@ class People:
             raise NotFound(f"no sighting {sighting}")
         if row[0] is None:
             raise StoreError(f"sighting {sighting} has no name to take back")
-        if self._sql.one("SELECT 1 FROM enrollments WHERE sighting_id = ?", [sighting]):
+        # A face of an enrollment photo is the owner's own reference: taken back by removing the person.
+        # A camera's face that naming a group made an example is only an example: it stops being one.
+        if self._sql.one("""SELECT 1 FROM enrollments e JOIN sightings s USING (sighting_id)
+                            JOIN images i USING (image_id) WHERE e.sighting_id = ? AND i.camera = 'enrollment'""",
+                         [sighting]):
             raise StoreError(f"sighting {sighting} is an enrollment photo: use `facelake people remove` instead")
         person = int(row[0])
         with self._sql.transaction():
+            self._sql.execute("DELETE FROM enrollments WHERE sighting_id = ?", [sighting])
             self._sql.execute("INSERT INTO rejections VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                               [sighting, person, utcnow()])
             self._sql.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE sighting_id = ?",

@@ -1,4 +1,4 @@
-"""Groups of unknown faces: list, refresh, name (enroll), merge, split, dismiss."""
+"""Groups of unknown faces: list, refresh, name (enroll), give to someone enrolled, merge, split, dismiss."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ def name_cluster(settings: Cfg, caller: AdminForm, cluster_id: Int64, name: Anno
                  consent: Annotated[str, Form()]) -> dict[str, Any]:
     """Enroll the cluster as a person: past and future sightings get the name."""
     result = identities.name_cluster(settings, cluster_id, name, consent, actor=caller.actor)
+    return {"person_id": result.person_id, "name": result.name}
+
+
+@router.post("/api/clusters/{cluster_id}/assign", dependencies=[ADMIN])
+def assign_cluster(settings: Cfg, caller: AdminForm, cluster_id: Int64,
+                   person_id: Annotated[Int64, Form()]) -> dict[str, Any]:
+    """Give the cluster to a person already enrolled: their name on its past and future sightings."""
+    result = identities.assign_cluster(settings, cluster_id, person_id, actor=caller.actor)
     return {"person_id": result.person_id, "name": result.name}
 
 
