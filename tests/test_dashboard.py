@@ -219,6 +219,7 @@ def test_the_owners_workflows_in_chromium(served: tuple[str, str], tmp_path: Pat
                 page.click("#rename button")
             assert page.inner_text("#person-name") == "Barack"
             person_url = page.url
+            shot(page, "person")
             # A face of his: the photo behind it with the box, then "not Barack" (asked first).
             with page.expect_navigation():
                 page.locator("figure.face a").first.click()

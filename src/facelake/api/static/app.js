@@ -32,11 +32,15 @@
       const figure = document.createElement("figure");
       figure.className = "face";
       figure.dataset.sighting = item.sighting_id;
+      const link = document.createElement("a");
+      link.href = `/sightings/${item.sighting_id}`;
       const img = document.createElement(item.crop_url ? "img" : "div");
       if (item.crop_url) { img.src = item.crop_url; img.width = 96; img.height = 96; img.alt = `face ${item.sighting_id}`; }
+      else { img.className = "erased"; img.textContent = "erased"; }
+      link.append(img);
       const caption = document.createElement("figcaption");
       caption.textContent = `${item.person || (item.cluster_id ? "unknown #" + item.cluster_id : "unknown")} · ${item.camera || ""}`;
-      figure.append(img, caption);
+      figure.append(link, caption);
       timeline.prepend(figure);
       timeline.dataset.newest = Math.max(Number(timeline.dataset.newest), item.sighting_id);
       document.getElementById("empty")?.remove();
