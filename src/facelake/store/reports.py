@@ -138,18 +138,17 @@ class Reports:
         return [SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
                 for r in rows]
 
-    def sighting(self, sighting_id: int) -> tuple[SightingRow, int | None, int | None, bool] | None:
-        """One sighting with its image's width and height and whether it is an enrollment face, or ``None``."""
+    def sighting(self, sighting_id: int) -> tuple[SightingRow, int | None, int | None] | None:
+        """One sighting with its image's width and height, or ``None``."""
         r = self._sql.one(
             """SELECT s.sighting_id, s.image_id, i.uri, i.camera, i.taken_at, s.box, s.det_score, s.quality,
-                      s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL, i.width, i.height,
-                      EXISTS (SELECT 1 FROM enrollments e WHERE e.sighting_id = s.sighting_id)
+                      s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL, i.width, i.height
                FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p ON p.person_id = s.person_id
                WHERE s.sighting_id = ?""", [sighting_id])
         if r is None:
             return None
         row = SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
-        return row, r[13], r[14], bool(r[15])
+        return row, r[13], r[14]
 
     def person_faces(self) -> dict[int, int]:
         """Per person, the sighting of one face to show them by: an enrollment face with a crop, else
