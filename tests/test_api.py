@@ -58,11 +58,12 @@ ENDPOINTS = [  # method, path, scope needed
     ("GET", "/api/stats", "read"), ("GET", "/api/sightings", "read"), ("GET", "/api/sightings/1/crop", "read"),
     ("GET", "/api/people", "read"), ("GET", "/api/clusters", "read"), ("GET", "/api/visits", "read"),
     ("GET", "/api/tracks", "read"), ("GET", "/api/tracks/1/still", "read"), ("POST", "/api/recognize", "read"),
-    ("POST", "/api/search", "read"), ("POST", "/api/people", "admin"), ("PATCH", "/api/people/x", "admin"),
-    ("DELETE", "/api/people/x", "admin"), ("POST", "/api/clusters/refresh", "admin"),
+    ("POST", "/api/search", "read"), ("POST", "/api/people", "admin"), ("PATCH", "/api/people/9999", "admin"),
+    ("DELETE", "/api/people/9999", "admin"), ("POST", "/api/clusters/refresh", "admin"),
     ("POST", "/api/clusters/1/name", "admin"), ("POST", "/api/clusters/1/merge", "admin"),
     ("POST", "/api/clusters/1/split", "admin"), ("POST", "/api/clusters/1/dismiss", "admin"),
-    ("POST", "/api/sightings/1/unname", "admin"), ("POST", "/api/recognize?store=true", "admin"),
+    ("POST", "/api/sightings/1/unname", "admin"), ("POST", "/api/sightings/1/name", "admin"),
+    ("GET", "/api/sightings/1/photo", "read"), ("POST", "/api/clusters/1/assign", "admin"), ("POST", "/api/recognize?store=true", "admin"),
     ("GET", "/", "page"), ("GET", "/people", "page"), ("GET", "/clusters", "page"), ("GET", "/activity", "page"),
 ]
 
@@ -138,6 +139,7 @@ def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str
     r = client.post("/api/people", headers=admin, data={"name": "Joe", "consent": "asked"},
                     files=[("photos", jpeg(samples / "biden.jpg"))])
     assert r.status_code == 201, r.text
+    joe = r.json()["person_id"]
     assert [s["person"] for s in client.get("/api/sightings", params={"person": "Joe"}, headers=read).json()["items"]] \
         == ["Joe"]
     hits = client.post("/api/search?top=3", headers=read, files={"photo": jpeg(samples / "obama2.jpg")}).json()["hits"]
@@ -152,7 +154,7 @@ def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 4
-    assert client.delete("/api/people/Joe", headers=admin).status_code == 200
+    assert client.delete(f"/api/people/{joe}", headers=admin).status_code == 200
     assert [p["name"] for p in client.get("/api/people", headers=read).json()] == ["Barack"]
     audit = rows(db, "SELECT actor, action FROM audit WHERE actor LIKE 'token:%'")
     assert {("token:admin", "forget"), ("token:read", "search"), ("token:admin", "add_person")} <= set(audit)
@@ -199,7 +201,9 @@ def test_dashboard_session_needs_csrf_for_changes(site: tuple[TestClient, dict[s
     assert client.post("/api/clusters/refresh", data={"csrf": csrf}).status_code == 200
     for path in ("/people", "/clusters", "/activity"):
         assert client.get(path).status_code == 200, path
-    client.post("/logout")
+    assert client.post("/logout", follow_redirects=False).status_code == 403, "logout needs the CSRF token too"
+    assert client.get("/", follow_redirects=False).status_code == 200
+    assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
     assert client.get("/", follow_redirects=False).status_code == 303
 
 

@@ -218,3 +218,31 @@ def test_unname_says_which_near_duplicates_lost_the_name_and_audits_them(
     code, output = cli(db, "identify")
     assert code == 0 and f"sighting {twin}: person 1 -> unknown" in output, output
     assert rows(db, "SELECT count(*) FROM audit WHERE action = 'unname' AND actor = 'identify'") == [(1,)]
+
+
+def test_forget_of_a_person_named_from_a_camera_face_keeps_the_other_faces_of_that_frame(
+    db: Target, tmp_path: Path, samples: Path
+) -> None:
+    """Only the owner's reference photos go whole with a person: a camera frame one of whose faces
+    was named keeps the stranger beside them (forget deleted the whole frame, both faces)."""
+    from PIL import Image
+
+    from facelake import identities
+
+    left, right = Image.open(samples / "obama.jpg").convert("RGB"), Image.open(samples / "biden.jpg").convert("RGB")
+    frame = Image.new("RGB", (left.width + right.width, max(left.height, right.height)))
+    frame.paste(left, (0, 0))
+    frame.paste(right, (left.width, 0))
+    (tmp_path / "cams" / "door").mkdir(parents=True)
+    frame.save(tmp_path / "cams" / "door" / "pair.jpg", quality=92)
+    assert cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")[0] == 0
+    faces = rows(db, "SELECT sighting_id, box[1] FROM sightings ORDER BY box[1]")
+    assert len(faces) == 2, faces
+    settings = load_settings(db=db)
+    identities.name_face(settings, int(faces[0][0]), "Barack", "test: a public figure")
+    identities.forget(settings, "Barack")
+    assert rows(db, "SELECT count(*) FROM images") == [(1,)], "the frame stays"
+    left_face, right_face = rows(db, "SELECT sighting_id, thumb IS NULL, embedding IS NULL FROM sightings "
+                                     "ORDER BY box[1]")
+    assert left_face == (faces[0][0], True, True), "the named face is erased"
+    assert right_face == (faces[1][0], False, False), "the other face of the frame is kept"

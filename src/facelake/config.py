@@ -265,6 +265,16 @@ class Settings(BaseSettings):
         description="A warm function instance re-reads the gallery at most this often.",
     )
 
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, title="Dashboard session lifetime (hours)",
+        description="A dashboard login lasts this long from the moment it was made, then the login form asks "
+        "for the token again (sessions live in the server's memory and end with it too).",
+    )
+    allowed_hosts: list[str] = Field(
+        ["*"], min_length=1, title="Host names the server answers to",
+        description="The Host header a request must carry (e.g. [\"127.0.0.1\", \"localhost\", \"cams.home.arpa\"]); "
+        "others get 400, which defeats DNS rebinding. '*' (the default) accepts any; a leading '*.' any subdomain.",
+    )
     map_tile_url: str | None = Field(
         None, title="Map tile URL for the dashboard (optional)",
         description="The dashboard's map draws GPS points on plain coordinates, offline. A tile server "

@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI; OpenAPI at /docs) over the same service functions as the CLI.
 
-This module builds the app (error mapping, the body-size guard, the routers of ``routes/``
-and the dashboard); the routes themselves live one router per area in ``routes/``, sharing
+This module builds the app (error mapping, the guard of ``guard`` that checks callers and
+body sizes before any body is read, the host check, the routers of ``routes/`` and the
+dashboard); the routes themselves live one router per area in ``routes/``, sharing
 what ``deps`` provides (models, settings, callers, uploads).
 
 Bad input is handled as at ingest: the upload's size is checked before it is read whole and
@@ -12,16 +13,19 @@ status codes in one place (``STATUS``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import duckdb
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import errors
 from ..config import Settings
 from .auth import Sessions
 from .deps import Engine
+from .guard import Guard
 from .routes import ROUTERS
 
 STATUS: dict[type[errors.FacelakeError], int] = {
@@ -44,17 +48,49 @@ def status_of(exc: errors.FacelakeError) -> int:
     return 400
 
 
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>facelake API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/static/docs.js"></script></body></html>"""
+"""The OpenAPI page, with Swagger UI served from this process (the swagger-ui-bundle-v2 package),
+so it works offline and under a CSP that allows no inline script."""
+
+
+def add_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the locally installed bundle (no CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE)
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    app = FastAPI(title="facelake", version="0.1.0",
+    app = FastAPI(title="facelake", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Faces seen by your cameras: sightings, people, clusters, search. "
                               "Send `Authorization: Bearer TOKEN` (`facelake tokens create`).")
     app.state.settings = settings
-    app.state.sessions = Sessions()
+    app.state.sessions = Sessions(settings.session_hours * 3600)
     app.state.engine = engine or Engine(settings)
 
+    from .dashboard import add_dashboard, error_page, wants_html
+
     @app.exception_handler(errors.FacelakeError)
-    def facelake_error(request: Request, exc: errors.FacelakeError) -> JSONResponse:
+    def facelake_error(request: Request, exc: errors.FacelakeError) -> Response:
+        if wants_html(request):
+            return error_page(status_of(exc), str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """A browser asking for a page gets a page (a 404 with the way back), a client JSON."""
+        if wants_html(request):
+            return error_page(exc.status_code, str(exc.detail), exc.headers)
+        return await http_exception_handler(request, exc)
 
     def write_conflict(request: Request, exc: Exception) -> JSONResponse:
         """Another writer changed the same rows at the same moment (DuckDB's optimistic
@@ -71,19 +107,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         for kind in (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
             app.add_exception_handler(kind, write_conflict)
 
-    @app.middleware("http")
-    async def refuse_huge_bodies(request: Request, call_next: Any) -> Response:
-        """Refuse a body over the limit by its declared length, before reading any of it."""
-        length = request.headers.get("content-length")
-        limit = int(settings.max_file_mb * 1e6) + 64_000
-        if length and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": f"upload is over the {settings.max_file_mb:.0f} MB limit"}, status_code=413)
-        return await call_next(request)
-
     for router in ROUTERS:
         app.include_router(router)
 
-    from .dashboard import add_dashboard
-
+    add_docs(app)
     add_dashboard(app, settings)
+    # The guard answers before any body is read; the host check comes before it (outermost is added last).
+    app.add_middleware(Guard, settings=settings, sessions=app.state.sessions)
+    if settings.allowed_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     return app

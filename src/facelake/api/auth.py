@@ -6,15 +6,18 @@ Rules (tested as a matrix in tests/test_api.py):
 - no token, an unknown or a revoked token → 401; a read token on a change → 403;
 - tokens are checked against the database on every request, so a revocation takes effect
   at once, sessions included;
-- the session cookie is HttpOnly and SameSite=Strict, and every form post made with it must
-  carry the session's CSRF token (requests with a Bearer header carry no ambient credential
-  and need none).
+- the session cookie is HttpOnly and SameSite=Strict (and Secure when served over TLS), lasts
+  ``session_hours``, and every form post made with it, logout included, must carry the
+  session's CSRF token (requests with a Bearer header carry no ambient credential and need
+  none); a change asked from another site's page is refused before that (``guard``).
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
@@ -38,21 +41,35 @@ class Caller:
 
 
 class Sessions:
-    """Dashboard sessions in memory: session id → (token hash, CSRF token). They end with the server."""
+    """Dashboard sessions in memory: session id → (token hash, CSRF token, expiry).
 
-    def __init__(self) -> None:
+    They end with the server, or ``lifetime_s`` after the login, whichever comes first: a
+    cookie copied off a shared machine stops working by itself.
+    """
+
+    def __init__(self, lifetime_s: float = 12 * 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[str, tuple[str, str]] = {}
+        self._by_id: dict[str, tuple[str, str, float]] = {}
+        self.lifetime_s = lifetime_s
+        self._clock = clock
 
     def open(self, token: str) -> tuple[str, str]:
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        now = self._clock()
         with self._lock:
-            self._by_id[sid] = (token_hash(token), csrf)
+            self._by_id = {k: v for k, v in self._by_id.items() if v[2] > now}  # drop the expired ones
+            self._by_id[sid] = (token_hash(token), csrf, now + self.lifetime_s)
         return sid, csrf
 
     def get(self, sid: str) -> tuple[str, str] | None:
         with self._lock:
-            return self._by_id.get(sid)
+            found = self._by_id.get(sid)
+            if found is None:
+                return None
+            if found[2] <= self._clock():
+                del self._by_id[sid]
+                return None
+            return found[0], found[1]
 
     def close(self, sid: str) -> None:
         with self._lock:

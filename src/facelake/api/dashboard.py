@@ -7,11 +7,13 @@ pages work on a network with no internet (a browser test checks that no request 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -21,11 +23,43 @@ from ..config import Settings
 from ..reports import charts, views
 from ..reports.visits import list_tracks, list_visits, visit_totals
 from ..store import open_store
-from .auth import SESSION_COOKIE, identify_caller
+from ..store.reports import SightingRow
+from .auth import SESSION_COOKIE, check_csrf, identify_caller
+from .deps import Int64
 
 _env = Environment(loader=PackageLoader("facelake.api", "templates"), autoescape=select_autoescape(["html"]))
 _env.globals.update(who=views.who, duration=views.duration_text, visits_text=views.visits_text)
 # How the pages word who a face is and how long a visit lasted: the same words as the report's.
+
+
+API_PATHS = ("/api/", "/openapi.json", "/docs/assets/", "/static/")
+
+
+def wants_html(request: Request) -> bool:
+    """Whether an error should be a page: a browser route, asked for by something that takes HTML."""
+    return not request.url.path.startswith(API_PATHS) and "text/html" in request.headers.get("accept", "")
+
+
+def error_page(status: int, detail: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    """An error as a page of the dashboard's look, with the way back (not raw JSON in a browser tab)."""
+    html = _env.get_template("error.html").render(status=status, detail=detail)
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+PAGE = 60
+"""Faces per page on the timeline and a person's page (``Older`` pages on by capture time)."""
+
+
+PageSize = Annotated[int, Query(ge=1, le=200, description="faces per page")]
+
+
+def older(request: Request, rows: list[SightingRow], n: int) -> str | None:
+    """The link to the next page of a time-ordered listing, or ``None`` on its last page."""
+    if len(rows) < n or rows[-1].taken_at is None:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k not in ("before", "before_id")}
+    query.update(before=rows[-1].taken_at.isoformat(), before_id=str(rows[-1].sighting_id))
+    return f"{request.url.path}?{urlencode(query)}"
 
 
 def add_dashboard(app: FastAPI, settings: Settings) -> None:
@@ -44,33 +78,49 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         return _env.get_template("login.html").render(error=error)
 
     @app.post("/login", include_in_schema=False)
-    def login(token: str = Form(...)) -> Response:
-        with open_store(settings.db, read_only=True) as store:
+    def login(request: Request, token: str = Form(...)) -> Response:
+        """Open a session for a valid token; every attempt, failed or not, is audited (never the token)."""
+        client = request.client.host if request.client else "unknown"
+        with open_store(settings.db) as store:
             known = store.tokens.check(token.strip())
+            if known is None:
+                store.audit("web", "login_failed", f"from:{client}")
+            else:
+                store.audit(f"token:{known.name}", "login", f"from:{client}")
         if known is None:
             return HTMLResponse(_env.get_template("login.html").render(error="unknown or revoked token"),
                                 status_code=401)
         sid, _ = app.state.sessions.open(token.strip())
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/")
+        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/",
+                            max_age=int(settings.session_hours * 3600), secure=request.url.scheme == "https")
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request) -> Response:
+    def logout(request: Request, csrf: str | None = Form(None)) -> Response:
+        """End the session; the form carries its CSRF token, so no other page can log the owner out."""
+        caller = identify_caller(request, settings, app.state.sessions)
+        if caller is not None and caller.via_session:
+            check_csrf(caller, csrf)
         sid = request.cookies.get(SESSION_COOKIE)
         if sid:
             app.state.sessions.close(sid)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @app.get("/", include_in_schema=False)
-    def timeline(request: Request, camera: str | None = None) -> Response:
+    def timeline(request: Request, camera: str | None = None, before: datetime | None = None,
+                 before_id: Int64 | None = None, n: PageSize = PAGE) -> Response:
+        """Faces by capture time, newest first, a page at a time (``before``: the last one shown)."""
         def context() -> dict[str, Any]:
+            cursor = (before, before_id) if before is not None and before_id is not None else None
             with open_store(settings.db, read_only=True) as store:
-                rows = store.reports.sightings(camera=camera, limit=60)
-                tracks = list_tracks(store, camera=camera, limit=30)
-            return {"rows": rows, "camera": camera, "newest": rows[0].sighting_id if rows else 0, "tracks": tracks}
+                rows = store.reports.timeline(camera=camera, before=cursor, limit=n)
+                tracks = list_tracks(store, camera=camera, limit=30) if cursor is None else []
+                latest = store.reports.sightings(camera=camera, limit=1)
+            return {"rows": rows, "camera": camera, "tracks": tracks, "live": cursor is None,
+                    "newest": latest[0].sighting_id if latest else 0, "older": older(request, rows, n)}
 
         return page(request, "timeline.html", context)
 
@@ -81,23 +131,44 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
             with open_store(settings.db, read_only=True) as store:
                 cams = {p.person_id: store.reports.cameras_of(p.person_id) for p in listing}
                 totals = visit_totals(store, settings)
-            return {"people": listing, "cameras": cams, "totals": totals}
+                faces = store.reports.person_faces()
+            return {"people": listing, "cameras": cams, "totals": totals, "faces": faces}
 
         return page(request, "people.html", context)
 
-    @app.get("/people/{person}", include_in_schema=False)
-    def person_page(request: Request, person: str) -> Response:
+    @app.get("/people/{person_id}", include_in_schema=False)
+    def person_page(request: Request, person_id: Int64, before: datetime | None = None,
+                    before_id: Int64 | None = None, n: PageSize = PAGE) -> Response:
         def context() -> dict[str, Any]:
+            cursor = (before, before_id) if before is not None and before_id is not None else None
             with open_store(settings.db, read_only=True) as store:
-                found = store.people.name_of(person)
+                found = store.people.name_of(person_id)
                 if found is None:
-                    raise HTTPException(404, f"no person {person!r}")
-                rows = store.reports.sightings(person=person, limit=200)
-                visits = list_visits(store, settings, person=person, limit=200)
-                total = next((t for t in visit_totals(store, settings).values() if t.person == found), None)
-            return {"name": found, "rows": rows, "visits": visits, "total": total, "gap_s": settings.visit_gap_s}
+                    raise HTTPException(404, f"no person with id {person_id}")
+                rows = store.reports.timeline(person=person_id, before=cursor, limit=n)
+                visits = list_visits(store, settings, person=person_id, limit=200)
+                total = visit_totals(store, settings).get(person_id)
+                face = store.reports.person_faces().get(person_id)
+            return {"name": found, "person_id": person_id, "rows": rows, "visits": visits, "total": total,
+                    "gap_s": settings.visit_gap_s, "older": older(request, rows, n), "face": face}
 
         return page(request, "person.html", context)
+
+    @app.get("/sightings/{sighting_id}", include_in_schema=False)
+    def sighting_page(request: Request, sighting_id: Int64) -> Response:
+        """One face: the photo behind it with its box, who it is, and what the owner can say about it."""
+        def context() -> dict[str, Any]:
+            with open_store(settings.db, read_only=True) as store:
+                found = store.reports.sighting(sighting_id)
+                if found is None:
+                    raise HTTPException(404, f"no sighting {sighting_id}")
+                everyone = store.people.names()
+            row, width, height = found
+            # The owner's own enrollment photo is taken back by forgetting the person, not face by face.
+            return {"r": row, "width": width, "height": height, "enrolled": row.camera == "enrollment",
+                    "everyone": sorted(everyone.items(), key=lambda kv: kv[1].lower())}
+
+        return page(request, "sighting.html", context)
 
     @app.get("/clusters", include_in_schema=False)
     def clusters_page(request: Request) -> Response:
@@ -105,7 +176,9 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
             listing = people.list_clusters(settings, 2)
             with open_store(settings.db, read_only=True) as store:
                 faces = {c.cluster_id: store.clusters.best_faces(c.cluster_id) for c in listing}
-            return {"clusters": listing, "faces": faces}
+                everyone = store.people.names()
+            return {"clusters": listing, "faces": faces,
+                    "everyone": sorted(everyone.items(), key=lambda kv: kv[1].lower())}
 
         return page(request, "clusters.html", context)
 
@@ -116,11 +189,15 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
                 heat = charts.heatmap(store.reports.activity(camera),
                                       f"Sightings by hour and weekday — {camera or 'all cameras'}")
                 days = charts.bars(store.reports.per_day(camera), "Sightings per day")
-                points = views.gps_labels(store.reports.gps_points(camera))
+                cells = store.reports.gps_cells(camera)
                 cameras = store.reports.cameras()
-            drawn = (charts.tiled_map(points, "GPS-tagged sightings", settings.map_tile_url) if settings.map_tile_url
-                     else charts.gps_map(points, "GPS-tagged sightings"))
-            return {"heat": heat, "days": days, "map": drawn, "points": points, "cameras": cameras,
-                    "camera": camera, "tile_url": settings.map_tile_url}
+            if settings.map_tile_url:
+                labelled = [(lat, lon, f"{faces} face(s) in {images} photo(s)") for lat, lon, images, faces in cells]
+                drawn = charts.tiled_map(labelled, "GPS-tagged sightings", settings.map_tile_url)
+            else:
+                drawn = charts.cell_map(cells, "GPS-tagged sightings")
+            zone = datetime.now().astimezone().tzname()
+            return {"heat": heat, "days": days, "map": drawn, "cells": cells, "cameras": cameras, "zone": zone,
+                    "camera": camera, "tile_url": settings.map_tile_url, "faces": sum(c[3] for c in cells)}
 
         return page(request, "activity.html", context)

@@ -49,7 +49,9 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
     try:
         if watch:
             streams, places = plan_streams(list(watch), None, settings)
-            watcher = Watcher([open_source(s) for s in places], settings, default_stages(settings, cluster=True),
+            # serve owns the file for as long as it runs: its watcher lends it to nobody.
+            owned = settings.model_copy(update={"watch_lend_s": 0.0})
+            watcher = Watcher([open_source(s) for s in places], owned, default_stages(owned, cluster=True),
                               workers, streams=streams)
             thread = threading.Thread(target=watcher.run, name="facelake-watch", daemon=True)
             thread.start()

@@ -106,20 +106,20 @@ def list_people(settings: Settings) -> list[PersonRow]:
         return store.people.listing()
 
 
-def rename_person(settings: Settings, who: str, new_name: str, actor: str = "cli") -> int:
-    if not new_name.strip():
-        raise ConfigError("the new name must not be empty")
+def rename_person(settings: Settings, who: str | int, new_name: str, actor: str = "cli") -> int:
+    """Rename the person ``who`` (an id, or a name: ``store.people.id_of``)."""
+    _people.check_name(new_name)
     with open_store(settings.db) as store:
         return store.people.rename(who, new_name.strip(), actor=actor)
 
 
-def remove_person(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
+def remove_person(settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Un-enroll a person: their faces become unknown again (and expire like any unknown face)."""
     with open_store(settings.db) as store:
         return store.people.erase(who, actor, forget=False)
 
 
-def forget(settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
+def forget(settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely: enrollments, photos, links, crops, embeddings, index entries."""
     with open_store(settings.db) as store:
         return _people.forget(store, settings, who, actor)
@@ -147,6 +147,20 @@ def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, m
     """Enroll a cluster as a person: its best faces become enrollments, all its faces get the name."""
     with open_store(settings.db) as store:
         return _clusters.name_cluster(store, settings, cluster_id, name, consent, max_faces, actor)
+
+
+def assign_cluster(settings: Settings, cluster_id: int, person: int, max_faces: int = 5,
+                   actor: str = "cli") -> Enrollment:
+    """Give a cluster to the person ``person`` (an id) already enrolled: their name on all its faces."""
+    with open_store(settings.db) as store:
+        return _clusters.assign_cluster(store, settings, cluster_id, person, max_faces, actor)
+
+
+def name_face(settings: Settings, sighting: int, name: str | None = None, consent: str | None = None,
+              person: int | None = None, actor: str = "cli") -> Enrollment:
+    """Name one face: enroll a new person ``name`` from it, or add it to the person ``person`` (an id)."""
+    with open_store(settings.db) as store:
+        return _people.name_face(store, settings, sighting, name, consent, person, actor)
 
 
 def merge_clusters(settings: Settings, keep: int, other: int, actor: str = "cli") -> int:
@@ -185,9 +199,42 @@ def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] |
 
 
 __all__ = [
-    "ENROLLMENT_CAMERA", "ClusterResult", "ClusterRow", "ClusterStage", "Enrollment", "IdentifyResult", "IndexSync",
-    "NameChange", "NamingStage", "PersonRow", "PurgeStage", "ReembedSummary", "SearchHit", "Unnamed", "cluster",
-    "confirm", "dismiss_cluster", "enroll_person", "forget", "gallery_gap", "identify", "import_people",
-    "list_clusters", "list_people", "load_gallery", "load_namer", "merge_clusters", "name_cluster", "purge",
-    "reembed", "remove_person", "rename_person", "search", "split_cluster", "sync_index", "unname",
+    "ENROLLMENT_CAMERA",
+    "ClusterResult",
+    "ClusterRow",
+    "ClusterStage",
+    "Enrollment",
+    "IdentifyResult",
+    "IndexSync",
+    "NameChange",
+    "NamingStage",
+    "PersonRow",
+    "PurgeStage",
+    "ReembedSummary",
+    "SearchHit",
+    "Unnamed",
+    "assign_cluster",
+    "cluster",
+    "confirm",
+    "dismiss_cluster",
+    "enroll_person",
+    "forget",
+    "gallery_gap",
+    "identify",
+    "import_people",
+    "list_clusters",
+    "list_people",
+    "load_gallery",
+    "load_namer",
+    "merge_clusters",
+    "name_cluster",
+    "name_face",
+    "purge",
+    "reembed",
+    "remove_person",
+    "rename_person",
+    "search",
+    "split_cluster",
+    "sync_index",
+    "unname",
 ]

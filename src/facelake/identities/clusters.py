@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import NotFound
 from ..store import Store
 from .clustering import CentroidClustering
 from .index import sync_index
 from .matching import model_of, thresholds
-from .people import Enrollment, identify
+from .people import Enrollment, check_enrollment, identify
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,26 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
 def name_cluster(store: Store, settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5,
                  actor: str = "cli") -> Enrollment:
     """Enroll a cluster as a person: its best faces become enrollments, all its faces get the name."""
-    if not consent.strip():
-        raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
+    check_enrollment(name, consent)
     members = store.clusters.members(cluster_id)
     person = store.clusters.enroll(cluster_id, name.strip(), consent.strip(), [s for s, _ in members[:max_faces]],
                                    actor)
     identify(store, settings)
     return Enrollment(person, name.strip(), [s for s, _ in members[:max_faces]])
+
+
+def assign_cluster(store: Store, settings: Settings, cluster_id: int, person: int, max_faces: int = 5,
+                   actor: str = "cli") -> Enrollment:
+    """Give a cluster to a person already enrolled (naming it with their name was refused as
+    "already enrolled"): its best faces join their enrollments, all its faces get their name."""
+    name = store.people.name_of(person)
+    if name is None:
+        raise NotFound(f"no enrolled person with id {person}")
+    members = store.clusters.members(cluster_id)
+    chosen = [s for s, _ in members[:max_faces]]
+    store.clusters.assign(cluster_id, person, chosen, actor)
+    identify(store, settings)
+    return Enrollment(person, name, chosen)
 
 
 def merge_clusters(store: Store, keep: int, other: int, actor: str = "cli") -> int:

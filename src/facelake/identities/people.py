@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, NotFound, StoreError
 from ..pipeline import records
 from ..store import Store
 from ..store.sightings import FaceToName
@@ -52,12 +52,20 @@ class Enrollment:
     sightings: list[int]
 
 
+def check_name(name: str) -> None:
+    """Refuse a blank name (nobody can find or tell apart a person called "   "), or one of
+    control characters or over 200 characters."""
+    if not name.strip():
+        raise ConfigError("the person's name must not be empty")
+    if len(name.strip()) > 200 or any(ord(c) < 32 for c in name):
+        raise ConfigError("the person's name must be at most 200 characters, without control characters")
+
+
 def check_enrollment(name: str, consent: str) -> None:
     """Refuse an enrollment without a consent note or a name, before any photo is read."""
     if not consent.strip():
         raise ConfigError("--consent is required: note how and when this person agreed to be recognised")
-    if not name.strip():
-        raise ConfigError("the person's name must not be empty")
+    check_name(name)
 
 
 def enroll(store: Store, name: str, photos: Sequence[Photo], consent: str, extend: bool = False,
@@ -197,7 +205,27 @@ def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
     return person
 
 
-def forget(store: Store, settings: Settings, who: str, actor: str = "cli") -> dict[str, int]:
+def name_face(store: Store, settings: Settings, sighting: int, name: str | None, consent: str | None,
+              person: int | None = None, actor: str = "cli") -> Enrollment:
+    """One face, clustered or not, becomes an enrollment example: of a new person ``name``
+    (with a consent note), or of the person ``person`` already enrolled; then every stored
+    face is matched again, so look-alikes of it get the name too."""
+    if store.sightings.embeddings_of([sighting])[0].size == 0:
+        raise NotFound(f"no face to name in sighting {sighting} (unknown id, or its embedding was erased)")
+    with store.transaction():
+        if person is None:
+            check_enrollment(name or "", consent or "")
+            assert name is not None and consent is not None
+            person = store.people.add(name.strip(), consent.strip())
+            store.audit(actor, "add_person", f"person:{person} from sighting:{sighting}")
+        elif store.people.name_of(person) is None:
+            raise NotFound(f"no enrolled person with id {person}")
+        store.people.enroll(person, sighting, actor=actor)
+    identify(store, settings)
+    return Enrollment(person, store.people.name_of(person) or "", [sighting])
+
+
+def forget(store: Store, settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely (``store.people.erase``), from the face index, and from the disk.
 
     The index is rebuilt without their faces and the database compacted (``Store.compact``),

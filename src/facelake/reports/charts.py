@@ -3,6 +3,7 @@ offline in the dashboard and inside a single self-contained report file alike.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 from html import escape
@@ -15,7 +16,7 @@ def heatmap(counts: dict[tuple[int, int], int], title: str) -> str:
     cell, left, top = 22, 40, 28
     top_count = max(counts.values(), default=0) or 1
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + 24 * cell + 10}" height="{top + 7 * cell + 30}" '
-              f'role="img" aria-label="{escape(title)}"><text x="0" y="16" font-size="13">{escape(title)}</text>')]
+              f'viewBox="0 0 {left + 24 * cell + 10} {top + 7 * cell + 30}" role="img" aria-label="{escape(title)}"><text x="0" y="16" font-size="13">{escape(title)}</text>')]
     for d in range(7):
         parts.append(f'<text x="0" y="{top + d * cell + 15}" font-size="11">{DAYS[d]}</text>')
         for h in range(24):
@@ -34,7 +35,8 @@ def bars(series: Sequence[tuple[date | str, int]], title: str, width: int = 640,
     top_count = max((n for _, n in series), default=0) or 1
     n = max(len(series), 1)
     w = max(2.0, (width - 40) / n)
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img" '
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" '
+              f'viewBox="0 0 {width} {height + 40}" role="img" '
               f'aria-label="{escape(title)}"><text x="0" y="16" font-size="13">{escape(title)}</text>')]
     for i, (label, count) in enumerate(series):
         h = (height - 30) * count / top_count
@@ -115,5 +117,64 @@ def gps_map(points: Sequence[tuple[float, float, str]], title: str, width: int =
                      f'lon {lon0:.4f}…{lon1:.4f}</text>')
     else:
         parts.append('<text x="6" y="40" font-size="12">no GPS-tagged sightings</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+HEAT = ((255, 224, 130), (247, 150, 70), (214, 60, 50), (120, 20, 60))
+"""Light to dark: the colours of the map's cells, from the fewest faces to the most."""
+
+
+def _step(n: int, top: int) -> int:
+    """The colour of a cell of ``n`` faces when the busiest has ``top``: logarithmic steps, so a
+    few very busy places do not wash every other one out."""
+    if top <= 1:
+        return 0
+    return min(len(HEAT) - 1, int(len(HEAT) * math.log(n) / math.log(top + 1)))
+
+
+def _legend(top: int) -> list[tuple[int, int, int]]:
+    """``(step, fewest, most)`` faces per colour that a cell can have (the inverse of :func:`_step`)."""
+    if top <= 1:
+        return [(0, 1, 1)]
+    lows = [1] + [math.ceil(math.exp(k * math.log(top + 1) / len(HEAT)) - 1e-9) for k in range(1, len(HEAT))]
+    out = []
+    for k, lo in enumerate(lows):
+        hi = lows[k + 1] - 1 if k + 1 < len(lows) else top
+        if lo <= min(hi, top):
+            out.append((k, lo, min(hi, top)))
+    return out
+
+
+def cell_map(cells: Sequence[tuple[float, float, int, int]], title: str, width: int = 640, height: int = 360) -> str:
+    """GPS-tagged faces counted per cell (``(lat, lon, images, faces)``), on plain coordinates,
+    each cell a dot coloured and sized by its count, with the legend: a year of sightings is a
+    few hundred dots, not a million (works offline; no tiles)."""
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" '
+              f'viewBox="0 0 {width} {height + 30}" role="img" aria-label="{escape(title)}">'
+              f'<rect width="{width}" height="{height}" fill="#eef3f7"/>'
+              f'<text x="6" y="16" font-size="13">{escape(title)}</text>')]
+    if not cells:
+        parts.append('<text x="6" y="40" font-size="12">no GPS-tagged sightings</text></svg>')
+        return "".join(parts)
+    lats, lons = [c[0] for c in cells], [c[1] for c in cells]
+    pad_lat = max(0.001, (max(lats) - min(lats)) * 0.15)
+    pad_lon = max(0.001, (max(lons) - min(lons)) * 0.15)
+    lat0, lat1 = min(lats) - pad_lat, max(lats) + pad_lat
+    lon0, lon1 = min(lons) - pad_lon, max(lons) + pad_lon
+    top = max(c[3] for c in cells)
+    for lat, lon, images, faces in sorted(cells, key=lambda c: c[3]):  # the busiest drawn last, on top
+        x = 20 + (lon - lon0) / (lon1 - lon0) * (width - 40)
+        y = 30 + (lat1 - lat) / (lat1 - lat0) * (height - 50)
+        r = 4 + 8 * math.sqrt(faces / top)
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="rgb{HEAT[_step(faces, top)]}" fill-opacity="0.85">'
+                     f'<title>{faces} face(s) in {images} photo(s) near ({lat:.3f}, {lon:.3f})</title></circle>')
+    parts.append(f'<text x="6" y="{height - 6}" font-size="10">lat {lat0:.3f}…{lat1:.3f}, lon {lon0:.3f}…{lon1:.3f}'
+                 f' · cells of ~100 m</text>')
+    for i, (k, lo, hi) in enumerate(_legend(top)):
+        x = 6 + i * 120
+        label = f"{lo} face{'' if lo == 1 else 's'}" if lo == hi else f"{lo}–{hi} faces"
+        parts.append(f'<rect x="{x}" y="{height + 8}" width="14" height="14" fill="rgb{HEAT[k]}"/>'
+                     f'<text x="{x + 18}" y="{height + 19}" font-size="11">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -12,22 +12,21 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..config import Settings
-from ..errors import NotFound
 from ..store import Store
 from ..store.visits import TrackRow, VisitRow, VisitTotal
 
 __all__ = ["TrackRow", "VisitRow", "VisitTotal", "list_tracks", "list_visits", "visit_totals"]
 
 
-def list_visits(store: Store, settings: Settings, person: str | None = None, camera: str | None = None,
+def list_visits(store: Store, settings: Settings, person: int | str | None = None, camera: str | None = None,
                 since: datetime | None = None, cluster: int | None = None, limit: int = 500) -> list[VisitRow]:
-    """Visits, newest first, under the configured gap; ``person`` is a name or a person id.
+    """Visits, newest first, under the configured gap; ``person`` is an id, or a name (see
+    ``store.people.id_of``).
 
     An unknown ``person`` is an error, not an empty list: a typo must not read as "never came".
     """
-    if person is not None and store.people.name_of(person) is None:
-        raise NotFound(f"no enrolled person called {person!r} (see `facelake people list`)")
-    return store.visits.listing(settings.visit_gap_s, person, camera, cluster, since, limit)
+    pid = None if person is None else store.people.id_of(person)
+    return store.visits.listing(settings.visit_gap_s, pid, camera, cluster, since, limit)
 
 
 def visit_totals(store: Store, settings: Settings, camera: str | None = None,
@@ -36,7 +35,7 @@ def visit_totals(store: Store, settings: Settings, camera: str | None = None,
     return {t.person_id: t for t in store.visits.totals(settings.visit_gap_s, camera, since)}
 
 
-def list_tracks(store: Store, person: str | None = None, camera: str | None = None, since: datetime | None = None,
+def list_tracks(store: Store, person: int | None = None, camera: str | None = None, since: datetime | None = None,
                 limit: int = 50) -> list[TrackRow]:
     """Tracks, newest first, each with its kept faces (the dashboard's timeline strip)."""
     return store.visits.tracks(person, camera, since, limit)

@@ -129,6 +129,19 @@ class Clusters:
                               [person, cluster_id])
         return person
 
+    def assign(self, cluster_id: int, person: int, faces: Sequence[int], actor: str) -> None:
+        """Give a cluster to a person already enrolled, in one transaction: ``faces`` join their
+        enrollments, every face of the cluster gets their name."""
+        with self._sql.transaction():
+            self._sql.lock_person(person)
+            self._sql.audit(actor, "assign_cluster", f"cluster:{cluster_id} person:{person}")
+            for sighting in faces:
+                self._people.enroll(person, sighting, actor=actor)
+            self._sql.execute("UPDATE sightings SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
+                              [person, cluster_id])
+            self._sql.execute("UPDATE tracks SET person_id = ?, cluster_id = NULL WHERE cluster_id = ?",
+                              [person, cluster_id])
+
     def merge(self, keep: int, other: int, actor: str) -> None:
         """Move every face of cluster ``other`` into ``keep``."""
         with self._sql.transaction():

@@ -243,6 +243,8 @@ class DuckStore(SqlStore):
             try:
                 return duckdb.connect(str(self.path), read_only=self.read_only and not DuckStore.shared)
             except duckdb.IOException as exc:
+                if (held := held_message(self.path)) is not None:  # serve lends the file to nobody
+                    raise StoreError(held) from exc
                 pid = _watcher_of(self.path)
                 if pid is not None and pid != os.getpid() and time.monotonic() < deadline:
                     time.sleep(0.2)

@@ -41,22 +41,34 @@ class People:
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
 
-    def id_of(self, who: str) -> int:
-        """The id of the person named ``who`` (or whose id is ``who``); raises if there is none."""
-        row = self._sql.one("SELECT person_id FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?", [who, who])
-        if row is None:
-            raise NotFound(f"no enrolled person called {who!r} (see `facelake people list`)")
-        return int(row[0])
+    def _lookup(self, column: str, who: str | int) -> str | None:
+        """``column`` of the person ``who``: an int is an id, a string a name (or, when nobody has
+        that name, the digits of an id: the CLI's ``forget 3``). Never both at once: a person
+        named "1" must not shadow person 1."""
+        if isinstance(who, int):
+            row = self._sql.one(f"SELECT {column} FROM people WHERE person_id = ?", [who])
+        else:
+            row = self._sql.one(f"SELECT {column} FROM people WHERE name = ?", [who])
+            if row is None and who.isdigit() and len(who) < 19:
+                row = self._sql.one(f"SELECT {column} FROM people WHERE person_id = ?", [int(who)])
+        return None if row is None else str(row[0])
+
+    def id_of(self, who: str | int) -> int:
+        """The id of the person ``who`` (see :meth:`_lookup`); raises if there is none."""
+        found = self._lookup("person_id", who)
+        if found is None:
+            what = f"with id {who}" if isinstance(who, int) else f"called {who!r}"
+            raise NotFound(f"no enrolled person {what} (see `facelake people list`)")
+        return int(found)
 
     def find(self, name: str) -> int | None:
         """The id of the person called exactly ``name``, or ``None``."""
         row = self._sql.one("SELECT person_id FROM people WHERE name = ?", [name])
         return None if row is None else int(row[0])
 
-    def name_of(self, who: str) -> str | None:
-        """The name of the person named ``who`` or whose id is ``who``, or ``None``."""
-        row = self._sql.one("SELECT name FROM people WHERE name = ? OR CAST(person_id AS VARCHAR) = ?", [who, who])
-        return None if row is None else str(row[0])
+    def name_of(self, who: str | int) -> str | None:
+        """The name of the person ``who`` (see :meth:`_lookup`), or ``None``."""
+        return self._lookup("name", who)
 
     def names(self) -> dict[int, str]:
         """Every person's name by id."""
@@ -94,7 +106,7 @@ class People:
         """Every enrolled person's id."""
         return {int(r[0]) for r in self._sql.all("SELECT person_id FROM people")}
 
-    def rename(self, who: str, new_name: str, actor: str) -> int:
+    def rename(self, who: str | int, new_name: str, actor: str) -> int:
         pid = self.id_of(who)
         if self._sql.one("SELECT 1 FROM people WHERE name = ? AND person_id <> ?", [new_name, pid]):
             raise StoreError(f"a person called {new_name!r} is already enrolled")
@@ -137,10 +149,15 @@ class People:
             raise NotFound(f"no sighting {sighting}")
         if row[0] is None:
             raise StoreError(f"sighting {sighting} has no name to take back")
-        if self._sql.one("SELECT 1 FROM enrollments WHERE sighting_id = ?", [sighting]):
+        # A face of an enrollment photo is the owner's own reference: taken back by removing the person.
+        # A camera's face that naming a group made an example is only an example: it stops being one.
+        if self._sql.one("""SELECT 1 FROM enrollments e JOIN sightings s USING (sighting_id)
+                            JOIN images i USING (image_id) WHERE e.sighting_id = ? AND i.camera = 'enrollment'""",
+                         [sighting]):
             raise StoreError(f"sighting {sighting} is an enrollment photo: use `facelake people remove` instead")
         person = int(row[0])
         with self._sql.transaction():
+            self._sql.execute("DELETE FROM enrollments WHERE sighting_id = ?", [sighting])
             self._sql.execute("INSERT INTO rejections VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                               [sighting, person, utcnow()])
             self._sql.execute("UPDATE sightings SET person_id = NULL, match_score = NULL WHERE sighting_id = ?",
@@ -148,7 +165,7 @@ class People:
             self._sql.audit(actor, "unname", f"sighting:{sighting} person:{person}")
         return person
 
-    def erase(self, who: str, actor: str, forget: bool) -> dict[str, int]:
+    def erase(self, who: str | int, actor: str, forget: bool) -> dict[str, int]:
         """Take a person out of the database; returns what was removed, per kind.
 
         Both ways lock the person first (a writer naming a face as them waits, then finds
@@ -208,11 +225,17 @@ class People:
         return n
 
     def _drop_enrollment_photos(self, pid: int) -> dict[str, int]:
-        """Delete every image a person was enrolled from, with all its faces (inside :meth:`erase`)."""
+        """Delete every photo the owner enrolled the person from, with all its faces (inside :meth:`erase`).
+
+        Only the owner's own reference photos (camera ``enrollment``) go whole: a camera frame one
+        of whose faces became the person's example (naming a group or a face) keeps its other
+        faces, and loses only the person's, with every other face of theirs.
+        """
         sql = self._sql
         images = [r[0] for r in sql.all(
             """SELECT DISTINCT s.image_id FROM enrollments e JOIN sightings s USING (sighting_id)
-               WHERE e.person_id = ?""", [pid])]
+               JOIN images i ON i.image_id = s.image_id WHERE e.person_id = ? AND i.camera = 'enrollment'""",
+            [pid])]
         sql.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
         faces = 0
         for image_id in images:

@@ -90,16 +90,13 @@ class Reports:
         """``facelake stats``: images and faces per camera and per day, faces per embedding model."""
         return {name: self._table(sql) for name, sql in _STATS.items()}
 
-    def sightings(self, person: str | None = None, cluster: int | None = None, camera: str | None = None,
+    def sightings(self, person: int | None = None, cluster: int | None = None, camera: str | None = None,
                   since: datetime | None = None, until: datetime | None = None, before_id: int | None = None,
                   after_id: int | None = None, limit: int = 50) -> list[SightingRow]:
-        """Newest first; ``before_id`` pages backwards (the cursor), ``after_id`` asks for what is new."""
+        """Newest first; ``person`` is an id, ``before_id`` pages backwards (the cursor), ``after_id`` asks for what is new."""
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
-        if person is not None:
-            where.append("(p.name = ? OR CAST(s.person_id AS VARCHAR) = ?)")
-            params += [person, person]
-        for clause, value in (("s.cluster_id = ?", cluster), ("i.camera = ?", camera), ("i.taken_at >= ?", since),
+        for clause, value in (("s.person_id = ?", person), ("s.cluster_id = ?", cluster), ("i.camera = ?", camera), ("i.taken_at >= ?", since),
                               ("i.taken_at < ?", until), ("s.sighting_id < ?", before_id),
                               ("s.sighting_id > ?", after_id)):
             if value is not None:
@@ -113,6 +110,68 @@ class Reports:
                 ORDER BY s.sighting_id DESC LIMIT ?""", [*params, limit])
         return [SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
                 for r in rows]
+
+    def timeline(self, person: int | None = None, camera: str | None = None,
+                 before: tuple[datetime, int] | None = None, limit: int = 60) -> list[SightingRow]:
+        """Sightings by capture time, newest first (the dashboard's timeline and person pages).
+
+        Ids follow the order of ingest, and an old photo archive ingested today is not today's
+        news: these pages sort by when the photo was taken (else when it was stored). Paged by
+        keyset: ``before`` is the (time, id) of the last row shown.
+        """
+        when = "coalesce(i.taken_at, i.ingested_at)"
+        where: list[str] = ["i.camera <> 'enrollment'"]
+        params: list[Any] = []
+        for clause, value in (("s.person_id = ?", person), ("i.camera = ?", camera)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if before is not None:
+            where.append(f"({when} < ? OR ({when} = ? AND s.sighting_id < ?))")
+            params += [before[0], before[0], before[1]]
+        rows = self._sql.all(
+            f"""SELECT s.sighting_id, s.image_id, i.uri, i.camera, {when}, s.box, s.det_score, s.quality,
+                       s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL
+                FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p ON p.person_id = s.person_id
+                WHERE {' AND '.join(where)}
+                ORDER BY {when} DESC, s.sighting_id DESC LIMIT ?""", [*params, limit])
+        return [SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
+                for r in rows]
+
+    def sighting(self, sighting_id: int) -> tuple[SightingRow, int | None, int | None] | None:
+        """One sighting with its image's width and height, or ``None``."""
+        r = self._sql.one(
+            """SELECT s.sighting_id, s.image_id, i.uri, i.camera, i.taken_at, s.box, s.det_score, s.quality,
+                      s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL, i.width, i.height
+               FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p ON p.person_id = s.person_id
+               WHERE s.sighting_id = ?""", [sighting_id])
+        if r is None:
+            return None
+        row = SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
+        return row, r[13], r[14]
+
+    def person_faces(self) -> dict[int, int]:
+        """Per person, the sighting of one face to show them by: an enrollment face with a crop, else
+        their best-quality sighting with one."""
+        return {int(p): int(s) for p, s in self._sql.all(
+            """SELECT DISTINCT ON (s.person_id) s.person_id, s.sighting_id
+               FROM sightings s LEFT JOIN enrollments e ON e.sighting_id = s.sighting_id
+               WHERE s.person_id IS NOT NULL AND s.thumb IS NOT NULL
+               ORDER BY s.person_id, e.sighting_id IS NULL, s.quality DESC, s.sighting_id""")}
+
+    def gps_cells(self, camera: str | None = None, since: datetime | None = None,
+                  digits: int = 3) -> list[tuple[float, float, int, int]]:
+        """GPS-tagged sightings counted per cell of ``digits`` decimals of a degree (3: about 100 m):
+        ``(lat, lon, images, faces)``, busiest first. A map of a year holds a few hundred cells,
+        not a million points."""
+        scale = 10 ** int(digits)
+        rows = self._sql.all(
+            f"""SELECT floor(i.gps_lat * {scale} + 0.5) / {scale}, floor(i.gps_lon * {scale} + 0.5) / {scale},
+                       count(DISTINCT i.image_id), count(*)
+                FROM images i JOIN sightings s USING (image_id)
+                WHERE i.gps_lat IS NOT NULL AND {_WINDOW}
+                GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2""", _window(camera, since))
+        return [(float(a), float(b), int(n), int(f)) for a, b, n, f in rows]
 
     def activity(self, camera: str | None = None, since: datetime | None = None) -> dict[tuple[int, int], int]:
         """Sightings per (weekday 0=Mon, hour) of capture time."""

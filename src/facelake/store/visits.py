@@ -101,7 +101,7 @@ _IDENTIFIED = """
 """Every track with who it is (see the module docstring): the person, else the cluster."""
 
 _FILTER = """(? IS NULL OR t.camera = ?)
-      AND (? IS NULL OR p.name = ? OR CAST(p.person_id AS VARCHAR) = ?)"""
+      AND (? IS NULL OR p.person_id = ?)"""
 """Camera and person filters (``? IS NULL OR …``: one statement serves every combination)."""
 
 _VISITS = f"""
@@ -137,9 +137,9 @@ _VISITS = f"""
 """The visits (``v``) of the tracks passing the filters; parameters from :func:`_visit_params`."""
 
 
-def _visit_params(gap_s: float, person: str | None, camera: str | None, cluster: int | None,
+def _visit_params(gap_s: float, person: int | None, camera: str | None, cluster: int | None,
                   since: datetime | None) -> list[Any]:
-    return [camera, camera, person, person, person, cluster, cluster, float(gap_s), since, since]
+    return [camera, camera, person, person, cluster, cluster, float(gap_s), since, since]
 
 
 class Visits:
@@ -148,7 +148,7 @@ class Visits:
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
 
-    def listing(self, gap_s: float, person: str | None = None, camera: str | None = None,
+    def listing(self, gap_s: float, person: int | None = None, camera: str | None = None,
                 cluster: int | None = None, since: datetime | None = None, limit: int = 500) -> list[VisitRow]:
         """Visits, newest first. ``since`` keeps the visits still going on at or after it (a
         visit is cut by nothing but the gap, so one that began before ``since`` keeps its start)."""
@@ -172,7 +172,7 @@ class Visits:
             _visit_params(gap_s, None, camera, None, since))
         return [VisitTotal(int(r[0]), str(r[1]), int(r[2]), float(r[3] or 0.0), int(r[4])) for r in rows]
 
-    def tracks(self, person: str | None = None, camera: str | None = None, since: datetime | None = None,
+    def tracks(self, person: int | None = None, camera: str | None = None, since: datetime | None = None,
                limit: int = 50, faces: int = 5) -> list[TrackRow]:
         """Tracks, newest first, each with up to ``faces`` of its kept faces (those with a crop)."""
         rows = self._sql.all(
@@ -181,7 +181,7 @@ class Visits:
                 FROM ({_IDENTIFIED} WHERE {_FILTER} AND (? IS NULL OR t.ended_at >= ?)) w
                 JOIN images i ON i.image_id = w.image_id
                 ORDER BY w.started_at DESC NULLS LAST, w.track_id DESC LIMIT ?""",
-            [camera, camera, person, person, person, since, since, limit])
+            [camera, camera, person, person, since, since, limit])
         kept = self._faces([int(r[0]) for r in rows], faces)
         return [TrackRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], float(r[6]), float(r[7]), int(r[8]), _int(r[9]),
                          r[10], _int(r[11]), None if r[12] is None else float(r[12]), _int(r[13]),

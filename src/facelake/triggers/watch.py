@@ -225,8 +225,8 @@ class Watcher:
             self.summary.add(self.ingestor.put(batch, on_image=self.on_image))
 
     def run(self) -> WatchSummary:
-        embedded = not is_postgres(self.settings.db)
-        with watching(Path(self.settings.db)) if embedded else contextlib.nullcontext(), self.ingestor:
+        lends = not is_postgres(self.settings.db) and self.settings.watch_lend_s > 0
+        with watching(Path(self.settings.db)) if lends else contextlib.nullcontext(), self.ingestor:
             cameras = [StreamFollower(spec, self.settings, self.segments, self._stop) for spec in self.streams]
             for c in cameras:
                 c.start()

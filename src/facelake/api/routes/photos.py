@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
@@ -13,7 +11,7 @@ from ...identities.stages import NamingStage
 from ...pipeline import ImageLine, ImageResult, Job, StoreWriter, image_id_of
 from ...sources.decode import decode_image
 from ...store import open_store
-from ..deps import READ, STORE_NEEDS_ADMIN, Cfg, Models, Who, plain, read_upload, saved
+from ..deps import READ, STORE_NEEDS_ADMIN, Cfg, Models, Who, plain, read_upload, saved, upload_folder
 
 router = APIRouter()
 
@@ -52,12 +50,12 @@ def recognize(settings: Cfg, engine: Models, caller: Who, photo: Annotated[Uploa
 
 @router.post("/api/search", dependencies=[READ])
 def search(settings: Cfg, engine: Models, caller: Who, photo: Annotated[UploadFile, File()],
-           top: Annotated[int, Query(ge=1, le=1000)] = 10, face: int | None = None) -> dict[str, Any]:
+           top: Annotated[int, Query(ge=1, le=1000)] = 10, face: Annotated[int | None, Query(ge=0, le=10_000)] = None) -> dict[str, Any]:
     """Past sightings of the face in the photo, most similar first (audited)."""
     data = read_upload(photo, settings)
     decode_image(data, settings.max_pixels)
-    with tempfile.TemporaryDirectory() as tmp, engine.lock:
-        hits = identities.search(settings, saved(data, photo.filename, Path(tmp)), top, face,
+    with upload_folder() as tmp, engine.lock:
+        hits = identities.search(settings, saved(data, photo.filename, tmp), top, face,
                                  analyzer=engine.analyzer, actor=caller.actor)
     return {"hits": [{"sighting_id": h.sighting_id, "score": round(h.score, 4), "uri": h.uri, "camera": h.camera,
                       "taken_at": plain(h.taken_at), "person": h.person,

@@ -11,25 +11,27 @@ from fastapi.responses import Response
 from ...reports import views
 from ...reports.visits import list_tracks, list_visits
 from ...store import open_store
-from ..deps import READ, Cfg, jpeg
+from ..deps import READ, Cfg, Int64, jpeg, person_filter
 
 router = APIRouter()
 
 
 @router.get("/api/visits", dependencies=[READ])
 def get_visits(
-    settings: Cfg, person: str | None = None, camera: str | None = None, cluster: int | None = None,
+    settings: Cfg, person: Annotated[str | None, Query(description="an enrolled person's name")] = None,
+    person_id: Annotated[Int64 | None, Query(description="an enrolled person's id")] = None,
+    camera: str | None = None, cluster: Int64 | None = None,
     since: Annotated[datetime | None, Query(description="only visits still going on at or after this time")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     """Visits, newest first: tracks of one person (or cluster) on one camera closer than ``visit_gap_s``."""
     with open_store(settings.db, read_only=True) as store:
-        rows = list_visits(store, settings, person, camera, since, cluster, limit)
+        rows = list_visits(store, settings, person_filter(store, person, person_id), camera, since, cluster, limit)
     return {"gap_s": settings.visit_gap_s, "items": [views.visit_json(v) for v in rows]}
 
 
 @router.get("/api/tracks/{track_id}/still", dependencies=[READ])
-def track_still(settings: Cfg, track_id: int) -> Response:
+def track_still(settings: Cfg, track_id: Int64) -> Response:
     """The frame at the track's best face (a still: facelake keeps no video)."""
     with open_store(settings.db, read_only=True) as store:
         data = store.tracks.still(track_id)
@@ -38,10 +40,11 @@ def track_still(settings: Cfg, track_id: int) -> Response:
 
 @router.get("/api/tracks", dependencies=[READ])
 def get_tracks(
-    settings: Cfg, person: str | None = None, camera: str | None = None, since: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    settings: Cfg, person: Annotated[str | None, Query(description="an enrolled person's name")] = None,
+    person_id: Annotated[Int64 | None, Query(description="an enrolled person's id")] = None,
+    camera: str | None = None, since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Tracks, newest first, each with its span, who it is and the crops of its kept faces."""
     with open_store(settings.db, read_only=True) as store:
-        rows = list_tracks(store, person, camera, since, limit)
+        rows = list_tracks(store, person_filter(store, person, person_id), camera, since, limit)
     return {"items": [views.track_json(t) for t in rows]}
