@@ -343,3 +343,31 @@ def test_worker_processes_end_with_a_killed_ingest(tmp_path: Path, samples: Path
         time.sleep(0.2)
     assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], \
         "a killed ingest leaves no worker behind"
+
+
+def test_file_names_that_are_not_utf8_are_stored_readable_and_exact(db: Target, tmp_path: Path, samples: Path) -> None:
+    """Linux names are bytes: ``caf\\xe9.jpg`` (Latin-1) is no UTF-8 string, and it aborted the
+    whole run on both engines (0 images stored, every re-run the same)."""
+    root = tmp_path / "cams"
+    odd_folder = root / os.fsdecode(b"d\xf6r")  # the camera comes from this folder's name
+    odd_folder.mkdir(parents=True)
+    shutil.copy(samples / "obama.jpg", root / "good.jpg")
+    shutil.copy(samples / "biden.jpg", odd_folder / os.fsdecode(b"caf\xe9.jpg"))
+    (odd_folder / os.fsdecode(b"bad\xff.jpg")).write_bytes(b"not a photo")
+    code, output = cli(db, "ingest", str(root), "--workers", "1", "-v")
+    assert code == 0, output
+    stored = rows(db, "SELECT uri, uri_bytes, camera, status FROM images ORDER BY uri")
+    by_name = {Path(uri).name: (bytes(raw) if raw is not None else None, camera, status)
+               for uri, raw, camera, status in stored}
+    assert set(by_name) == {"good.jpg", "caf\\xe9.jpg", "bad\\xff.jpg"}
+    assert by_name["good.jpg"] == (None, "cams", "ok")
+    raw, camera, status = by_name["caf\\xe9.jpg"]
+    assert status == "ok" and camera == "d\\xf6r"
+    assert raw is not None and Path(os.fsdecode(raw)).read_bytes() == (samples / "biden.jpg").read_bytes(), \
+        "the exact name is kept: it opens the file"
+    assert by_name["bad\\xff.jpg"][2] == "error"
+    assert rows(db, "SELECT count(*) FROM sightings") == [(2,)]
+    code, output = cli(db, "ingest", str(root), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM images") == [(3,)], "a re-run adds nothing"
+    assert rows(db, "SELECT count(*) FROM source_objects") == [(2,)]

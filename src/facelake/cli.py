@@ -23,6 +23,7 @@ from . import identities as people_service
 from .config import Settings, load_settings
 from .pipeline import embed_paths
 from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
+from .sources.base import readable
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -310,7 +311,7 @@ def embed_cmd(
             assert table is not None
             top = r.faces[0].detection if r.faces else None
             table.add_row(
-                r.uri, str(len(r.faces)),
+                readable(r.uri), str(len(r.faces)),
                 " ".join(f"{v:.0f}" for v in top.box) if top else "",
                 f"{top.score:.3f}" if top else "", r.error or "",
             )

@@ -24,6 +24,7 @@ from typing import Self
 
 from ..config import Settings
 from ..sources import Source, open_source
+from ..sources.base import readable
 from ..store import Store, open_store
 from ..vision.types import Face
 from .executors import Executor, Listed, default_workers, local_executor, read_threads
@@ -52,7 +53,7 @@ class _Known:
         return image_id in self.images if self.bulk else self.store.image_status(image_id) == "ok"
 
     def has_object(self, uri: str, version: str) -> bool:
-        return (uri, version) in self.objects
+        return (readable(uri), version) in self.objects
 
 
 OnImage = Callable[[str, str, int, str | None], None]
@@ -140,7 +141,7 @@ class Ingestor:
         def skip(uri: str) -> None:
             summary.skipped += 1
             if on_image:
-                on_image(uri, "skipped", 0, None)
+                on_image(readable(uri), "skipped", 0, None)
 
         def fresh() -> Iterator[Listed]:
             for src, entry in listed:
