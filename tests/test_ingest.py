@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 
 from facelake.cli import app
 from facelake.identities.matching import CALIBRATED
+from facelake.sources import Entry
 from facelake.store.base import Target
 from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
@@ -371,3 +374,61 @@ def test_file_names_that_are_not_utf8_are_stored_readable_and_exact(db: Target, 
     assert code == 0, output
     assert rows(db, "SELECT count(*) FROM images") == [(3,)], "a re-run adds nothing"
     assert rows(db, "SELECT count(*) FROM source_objects") == [(2,)]
+
+
+def test_folder_links_are_followed_once_each_and_loops_end(tmp_path: Path, samples: Path) -> None:
+    """Two links back up the tree listed forever (1 GB after 90 s); one listed each file ~40 times."""
+    from facelake.sources import FolderSource
+
+    cams = tmp_path / "cams"
+    (cams / "door" / "sub").mkdir(parents=True)
+    shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
+    shutil.copy(samples / "biden.jpg", cams / "door" / "sub" / "b.jpg")
+    (cams / "door" / "loop").symlink_to(cams)
+    (cams / "door" / "sub" / "up").symlink_to(cams / "door")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(samples / "obama2.jpg", elsewhere / "c.jpg")
+    (cams / "garden").symlink_to(elsewhere)  # a link to a folder outside is followed
+    names = [Path(e.uri).name for e in itertools.islice(FolderSource(cams).entries(), 100)]
+    assert sorted(names) == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+class _Listing:
+    """A source of ``n`` unreadable places that counts how far it has been listed."""
+
+    uri, read_threads = "test://listing", 1
+
+    def __init__(self, n: int) -> None:
+        self.n, self.listed = n, 0
+
+    def entries(self) -> Iterator[Entry]:
+        for i in range(self.n):
+            self.listed += 1
+            yield Entry(f"test://listing/{i:05d}.jpg", "cam", error="cannot read file: test")
+
+    def read(self, entry: Entry, max_bytes: int) -> bytes:
+        raise AssertionError("never read: each entry carries its error")
+
+    def local_path(self, entry: Entry) -> Path | None:
+        return None
+
+
+def test_a_long_listing_is_ingested_as_it_is_listed(tmp_path: Path) -> None:
+    """The listing was built whole before the first image: a huge tree held it all in memory."""
+    from facelake import load_settings
+    from facelake.pipeline.ingest import Ingestor, _Known
+
+    source = _Listing(_Known.BULK + 50)
+    seen_at: list[int] = []
+    totals: list[int] = []
+    settings = load_settings(db=tmp_path / "l.duckdb")
+    with Ingestor(settings, workers=1) as ingestor:
+        summary = ingestor.run([source], on_listed=totals.append,
+                               on_image=lambda uri, outcome, faces, error: seen_at.append(source.listed))
+    assert summary.failed == source.n and totals == [source.n]
+    assert seen_at[0] < source.n, "the first image was written before the listing ended"
+    short = _Listing(10)
+    with Ingestor(settings, workers=1) as ingestor:
+        ingestor.run([short], on_listed=totals.append)
+    assert totals[-1] == 10

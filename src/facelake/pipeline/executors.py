@@ -117,9 +117,9 @@ def prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: i
             yield pending.popleft().result()
 
 
-def read_threads(listed: Iterable[Listed], settings: Settings) -> int:
+def read_threads(sources: Iterable[Source], settings: Settings) -> int:
     """How many reads may overlap: as many as the most parallel source wants, within the setting."""
-    return min(max((src.read_threads for src, _ in listed), default=1), settings.bucket_read_threads)
+    return min(max((src.read_threads for src in sources), default=1), settings.bucket_read_threads)
 
 
 def read_jobs(entries: Iterable[Listed], keep: Keep, settings: Settings, threads: int = 1) -> Iterator[Job]:

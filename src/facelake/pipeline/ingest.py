@@ -14,6 +14,7 @@ module's business: those are :class:`~facelake.pipeline.line.Stage` objects on t
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,9 +43,9 @@ class _Known:
 
     BULK = 1000
 
-    def __init__(self, store: Store, listed: Sequence[Listed]) -> None:
+    def __init__(self, store: Store, listed: Sequence[Listed], bulk: bool) -> None:
         self.store = store
-        self.bulk = len(listed) >= self.BULK
+        self.bulk = bulk
         self.images = store.known_ok() if self.bulk else set()
         self.objects = store.known_objects() if self.bulk else store.objects_stored(
             [e.uri for _, e in listed if e.version is not None])
@@ -128,15 +129,34 @@ class Ingestor:
     def run(self, sources: Sequence[Source], on_listed: Callable[[int], None] | None = None,
             on_image: OnImage | None = None, entries: Sequence[Listed] | None = None,
             ) -> IngestSummary:
-        """Ingest every entry of ``sources`` (or the given ``entries``); returns this run's summary."""
+        """Ingest every entry of ``sources`` (or the given ``entries``); returns this run's summary.
+
+        The listing is streamed: a short one (under ``_Known.BULK`` entries) is read whole first,
+        so ``on_listed`` gets its length at once and the batches can be sized to it; a long one
+        is ingested as it is listed, and ``on_listed`` gets the count when the listing ends.
+        """
         start = time.perf_counter()
         summary = IngestSummary()
         store, line = self.store, self.line
-        listed = list(entries) if entries is not None else [(src, e) for src in sources for e in src.entries()]
-        if on_listed:
-            on_listed(len(listed))
-        known = _Known(store, listed)
+        stream: Iterator[Listed] = iter(entries) if entries is not None else (
+            (src, e) for src in sources for e in src.entries())
+        head = list(itertools.islice(stream, _Known.BULK))
+        short = len(head) < _Known.BULK
+        if short and on_listed:
+            on_listed(len(head))
+        known = _Known(store, head, bulk=not short)
         queued: set[str] = set()
+
+        def listing() -> Iterator[Listed]:
+            yield from head
+            if short:
+                return
+            count = len(head)
+            for item in stream:
+                count += 1
+                yield item
+            if on_listed:
+                on_listed(count)
 
         def skip(uri: str) -> None:
             summary.skipped += 1
@@ -144,7 +164,7 @@ class Ingestor:
                 on_image(readable(uri), "skipped", 0, None)
 
         def fresh() -> Iterator[Listed]:
-            for src, entry in listed:
+            for src, entry in listing():
                 if self._stop.is_set():
                     return
                 if entry.version is not None and known.has_object(entry.uri, entry.version):
@@ -162,8 +182,8 @@ class Ingestor:
             queued.add(job.image_id)
             return True
 
-        for batch in self.executor.results(fresh(), keep, total=len(listed),
-                                           read_threads=read_threads(listed, self.settings)):
+        threads = read_threads([*sources, *(src for src, _ in head)], self.settings)
+        for batch in self.executor.results(fresh(), keep, total=len(head) if short else None, read_threads=threads):
             for written in line.put(batch):
                 _tally(summary, written, on_image)
         line.after_run(store, summary)
@@ -222,7 +242,8 @@ def ingest(
     Sources are folders, files, ``gs://`` or ``s3://`` URIs (or :class:`Source` objects).
     Images already stored are skipped by content hash (and bucket objects by version, before
     download), so ingest can run every hour on the same source. ``on_listed(total)`` is
-    called once the sources are listed and ``on_image`` after each image; the CLI drives
+    called once the length of the listing is known (see :meth:`Ingestor.run`) and ``on_image``
+    after each image; the CLI drives
     its progress bar with them. ``stages`` name, alert and purge (see :func:`facelake.ingest`);
     ``executor`` runs the models (default: local worker processes, see ``facelake.scale`` for Ray).
     """
