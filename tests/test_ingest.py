@@ -23,7 +23,7 @@ from facelake.sources import Entry
 from facelake.store.base import Target
 from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
-from .dbs import NewDb, missing, rows
+from .dbs import NewDb, empty, missing, rows
 
 runner = CliRunner()
 
@@ -432,3 +432,14 @@ def test_a_long_listing_is_ingested_as_it_is_listed(tmp_path: Path) -> None:
     with Ingestor(settings, workers=1) as ingestor:
         ingestor.run([short], on_listed=totals.append)
     assert totals[-1] == 10
+
+
+def test_a_missing_source_is_a_usage_error_and_writes_nothing(db: Target, tmp_path: Path, cams: Path) -> None:
+    """`ingest demo-camz` exited 0 with a permanent error row under a camera made up from the
+    parent folder; `import` of a lake folder that does not exist said "imported 0"."""
+    code, output = cli(db, "ingest", str(cams), str(tmp_path / "demo-camz"), "--workers", "1")
+    assert code == 2 and "no such file or folder" in output and "demo-camz" in output, output
+    assert empty(db, "images") and empty(db, "source_objects"), "nothing written, the good source neither"
+    code, output = cli(db, "import", str(tmp_path / "no-lake"))
+    assert code == 2 and "no such folder" in output and "imported 0" not in output, output
+    assert empty(db, "images")

@@ -189,13 +189,14 @@ def watch_cmd(
     import signal
 
     from .service import default_stages
-    from .sources import open_source
+    from .sources import open_source, require_present
     from .sources.video import mask_url
     from .triggers.streams import plan_streams
     from .triggers.watch import Watcher
 
     settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
     streams, places = plan_streams(sources or [], camera, settings)
+    require_present(places)
     opened = [open_source(s, camera) for s in places]
 
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from ..config import Settings
-from ..sources import Source, open_source
+from ..sources import Source, open_source, require_present
 from ..sources.base import readable
 from ..store import Store, open_store
 from ..vision.types import Face
@@ -241,12 +241,14 @@ def ingest(
 
     Sources are folders, files, ``gs://`` or ``s3://`` URIs (or :class:`Source` objects).
     Images already stored are skipped by content hash (and bucket objects by version, before
-    download), so ingest can run every hour on the same source. ``on_listed(total)`` is
+    download), so ingest can run every hour on the same source; a local source that does not
+    exist is a ConfigError, raised before the database is opened. ``on_listed(total)`` is
     called once the length of the listing is known (see :meth:`Ingestor.run`) and ``on_image``
     after each image; the CLI drives
     its progress bar with them. ``stages`` name, alert and purge (see :func:`facelake.ingest`);
     ``executor`` runs the models (default: local worker processes, see ``facelake.scale`` for Ray).
     """
+    require_present(sources)
     opened = [s if isinstance(s, Source) else open_source(s, camera) for s in sources]
     with Ingestor(settings, stages, workers, executor, store) as ingestor:
         return ingestor.run(opened, on_listed, on_image)
