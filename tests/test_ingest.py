@@ -443,3 +443,20 @@ def test_a_missing_source_is_a_usage_error_and_writes_nothing(db: Target, tmp_pa
     code, output = cli(db, "import", str(tmp_path / "no-lake"))
     assert code == 2 and "no such folder" in output and "imported 0" not in output, output
     assert empty(db, "images")
+
+
+def test_a_missing_extra_is_named_before_any_worker_starts(tmp_path: Path, cams: Path) -> None:
+    """`--detector mtcnn` without its extra printed a 141-line BrokenProcessPool traceback: each
+    worker process failed to build its models. The extra is hidden from every process here
+    (sitecustomize runs in the workers too)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['mtcnn'] = None  # as if not installed\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "facelake.cli", "--db", str(tmp_path / "m.duckdb"), "ingest", str(cams),
+           "--detector", "mtcnn", "--workers", "2"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 5, proc.stderr
+    assert "pip install 'facelake[mtcnn]'" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 3, proc.stderr
+    assert not (tmp_path / "m.duckdb").exists()

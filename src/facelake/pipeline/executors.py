@@ -27,6 +27,7 @@ from ..config import Settings
 from ..sources import Entry, Source
 from ..sources.base import is_video_name
 from ..vision.analyzer import AnalyzerOptions
+from ..vision.models import require_installed
 from .records import ImageResult, Job, VideoOptions, make_job
 from .worker import Worker, analyzer_options
 
@@ -240,6 +241,10 @@ class PoolExecutor:
 
 
 def local_executor(settings: Settings, workers: int | None = None) -> InProcessExecutor | PoolExecutor:
-    """One worker process per core (or ``workers``); with one, the models run in this process."""
+    """One worker process per core (or ``workers``); with one, the models run in this process.
+
+    A detector whose extra is missing is refused here, before any worker starts.
+    """
+    require_installed(settings.detector)
     n = workers or default_workers(settings)
     return InProcessExecutor(settings) if n <= 1 else PoolExecutor(settings, n)
