@@ -460,3 +460,20 @@ def test_a_missing_extra_is_named_before_any_worker_starts(tmp_path: Path, cams:
     assert "pip install 'facelake[mtcnn]'" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 3, proc.stderr
     assert not (tmp_path / "m.duckdb").exists()
+
+
+def test_a_photo_with_odd_exif_is_stored_upright_by_ingest_and_embed(tmp_path: Path, cams: Path, samples: Path) -> None:
+    """Orientation 6 beside a tag of an unexpected type raised out of ImageOps.exif_transpose:
+    the whole ingest stopped (and watch crash-looped), and embed crashed on the same file."""
+    from .test_decode import ROTATE_270, _exif
+
+    sideways = Image.open(samples / "obama.jpg").convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    odd = cams / "garden" / "odd.jpg"
+    sideways.save(odd, exif=_exif([ROTATE_270, (0x011A, 2, 2, b"7\x00")]))
+    db = tmp_path / "odd.duckdb"
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT status, width < height FROM images WHERE uri = ?", [str(odd)]) == [("ok", True)]
+    assert rows(db, "SELECT count(*) FROM images WHERE status = 'ok'") == [(4,)]
+    code, output = cli(db, "embed", str(odd), "--jsonl")
+    assert code == 0 and json.loads(output)["faces"] == 1, output

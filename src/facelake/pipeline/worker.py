@@ -43,14 +43,12 @@ class Worker:
         return self
 
     def process(self, jobs: list[Job]) -> list[ImageResult]:
+        """One result per job, in order; any exception of one file's steps is that file's error."""
         results: list[ImageResult | None] = [None] * len(jobs)
         decoded: list[tuple[int, DecodedImage]] = []
         for i, job in enumerate(jobs):
             if job.error is None and is_video_name(job.uri):
-                # Imported here: PyAV and SciPy cost a photo-only worker ~50 MB and 0.3 s it never uses.
-                from .video import analyse_video
-
-                results[i] = analyse_video(self.analyzer, job, self.video, self.cancel)
+                results[i] = self._video(job)
                 continue
             if job.data is None:
                 results[i] = ImageResult(job, None, [], job.error or "unreadable")
@@ -59,7 +57,36 @@ class Worker:
                 decoded.append((i, decode_image(job.data, max_pixels=self.max_pixels)))
             except FacelakeError as exc:
                 results[i] = ImageResult(job.without_data(), None, [], str(exc))
-        faces = self.analyzer.analyze_many([d.pixels for _, d in decoded]) if decoded else []
-        for (i, image), found in zip(decoded, faces):
-            results[i] = ImageResult(jobs[i].without_data(), image.meta, found, None)
+        self._analyse(jobs, decoded, results)
         return [r for r in results if r is not None]
+
+    def _video(self, job: Job) -> ImageResult:
+        # Imported here: PyAV and SciPy cost a photo-only worker ~50 MB and 0.3 s it never uses.
+        from .video import analyse_video
+
+        try:
+            return analyse_video(self.analyzer, job, self.video, self.cancel)
+        except Exception as exc:  # noqa: BLE001 - one clip must never stop the run
+            return ImageResult(job.without_data(), None, [], f"analysis failed: {type(exc).__name__}: {exc}")
+
+    def _analyse(self, jobs: list[Job], decoded: list[tuple[int, DecodedImage]],
+                 results: list[ImageResult | None]) -> None:
+        """Find the faces of the decoded images together; should that fail, image by image, so the
+        image that broke it gets the error and the others their faces."""
+        if not decoded:
+            return
+        try:
+            found = self.analyzer.analyze_many([d.pixels for _, d in decoded])
+        except Exception:  # noqa: BLE001 - retried one by one just below
+            found = None
+        for n, (i, image) in enumerate(decoded):
+            if found is not None:
+                results[i] = ImageResult(jobs[i].without_data(), image.meta, found[n], None)
+                continue
+            try:
+                faces = self.analyzer.analyze_many([image.pixels])[0]
+            except Exception as exc:  # noqa: BLE001 - one image must never stop the run
+                results[i] = ImageResult(jobs[i].without_data(), None, [],
+                                         f"analysis failed: {type(exc).__name__}: {exc}")
+            else:
+                results[i] = ImageResult(jobs[i].without_data(), image.meta, faces, None)
