@@ -477,3 +477,35 @@ def test_a_photo_with_odd_exif_is_stored_upright_by_ingest_and_embed(tmp_path: P
     assert rows(db, "SELECT count(*) FROM images WHERE status = 'ok'") == [(4,)]
     code, output = cli(db, "embed", str(odd), "--jsonl")
     assert code == 0 and json.loads(output)["faces"] == 1, output
+
+
+def test_a_worker_holds_at_most_max_pixels_of_decoded_images(tmp_path: Path) -> None:
+    """A worker decoded its whole batch (8 images) before analysing any: 64 PNGs of 8,900x8,900
+    peaked at 5.45 GB. Now the images are decoded and analysed in groups within max_pixels."""
+    import io
+
+    from facelake import load_settings
+    from facelake.pipeline.records import Job
+    from facelake.pipeline.worker import Worker
+
+    settings = load_settings(db=tmp_path / "unused.duckdb", max_pixels=1_000_000)
+    worker = Worker.from_settings(settings).load()
+    groups: list[list[int]] = []
+    analyze_many = worker.analyzer.analyze_many
+
+    def spy(images: list[np.ndarray]) -> list[list[object]]:
+        groups.append([int(im.shape[0] * im.shape[1]) for im in images])
+        return analyze_many(images)  # type: ignore[return-value]
+
+    worker.analyzer.analyze_many = spy  # type: ignore[method-assign]
+    jobs = []
+    rng = np.random.default_rng(5)
+    for i in range(8):  # 0.36 MP each: two fit in 1 MP, three do not
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (600, 600, 3), dtype=np.uint8)).save(buf, format="PNG")
+        jobs.append(Job(f"id{i}", f"/x/{i}.png", "cam", buf.getvalue(), None))
+    jobs.insert(3, Job("bad", "/x/bad.png", "cam", b"not an image", None))
+    results = worker.process(jobs)
+    assert [r.job.image_id for r in results] == [j.image_id for j in jobs], "one result per job, in order"
+    assert [r.error is None for r in results].count(True) == 8
+    assert groups == [[360_000, 360_000]] * 4, "never more than max_pixels decoded at once"

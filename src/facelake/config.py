@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     )
     max_pixels: int = Field(
         80_000_000, ge=1_000_000, le=1_000_000_000, title="Largest accepted image (pixels)",
-        description="Images with more pixels are refused before decoding (decompression bombs).",
+        description="Images with more pixels are refused before decoding (decompression bombs); a worker "
+        "also holds at most this many decoded pixels at once (a batch is analysed in groups within it).",
     )
 
     # --- detection ---

@@ -8,7 +8,11 @@ settings can live side by side (the API's and a test's, say).
 
 from __future__ import annotations
 
+import io
+import warnings
 from typing import Any
+
+from PIL import Image
 
 from ..config import Settings
 from ..errors import FacelakeError
@@ -43,9 +47,16 @@ class Worker:
         return self
 
     def process(self, jobs: list[Job]) -> list[ImageResult]:
-        """One result per job, in order; any exception of one file's steps is that file's error."""
+        """One result per job, in order; any exception of one file's steps is that file's error.
+
+        The images are analysed in groups of at most ``max_pixels`` decoded pixels (the limit
+        on one image), each group decoded only once the one before it is done: the pixel limit
+        then bounds a worker's memory, not just one image's. Decoding the whole batch first
+        held eight images at once (64 PNGs of 8,900x8,900 peaked at 5.45 GB).
+        """
         results: list[ImageResult | None] = [None] * len(jobs)
         decoded: list[tuple[int, DecodedImage]] = []
+        pixels = 0
         for i, job in enumerate(jobs):
             if job.error is None and is_video_name(job.uri):
                 results[i] = self._video(job)
@@ -53,10 +64,16 @@ class Worker:
             if job.data is None:
                 results[i] = ImageResult(job, None, [], job.error or "unreadable")
                 continue
+            size = _pixels(job.data)
+            if decoded and pixels + size > self.max_pixels:
+                self._analyse(jobs, decoded, results)
+                decoded, pixels = [], 0
             try:
                 decoded.append((i, decode_image(job.data, max_pixels=self.max_pixels)))
             except FacelakeError as exc:
                 results[i] = ImageResult(job.without_data(), None, [], str(exc))
+                continue
+            pixels += size
         self._analyse(jobs, decoded, results)
         return [r for r in results if r is not None]
 
@@ -90,3 +107,16 @@ class Worker:
                                          f"analysis failed: {type(exc).__name__}: {exc}")
             else:
                 results[i] = ImageResult(jobs[i].without_data(), image.meta, faces, None)
+
+
+def _pixels(data: bytes) -> int:
+    """The pixel count an image's header states, read without decoding it (0 when it cannot be read:
+    decoding then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bomb is refused, and said so, by the decode
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Exception:  # noqa: BLE001 - the decode that follows records the error
+        return 0
+    return width * height
