@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import errors
 from . import identities as people_service
@@ -41,8 +41,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Never markup or emoji codes: every message and table cell holds data (a person's name "Joe [/]",
+# a consent note "[red]yes[/red] :x:", the hint "pip install 'facelake[mtcnn]'"), which rich would
+# otherwise render, swallow or fail on. Colour is given as styles (_styled), never in the text.
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def _styled(label: str, style: str, rest: str) -> Text:
+    """``label`` in ``style``, then ``rest`` as plain text."""
+    return Text.assemble((label, style), rest)
 
 
 class _State:
@@ -61,7 +69,7 @@ def _fail(exc: errors.FacelakeError) -> typer.Exit:
             break
     else:
         code = 1
-    console.print(f"[bold red]error:[/] {escape(str(exc))}")  # `[serve]`, `[cameras.NAME]` are text, not markup
+    console.print(_styled("error:", "bold red", f" {exc}"))
     return typer.Exit(code)
 
 
@@ -91,7 +99,7 @@ def main(
 
 
 def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    console.print(_styled("warning:", "yellow", f" {message}"), highlight=False)
 
 
 def _warn_gallery_gap(settings: Settings) -> None:
@@ -130,7 +138,7 @@ def ingest_cmd(
             progress.advance(task)
             if verbose:
                 detail = f"error: {error}" if error else f"faces={faces}"
-                console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+                console.print(f"{outcome} {uri} {detail}", highlight=False)
 
         summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done,
                          engine=engine, ray_address=address, on_warning=_warn)
@@ -143,7 +151,7 @@ def ingest_cmd(
     if summary.alerts or summary.alerts_undelivered:
         out.print(f"alerts: {summary.alerts} raised, {summary.alerts_undelivered} not delivered")
     for uri, error in summary.errors[:20]:
-        out.print(f"[red]failed[/] {uri}: {error}", markup=True, highlight=False)
+        out.print(_styled("failed", "red", f" {uri}: {error}"), highlight=False)
     if len(summary.errors) > 20:
         out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
 
@@ -166,7 +174,7 @@ def serve_cmd(
 
     settings = _settings(alerts_file=alerts)
     console.print(f"facelake serving {settings.db} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
-                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""), markup=False)
+                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""))
     serve(settings, host, port, watch or [], workers)
 
 
@@ -202,7 +210,7 @@ def watch_cmd(
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
         if outcome != "skipped":
             detail = f"error: {error}" if error else f"faces={faces}"
-            out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+            out.print(f"{outcome} {uri} {detail}", highlight=False)
 
     shown = [*places, *(f"{s.camera} ({mask_url(s.url)})" for s in streams)]
     watcher = Watcher(opened, settings, default_stages(settings, cluster=True, on_warning=_warn), workers, on_image=done,
@@ -222,7 +230,7 @@ def watch_cmd(
     out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
               f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts")
     for name, counts in watcher.cameras.items():
-        out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False, highlight=False)
+        out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
 
 
 @app.command("capture")
@@ -268,7 +276,7 @@ def capture_cmd(
             signal.signal(sig, handler)
     out.print(f"captured: {summary.analysed} frames analysed, {summary.tracks} tracks, {summary.uploaded} frames "
               f"uploaded ({summary.bytes / 1e3:.0f} kB) in {summary.seconds:.1f} s; "
-              + ", ".join(f"{k} {v}" for k, v in summary.reader.items()), markup=False, highlight=False)
+              + ", ".join(f"{k} {v}" for k, v in summary.reader.items()), highlight=False)
     if summary.error:
         raise errors.SourceError(summary.error)
 
