@@ -8,6 +8,7 @@ from pathlib import Path
 from facelake.cli import app
 from facelake.store.base import Target
 
+from .dbs import rows
 from .test_ingest import cli, runner
 
 
@@ -29,3 +30,38 @@ def test_a_failed_file_is_named_as_it_is(db: Target, tmp_path: Path, cams: Path,
     assert code == 0, output
     assert "x [red]y[b] :x:.jpg: not an image" in output, output
     assert "[b]bold.jpg" in output
+
+
+def test_the_exit_codes_are_the_documented_table() -> None:
+    import re
+
+    from facelake.cli import EXIT_CODES
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code): names for code, names in re.findall(r"^\| (\d) \| (.*) \|$", table, re.MULTILINE)}
+    assert sorted(documented) == list(range(9))
+    for cls, code in EXIT_CODES.items():
+        assert f"`{cls.__name__}`" in documented[code], (cls, code)
+
+
+def test_usage_mistakes_exit_2_and_change_nothing(db: Target, tmp_path: Path, cams: Path, samples: Path) -> None:
+    """`reembed --model bogus` exited 1 (the code of bugs), a missing photo 1 where an unreadable
+    one gives 6, and `clusters merge 3 3` succeeded and was audited."""
+    code, output = cli(db, "reembed", "--model", "bogus")
+    assert code == 2 and "--model must be one of" in output, output
+    code, output = cli(db, "people", "add", "Ann", str(tmp_path / "nope.jpg"), "--consent", "asked")
+    assert code == 2 and "no such file" in output, output
+    (tmp_path / "bad.jpg").write_text("not a photo")
+    code, output = cli(db, "people", "add", "Ann", str(tmp_path / "bad.jpg"), "--consent", "asked")
+    assert code == 6, output
+    for name in ("obama2.jpg", "obama3.jpg"):
+        shutil.copy(samples / name, cams / "garden" / name)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert cli(db, "cluster")[0] == 0
+    cluster = rows(db, "SELECT min(cluster_id) FROM sightings")[0][0]
+    assert cluster is not None
+    audited = rows(db, "SELECT count(*) FROM audit")
+    code, output = cli(db, "clusters", "merge", str(cluster), str(cluster))
+    assert code == 2 and "itself" in output, output
+    assert rows(db, "SELECT count(*) FROM audit") == audited

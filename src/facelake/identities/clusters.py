@@ -73,6 +73,8 @@ def name_cluster(store: Store, settings: Settings, cluster_id: int, name: str, c
 
 def merge_clusters(store: Store, keep: int, other: int, actor: str = "cli") -> int:
     """Move every face of cluster ``other`` into ``keep``; returns how many moved."""
+    if keep == other:
+        raise ConfigError(f"cannot merge cluster {keep} into itself: name two different clusters")
     store.clusters.members(keep)
     moved = len(store.clusters.members(other))
     store.clusters.merge(keep, other, actor)
