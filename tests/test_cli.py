@@ -26,10 +26,25 @@ def test_a_failed_file_is_named_as_it_is(db: Target, tmp_path: Path, cams: Path,
     """The summary's failed lines were printed as markup: a "[red]" in a file name vanished."""
     (cams / "garden" / "x [red]y[b] :x:.jpg").write_bytes(b"not a photo")
     shutil.copy(samples / "obama.jpg", cams / "garden" / "[b]bold.jpg")
-    code, output = cli(db, "ingest", str(cams), "--workers", "1", "-v")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
     assert code == 0, output
     assert "x [red]y[b] :x:.jpg: not an image" in output, output
+    code, output = cli(db, "ingest", str(cams), "--workers", "1", "-v")
     assert "[b]bold.jpg" in output
+
+
+def test_verbose_ingest_says_each_thing_once_and_truly(db: Target, cams: Path) -> None:
+    """`ingest -v` printed `skipped … faces=0` for images whose faces are stored, and each failed
+    image twice (its line, then again under the summary)."""
+    (cams / "garden" / "broken.jpg").write_bytes(b"not a photo")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    (cams / "garden" / "late.jpg").write_bytes(b"not a photo either")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1", "-v")
+    assert code == 0, output
+    lines = output.splitlines()
+    skipped = [line for line in lines if line.startswith("skipped ")]
+    assert len(skipped) == 3 and not [line for line in skipped if "faces=" in line], output
+    assert len([line for line in lines if "late.jpg" in line]) == 1, output
 
 
 def test_the_exit_codes_are_the_documented_table() -> None:
@@ -65,3 +80,15 @@ def test_usage_mistakes_exit_2_and_change_nothing(db: Target, tmp_path: Path, ca
     code, output = cli(db, "clusters", "merge", str(cluster), str(cluster))
     assert code == 2 and "itself" in output, output
     assert rows(db, "SELECT count(*) FROM audit") == audited
+
+
+def test_the_readme_jsonl_example_has_the_default_embedding_length() -> None:
+    """The README's `embed --jsonl` example said 128 floats where the default embedder gives 320."""
+    import re
+
+    from facelake.config import Settings
+    from facelake.vision.models import EMBEDDER_MODELS, EMBEDDING_DIMS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = re.search(r'"embedding": \[(\d+) floats\]', readme)
+    assert example is not None and int(example.group(1)) == EMBEDDING_DIMS[EMBEDDER_MODELS[Settings().embedder]]

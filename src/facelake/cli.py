@@ -136,9 +136,9 @@ def ingest_cmd(
 
         def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
             progress.advance(task)
-            if verbose:
-                detail = f"error: {error}" if error else f"faces={faces}"
-                console.print(f"{outcome} {uri} {detail}", highlight=False)
+            if verbose:  # a skipped image's faces are stored already: no count to give
+                detail = f" error: {error}" if error else "" if outcome == "skipped" else f" faces={faces}"
+                console.print(f"{outcome} {uri}{detail}", highlight=False)
 
         summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done,
                          engine=engine, ray_address=address, on_warning=_warn)
@@ -150,6 +150,8 @@ def ingest_cmd(
     out.print(table)
     if summary.alerts or summary.alerts_undelivered:
         out.print(f"alerts: {summary.alerts} raised, {summary.alerts_undelivered} not delivered")
+    if verbose:  # each failed image had its line already
+        return
     for uri, error in summary.errors[:20]:
         out.print(_styled("failed", "red", f" {uri}: {error}"), highlight=False)
     if len(summary.errors) > 20:
