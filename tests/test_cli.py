@@ -92,3 +92,15 @@ def test_the_readme_jsonl_example_has_the_default_embedding_length() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     example = re.search(r'"embedding": \[(\d+) floats\]', readme)
     assert example is not None and int(example.group(1)) == EMBEDDING_DIMS[EMBEDDER_MODELS[Settings().embedder]]
+
+
+def test_people_per_day_counts_what_the_cameras_saw_not_the_enrollment_photo(db: Target, cams: Path,
+                                                                              samples: Path) -> None:
+    """people_per_day counted the enrollment photo as a sighting, where the HTML report does not."""
+    import json
+
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "asked")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "sql", "--report", "people_per_day", "--json")
+    assert code == 0, output
+    assert sum(r["sightings"] for r in json.loads(output)) == 2, "a.jpg and c.jpg; not the enrollment photo"
