@@ -104,3 +104,15 @@ def test_people_per_day_counts_what_the_cameras_saw_not_the_enrollment_photo(db:
     code, output = cli(db, "sql", "--report", "people_per_day", "--json")
     assert code == 0, output
     assert sum(r["sightings"] for r in json.loads(output)) == 2, "a.jpg and c.jpg; not the enrollment photo"
+
+
+def test_tables_wrap_long_values_instead_of_cutting_them(db: Target, cams: Path) -> None:
+    """At 80 columns the demo's tables cut file names to "…", and had no titles."""
+    long_name = "a-very-long-camera-file-name-" + "x" * 90 + ".jpg"
+    (cams / "garden" / "c.jpg").rename(cams / "garden" / long_name)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "sql", "SELECT regexp_replace(uri, '^.*/', '') AS file, camera FROM images ORDER BY 1",
+                       "--title", "stored files")
+    assert code == 0 and "…" not in output and output.lstrip().startswith("stored files"), output
+    cells = "".join(line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│"))
+    assert long_name in cells, output

@@ -53,6 +53,14 @@ def _styled(label: str, style: str, rest: str) -> Text:
     return Text.assemble((label, style), rest)
 
 
+def _whole(table: Table) -> Table:
+    """A table whose cells wrap instead of being cut with "…": a file name or an id cut short at
+    80 columns is a wrong answer, not a shorter one."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
 class _State:
     db: str | None = None
     config: Path | None = None
@@ -308,7 +316,7 @@ def embed_cmd(
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
     settings = _settings(detector=detector, det_threshold=min_score)
     results = embed_paths(paths, settings, workers=workers)
-    table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
+    table = _whole(Table("image", "faces", "largest box", "score", "error")) if not jsonl else None
     for r in results:
         if jsonl:
             record: dict[str, Any] = {"image": r.uri, "faces": len(r.faces)}
@@ -352,7 +360,7 @@ def _print_result(result: QueryResult, fmt: str, title: str | None = None) -> No
         for row in result.rows:
             writer.writerow([json.dumps(c) if isinstance(c, list) else c for c in map(_cell, row)])
     else:
-        table = Table(*result.columns, title=title)
+        table = _whole(Table(*result.columns, title=title))
         for row in result.rows:
             table.add_row(*("" if v is None else str(_cell(v)) for v in row))
         out.print(table)
@@ -366,6 +374,7 @@ def sql_cmd(
                       "sightings_per_camera_hour, people_per_day, unknown_faces_over_time, gps_points.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as a JSON array of objects.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
+    title: Annotated[str | None, typer.Option("--title", help="A title over the table (default: the report's name).")] = None,
 ) -> None:
     """Run read-only SQL against the database (writes are refused)."""
     from .reports.queries import report_sql
@@ -375,7 +384,7 @@ def sql_cmd(
     if (query is None) == (report is None):
         raise errors.ConfigError("give either a SQL query or --report NAME")
     result = run_sql(_settings(), query if query is not None else report_sql(report or ""))
-    _print_result(result, "json" if as_json else "csv" if as_csv else "table")
+    _print_result(result, "json" if as_json else "csv" if as_csv else "table", title=title or report)
 
 
 @app.command("export")
@@ -479,8 +488,8 @@ def visits_cmd(
     if as_json:
         sys.stdout.write(json.dumps([visit_json(v) for v in rows]) + "\n")
         return
-    table = Table("person", "camera", "start", "end", "duration", "tracks", "best sighting",
-                  title=f"{len(rows)} visit{'' if len(rows) == 1 else 's'}")
+    table = _whole(Table("person", "camera", "start", "end", "duration", "tracks", "best sighting",
+                         title=f"{len(rows)} visit{'' if len(rows) == 1 else 's'}"))
     for v in rows:
         table.add_row(who(v.person, v.cluster_id), v.camera or "", f"{v.started_at:%Y-%m-%d %H:%M:%S}",
                       f"{v.ended_at:%Y-%m-%d %H:%M:%S}", duration_text(v.seconds), str(v.tracks),
@@ -729,7 +738,8 @@ def search_cmd(
     hits = people_service.search(_settings(), photo, top, face)
     columns = ["sighting_id", "score", "uri", "camera", "taken_at", "person"]
     _print_result(QueryResult(columns, [(h.sighting_id, round(h.score, 4), h.uri, h.camera, h.taken_at, h.person)
-                                        for h in hits]), "json" if as_json else "table")
+                                        for h in hits]), "json" if as_json else "table",
+                  title=f"the {len(hits)} sightings most like the face in {photo}")
 
 
 @app.command("cluster")
