@@ -53,3 +53,21 @@ def test_every_error_is_a_facelake_error() -> None:
     for name in ("ConfigError", "ImageTooLarge", "ImageUnreadable", "ModelLoadError", "NoFaceFound",
                  "ReadOnlyViolation", "StoreError"):
         assert issubclass(getattr(facelake, name), facelake.FacelakeError)
+
+
+def test_a_bad_setting_is_explained_with_its_source_not_as_pydantic_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad settings printed pydantic's raw text: error codes, input types and a pydantic.dev URL."""
+    cfg = tmp_path / "facelake.toml"
+    cfg.write_text("det_treshold = 0.7\n")
+    monkeypatch.setenv("FACELAKE_MAX_PIXELS", "5")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    text = str(err.value)
+    assert "max_pixels (from FACELAKE_MAX_PIXELS): must be greater than or equal to 1000000, got '5'" in text
+    assert f"det_treshold (from {cfg}) is not a setting; did you mean det_threshold?" in text
+    assert "pydantic" not in text and "type=" not in text
+    monkeypatch.delenv("FACELAKE_MAX_PIXELS")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, db="postgresql://u:s3cret@h/db", det_threshold=2)
+    assert "det_threshold (from option)" in str(err.value) and "s3cret" not in str(err.value)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import random
+import struct
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -162,3 +165,91 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 def test_file_over_the_byte_limit() -> None:
     with pytest.raises(ImageTooLarge, match="MB"):
         decode_image(b"\xff" * 2_000_001, MAX_PIXELS, max_bytes=2_000_000)
+
+
+# --- hostile metadata and fuzzed bytes: one file's error, never an exception out of decode ------
+
+
+def _exif(entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A little-endian EXIF block with one IFD of raw ``(tag, type, count, value)`` entries,
+    written by hand so a tag can carry a type no writer would give it."""
+    count = len(entries)
+    ifd, extra = struct.pack("<H", count), b""
+    data_at = 8 + 2 + 12 * count + 4
+    for tag, kind, n, value in sorted(entries):
+        if len(value) <= 4:
+            ifd += struct.pack("<HHI", tag, kind, n) + value.ljust(4, b"\0")
+        else:
+            ifd += struct.pack("<HHII", tag, kind, n, data_at + len(extra))
+            extra += value
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + b"\0\0\0\0" + extra
+
+
+ROTATE_270 = (0x0112, 3, 1, struct.pack("<H", 6))
+"""Orientation 6: the camera was turned; the upright image is the stored one turned 90° clockwise."""
+
+
+@pytest.mark.parametrize("odd", [
+    (0x011A, 2, 2, b"7\x00"),  # XResolution as text: TypeError "bad operand type for abs(): 'str'"
+    (0x0213, 10, 3, bytes(range(24))),  # YCbCrPositioning as three signed rationals: struct.error
+])
+def test_an_odd_exif_tag_beside_the_orientation_keeps_the_picture(obama: Image.Image,
+                                                                   odd: tuple[int, int, int, bytes]) -> None:
+    """ImageOps.exif_transpose rewrote the EXIF block and raised on such a tag, stopping the run."""
+    data = _encode(obama, "JPEG", exif=_exif([ROTATE_270, odd]))
+    decoded = decode_image(data, MAX_PIXELS)
+    assert decoded.pixels.shape[:2] == (obama.width, obama.height), "still made upright"
+
+
+@pytest.mark.skipif(not HEIF_SUPPORTED, reason="pillow-heif not installed")
+def test_heif_past_libheifs_size_limit_is_an_error() -> None:
+    """A header claiming 128x16777216 made libheif raise RuntimeError ("Security limit exceeded")."""
+    data = bytearray(_encode(Image.new("RGB", (32, 24), (90, 80, 70)), "HEIF", quality=50))
+    at = data.find(b"ispe")
+    data[at + 8 : at + 16] = struct.pack(">II", 128, 1 << 24)
+    with pytest.raises(ImageUnreadable, match="HEIF"):
+        decode_image(bytes(data), MAX_PIXELS)
+
+
+def test_decode_fuzz_raises_nothing_but_image_unreadable() -> None:
+    """Seeded fuzz, a few thousand cases in about two seconds: EXIF blocks of random tags, types
+    and values beside a random orientation, and random byte edits of small files of every
+    format. Before: TypeError, struct.error, AttributeError, ValueError and RuntimeError escaped."""
+    rng = random.Random(20)
+    small = Image.fromarray(np.random.default_rng(20).integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    sizes = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+    tags = [0x010F, 0x0110, 0x011A, 0x0128, 0x0131, 0x0132, 0x0213, 0x8769, 0x8825, 0x9286]
+    cases: list[bytes] = []
+    for _ in range(1500):
+        kind = rng.choice(list(sizes))
+        odd = (rng.choice([*tags, rng.randrange(1, 65535)]), kind, (n := rng.choice([0, 1, 2, 3, 20])),
+               rng.randbytes(sizes[kind] * n))
+        turn = (0x0112, 3, 1, struct.pack("<H", rng.randrange(0, 10)))
+        cases.append(_encode(small, rng.choice(["JPEG", "PNG", "WEBP"]), exif=_exif([turn, odd])))
+    seeds = [_encode(small, fmt, exif=_exif([ROTATE_270])) for fmt in ("JPEG", "PNG", "WEBP", "TIFF")]
+    seeds += [_encode(small, "GIF")] + ([_encode(small, "HEIF", quality=50)] if HEIF_SUPPORTED else [])
+    for _ in range(2500):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            edit = rng.random()
+            if edit < 0.7:
+                data[at] = rng.randrange(256)
+            elif edit < 0.85:
+                data.insert(at, rng.randrange(256))
+            else:
+                del data[at]
+        cases.append(bytes(data))
+    escaped: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about every corrupt EXIF block
+        for data in cases:
+            try:
+                decoded = decode_image(data, MAX_PIXELS)
+            except ImageUnreadable:
+                continue
+            except Exception as exc:  # noqa: BLE001 - what this test looks for
+                escaped.append(f"{type(exc).__name__}: {exc}")
+                continue
+            assert decoded.pixels.dtype == np.uint8 and decoded.pixels.ndim == 3
+    assert not escaped, f"{len(escaped)} of {len(cases)} escaped, e.g. {escaped[:3]}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,11 @@ from typer.testing import CliRunner
 
 from facelake.cli import app
 from facelake.identities.matching import CALIBRATED
+from facelake.sources import Entry
 from facelake.store.base import Target
 from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
-from .dbs import NewDb, missing, rows
+from .dbs import NewDb, empty, missing, rows
 
 runner = CliRunner()
 
@@ -343,3 +346,166 @@ def test_worker_processes_end_with_a_killed_ingest(tmp_path: Path, samples: Path
         time.sleep(0.2)
     assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], \
         "a killed ingest leaves no worker behind"
+
+
+def test_file_names_that_are_not_utf8_are_stored_readable_and_exact(db: Target, tmp_path: Path, samples: Path) -> None:
+    """Linux names are bytes: ``caf\\xe9.jpg`` (Latin-1) is no UTF-8 string, and it aborted the
+    whole run on both engines (0 images stored, every re-run the same)."""
+    root = tmp_path / "cams"
+    odd_folder = root / os.fsdecode(b"d\xf6r")  # the camera comes from this folder's name
+    odd_folder.mkdir(parents=True)
+    shutil.copy(samples / "obama.jpg", root / "good.jpg")
+    shutil.copy(samples / "biden.jpg", odd_folder / os.fsdecode(b"caf\xe9.jpg"))
+    (odd_folder / os.fsdecode(b"bad\xff.jpg")).write_bytes(b"not a photo")
+    code, output = cli(db, "ingest", str(root), "--workers", "1", "-v")
+    assert code == 0, output
+    stored = rows(db, "SELECT uri, uri_bytes, camera, status FROM images ORDER BY uri")
+    by_name = {Path(uri).name: (bytes(raw) if raw is not None else None, camera, status)
+               for uri, raw, camera, status in stored}
+    assert set(by_name) == {"good.jpg", "caf\\xe9.jpg", "bad\\xff.jpg"}
+    assert by_name["good.jpg"] == (None, "cams", "ok")
+    raw, camera, status = by_name["caf\\xe9.jpg"]
+    assert status == "ok" and camera == "d\\xf6r"
+    assert raw is not None and Path(os.fsdecode(raw)).read_bytes() == (samples / "biden.jpg").read_bytes(), \
+        "the exact name is kept: it opens the file"
+    assert by_name["bad\\xff.jpg"][2] == "error"
+    assert rows(db, "SELECT count(*) FROM sightings") == [(2,)]
+    code, output = cli(db, "ingest", str(root), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT count(*) FROM images") == [(3,)], "a re-run adds nothing"
+    assert rows(db, "SELECT count(*) FROM source_objects") == [(2,)]
+
+
+def test_folder_links_are_followed_once_each_and_loops_end(tmp_path: Path, samples: Path) -> None:
+    """Two links back up the tree listed forever (1 GB after 90 s); one listed each file ~40 times."""
+    from facelake.sources import FolderSource
+
+    cams = tmp_path / "cams"
+    (cams / "door" / "sub").mkdir(parents=True)
+    shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
+    shutil.copy(samples / "biden.jpg", cams / "door" / "sub" / "b.jpg")
+    (cams / "door" / "loop").symlink_to(cams)
+    (cams / "door" / "sub" / "up").symlink_to(cams / "door")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(samples / "obama2.jpg", elsewhere / "c.jpg")
+    (cams / "garden").symlink_to(elsewhere)  # a link to a folder outside is followed
+    names = [Path(e.uri).name for e in itertools.islice(FolderSource(cams).entries(), 100)]
+    assert sorted(names) == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+class _Listing:
+    """A source of ``n`` unreadable places that counts how far it has been listed."""
+
+    uri, read_threads = "test://listing", 1
+
+    def __init__(self, n: int) -> None:
+        self.n, self.listed = n, 0
+
+    def entries(self) -> Iterator[Entry]:
+        for i in range(self.n):
+            self.listed += 1
+            yield Entry(f"test://listing/{i:05d}.jpg", "cam", error="cannot read file: test")
+
+    def read(self, entry: Entry, max_bytes: int) -> bytes:
+        raise AssertionError("never read: each entry carries its error")
+
+    def local_path(self, entry: Entry) -> Path | None:
+        return None
+
+
+def test_a_long_listing_is_ingested_as_it_is_listed(tmp_path: Path) -> None:
+    """The listing was built whole before the first image: a huge tree held it all in memory."""
+    from facelake import load_settings
+    from facelake.pipeline.ingest import Ingestor, _Known
+
+    source = _Listing(_Known.BULK + 50)
+    seen_at: list[int] = []
+    totals: list[int] = []
+    settings = load_settings(db=tmp_path / "l.duckdb")
+    with Ingestor(settings, workers=1) as ingestor:
+        summary = ingestor.run([source], on_listed=totals.append,
+                               on_image=lambda uri, outcome, faces, error: seen_at.append(source.listed))
+    assert summary.failed == source.n and totals == [source.n]
+    assert seen_at[0] < source.n, "the first image was written before the listing ended"
+    short = _Listing(10)
+    with Ingestor(settings, workers=1) as ingestor:
+        ingestor.run([short], on_listed=totals.append)
+    assert totals[-1] == 10
+
+
+def test_a_missing_source_is_a_usage_error_and_writes_nothing(db: Target, tmp_path: Path, cams: Path) -> None:
+    """`ingest demo-camz` exited 0 with a permanent error row under a camera made up from the
+    parent folder; `import` of a lake folder that does not exist said "imported 0"."""
+    code, output = cli(db, "ingest", str(cams), str(tmp_path / "demo-camz"), "--workers", "1")
+    assert code == 2 and "no such file or folder" in output and "demo-camz" in output, output
+    assert empty(db, "images") and empty(db, "source_objects"), "nothing written, the good source neither"
+    code, output = cli(db, "import", str(tmp_path / "no-lake"))
+    assert code == 2 and "no such folder" in output and "imported 0" not in output, output
+    assert empty(db, "images")
+
+
+def test_a_missing_extra_is_named_before_any_worker_starts(tmp_path: Path, cams: Path) -> None:
+    """`--detector mtcnn` without its extra printed a 141-line BrokenProcessPool traceback: each
+    worker process failed to build its models. The extra is hidden from every process here
+    (sitecustomize runs in the workers too)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['mtcnn'] = None  # as if not installed\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "facelake.cli", "--db", str(tmp_path / "m.duckdb"), "ingest", str(cams),
+           "--detector", "mtcnn", "--workers", "2"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 5, proc.stderr
+    assert "pip install 'facelake[mtcnn]'" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) <= 3, proc.stderr
+    assert not (tmp_path / "m.duckdb").exists()
+
+
+def test_a_photo_with_odd_exif_is_stored_upright_by_ingest_and_embed(tmp_path: Path, cams: Path, samples: Path) -> None:
+    """Orientation 6 beside a tag of an unexpected type raised out of ImageOps.exif_transpose:
+    the whole ingest stopped (and watch crash-looped), and embed crashed on the same file."""
+    from .test_decode import ROTATE_270, _exif
+
+    sideways = Image.open(samples / "obama.jpg").convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    odd = cams / "garden" / "odd.jpg"
+    sideways.save(odd, exif=_exif([ROTATE_270, (0x011A, 2, 2, b"7\x00")]))
+    db = tmp_path / "odd.duckdb"
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0, output
+    assert rows(db, "SELECT status, width < height FROM images WHERE uri = ?", [str(odd)]) == [("ok", True)]
+    assert rows(db, "SELECT count(*) FROM images WHERE status = 'ok'") == [(4,)]
+    code, output = cli(db, "embed", str(odd), "--jsonl")
+    assert code == 0 and json.loads(output)["faces"] == 1, output
+
+
+def test_a_worker_holds_at_most_max_pixels_of_decoded_images(tmp_path: Path) -> None:
+    """A worker decoded its whole batch (8 images) before analysing any: 64 PNGs of 8,900x8,900
+    peaked at 5.45 GB. Now the images are decoded and analysed in groups within max_pixels."""
+    import io
+
+    from facelake import load_settings
+    from facelake.pipeline.records import Job
+    from facelake.pipeline.worker import Worker
+
+    settings = load_settings(db=tmp_path / "unused.duckdb", max_pixels=1_000_000)
+    worker = Worker.from_settings(settings).load()
+    groups: list[list[int]] = []
+    analyze_many = worker.analyzer.analyze_many
+
+    def spy(images: list[np.ndarray]) -> list[list[object]]:
+        groups.append([int(im.shape[0] * im.shape[1]) for im in images])
+        return analyze_many(images)  # type: ignore[return-value]
+
+    worker.analyzer.analyze_many = spy  # type: ignore[method-assign]
+    jobs = []
+    rng = np.random.default_rng(5)
+    for i in range(8):  # 0.36 MP each: two fit in 1 MP, three do not
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (600, 600, 3), dtype=np.uint8)).save(buf, format="PNG")
+        jobs.append(Job(f"id{i}", f"/x/{i}.png", "cam", buf.getvalue(), None))
+    jobs.insert(3, Job("bad", "/x/bad.png", "cam", b"not an image", None))
+    results = worker.process(jobs)
+    assert [r.job.image_id for r in results] == [j.image_id for j in jobs], "one result per job, in order"
+    assert [r.error is None for r in results].count(True) == 8
+    assert groups == [[360_000, 360_000]] * 4, "never more than max_pixels decoded at once"

@@ -84,6 +84,23 @@ def test_dropped_files_are_ingested_within_seconds_and_slow_writes_once_whole(db
     assert not [line for line in watch.out if line.startswith("failed")]
 
 
+def test_a_name_that_is_not_utf8_is_followed_with_its_neighbours(db: Target, tmp_path: Path, samples: Path) -> None:
+    """watchfiles cannot decode such a name: it raised out of the follower, which then saw
+    nothing more, and the events that came with it (good.jpg here) were lost."""
+    cams = tmp_path / "cams"
+    (cams / "door").mkdir(parents=True)
+    watch = Watch(db, str(cams), "--workers", "1", "--settle", "0.5")
+    watch.ready()
+    shutil.copy(samples / "obama.jpg", cams / "door" / "good.jpg")
+    shutil.copy(samples / "biden.jpg", cams / "door" / os.fsdecode(b"caf\xe9.jpg"))
+    watch.wait_for(lambda: watch.new_lines("good.jpg") and watch.new_lines("caf\\xe9.jpg"), 20, "both ingested")
+    shutil.copy(samples / "obama2.jpg", cams / "door" / "later.jpg")
+    watch.wait_for(lambda: watch.new_lines("later.jpg"), 20, "the follower goes on")
+    assert watch.stop() == 0
+    assert rows(db, "SELECT regexp_replace(uri, '^.*/', ''), status FROM images ORDER BY 1") == [
+        ("caf\\xe9.jpg", "ok"), ("good.jpg", "ok"), ("later.jpg", "ok")]
+
+
 def test_sigterm_mid_batch_loses_and_duplicates_nothing(db: Target, tmp_path: Path, samples: Path) -> None:
     cams = tmp_path / "cams"
     (cams / "door").mkdir(parents=True)

@@ -17,12 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import errors
 from . import identities as people_service
 from .config import Settings, load_settings
 from .pipeline import embed_paths
 from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
+from .sources.base import readable
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -40,8 +42,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Never markup or emoji codes: every message and table cell holds data (a person's name "Joe [/]",
+# a consent note "[red]yes[/red] :x:", the hint "pip install 'facelake[mtcnn]'"), which rich would
+# otherwise render, swallow or fail on. Colour is given as styles (_styled), never in the text.
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def _styled(label: str, style: str, rest: str) -> Text:
+    """``label`` in ``style``, then ``rest`` as plain text."""
+    return Text.assemble((label, style), rest)
+
+
+def _whole(table: Table) -> Table:
+    """A table whose cells wrap instead of being cut with "…": a file name or an id cut short at
+    80 columns is a wrong answer, not a shorter one."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 class _State:
@@ -60,7 +78,7 @@ def _fail(exc: errors.FacelakeError) -> typer.Exit:
             break
     else:
         code = 1
-    console.print(f"[bold red]error:[/] {escape(str(exc))}")  # `[serve]`, `[cameras.NAME]` are text, not markup
+    console.print(_styled("error:", "bold red", f" {exc}"))
     return typer.Exit(code)
 
 
@@ -90,7 +108,7 @@ def main(
 
 
 def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    console.print(_styled("warning:", "yellow", f" {message}"), highlight=False)
 
 
 def _warn_gallery_gap(settings: Settings) -> None:
@@ -131,9 +149,9 @@ def ingest_cmd(
             progress.advance(task)
             if uri in clips:
                 progress.remove_task(clips.pop(uri))
-            if verbose:
-                detail = f"error: {error}" if error else f"faces={faces}"
-                console.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+            if verbose:  # a skipped image's faces are stored already: no count to give
+                detail = f" error: {error}" if error else "" if outcome == "skipped" else f" faces={faces}"
+                console.print(f"{outcome} {uri}{detail}", highlight=False)
 
         def clip(uri: str, seconds: float, duration: float | None) -> None:
             # An hour-long clip is minutes of work: a bar of its own, in seconds of footage read.
@@ -152,8 +170,10 @@ def ingest_cmd(
     out.print(table)
     if summary.alerts or summary.alerts_undelivered:
         out.print(f"alerts: {summary.alerts} raised, {summary.alerts_undelivered} not delivered")
+    if verbose:  # each failed image had its line already
+        return
     for uri, error in summary.errors[:20]:
-        out.print(f"[red]failed[/] {uri}: {error}", markup=True, highlight=False)
+        out.print(_styled("failed", "red", f" {uri}: {error}"), highlight=False)
     if len(summary.errors) > 20:
         out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
 
@@ -180,7 +200,7 @@ def serve_cmd(
 
     settings = _settings(alerts_file=alerts)
     console.print(f"facelake serving {settings.db} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
-                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""), markup=False)
+                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""))
     serve(settings, host, port, watch or [], workers)
 
 
@@ -203,19 +223,20 @@ def watch_cmd(
     import signal
 
     from .service import default_stages
-    from .sources import open_source
+    from .sources import open_source, require_present
     from .sources.video import mask_url
     from .triggers.streams import plan_streams
     from .triggers.watch import Watcher
 
     settings = _settings(alerts_file=alerts, watch_settle_s=settle, watch_poll_s=poll)
     streams, places = plan_streams(sources or [], camera, settings)
+    require_present(places)
     opened = [open_source(s, camera) for s in places]
 
     def done(uri: str, outcome: str, faces: int, error: str | None) -> None:
         if outcome != "skipped":
             detail = f"error: {error}" if error else f"faces={faces}"
-            out.print(f"{outcome} {uri} {detail}", markup=False, highlight=False)
+            out.print(f"{outcome} {uri} {detail}", highlight=False)
 
     said: dict[str, float] = {}
 
@@ -244,7 +265,7 @@ def watch_cmd(
     out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
               f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts")
     for name, counts in watcher.cameras.items():
-        out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False, highlight=False)
+        out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
 
 
 @app.command("capture")
@@ -290,7 +311,7 @@ def capture_cmd(
             signal.signal(sig, handler)
     out.print(f"captured: {summary.analysed} frames analysed, {summary.tracks} tracks, {summary.uploaded} frames "
               f"uploaded ({summary.bytes / 1e3:.0f} kB) in {summary.seconds:.1f} s; "
-              + ", ".join(f"{k} {v}" for k, v in summary.reader.items()), markup=False, highlight=False)
+              + ", ".join(f"{k} {v}" for k, v in summary.reader.items()), highlight=False)
     if summary.error:
         raise errors.SourceError(summary.error)
 
@@ -320,7 +341,7 @@ def embed_cmd(
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
     settings = _settings(detector=detector, det_threshold=min_score)
     results = embed_paths(paths, settings, workers=workers)
-    table = Table("image", "faces", "largest box", "score", "error") if not jsonl else None
+    table = _whole(Table("image", "faces", "largest box", "score", "error")) if not jsonl else None
     for r in results:
         if jsonl:
             record: dict[str, Any] = {"image": r.uri, "faces": len(r.faces)}
@@ -334,7 +355,7 @@ def embed_cmd(
             assert table is not None
             top = r.faces[0].detection if r.faces else None
             table.add_row(
-                r.uri, str(len(r.faces)),
+                readable(r.uri), str(len(r.faces)),
                 " ".join(f"{v:.0f}" for v in top.box) if top else "",
                 f"{top.score:.3f}" if top else "", r.error or "",
             )
@@ -364,7 +385,7 @@ def _print_result(result: QueryResult, fmt: str, title: str | None = None) -> No
         for row in result.rows:
             writer.writerow([json.dumps(c) if isinstance(c, list) else c for c in map(_cell, row)])
     else:
-        table = Table(*result.columns, title=title)
+        table = _whole(Table(*result.columns, title=title))
         for row in result.rows:
             table.add_row(*("" if v is None else str(_cell(v)) for v in row))
         out.print(table)
@@ -378,6 +399,7 @@ def sql_cmd(
                       "sightings_per_camera_hour, people_per_day, unknown_faces_over_time, gps_points.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as a JSON array of objects.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print rows as CSV.")] = False,
+    title: Annotated[str | None, typer.Option("--title", help="A title over the table (default: the report's name).")] = None,
 ) -> None:
     """Run read-only SQL against the database (writes are refused)."""
     from .reports.queries import report_sql
@@ -387,7 +409,7 @@ def sql_cmd(
     if (query is None) == (report is None):
         raise errors.ConfigError("give either a SQL query or --report NAME")
     result = run_sql(_settings(), query if query is not None else report_sql(report or ""))
-    _print_result(result, "json" if as_json else "csv" if as_csv else "table")
+    _print_result(result, "json" if as_json else "csv" if as_csv else "table", title=title or report)
 
 
 @app.command("export")
@@ -491,8 +513,8 @@ def visits_cmd(
     if as_json:
         sys.stdout.write(json.dumps([visit_json(v) for v in rows]) + "\n")
         return
-    table = Table("person", "camera", "start", "end", "duration", "tracks", "best sighting",
-                  title=f"{len(rows)} visit{'' if len(rows) == 1 else 's'}")
+    table = _whole(Table("person", "camera", "start", "end", "duration", "tracks", "best sighting",
+                         title=f"{len(rows)} visit{'' if len(rows) == 1 else 's'}"))
     for v in rows:
         table.add_row(who(v.person, v.cluster_id), v.camera or "", f"{v.started_at:%Y-%m-%d %H:%M:%S}",
                       f"{v.ended_at:%Y-%m-%d %H:%M:%S}", duration_text(v.seconds), str(v.tracks),
@@ -747,7 +769,8 @@ def search_cmd(
     hits = people_service.search(_settings(), photo, top, face)
     columns = ["sighting_id", "score", "uri", "camera", "taken_at", "person"]
     _print_result(QueryResult(columns, [(h.sighting_id, round(h.score, 4), h.uri, h.camera, h.taken_at, h.person)
-                                        for h in hits]), "json" if as_json else "table")
+                                        for h in hits]), "json" if as_json else "table",
+                  title=f"the {len(hits)} sightings most like the face in {photo}")
 
 
 @app.command("cluster")

@@ -9,6 +9,7 @@ to a default.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,7 +64,8 @@ class Settings(BaseSettings):
     )
     max_pixels: int = Field(
         80_000_000, ge=1_000_000, le=1_000_000_000, title="Largest accepted image (pixels)",
-        description="Images with more pixels are refused before decoding (decompression bombs).",
+        description="Images with more pixels are refused before decoding (decompression bombs); a worker "
+        "also holds at most this many decoded pixels at once (a batch is analysed in groups within it).",
     )
 
     # --- detection ---
@@ -396,8 +398,35 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         for name in Settings.model_fields
         if f"FACELAKE_{name.upper()}" in os.environ
     }
-    merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged = {**file_values, **env_values, **given}
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(str(exc)) from exc
+        where = {k: str(path) for k in file_values} | {k: f"FACELAKE_{k.upper()}" for k in env_values} \
+            | {k: "option" for k in given}
+        raise ConfigError(explain(exc, where)) from exc
+
+
+def explain(exc: ValidationError, where: Mapping[str, str]) -> str:
+    """A person's reading of pydantic's errors: each setting with where it came from, what it must
+    be and (unless it may hold a secret) the value given; no pydantic URLs or error codes.
+
+    ``where`` maps a top-level setting to its source (the TOML file, ``FACELAKE_NAME``, ``option``).
+    """
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        name = ".".join(loc) or "settings"
+        source = f" (from {where[loc[0]]})" if loc and loc[0] in where else ""
+        if err["type"] == "extra_forbidden":
+            known = Settings.model_fields if len(loc) == 1 else {}
+            close = difflib.get_close_matches(loc[-1], list(known), n=1)
+            lines.append(f"{name}{source} is not a setting" + (f"; did you mean {close[0]}?" if close else ""))
+            continue
+        message = str(err["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
+        value = err.get("input")
+        shown = "" if isinstance(value, str) and ("://" in value or "@" in value) or isinstance(value, dict) \
+            else f", got {value!r}"
+        lines.append(f"{name}{source}: {message}" + ("" if "got " in message else shown))
+    return "invalid settings: " + "; ".join(lines)

@@ -17,7 +17,8 @@ from .pipeline import ingest as run_ingest
 from .pipeline.records import OnClip
 from .reports.visits import VisitRow, list_visits
 from .scale import executor_for
-from .sources import Source
+from .sources import Source, require_present
+from .sources.buckets import is_bucket_uri
 from .store import Target, describe_target, open_store
 from .store.copy import CopyResult
 from .store.tokens import SCOPES, Token
@@ -55,6 +56,7 @@ def ingest(
 
     ``engine="ray"`` runs the models as Ray Data actors (local Ray, or the cluster at ``ray_address``).
     """
+    require_present(sources)  # before any worker or Ray starts
     return run_ingest(sources, settings, default_stages(settings, on_warning=on_warning), camera, workers,
                       on_listed, on_image, executor_for(settings, engine, workers, ray_address), on_clip=on_clip)
 
@@ -117,6 +119,8 @@ def import_lake(settings: Settings, uri: str, on_image: Callable[[str, str], Non
     from .store.lake import Lake
     from .store.lake import import_lake as run_import
 
+    if not is_bucket_uri(uri) and not Path(uri).is_dir():
+        raise ConfigError(f"no lake at {uri}: no such folder (nothing was imported)")
     lake = Lake(uri)
     with open_store(settings.db) as store:
         summary = run_import(store, lake, on_image)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
-from ..errors import NotFound
+from ..errors import ConfigError, NotFound
 from ..store import Store
 from .clustering import CentroidClustering
 from .index import sync_index
@@ -86,6 +86,8 @@ def assign_cluster(store: Store, settings: Settings, cluster_id: int, person: in
 
 def merge_clusters(store: Store, keep: int, other: int, actor: str = "cli") -> int:
     """Move every face of cluster ``other`` into ``keep``; returns how many moved."""
+    if keep == other:
+        raise ConfigError(f"cannot merge cluster {keep} into itself: name two different clusters")
     store.clusters.members(keep)
     moved = len(store.clusters.members(other))
     store.clusters.merge(keep, other, actor)

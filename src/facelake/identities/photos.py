@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import ConfigError, FacelakeError, NoFaceFound
+from ..errors import ConfigError, ImageUnreadable, NoFaceFound
 from ..pipeline import Job, make_job
 from ..sources.decode import ImageMeta, decode_image
 from ..sources.folder import FolderSource, file_entry
@@ -34,9 +34,11 @@ def photo_faces(
     path: Path, camera: str, face: int | None, settings: Settings, analyzer: FaceAnalyzer
 ) -> Photo:
     """Read, decode and analyse a photo given on the command line; returns the chosen face's index too."""
+    if not (path.exists() or path.is_symlink()):  # a usage error, like a missing ingest source
+        raise ConfigError(f"{path}: no such file")
     job = make_job(file_entry(path, camera), FolderSource(path, camera), int(settings.max_file_mb * 1e6))
     if job.data is None:
-        raise FacelakeError(f"{path}: {job.error}")
+        raise ImageUnreadable(f"{path}: {job.error}")
     decoded = decode_image(job.data, settings.max_pixels)
     faces = analyzer.analyze(decoded.pixels)
     return job, decoded.meta, faces, pick_face(path, faces, face)

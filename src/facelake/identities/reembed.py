@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..config import Settings
-from ..errors import FacelakeError
+from ..errors import ConfigError, FacelakeError
 from ..pipeline import analyzer_options
 from ..sources.buckets import open_object
 from ..sources.decode import decode_image
@@ -62,7 +62,7 @@ def _from_context(store: Store, analyzer: FaceAnalyzer, sighting: int, score: fl
 def target_model(embedder: str) -> str:
     """The model name ``embedder`` stores; refuses an unknown embedder."""
     if embedder not in EMBEDDER_MODELS:
-        raise FacelakeError(f"--model must be one of {sorted(EMBEDDER_MODELS)}, got {embedder!r}")
+        raise ConfigError(f"--model must be one of {sorted(EMBEDDER_MODELS)}, got {embedder!r}")
     return EMBEDDER_MODELS[embedder]
 
 

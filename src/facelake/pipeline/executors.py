@@ -29,6 +29,7 @@ from ..config import Settings
 from ..sources import Entry, Source
 from ..sources.base import is_video_name
 from ..vision.analyzer import AnalyzerOptions
+from ..vision.models import require_installed
 from .records import ImageResult, Job, OnClip, VideoOptions, make_job
 from .worker import Worker, analyzer_options
 
@@ -121,9 +122,9 @@ def prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: i
             yield pending.popleft().result()
 
 
-def read_threads(listed: Iterable[Listed], settings: Settings) -> int:
+def read_threads(sources: Iterable[Source], settings: Settings) -> int:
     """How many reads may overlap: as many as the most parallel source wants, within the setting."""
-    return min(max((src.read_threads for src, _ in listed), default=1), settings.bucket_read_threads)
+    return min(max((src.read_threads for src in sources), default=1), settings.bucket_read_threads)
 
 
 def read_jobs(entries: Iterable[Listed], keep: Keep, settings: Settings, threads: int = 1) -> Iterator[Job]:
@@ -287,6 +288,10 @@ PROGRESS_POLL_S = 0.5
 
 
 def local_executor(settings: Settings, workers: int | None = None) -> InProcessExecutor | PoolExecutor:
-    """One worker process per core (or ``workers``); with one, the models run in this process."""
+    """One worker process per core (or ``workers``); with one, the models run in this process.
+
+    A detector whose extra is missing is refused here, before any worker starts.
+    """
+    require_installed(settings.detector)
     n = workers or default_workers(settings)
     return InProcessExecutor(settings) if n <= 1 else PoolExecutor(settings, n)

@@ -14,6 +14,7 @@ module's business: those are :class:`~facelake.pipeline.line.Stage` objects on t
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +25,8 @@ from typing import Self
 
 from ..config import Settings
 from ..errors import StoreError
-from ..sources import Source, open_source
+from ..sources import Source, open_source, require_present
+from ..sources.base import readable
 from ..store import Store, open_store
 from ..vision.types import Face
 from .executors import Executor, Listed, default_workers, local_executor, read_threads
@@ -42,9 +44,9 @@ class _Known:
 
     BULK = 1000
 
-    def __init__(self, store: Store, listed: Sequence[Listed]) -> None:
+    def __init__(self, store: Store, listed: Sequence[Listed], bulk: bool) -> None:
         self.store = store
-        self.bulk = len(listed) >= self.BULK
+        self.bulk = bulk
         self.images = store.known_ok() if self.bulk else set()
         self.objects = store.known_objects() if self.bulk else store.objects_stored(
             [e.uri for _, e in listed if e.version is not None])
@@ -53,7 +55,7 @@ class _Known:
         return image_id in self.images if self.bulk else self.store.image_status(image_id) == "ok"
 
     def has_object(self, uri: str, version: str) -> bool:
-        return (uri, version) in self.objects
+        return (readable(uri), version) in self.objects
 
 
 OnImage = Callable[[str, str, int, str | None], None]
@@ -163,24 +165,42 @@ class Ingestor:
             on_clip: OnClip | None = None) -> IngestSummary:
         """Ingest every entry of ``sources`` (or the given ``entries``); returns this run's summary.
 
-        ``on_clip`` hears, about once a second, how far the workers are into a long clip."""
+        The listing is streamed: a short one (under ``_Known.BULK`` entries) is read whole first,
+        so ``on_listed`` gets its length at once and the batches can be sized to it; a long one
+        is ingested as it is listed, and ``on_listed`` gets the count when the listing ends.
+        ``on_clip`` hears, about once a second, how far the workers are into a long clip.
+        """
         start = time.perf_counter()
         self.executor.on_clip = on_clip
         summary = IngestSummary()
         store, line = self.store, self.line
-        listed = list(entries) if entries is not None else [(src, e) for src in sources for e in src.entries()]
-        if on_listed:
-            on_listed(len(listed))
-        known = _Known(store, listed)
+        stream: Iterator[Listed] = iter(entries) if entries is not None else (
+            (src, e) for src in sources for e in src.entries())
+        head = list(itertools.islice(stream, _Known.BULK))
+        short = len(head) < _Known.BULK
+        if short and on_listed:
+            on_listed(len(head))
+        known = _Known(store, head, bulk=not short)
         queued: set[str] = set()
+
+        def listing() -> Iterator[Listed]:
+            yield from head
+            if short:
+                return
+            count = len(head)
+            for item in stream:
+                count += 1
+                yield item
+            if on_listed:
+                on_listed(count)
 
         def skip(uri: str) -> None:
             summary.skipped += 1
             if on_image:
-                on_image(uri, "skipped", 0, None)
+                on_image(readable(uri), "skipped", 0, None)
 
         def fresh() -> Iterator[Listed]:
-            for src, entry in listed:
+            for src, entry in listing():
                 if self._stop.is_set():
                     return
                 if entry.version is not None and known.has_object(entry.uri, entry.version):
@@ -203,9 +223,10 @@ class Ingestor:
                 spooled.append(job)
             return True
 
+        threads = read_threads([*sources, *(src for src, _ in head)], self.settings)
         try:
-            for batch in self.executor.results(fresh(), keep, total=len(listed),
-                                               read_threads=read_threads(listed, self.settings)):
+            for batch in self.executor.results(fresh(), keep, total=len(head) if short else None,
+                                               read_threads=threads):
                 for written in line.put(batch):
                     _tally(summary, written, on_image)
                 for result in batch:
@@ -271,11 +292,14 @@ def ingest(
 
     Sources are folders, files, ``gs://`` or ``s3://`` URIs (or :class:`Source` objects).
     Images already stored are skipped by content hash (and bucket objects by version, before
-    download), so ingest can run every hour on the same source. ``on_listed(total)`` is
-    called once the sources are listed and ``on_image`` after each image; the CLI drives
+    download), so ingest can run every hour on the same source; a local source that does not
+    exist is a ConfigError, raised before the database is opened. ``on_listed(total)`` is
+    called once the length of the listing is known (see :meth:`Ingestor.run`) and ``on_image``
+    after each image; the CLI drives
     its progress bar with them. ``stages`` name, alert and purge (see :func:`facelake.ingest`);
     ``executor`` runs the models (default: local worker processes, see ``facelake.scale`` for Ray).
     """
+    require_present(sources)
     opened = [s if isinstance(s, Source) else open_source(s, camera) for s in sources]
     with Ingestor(settings, stages, workers, executor, store) as ingestor:
         return ingestor.run(opened, on_listed, on_image, on_clip=on_clip)

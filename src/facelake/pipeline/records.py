@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from ..config import Settings
 from ..errors import FacelakeError, ImageTooLarge, ImageUnreadable
 from ..sources import Entry, Source
-from ..sources.base import is_video_name
+from ..sources.base import is_video_name, raw_name, readable
 from ..sources.decode import ImageMeta
 from ..store.base import ImageRecord, SightingRecord, TrackRecord
 from ..vision.types import Face
@@ -227,7 +227,7 @@ def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int 
                        version=entry.version)
         except FacelakeError as exc:
             error = str(exc)
-    return Job(image_id_of(b"unreadable:" + entry.uri.encode()), entry.uri, entry.camera, None, None, error,
+    return Job(image_id_of(b"unreadable:" + entry.uri.encode("utf-8", "surrogateescape")), entry.uri, entry.camera, None, None, error,
                size=entry.size)
 
 
@@ -247,8 +247,13 @@ def records(
     is kept in the row's ``error`` while its status stays ``ok``: what was decoded is stored,
     and a re-run skips it.
     """
+    # A file name that is not UTF-8 is stored readable, with its exact bytes beside it; the
+    # camera (a folder's name) and an error naming the path are text like it.
+    uri, uri_bytes, camera = readable(job.uri), raw_name(job.uri), None if job.camera is None else readable(job.camera)
     if error is not None or meta is None:
-        return ImageRecord(job.image_id, job.uri, job.camera, "error", error=error, bytes=job.size), []
+        return ImageRecord(job.image_id, uri, camera, "error", error=None if error is None else readable(error),
+                           bytes=job.size,
+                           uri_bytes=uri_bytes), []
     taken, source = meta.taken_at, _TIME_SOURCES.get(meta.format.split("/")[0], "exif")
     if taken is None and job.mtime is not None:
         # A recorder writes a clip as it films, so the file's mtime is when it *ended*.
@@ -263,11 +268,11 @@ def records(
             None if taken is None else taken + timedelta(seconds=t.start_s),
             None if taken is None else taken + timedelta(seconds=t.end_s), t.still))
     image = ImageRecord(
-        image_id=job.image_id, uri=job.uri, camera=job.camera, status="ok", error=warning,
+        image_id=job.image_id, uri=uri, camera=camera, status="ok", error=None if warning is None else readable(warning),
         taken_at=taken, taken_at_source=source if taken else None,
         gps_lat=meta.gps_lat, gps_lon=meta.gps_lon, camera_make=meta.make, camera_model=meta.model,
         format=meta.format, width=meta.width, height=meta.height, bytes=job.size, tracks=tuple(track_rows),
-        revision=revision,
+        revision=revision, uri_bytes=uri_bytes,
     )
     sightings = [
         SightingRecord(

@@ -22,6 +22,7 @@ from ..pipeline.executors import Keep, Listed, default_workers
 from ..pipeline.records import ImageResult, Job, OnClip, make_job, release
 from ..pipeline.worker import Worker
 from ..sources import Entry, Source, open_source
+from ..vision.models import require_installed
 
 
 class _Analyse:
@@ -63,6 +64,7 @@ class RayExecutor:
     """
 
     def __init__(self, settings: Settings, address: str | None = None, workers: int | None = None) -> None:
+        require_installed(settings.detector)  # here, not in every actor's traceback
         self.settings, self.address = settings, address
         self.workers = workers or default_workers(settings)
         self.on_clip: OnClip | None = None

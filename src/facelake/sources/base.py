@@ -10,6 +10,7 @@ wherever they were found.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -70,6 +71,42 @@ class Source(Protocol):
         """Write the entry's bytes to ``out`` chunk by chunk (a clip is spooled, never held whole);
         raises ImageTooLarge once more than ``max_bytes`` arrived."""
         ...
+
+
+def readable(text: str) -> str:
+    """``text`` as valid Unicode, to store, print or send: unchanged when it already is.
+
+    A Linux file name is bytes; Python carries the bytes that are not UTF-8 as lone
+    surrogates (``caf\\udce9.jpg``, PEP 383), which no database, JSON file or terminal
+    takes. Those bytes are written as ``\\xNN`` (``caf\\xe9.jpg``): readable, and the same
+    name always gives the same text. The exact bytes are kept apart (:func:`raw_name`).
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no byte stands for (from JSON, say)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def raw_name(text: str) -> bytes | None:
+    """The exact bytes of a file name that is not valid UTF-8 (None for every other name).
+
+    Stored beside :func:`readable`'s form, so the name is kept losslessly:
+    ``os.fsdecode(raw)`` is the path again.
+    """
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:  # not a file name's bytes at all
+        return None
 
 
 def camera_from_key(key: str, prefix: str, fallback: str) -> str:

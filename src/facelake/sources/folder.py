@@ -66,9 +66,35 @@ class FolderSource:
         else:
             yield Entry(str(src), self.camera or camera_for(src, None), error="no such file or directory")
 
-    def _walk(self, folder: Path) -> Iterator[Entry]:
+    def _walk(self, top: Path) -> Iterator[Entry]:
+        """Every media file under ``top``, depth first in name order, as it is found.
+
+        Symbolic links to folders are followed, but each real folder (device, inode) once:
+        a link back up the tree would otherwise list the same files again at every level
+        (one loop: each file ~40 times) or never end (two loops). An explicit stack, not
+        recursion, so a deep tree cannot hit Python's recursion limit, and the listing is
+        streamed: the ingest starts on the first files while the rest are still being found.
+        """
+        seen: set[tuple[int, int]] = set()
+        stack = [self._children(top, seen)]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+            elif isinstance(item, Path):
+                stack.append(self._children(item, seen))
+            else:
+                yield item
+
+    def _children(self, folder: Path, seen: set[tuple[int, int]]) -> Iterator[Entry | Path]:
+        """One folder's media files (entries) and subfolders (paths), in name order; nothing for a
+        folder already listed under another name."""
         root, camera = self.path, self.camera
         try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                return
+            seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 children = sorted(it, key=lambda e: e.name)
         except OSError as exc:
@@ -83,7 +109,7 @@ class FolderSource:
                 yield Entry(str(path), camera or camera_for(path, root), error=f"cannot stat: {exc.strerror or exc}")
                 continue
             if is_dir:
-                yield from self._walk(path)
+                yield path
             elif path.suffix.lower() in MEDIA_SUFFIXES:
                 yield file_entry(path, camera or camera_for(path, root))
 

@@ -21,6 +21,7 @@ Open one with :func:`facelake.store.open_store`. The records written (``ImageRec
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -121,6 +122,9 @@ class ImageRecord:
     revision: int = 0
     """0: a first write, skipped when the image is stored already. Above 0: a live stream's segment
     written again once its open track ended; it replaces the rows its earlier revision wrote."""
+    uri_bytes: builtins.bytes | None = None  # builtins: the field ``bytes`` above shadows the type
+    """The exact bytes of a file name that is not UTF-8 (``uri`` then shows them as ``\\xNN``; see
+    ``sources.base.readable``); None for every other name."""
 
 
 @dataclass(frozen=True)
@@ -230,11 +234,13 @@ class Store(ABC):
 
     @abstractmethod
     def known_objects(self) -> set[tuple[str, str]]:
-        """``(uri, version)`` of every listed object whose image is stored without error."""
+        """``(uri, version)`` of every listed object whose image is stored without error (each uri as
+        stored: ``sources.base.readable``)."""
 
     @abstractmethod
     def objects_stored(self, uris: Sequence[str], chunk: int = 500) -> set[tuple[str, str]]:
-        """``(uri, version)`` of the given uris' objects whose image is stored without error."""
+        """``(uri, version)`` of the given uris' objects whose image is stored without error (each uri
+        as stored: ``sources.base.readable``)."""
 
     @abstractmethod
     def remember_object(self, uri: str, version: str | None, image_id: str) -> None:

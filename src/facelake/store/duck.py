@@ -352,7 +352,8 @@ PARQUET_EXPORT = {
 BigQuery has no array-of-arrays type; everything else keeps its column type (docs/bigquery.md)."""
 
 WAREHOUSE_ROWS = {
-    "images": "SELECT * FROM images WHERE ingested_at >= CAST(? AS TIMESTAMP) ORDER BY ingested_at",
+    "images": """SELECT * EXCLUDE (uri_bytes) FROM images WHERE ingested_at >= CAST(? AS TIMESTAMP)
+           ORDER BY ingested_at""",
     "sightings": """SELECT sighting_id, image_id, face_index, box::DOUBLE[] AS box,
            list_transform(landmarks::FLOAT[2][], lambda p: {'x': p[1]::DOUBLE, 'y': p[2]::DOUBLE}) AS landmarks,
            det_score, quality, embedding::DOUBLE[] AS embedding, model, person_id, cluster_id, match_score

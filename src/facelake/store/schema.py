@@ -150,6 +150,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sightings ADD COLUMN track_id BIGINT;
     ALTER TABLE sightings ADD COLUMN offset_s DOUBLE;
     """,
+    """
+    -- A file name that is not UTF-8: uri shows its odd bytes as \\xNN, uri_bytes keeps them exactly.
+    ALTER TABLE images ADD COLUMN uri_bytes BLOB;
+    """,
 ]
 """DuckDB's schema, one step per release that changed it."""
 
@@ -273,9 +277,12 @@ PG_MIGRATIONS: list[str] = [
     ALTER TABLE sightings ADD COLUMN track_id BIGINT, ADD COLUMN offset_s DOUBLE PRECISION;
     CREATE INDEX tracks_person ON tracks (person_id);
     """,
+    """
+    ALTER TABLE images ADD COLUMN uri_bytes BYTEA;
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
-each later step matches one of DuckDB's (the second: tracks)."""
+each later step matches one of DuckDB's (the second: tracks; the third: uri_bytes)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sources.base import readable
 from .base import ImageRecord, SightingRecord, Store
 from .clusters import Clusters
 from .connection import Sql, marks, utcnow, value_rows
@@ -80,7 +81,7 @@ class SqlStore(Store):
         """One query per ``chunk`` uris: a run of a few hundred files asked per file spent ~2 ms
         of the ingesting process's CPU on each."""
         found: set[tuple[str, str]] = set()
-        unique = sorted(set(uris))
+        unique = sorted({readable(u) for u in uris})
         for at in range(0, len(unique), chunk):
             part = unique[at : at + chunk]
             found |= {(r[0], r[1]) for r in self._sql.all(
@@ -91,7 +92,7 @@ class SqlStore(Store):
     def remember_object(self, uri: str, version: str | None, image_id: str) -> None:
         if version is not None:
             self._sql.execute("INSERT INTO source_objects VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                              [uri, version, image_id, utcnow()])
+                              [readable(uri), version, image_id, utcnow()])
 
     def write_images(
         self, items: Sequence[tuple[ImageRecord, Sequence[SightingRecord], str | None]], actor: str = "ingest",
@@ -125,8 +126,9 @@ class SqlStore(Store):
             if new:
                 sql.execute(
                     f"""INSERT INTO images (image_id, uri, camera, taken_at, taken_at_source, gps_lat, gps_lon,
-                            camera_make, camera_model, format, width, height, bytes, ingested_at, status, error)
-                        VALUES {value_rows(len(new), 16)}""",
+                            camera_make, camera_model, format, width, height, bytes, ingested_at, status, error,
+                            uri_bytes)
+                        VALUES {value_rows(len(new), 17)}""",
                     [v for i in new for v in _image_row(items[i][0], now)],
                 )
             named = {int(s.person_id) for i in new for s in items[i][1] if s.person_id is not None}
@@ -156,7 +158,7 @@ class SqlStore(Store):
             if audits:
                 sql.execute(f'INSERT INTO audit ("at", actor, action, subject) VALUES {value_rows(len(audits), 4)}',
                             [v for row in audits for v in row])
-            objects = {(image.uri, version): image.image_id for image, _, version in items
+            objects = {(readable(image.uri), version): image.image_id for image, _, version in items
                        if version is not None and (image.status == "ok" or status.get(image.image_id) == "ok")}
             if objects:
                 sql.execute(f"INSERT INTO source_objects VALUES {value_rows(len(objects), 4)} ON CONFLICT DO NOTHING",
@@ -241,7 +243,7 @@ class SqlStore(Store):
 def _image_row(image: ImageRecord, now: datetime) -> list[Any]:
     return [image.image_id, image.uri, image.camera, image.taken_at, image.taken_at_source, image.gps_lat,
             image.gps_lon, image.camera_make, image.camera_model, image.format, image.width, image.height,
-            image.bytes, now, image.status, image.error]
+            image.bytes, now, image.status, image.error, image.uri_bytes]
 
 
 def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,

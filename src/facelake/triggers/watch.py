@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +29,7 @@ from ..config import Settings
 from ..pipeline import ImageResult, Ingestor, IngestSummary, OnImage, Stage
 from ..pipeline.records import OnClip
 from ..sources import BucketSource, Entry, FolderSource, Source
-from ..sources.base import MEDIA_SUFFIXES, is_video_name
+from ..sources.base import MEDIA_SUFFIXES, is_video_name, readable
 from ..sources.folder import camera_for, file_entry
 from ..store.base import is_postgres
 from ..store.duck import watching
@@ -120,19 +122,90 @@ class FolderFollower(threading.Thread):
 
     def run(self) -> None:
         import watchfiles
+        from watchfiles._rust_notify import WatchfilesRustInternalError
 
         root = self.source.path
-        for changes in watchfiles.watch(root, stop_event=self.stop, debounce=200, step=50, rust_timeout=250,
-                                        yield_on_timeout=True, raise_interrupt=False):
-            self.ready.set()  # the first yield means the notifier is running
-            while not self._adopted.empty():
-                self._note(self._adopted.get())
-            for change, name in changes:
-                path = self._as_listed(Path(name))
-                if change != watchfiles.Change.deleted and path.suffix.lower() in MEDIA_SUFFIXES \
-                        and not path.name.startswith("."):
-                    self._note(path)
-            self._settled()
+        again: list[tuple[Path, float]] = []
+        while not self.stop.is_set():
+            since = time.time()
+            try:
+                for changes in watchfiles.watch(root, stop_event=self.stop, debounce=200, step=50, rust_timeout=250,
+                                                yield_on_timeout=True, raise_interrupt=False):
+                    self.ready.set()  # the first yield means the notifier is running
+                    while again:  # once the new notifier runs, so nothing falls between the two
+                        self._look_again(*again.pop())
+                    since = time.time()
+                    while not self._adopted.empty():
+                        self._note(self._adopted.get())
+                    for change, name in changes:
+                        path = self._as_listed(Path(name))
+                        if change != watchfiles.Change.deleted and _is_media(path):
+                            self._note(path)
+                    self._settled()
+                return
+            except WatchfilesRustInternalError as exc:
+                # watchfiles cannot hand over a name that is not UTF-8 and drops the whole batch of
+                # events with it: look again at the folder it names, for what changed since the
+                # last batch, and follow on with a fresh notifier.
+                folder = _undecodable_folder(str(exc))
+                if folder is None:
+                    raise
+                log.info("watchfiles could not decode a name in %s; looking at the folder", readable(str(folder)))
+                again.append((self._as_listed(folder), since - 1.0))
+
+    def _look_again(self, folder: Path, since: float) -> None:
+        """Follow every media file in ``folder`` created, written or renamed since ``since``."""
+        try:
+            with os.scandir(folder) as it:
+                children = list(it)
+        except OSError:
+            return
+        for child in children:
+            path = Path(child.path)
+            try:
+                changed = child.is_file() and child.stat().st_ctime >= since
+            except OSError:
+                continue
+            if changed and _is_media(path):
+                self._note(path)
+
+
+def _is_media(path: Path) -> bool:
+    return path.suffix.lower() in MEDIA_SUFFIXES and not path.name.startswith(".")
+
+
+_UNDECODABLE = re.compile(r'Unable to decode path "(.*)" to string', re.DOTALL)
+_RUST_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "0": b"\0", "\\": b"\\", '"': b'"', "'": b"'"}
+
+
+def _undecodable_folder(message: str) -> Path | None:
+    """The folder of the path in watchfiles' "Unable to decode path" error, or None for another error.
+
+    The path is printed as Rust's ``Debug`` writes it: the bytes that are not UTF-8 as ``\\xNN``,
+    a few characters backslash-escaped, the rest as they are.
+    """
+    match = _UNDECODABLE.search(message)
+    if match is None:
+        return None
+    text, out, i = match.group(1), bytearray(), 0
+    try:
+        while i < len(text):
+            if text[i] != "\\":
+                out += text[i].encode()
+                i += 1
+            elif text[i + 1] == "x":
+                out.append(int(text[i + 2 : i + 4], 16))
+                i += 4
+            elif text[i + 1] == "u":
+                end = text.index("}", i)
+                out += chr(int(text[i + 3 : end], 16)).encode()
+                i = end + 1
+            else:
+                out += _RUST_ESCAPES[text[i + 1]]
+                i += 2
+    except (IndexError, KeyError, ValueError):
+        return None
+    return Path(os.fsdecode(bytes(out))).parent
 
 
 class BucketPoller(threading.Thread):

@@ -311,6 +311,28 @@ DETECTORS: dict[str, DetectorFactory] = {
 """``Settings.detector`` → its factory."""
 
 
+def _mtcnn_installed() -> None:
+    from .mtcnn import weights_dir
+
+    weights_dir()
+
+
+EXTRA_CHECKS: dict[str, Callable[[], None]] = {"mtcnn": _mtcnn_installed}
+"""Detectors that need an extra → a check that raises ModelLoadError naming it (without loading anything)."""
+
+
+def require_installed(detector: str) -> None:
+    """Raise ModelLoadError, with the ``pip install`` that fixes it, when ``detector``'s extra is missing.
+
+    Called by the process that starts the workers, before it starts them: a worker process
+    that fails to build its models breaks the whole pool, and the user saw a 141-line
+    ``BrokenProcessPool`` traceback instead of the one line that says what to install.
+    """
+    check = EXTRA_CHECKS.get(detector)
+    if check is not None:
+        check()
+
+
 def _resnet_int8() -> Describe:
     from .embed import onnx_describe
 

@@ -1,0 +1,118 @@
+"""The command line tells the truth: data and messages are printed as they are, never as markup."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from facelake.cli import app
+from facelake.store.base import Target
+
+from .dbs import rows
+from .test_ingest import cli, runner
+
+
+def test_names_and_notes_are_printed_as_written_never_as_markup(db: Target, samples: Path) -> None:
+    """`people add "Joe [/]"` wrote the person and then crashed (rich read "[/]" as a closing
+    tag), and `people list` crashed from then on; a note "[red]yes[/red] :x:" came out red, as an emoji."""
+    name, note = "Joe [/]", "[red]yes[/red] :x:"
+    code, output = cli(db, "people", "add", name, str(samples / "obama.jpg"), "--consent", note)
+    assert code == 0 and f"enrolled {name} (person" in output, output
+    result = runner.invoke(app, ["--db", str(db), "people", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and name in result.output and note in result.output, result.output
+
+
+def test_a_failed_file_is_named_as_it_is(db: Target, tmp_path: Path, cams: Path, samples: Path) -> None:
+    """The summary's failed lines were printed as markup: a "[red]" in a file name vanished."""
+    (cams / "garden" / "x [red]y[b] :x:.jpg").write_bytes(b"not a photo")
+    shutil.copy(samples / "obama.jpg", cams / "garden" / "[b]bold.jpg")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert code == 0, output
+    assert "x [red]y[b] :x:.jpg: not an image" in output, output
+    code, output = cli(db, "ingest", str(cams), "--workers", "1", "-v")
+    assert "[b]bold.jpg" in output
+
+
+def test_verbose_ingest_says_each_thing_once_and_truly(db: Target, cams: Path) -> None:
+    """`ingest -v` printed `skipped … faces=0` for images whose faces are stored, and each failed
+    image twice (its line, then again under the summary)."""
+    (cams / "garden" / "broken.jpg").write_bytes(b"not a photo")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    (cams / "garden" / "late.jpg").write_bytes(b"not a photo either")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1", "-v")
+    assert code == 0, output
+    lines = output.splitlines()
+    skipped = [line for line in lines if line.startswith("skipped ")]
+    assert len(skipped) == 3 and not [line for line in skipped if "faces=" in line], output
+    assert len([line for line in lines if "late.jpg" in line]) == 1, output
+
+
+def test_the_exit_codes_are_the_documented_table() -> None:
+    import re
+
+    from facelake.cli import EXIT_CODES
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code): names for code, names in re.findall(r"^\| (\d) \| (.*) \|$", table, re.MULTILINE)}
+    assert sorted(documented) == list(range(9))
+    for cls, code in EXIT_CODES.items():
+        assert f"`{cls.__name__}`" in documented[code], (cls, code)
+
+
+def test_usage_mistakes_exit_2_and_change_nothing(db: Target, tmp_path: Path, cams: Path, samples: Path) -> None:
+    """`reembed --model bogus` exited 1 (the code of bugs), a missing photo 1 where an unreadable
+    one gives 6, and `clusters merge 3 3` succeeded and was audited."""
+    code, output = cli(db, "reembed", "--model", "bogus")
+    assert code == 2 and "--model must be one of" in output, output
+    code, output = cli(db, "people", "add", "Ann", str(tmp_path / "nope.jpg"), "--consent", "asked")
+    assert code == 2 and "no such file" in output, output
+    (tmp_path / "bad.jpg").write_text("not a photo")
+    code, output = cli(db, "people", "add", "Ann", str(tmp_path / "bad.jpg"), "--consent", "asked")
+    assert code == 6, output
+    for name in ("obama2.jpg", "obama3.jpg"):
+        shutil.copy(samples / name, cams / "garden" / name)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert cli(db, "cluster")[0] == 0
+    cluster = rows(db, "SELECT min(cluster_id) FROM sightings")[0][0]
+    assert cluster is not None
+    audited = rows(db, "SELECT count(*) FROM audit")
+    code, output = cli(db, "clusters", "merge", str(cluster), str(cluster))
+    assert code == 2 and "itself" in output, output
+    assert rows(db, "SELECT count(*) FROM audit") == audited
+
+
+def test_the_readme_jsonl_example_has_the_default_embedding_length() -> None:
+    """The README's `embed --jsonl` example said 128 floats where the default embedder gives 320."""
+    import re
+
+    from facelake.config import Settings
+    from facelake.vision.models import EMBEDDER_MODELS, EMBEDDING_DIMS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = re.search(r'"embedding": \[(\d+) floats\]', readme)
+    assert example is not None and int(example.group(1)) == EMBEDDING_DIMS[EMBEDDER_MODELS[Settings().embedder]]
+
+
+def test_people_per_day_counts_what_the_cameras_saw_not_the_enrollment_photo(db: Target, cams: Path,
+                                                                              samples: Path) -> None:
+    """people_per_day counted the enrollment photo as a sighting, where the HTML report does not."""
+    import json
+
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "asked")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "sql", "--report", "people_per_day", "--json")
+    assert code == 0, output
+    assert sum(r["sightings"] for r in json.loads(output)) == 2, "a.jpg and c.jpg; not the enrollment photo"
+
+
+def test_tables_wrap_long_values_instead_of_cutting_them(db: Target, cams: Path) -> None:
+    """At 80 columns the demo's tables cut file names to "…", and had no titles."""
+    long_name = "a-very-long-camera-file-name-" + "x" * 90 + ".jpg"
+    (cams / "garden" / "c.jpg").rename(cams / "garden" / long_name)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    code, output = cli(db, "sql", "SELECT regexp_replace(uri, '^.*/', '') AS file, camera FROM images ORDER BY 1",
+                       "--title", "stored files")
+    assert code == 0 and "…" not in output and output.lstrip().startswith("stored files"), output
+    cells = "".join(line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│"))
+    assert long_name in cells, output
