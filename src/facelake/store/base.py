@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from .clusters import Clusters
 from .connection import utcnow
+from .erasures import Erasures
 from .exports import Exports
 from .people import People
 from .reports import Reports
@@ -173,6 +174,7 @@ class Store(ABC):
     reports: Reports
     visits: Visits
     exports: Exports
+    erasures: Erasures
     tracks: Tracks
 
     groups_writes: bool = False

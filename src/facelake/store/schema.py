@@ -150,6 +150,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sightings ADD COLUMN track_id BIGINT;
     ALTER TABLE sightings ADD COLUMN offset_s DOUBLE;
     """,
+    """
+    -- Which faces' biometric data was erased (forget, purge, "not a face"), by key only: copies
+    -- outside the database (the Cloud Function's lake, BigQuery) are erased by these keys, and
+    -- `facelake import` never brings them back. No crop, embedding or person is kept here.
+    CREATE TABLE erased (
+        image_id    VARCHAR NOT NULL,
+        face_index  INTEGER,                -- NULL: the whole image went (an enrollment photo)
+        "at"        TIMESTAMP NOT NULL
+    );
+    CREATE INDEX erased_image ON erased (image_id);
+    CREATE INDEX erased_at ON erased ("at");
+    """,
 ]
 """DuckDB's schema, one step per release that changed it."""
 
@@ -273,9 +285,18 @@ PG_MIGRATIONS: list[str] = [
     ALTER TABLE sightings ADD COLUMN track_id BIGINT, ADD COLUMN offset_s DOUBLE PRECISION;
     CREATE INDEX tracks_person ON tracks (person_id);
     """,
+    """
+    CREATE TABLE erased (
+        image_id    TEXT NOT NULL,
+        face_index  INTEGER,
+        "at"        TIMESTAMP NOT NULL
+    );
+    CREATE INDEX erased_image ON erased (image_id);
+    CREATE INDEX erased_at ON erased ("at");
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
-each later step matches one of DuckDB's (the second: tracks)."""
+each later step matches one of DuckDB's (the second: tracks; the third: erased)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}
@@ -283,5 +304,5 @@ SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id",
 (PostgreSQL's serial columns name their own: ``pg_get_serial_sequence``)."""
 
 TABLES = ["images", "people", "sightings", "enrollments", "audit", "source_objects", "exports", "rejections",
-          "tokens", "not_faces", "face_contexts", "tracks"]
+          "tokens", "not_faces", "face_contexts", "tracks", "erased"]
 """Every data table, in an order that `facelake copy` can fill."""
