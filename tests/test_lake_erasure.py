@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -232,3 +233,34 @@ def test_export_erases_forgotten_and_expired_faces_from_bigquery(
     assert code == 0 and "2 rows of erased or expired faces emptied" in output, output
     assert bq_rows(bigquery_endpoint, f"SELECT count(*) FROM {ds}.sightings WHERE ARRAY_LENGTH(embedding) > 0") == [(0,)]
     assert bq_rows(bigquery_endpoint, f"SELECT count(*) FROM {ds}.sightings") == [(2,)], "the rows stay"
+
+
+@pytest.mark.parametrize("engine", ["duckdb"])
+def test_an_erased_face_takes_its_clip_track_template_and_still_from_the_lake(db: Target, tmp_path: Path) -> None:
+    """A clip's track is one face followed through the frames: erasing the face erases the track's
+    template and still in the lake's tracks file, and import writes the track without them."""
+    from facelake.store import SightingRecord, open_store
+    from facelake.store.base import ImageRecord, TrackRecord
+    from facelake.store.lake import import_lake
+
+    rng = np.random.default_rng(0)
+    template = rng.standard_normal(128).astype(np.float32)
+    track = TrackRecord(0.0, 2.0, 12, template, "m", still=b"\xff\xd8still-of-the-clip\xff\xd9")
+    faces = [SightingRecord(n, (0.0, 0.0, 10.0, 10.0), np.zeros((5, 2), np.float32), 0.9, 0.8,
+                            rng.standard_normal(128).astype(np.float32), "m", f"crop{n}".encode(), track=n, offset_s=0.5)
+             for n in range(2)]
+    clip = ImageRecord("clip-1", "/cams/walk.mp4", "door", "ok", tracks=(track, replace(track, still=b"other")))
+    lake = Lake(str(tmp_path / "lake"))
+    lake.write(clip, faces)
+    assert lake.erase_faces("clip-1", "face_index IN (0)") == 1
+    assert lake.erase_faces("clip-1", "face_index IN (0)") == 0, "nothing left to erase: not rewritten"
+    image, sightings = lake.read("clip-1")
+    assert (image.tracks[0].template, image.tracks[0].still) == (None, None)
+    assert image.tracks[1].still == b"other" and image.tracks[1].template is not None, "the other track stays"
+    assert (sightings[0].embedding, sightings[0].thumb) == (None, None) and sightings[1].thumb == b"crop1"
+    with open_store(db) as store:
+        assert import_lake(store, lake).imported == 1
+    assert rows(db, "SELECT track_index, template IS NULL, still IS NULL FROM tracks ORDER BY 1") == [
+        (0, True, True), (1, False, False)]
+    assert rows(db, "SELECT face_index, embedding IS NULL, thumb IS NULL FROM sightings ORDER BY 1") == [
+        (0, True, True), (1, False, False)]
