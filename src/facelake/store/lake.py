@@ -185,7 +185,7 @@ class Lake:
             path.write_bytes(self.bucket.read(key, 1 << 30))
             con.execute(f"CREATE TABLE sightings AS SELECT * FROM read_parquet('{path}')")
             cols = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
-            wipe = [c for c in ("embedding", "thumb", "person_id", "match_score") if c in cols]
+            wipe = [c for c in ("embedding", "thumb", "person_id", "match_score", "cluster_id") if c in cols]
             held = " OR ".join(f"{c} IS NOT NULL" for c in wipe) or "FALSE"
             row = con.execute(f"SELECT count(*) FROM sightings WHERE ({where}) AND ({held})", params or []).fetchone()
             n = int(row[0]) if row else 0
@@ -197,7 +197,7 @@ class Lake:
                 tpath.write_bytes(self.bucket.read(tracks_key, 1 << 30))
                 con.execute(f"CREATE TABLE tracks AS SELECT * FROM read_parquet('{tpath}')")
                 tcols = {r[0] for r in con.execute("DESCRIBE tracks").fetchall()}
-                twipe = [c for c in ("template", "still", "person_id", "match_score") if c in tcols]
+                twipe = [c for c in ("template", "still", "person_id", "match_score", "cluster_id") if c in tcols]
                 if twipe:
                     con.execute(f"UPDATE tracks SET {', '.join(c + ' = NULL' for c in twipe)} WHERE track_index IN "
                                 f"(SELECT track_index FROM sightings WHERE {where})", params or [])
