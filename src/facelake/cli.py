@@ -425,11 +425,14 @@ def export_cmd(
         counts = export_parquet(_settings(), parquet)
         for name, n in counts.items():
             out.print(f"{parquet / (name + '.parquet')}: {n} rows")
+        out.print("these files hold face crops and embeddings that `facelake forget` and `purge` cannot reach: "
+                  "keep them only as long as needed, and re-export after an erasure (docs/privacy.md)")
         return
     assert bigquery is not None
     sent = export_bigquery(_settings(), bigquery)
     out.print(f"{bigquery}: {sent['images']} images and {sent['sightings']} sightings sent ({sent['tracks']} tracks), "
-              f"{sent['erased']} rows of erased people deleted")
+              f"{sent['erased']} rows of erased people deleted, "
+              f"{sent['embeddings erased']} rows of erased or expired faces emptied")
 
 
 @app.command("copy")
@@ -472,7 +475,10 @@ def import_cmd(
         task = progress.add_task("import", total=None)
         counts = import_lake(_settings(), lake, lambda image_id, outcome: progress.advance(task))
     out.print(f"imported {counts['imported']} images ({counts['faces']} faces, {counts['named']} named), "
-              f"{counts['skipped']} already here")
+              f"{counts['skipped']} already here or erased")
+    if counts["erased"]:
+        out.print(f"{counts['erased']} faces came without crop and embedding: erased here or expired "
+                  "(run `facelake purge` to erase them from the lake too)")
 
 
 @app.command("report")
@@ -743,18 +749,38 @@ def reembed_cmd(
 @_reports_errors
 def forget_cmd(
     person: Annotated[str, typer.Argument(help="Name (or person id) to erase.")],
+    lake: Annotated[str | None, typer.Option(
+        "--lake", help="The Cloud Function's lake to erase them from too (default: the lake_uri setting).")] = None,
 ) -> None:
-    """Erase a person completely: enrollments, enrollment photos, links, face crops, embeddings."""
-    counts = people_service.forget(_settings(), person)
+    """Erase a person completely: enrollments, enrollment photos, links, face crops, embeddings, and the lake's copies."""
+    settings = _settings()
+    counts = people_service.forget(settings, person, lake=lake)
     out.print("erased " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    _warn_copies(settings, lake)
 
 
 @app.command("purge")
 @_reports_errors
-def purge_cmd() -> None:
-    """Erase embeddings and crops of unknown faces older than the retention period."""
-    n = people_service.purge(_settings())
-    out.print(f"purged the embeddings and crops of {n} unknown faces")
+def purge_cmd(
+    lake: Annotated[str | None, typer.Option(
+        "--lake", help="The Cloud Function's lake to purge too (default: the lake_uri setting).")] = None,
+) -> None:
+    """Erase embeddings and crops of unknown faces older than the retention period (in the lake too)."""
+    settings = _settings()
+    counts = people_service.purge(settings, lake=lake)
+    out.print(f"purged the embeddings and crops of {counts['faces']} unknown faces")
+    if "lake faces erased" in counts:
+        out.print(f"lake: {counts['lake faces erased']} faces erased, {counts['lake images deleted']} images deleted")
+    _warn_copies(settings, lake)
+
+
+def _warn_copies(settings: Settings, lake: str | None) -> None:
+    """Say which copies an erasure did not reach (docs/privacy.md): the owner must act on them."""
+    if not (lake or settings.lake_uri):
+        out.print("no lake given (--lake or lake_uri): if the Cloud Function writes one, run this again with "
+                  "--lake URI; `facelake import` never brings erased faces back meanwhile")
+    out.print("BigQuery: the next `facelake export --bigquery` erases them there; Parquet files written by "
+              "`facelake export --parquet` still hold them: delete or re-export those (docs/privacy.md)")
 
 
 @app.command("search")

@@ -247,7 +247,8 @@ class Settings(BaseSettings):
     lake_uri: str | None = Field(
         None, title="Parquet lake the Cloud Function writes",
         description="gs://BUCKET/lake (or s3://, or a folder): one images/ and one sightings/ Parquet "
-        "file per image; `facelake import` brings it into the database.",
+        "file per image; `facelake import` brings it into the database, and `forget` and `purge` "
+        "erase it as they erase the database.",
     )
     bigquery_dataset: str | None = Field(
         None, title="BigQuery dataset (PROJECT.DATASET)",

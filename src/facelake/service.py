@@ -123,10 +123,11 @@ def import_lake(settings: Settings, uri: str, on_image: Callable[[str, str], Non
         raise ConfigError(f"no lake at {uri}: no such folder (nothing was imported)")
     lake = Lake(uri)
     with open_store(settings.db) as store:
-        summary = run_import(store, lake, on_image)
+        summary = run_import(store, lake, on_image, settings.retention_days)
         sync_index(store, settings)
     named = identify(settings).named if summary.imported else 0
-    return {"imported": summary.imported, "skipped": summary.skipped, "faces": summary.faces, "named": named}
+    return {"imported": summary.imported, "skipped": summary.skipped, "faces": summary.faces, "named": named,
+            "erased": summary.erased}
 
 
 def export_bigquery(settings: Settings, dataset: str) -> dict[str, int]:
@@ -136,7 +137,7 @@ def export_bigquery(settings: Settings, dataset: str) -> dict[str, int]:
     project, name = bigquery.parse_dataset(dataset)
     bq = bigquery.client(project, settings.bigquery_endpoint)
     with open_store(settings.db) as store:
-        return bigquery.export(store, bq, project, name)
+        return bigquery.export(store, bq, project, name, settings.retention_days)
 
 
 def copy_database(source: Target, target: Target,

@@ -119,16 +119,41 @@ def remove_person(settings: Settings, who: str | int, actor: str = "cli") -> dic
         return store.people.erase(who, actor, forget=False)
 
 
-def forget(settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
-    """Erase a person completely: enrollments, photos, links, crops, embeddings, index entries."""
+def forget(settings: Settings, who: str | int, actor: str = "cli", lake: str | None = None) -> dict[str, int]:
+    """Erase a person completely: enrollments, photos, links, crops, embeddings, index entries,
+    and their faces in the Cloud Function's lake (``lake``, else ``lake_uri``) when there is one."""
     with open_store(settings.db) as store:
-        return _people.forget(store, settings, who, actor)
+        counts = _people.forget(store, settings, who, actor)
+    uri = lake or settings.lake_uri
+    if uri:
+        counts.update(_erase_lake(settings, uri, actor, retention=False))
+    return counts
 
 
-def purge(settings: Settings) -> int:
-    """Erase embeddings and crops of unknown faces older than ``retention_days``."""
+def purge(settings: Settings, lake: str | None = None, actor: str = "cli") -> dict[str, int]:
+    """Erase embeddings and crops of unknown faces older than ``retention_days``, in the database
+    and in the lake (``lake``, else ``lake_uri``) when there is one."""
     with open_store(settings.db) as store:
-        return _people.purge(store, settings)
+        counts = {"faces": _people.purge(store, settings, actor)}
+    uri = lake or settings.lake_uri
+    if uri:
+        counts.update(_erase_lake(settings, uri, actor, retention=True))
+    return counts
+
+
+def _erase_lake(settings: Settings, uri: str, actor: str, retention: bool) -> dict[str, int]:
+    """The lake step of ``forget`` and ``purge``, after the database's (which stands if the lake
+    cannot be reached: the keys wait in ``erased`` for the next run, and ``import`` refuses them)."""
+    from ..errors import FacelakeError, SourceError
+    from ..store.lake import Lake, erase_from_lake
+
+    try:
+        with open_store(settings.db) as store:
+            done = erase_from_lake(store, Lake(uri), settings.retention_days if retention else None, actor)
+    except FacelakeError as exc:
+        raise SourceError(f"erased from the database, but not yet from the lake {uri}: {exc} "
+                        f"(run `facelake purge --lake {uri}` to finish)") from exc
+    return {"lake images deleted": done.images, "lake faces erased": done.faces}
 
 
 def cluster(settings: Settings, full: bool = False, actor: str = "cli") -> ClusterResult:

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from .clusters import Clusters
 from .connection import utcnow
+from .erasures import Erasures
 from .exports import Exports
 from .people import People
 from .reports import Reports
@@ -177,6 +178,7 @@ class Store(ABC):
     reports: Reports
     visits: Visits
     exports: Exports
+    erasures: Erasures
     tracks: Tracks
 
     groups_writes: bool = False

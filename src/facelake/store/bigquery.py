@@ -9,7 +9,9 @@ Why it is built this way:
   the function's sink MERGEs each image's rows directly, so a redelivered event adds nothing.
 - **No face crops in the warehouse.** ``thumb`` stays in the owner's database: a warehouse
   copy of every face is outside the reach of ``facelake forget``. Embeddings are exported
-  (reports and search need them); rows of people erased since are deleted by the next export.
+  (reports and search need them), so every export also erases (``erase``): rows of people
+  erased since are deleted, the faces the database erased since (``store.erasures``) lose
+  their embedding, and unknown faces past ``retention_days`` too, the function's own included.
 - The client comes from the standard credential chain (ADC); ``bigquery_endpoint`` points it
   at an emulator, with anonymous credentials, for tests and local runs.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +130,7 @@ def _merge_sql(target: str, source: str, table: str) -> str:
             f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('S.' + c for c in cols)})")
 
 
-def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
+def export(store: Store, bq: Any, project: str, dataset: str, retention_days: int | None = None) -> dict[str, int]:
     """Send the rows not exported yet; returns rows added per table (and rows erased since).
 
     Incremental by watermark (``exports`` table): images by ``ingested_at``, sightings by
@@ -159,6 +162,7 @@ def export(store: Store, bq: Any, project: str, dataset: str) -> dict[str, int]:
             store.exports.advance(target, table, top)
         sent[table] = added
     sent["erased"] = apply_erasures(store, bq, project, dataset)
+    sent["embeddings erased"] = erase(store, bq, project, dataset, retention_days)
     store.audit("cli", "export_bigquery", f"{project}.{dataset} images:{sent['images']} sightings:{sent['sightings']} "
                                           f"tracks:{sent['tracks']}")
     return sent
@@ -180,6 +184,59 @@ def apply_erasures(store: Store, bq: Any, project: str, dataset: str) -> int:
         job.result()
         erased += int(job.num_dml_affected_rows or 0)
     return erased
+
+
+def erase(store: Store, bq: Any, project: str, dataset: str, retention_days: int | None = None,
+          chunk: int = 2_000) -> int:
+    """Carry the database's erasures and retention over to the warehouse; returns rows changed.
+
+    - images the database removed whole (a forgotten person's enrollment photos) are deleted
+      with their sightings and tracks;
+    - faces erased since the last run (``store.erasures``, watermark in ``exports``) lose their
+      embedding (REPEATED columns hold ``[]``, not NULL), their name, and their track's template;
+    - given ``retention_days``, unknown faces of images ingested before the cutoff lose theirs:
+      this also reaches rows the Cloud Function wrote, which the database never held.
+    Idempotent: a run cut short repeats from the same watermark.
+    """
+    from google.cloud import bigquery
+
+    P, A = bigquery.ScalarQueryParameter, bigquery.ArrayQueryParameter
+    target = f"bigquery:{project}.{dataset}"
+    top = store.erasures.top()
+    keys = store.erasures.since(store.exports.high_water(target, "erased"))
+    changed = 0
+
+    def dml(sql: str, *params: Any) -> None:
+        nonlocal changed
+        job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)))
+        job.result()
+        changed += int(job.num_dml_affected_rows or 0)
+
+    table = f"`{project}.{dataset}"
+    images = sorted(keys.images)
+    for start in range(0, len(images), chunk):
+        ids = A("ids", "STRING", images[start:start + chunk])
+        for name in ("sightings", "tracks", "images"):
+            dml(f"DELETE FROM {table}.{name}` WHERE image_id IN UNNEST(@ids)", ids)
+    faces = sorted(f"{image_id}/{n}" for image_id, ns in keys.faces.items() for n in ns)
+    for start in range(0, len(faces), chunk):
+        batch = A("keys", "STRING", faces[start:start + chunk])
+        dml(f"UPDATE {table}.tracks` T SET template = [], person_id = NULL, match_score = NULL WHERE EXISTS "
+            "(SELECT 1 FROM UNNEST(T.face_indexes) AS f WHERE CONCAT(T.image_id, '/', CAST(f AS STRING)) "
+            "IN UNNEST(@keys)) AND ARRAY_LENGTH(T.template) > 0", batch)
+        dml(f"UPDATE {table}.sightings` SET embedding = [], person_id = NULL, match_score = NULL "
+            "WHERE CONCAT(image_id, '/', CAST(face_index AS STRING)) IN UNNEST(@keys) "
+            "AND (ARRAY_LENGTH(embedding) > 0 OR person_id IS NOT NULL)", batch)
+    if retention_days is not None:
+        cutoff = P("cutoff", "DATETIME", utcnow() - timedelta(days=retention_days))
+        old = f"image_id IN (SELECT image_id FROM {table}.images` WHERE ingested_at < @cutoff)"
+        dml(f"UPDATE {table}.sightings` SET embedding = [] WHERE person_id IS NULL "
+            f"AND ARRAY_LENGTH(embedding) > 0 AND {old}", cutoff)
+        dml(f"UPDATE {table}.tracks` SET template = [] WHERE person_id IS NULL "
+            f"AND ARRAY_LENGTH(template) > 0 AND {old}", cutoff)
+    if top is not None:
+        store.exports.advance(target, "erased", top)
+    return changed
 
 
 class BigQuerySink:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import NotFound
 from .connection import Sql, marks, utcnow
+from .erasures import Erasures
 from .people import People
 
 
@@ -155,6 +156,7 @@ class Clusters:
             self._sql.erasing()
             for sighting in members:
                 self._sql.execute("INSERT INTO not_faces VALUES (?, ?) ON CONFLICT DO NOTHING", [sighting, utcnow()])
+            Erasures(self._sql).record_faces("cluster_id = ? AND person_id IS NULL", [cluster_id])
             self._sql.execute("DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
                               "WHERE cluster_id = ? AND person_id IS NULL)", [cluster_id])
             self._sql.execute("UPDATE sightings SET embedding = NULL, thumb = NULL, cluster_id = NULL "

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -125,8 +126,9 @@ class Lake:
         tracks = tuple(TrackRecord(*t) for t in con.execute(
             """SELECT start_s, end_s, frames, template, model, started_at, ended_at, still FROM tracks
                ORDER BY track_index""").fetchall()) if "tracks" in tables else ()
-        image = replace(ImageRecord(*row), tracks=tuple(replace(t, template=np.array(t.template, np.float32))
-                                                         for t in tracks))
+        # An erased track (``erase_faces``) keeps its row without template or still.
+        image = replace(ImageRecord(*row), tracks=tuple(
+            replace(t, template=None if t.template is None else np.array(t.template, np.float32)) for t in tracks))
         # Files written before clips were known have no track columns: their faces belong to none.
         names = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
         extra = "track_index, offset_s" if "track_index" in names else "NULL, NULL"
@@ -136,12 +138,139 @@ class Lake:
             SightingRecord(
                 face_index=f[0], box=tuple(f[1]),  # type: ignore[arg-type]
                 landmarks=np.array([[p["x"], p["y"]] for p in f[2]], dtype=np.float32), det_score=f[3],
-                quality=f[4], embedding=np.array(f[5], dtype=np.float32), model=f[6], thumb=f[7],
+                quality=f[4], embedding=None if f[5] is None else np.array(f[5], dtype=np.float32),  # type: ignore[arg-type]
+                model=f[6], thumb=f[7],
                 person_id=f[8], match_score=f[9], track=f[10], offset_s=f[11],
             )
             for f in faces
         ]
         return image, sightings
+
+    def ingested_at(self, image_id: str) -> datetime | None:
+        """When the function wrote the image (``None``: no image file): the clock retention runs by."""
+        if not self.has(image_id):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "images.parquet"
+            path.write_bytes(self.bucket.read(self._key("images", image_id), 1 << 26))
+            row = duckdb.connect().execute(f"SELECT max(ingested_at) FROM read_parquet('{path}')").fetchone()
+        return None if row is None else row[0]
+
+    def erase_image(self, image_id: str) -> int:
+        """Delete an image's files (the image file first: what is left is an incomplete record,
+        which ``import`` never reads); returns how many there were."""
+        n = 0
+        for table in ("images", "sightings", "tracks"):
+            key = self._key(table, image_id)
+            if self.bucket.exists(key):
+                self.bucket.delete(key)
+                n += 1
+        return n
+
+    def erase_faces(self, image_id: str, where: str, params: list[object] | None = None) -> int:
+        """Rewrite an image's sightings file (and tracks file) without the crops, embeddings and
+        names of the faces ``where`` selects (SQL over the sightings file's columns); returns how
+        many faces lost something. The rows stay, as in the database: counts keep working.
+
+        A track any of whose faces is erased loses its template and still (a track is one face
+        followed through a clip). Only columns the file has are touched, so files of older (or
+        newer) layouts are erased too. Files that hold nothing to erase are not rewritten.
+        """
+        key = self._key("sightings", image_id)
+        if not self.bucket.exists(key):
+            return 0
+        con = duckdb.connect()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "sightings.parquet"
+            path.write_bytes(self.bucket.read(key, 1 << 30))
+            con.execute(f"CREATE TABLE sightings AS SELECT * FROM read_parquet('{path}')")
+            cols = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
+            wipe = [c for c in ("embedding", "thumb", "person_id", "match_score", "cluster_id") if c in cols]
+            held = " OR ".join(f"{c} IS NOT NULL" for c in wipe) or "FALSE"
+            row = con.execute(f"SELECT count(*) FROM sightings WHERE ({where}) AND ({held})", params or []).fetchone()
+            n = int(row[0]) if row else 0
+            if not n:
+                return 0
+            tracks_key = self._key("tracks", image_id)
+            if "track_index" in cols and self.bucket.exists(tracks_key):
+                tpath = Path(tmp) / "tracks.parquet"
+                tpath.write_bytes(self.bucket.read(tracks_key, 1 << 30))
+                con.execute(f"CREATE TABLE tracks AS SELECT * FROM read_parquet('{tpath}')")
+                tcols = {r[0] for r in con.execute("DESCRIBE tracks").fetchall()}
+                twipe = [c for c in ("template", "still", "person_id", "match_score", "cluster_id") if c in tcols]
+                if twipe:
+                    con.execute(f"UPDATE tracks SET {', '.join(c + ' = NULL' for c in twipe)} WHERE track_index IN "
+                                f"(SELECT track_index FROM sightings WHERE {where})", params or [])
+                    self.bucket.write(tracks_key, _to_file(con, "tracks"))
+            con.execute(f"UPDATE sightings SET {', '.join(c + ' = NULL' for c in wipe)} WHERE {where}", params or [])
+            self.bucket.write(key, _to_file(con, "sightings"))
+        return n
+
+
+@dataclass
+class LakeErasure:
+    """What :func:`erase_from_lake` removed from the lake."""
+
+    images: int = 0
+    """Images deleted whole (enrollment photos of a forgotten person)."""
+    faces: int = 0
+    """Faces whose crop, embedding and name were rewritten out of their sightings file."""
+    scanned: int = 0
+    """Lake images the database does not hold (never imported), read to find what to erase."""
+    ids: list[str] = field(default_factory=list)
+    """The images whose files were changed."""
+
+
+def erase_from_lake(store: Store, lake: Lake, retention_days: int | None = None, actor: str = "cli") -> LakeErasure:
+    """Carry the database's erasures over to the lake; safe to repeat, and resumes where it stopped.
+
+    - every key in ``erased`` not applied to this lake yet (``exports`` remembers how far it
+      got, like an export): an erased face loses its crop, embedding and name, an image
+      removed whole loses its files;
+    - lake images never imported (the database has no key for them): faces named as a
+      forgotten person, and, given ``retention_days``, unknown faces written longer ago.
+
+    The watermark moves only once every image is done, so an outage midway leaves the rest
+    for the next run; ``facelake import`` refuses erased keys meanwhile.
+    """
+    target = f"lake:{lake.uri}"
+    mark = store.exports.high_water(target, "erased")
+    top = store.erasures.top()
+    keys = store.erasures.since(mark)
+    out = LakeErasure()
+    for image_id in sorted(keys.images):
+        if lake.erase_image(image_id):
+            out.images += 1
+            out.ids.append(image_id)
+    for image_id, faces in sorted(keys.faces.items()):
+        if image_id in keys.images:
+            continue
+        n = lake.erase_faces(image_id, f"face_index IN ({', '.join(str(int(f)) for f in sorted(faces))})")
+        if n:
+            out.faces += n
+            out.ids.append(image_id)
+    forgotten = sorted(store.erasures.forgotten_people())
+    cutoff = None if retention_days is None else utcnow() - timedelta(days=retention_days)
+    if forgotten or cutoff is not None:
+        known = store.image_ids()
+        for image_id in lake.image_ids():
+            if image_id in known:
+                continue
+            out.scanned += 1
+            wheres = [f"person_id IN ({', '.join(str(p) for p in forgotten)})"] if forgotten else []
+            if cutoff is not None:
+                written = lake.ingested_at(image_id)
+                if written is not None and written < cutoff:
+                    wheres.append("person_id IS NULL")
+            n = lake.erase_faces(image_id, " OR ".join(f"({w})" for w in wheres)) if wheres else 0
+            if n:
+                out.faces += n
+                out.ids.append(image_id)
+    if top is not None:
+        store.exports.advance(target, "erased", top)
+    if out.images or out.faces:
+        store.audit(actor, "erase_lake", f"{lake.uri} images:{out.images} faces:{out.faces}")
+    return out
 
 
 @dataclass
@@ -149,27 +278,65 @@ class ImportSummary:
     imported: int = 0
     skipped: int = 0
     faces: int = 0
+    erased: int = 0
+    """Faces imported without crop and embedding: erased here, or expired, though the lake held them."""
 
 
-def import_lake(store: Store, lake: Lake, on_image: Callable[[str, str], None] | None = None) -> ImportSummary:
+def _without_erased(store: Store, lake: Lake, image: ImageRecord, sightings: list[SightingRecord],
+                    people: set[int], forgotten: set[int], cutoff: datetime | None,
+                    ) -> tuple[ImageRecord, list[SightingRecord], int]:
+    """The image's faces as the database may take them back; returns how many lost their biometric data.
+
+    Erased keys (``store.erasures``), faces of a forgotten person, and unknown faces the
+    function wrote before the retention cutoff come without crop, embedding or name, whatever
+    the lake still holds; a person removed since (not forgotten) is only unlinked, as
+    ``people remove`` leaves their faces. A track with such a face loses its template and still.
+    """
+    keys = store.erasures.of([image.image_id]).faces.get(image.image_id, set())
+    expired = cutoff is not None and (written := lake.ingested_at(image.image_id)) is not None and written < cutoff
+    out: list[SightingRecord] = []
+    erased = 0
+    tracks: set[int] = set()
+    for s in sightings:
+        gone = (s.face_index in keys or s.person_id in forgotten
+                or (expired and (s.person_id is None or s.person_id not in people)))
+        if gone:
+            erased += 1
+            if s.track is not None:
+                tracks.add(s.track)
+            out.append(replace(s, embedding=None, thumb=None, person_id=None, match_score=None))  # type: ignore[arg-type]
+        elif s.person_id is not None and s.person_id not in people:
+            out.append(replace(s, person_id=None, match_score=None))
+        else:
+            out.append(s)
+    if image.tracks:
+        image = replace(image, tracks=tuple(replace(t, template=None, still=None) if n in tracks else t  # type: ignore[arg-type]
+                                            for n, t in enumerate(image.tracks)))
+    return image, out, erased
+
+
+def import_lake(store: Store, lake: Lake, on_image: Callable[[str, str], None] | None = None,
+                retention_days: int | None = None) -> ImportSummary:
     """Bring every lake image the store does not hold into it, one transaction per image.
 
     Person ids in the lake come from the gallery the function was given; a person who no
-    longer exists here (forgotten since) is not linked, so an erasure is never undone.
+    longer exists here is not linked, so an erasure is never undone. What the database erased
+    stays erased even if the lake still holds it (``_without_erased``): an image removed
+    whole is not imported, an erased face comes without crop and embedding.
     """
     summary = ImportSummary()
     known = store.image_ids()
     people = store.people.ids()
+    forgotten = store.erasures.forgotten_people()
+    cutoff = None if retention_days is None else utcnow() - timedelta(days=retention_days)
     for image_id in lake.image_ids():
-        if image_id in known:
+        if image_id in known or image_id in store.erasures.of([image_id]).images:
             summary.skipped += 1
             if on_image:
                 on_image(image_id, "skipped")
             continue
         image, sightings = lake.read(image_id)
-        sightings = [s if s.person_id in people or s.person_id is None
-                     else SightingRecord(s.face_index, s.box, s.landmarks, s.det_score, s.quality, s.embedding,
-                                         s.model, s.thumb) for s in sightings]
+        image, sightings, erased = _without_erased(store, lake, image, sightings, people, forgotten, cutoff)
         known.add(image_id)
         if store.write_image(image, sightings, actor="import") is None:  # another writer was first
             summary.skipped += 1
@@ -177,6 +344,7 @@ def import_lake(store: Store, lake: Lake, on_image: Callable[[str, str], None] |
                 on_image(image_id, "skipped")
             continue
         summary.imported += 1
+        summary.erased += erased
         summary.faces += len(sightings)
         if on_image:
             on_image(image_id, "imported")

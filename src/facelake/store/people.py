@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from ..errors import NotFound, StoreError
 from .connection import Sql, utcnow
+from .erasures import Erasures
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class People:
 
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
+        self._erasures = Erasures(sql)
 
     def _lookup(self, column: str, who: str | int) -> str | None:
         """``column`` of the person ``who``: an int is an id, a string a name (or, when nobody has
@@ -188,6 +190,7 @@ class People:
                 counts = {"enrollments": enrollments, **self._drop_enrollment_photos(pid)}
                 counts["sightings unlinked (crop and embedding erased)"] = sql.count(
                     "SELECT count(*) FROM sightings WHERE person_id = ?", [pid])
+                self._erasures.record_faces("person_id = ?", [pid])
                 sql.execute("DELETE FROM face_contexts WHERE sighting_id IN "
                             "(SELECT sighting_id FROM sightings WHERE person_id = ?)", [pid])
                 # Their faces leave their clusters too: a cluster is a group of one person's faces,
@@ -237,6 +240,7 @@ class People:
                JOIN images i ON i.image_id = s.image_id WHERE e.person_id = ? AND i.camera = 'enrollment'""",
             [pid])]
         sql.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
+        self._erasures.record_images(images)
         faces = 0
         for image_id in images:
             faces += sql.count("SELECT count(*) FROM sightings WHERE image_id = ?", [image_id])
@@ -264,6 +268,7 @@ class People:
             n = self._sql.count(f"SELECT count(*) FROM sightings WHERE {where}", [cutoff])
             if n:
                 self._sql.erasing()
+                self._erasures.record_faces(where, [cutoff])
                 self._sql.execute(f"DELETE FROM face_contexts WHERE sighting_id IN (SELECT sighting_id FROM sightings "
                                   f"WHERE {where})", [cutoff])
                 # An expired face leaves its cluster: a cluster of faces without embeddings or crops

@@ -154,6 +154,18 @@ MIGRATIONS: list[str] = [
     -- A file name that is not UTF-8: uri shows its odd bytes as \\xNN, uri_bytes keeps them exactly.
     ALTER TABLE images ADD COLUMN uri_bytes BLOB;
     """,
+    """
+    -- Which faces' biometric data was erased (forget, purge, "not a face"), by key only: copies
+    -- outside the database (the Cloud Function's lake, BigQuery) are erased by these keys, and
+    -- `facelake import` never brings them back. No crop, embedding or person is kept here.
+    CREATE TABLE erased (
+        image_id    VARCHAR NOT NULL,
+        face_index  INTEGER,                -- NULL: the whole image went (an enrollment photo)
+        "at"        TIMESTAMP NOT NULL
+    );
+    CREATE INDEX erased_image ON erased (image_id);
+    CREATE INDEX erased_at ON erased ("at");
+    """,
 ]
 """DuckDB's schema, one step per release that changed it."""
 
@@ -280,9 +292,18 @@ PG_MIGRATIONS: list[str] = [
     """
     ALTER TABLE images ADD COLUMN uri_bytes BYTEA;
     """,
+    """
+    CREATE TABLE erased (
+        image_id    TEXT NOT NULL,
+        face_index  INTEGER,
+        "at"        TIMESTAMP NOT NULL
+    );
+    CREATE INDEX erased_image ON erased (image_id);
+    CREATE INDEX erased_at ON erased ("at");
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
-each later step matches one of DuckDB's (the second: tracks; the third: uri_bytes)."""
+each later step matches one of DuckDB's (the second: tracks; the third: uri_bytes; the fourth: erased)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}
@@ -290,5 +311,5 @@ SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id",
 (PostgreSQL's serial columns name their own: ``pg_get_serial_sequence``)."""
 
 TABLES = ["images", "people", "sightings", "enrollments", "audit", "source_objects", "exports", "rejections",
-          "tokens", "not_faces", "face_contexts", "tracks"]
+          "tokens", "not_faces", "face_contexts", "tracks", "erased"]
 """Every data table, in an order that `facelake copy` can fill."""

@@ -20,6 +20,7 @@ from ..sources.base import readable
 from .base import ImageRecord, SightingRecord, Store
 from .clusters import Clusters
 from .connection import Sql, marks, utcnow, value_rows
+from .erasures import Erasures
 from .exports import Exports
 from .people import People
 from .reports import Reports
@@ -42,6 +43,7 @@ class SqlStore(Store):
         self.reports = Reports(sql)
         self.visits = Visits(sql)
         self.exports = Exports(sql)
+        self.erasures = Erasures(sql)
         self.tracks = Tracks(sql)
 
     def close(self) -> None:
@@ -198,7 +200,8 @@ class SqlStore(Store):
                 RETURNING image_id, track_index, track_id""",
             [v for image, n, t in rows
              for v in (image.image_id, n, image.camera, t.started_at, t.ended_at, float(t.start_s), float(t.end_s),
-                       int(t.frames), np.asarray(t.template, dtype=np.float32).tolist(), t.model, t.still)])
+                       int(t.frames), None if t.template is None else np.asarray(t.template, dtype=np.float32).tolist(),
+                       t.model, t.still)])
         return {(r[0], int(r[1])): int(r[2]) for r in returned}
 
     def _finish_tracks(self, faces: list[tuple[ImageRecord, SightingRecord, bool]],
@@ -249,7 +252,8 @@ def _image_row(image: ImageRecord, now: datetime) -> list[Any]:
 def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,
                   track_ids: dict[tuple[str, int], int]) -> list[Any]:
     return [image.image_id, s.face_index, [float(v) for v in s.box], np.asarray(s.landmarks, dtype=np.float32).tolist(),
-            float(s.det_score), float(s.quality), None if erased else np.asarray(s.embedding, dtype=np.float32).tolist(),
+            float(s.det_score), float(s.quality),
+            None if erased or s.embedding is None else np.asarray(s.embedding, dtype=np.float32).tolist(),
             s.model, None if erased else s.thumb, None if erased else s.person_id,
             None if erased else s.match_score, None if s.track is None else track_ids[(image.image_id, s.track)],
             s.offset_s]
