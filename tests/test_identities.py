@@ -187,7 +187,13 @@ def test_cluster_name_merge_and_split(db: Target, cams: Path, samples: Path) -> 
     assert code == 0 and "split into" in output
     after = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
                           "JOIN images i USING (image_id)"))
-    assert after["a.jpg"] == after["c.jpg"] == after["d.jpg"] != after["b.jpg"]
+    assert after == by_file, "the split gives each group its id back (the merged-in one too)"
+    # The other way round: the single face kept, the group of three merged into it, then split.
+    assert cli(db, "clusters", "merge", str(by_file["b.jpg"]), str(by_file["a.jpg"]))[0] == 0
+    assert cli(db, "clusters", "split", str(by_file["b.jpg"]))[0] == 0
+    after = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
+                          "JOIN images i USING (image_id)"))
+    assert after == by_file, "ids of what stays are kept: never swapped"
     # Naming the cluster enrolls its faces as a person.
     code, output = cli(db, "clusters", "name", str(after["a.jpg"]), "Barack", "--consent", "public figure, test")
     assert code == 0, output

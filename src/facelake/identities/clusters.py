@@ -117,10 +117,39 @@ def split_cluster(store: Store, settings: Settings, cluster_id: int, actor: str 
     groups = np.unique(labels)
     if len(groups) < 2:
         return [cluster_id]
-    next_id = store.clusters.top_id() + 1
-    ids = {int(groups[0]): cluster_id}
-    for g in groups[1:]:
-        ids[int(g)], next_id = next_id, next_id + 1
-    store.clusters.save_split(cluster_id, [(r.sighting_id, ids[int(label)]) for r, label in zip(rows, labels)],
-                              len(groups), actor)
+    origins = store.clusters.origins([r.sighting_id for r in rows])
+    homes = np.array([origins.get(r.sighting_id, cluster_id) for r in rows], dtype=np.int64)
+    ids = _ids_after_split(store, cluster_id, labels, homes)
+    new_of = [ids[int(label)] for label in labels]
+    # A face back in its first cluster, or in a new one, has nowhere else to return to.
+    fresh = set(ids.values()) - {cluster_id, *homes.tolist()}
+    merged_from = [(r.sighting_id, None if home == new or new in fresh else int(home))
+                   for r, home, new in zip(rows, homes.tolist(), new_of)]
+    store.clusters.save_split(cluster_id, [(r.sighting_id, new) for r, new in zip(rows, new_of)],
+                              len(groups), actor, merged_from)
     return sorted(ids.values())
+
+
+def _ids_after_split(store: Store, cluster_id: int, labels: np.ndarray, homes: np.ndarray) -> dict[int, int]:
+    """Which id each group of a split takes: ids of what stays are kept.
+
+    The group with most faces that began in ``cluster_id`` keeps it; a group most of whose
+    faces were merged in from another cluster gets that cluster's id back (unless it is in
+    use again); the rest are numbered anew. Before, the first group kept the id whatever it
+    held, so a merge then a split could swap the two groups' ids.
+    """
+    groups = sorted((int(g) for g in np.unique(labels)), key=lambda g: -int((labels == g).sum()))
+    keeper = max(groups, key=lambda g: (int(((labels == g) & (homes == cluster_id)).sum()), int((labels == g).sum())))
+    ids, taken = {keeper: cluster_id}, {cluster_id}
+    next_id = store.clusters.top_id() + 1
+    for g in groups:
+        if g == keeper:
+            continue
+        values, counts = np.unique(homes[labels == g], return_counts=True)
+        home = int(values[np.argmax(counts)])
+        if home not in taken and not store.clusters.in_use(home):
+            ids[g] = home
+        else:
+            ids[g], next_id = next_id, next_id + 1
+        taken.add(ids[g])
+    return ids

@@ -68,8 +68,19 @@ class Clusters:
             f"WHERE sighting_id IN ({marks(len(sightings))})", list(sightings))]
 
     def top_id(self) -> int:
-        """The highest cluster id in use (0 when none): new groups are numbered above it."""
-        return self._sql.count("SELECT coalesce(max(cluster_id), 0) FROM sightings")
+        """The highest cluster id in use, or kept for a split to give back (0 when none): new groups
+        are numbered above it."""
+        return self._sql.count("SELECT coalesce(max(greatest(coalesce(cluster_id, 0), coalesce(merged_from, 0))), 0) "
+                               "FROM sightings")
+
+    def origins(self, sightings: Sequence[int]) -> dict[int, int]:
+        """The cluster each of ``sightings`` was merged from (absent: it is in the cluster it began in)."""
+        return {int(r[0]): int(r[1]) for r in self._sql.all(
+            f"SELECT sighting_id, merged_from FROM sightings WHERE merged_from IS NOT NULL "
+            f"AND sighting_id IN ({marks(len(sightings))})", list(sightings))}
+
+    def in_use(self, cluster_id: int) -> bool:
+        return self._sql.count("SELECT count(*) FROM sightings WHERE cluster_id = ?", [cluster_id]) > 0
 
     def _assign(self, labels: Sequence[tuple[int, int]]) -> None:
         """Each ``(sighting_id, cluster_id)``; a track's best sighting takes its track and its other faces along."""
@@ -85,10 +96,13 @@ class Clusters:
             self._assign(labels)
             self._sql.audit(actor, "cluster", f"faces:{faces}")
 
-    def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int]], groups: int, actor: str) -> None:
-        """Write a split's ``(sighting_id, cluster_id)`` pairs and audit it."""
+    def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int]], groups: int, actor: str,
+                   merged_from: Sequence[tuple[int, int | None]] = ()) -> None:
+        """Write a split's ``(sighting_id, cluster_id)`` pairs and each face's new ``merged_from``, and audit it."""
         with self._sql.transaction():
             self._assign(labels)
+            for sighting, origin in merged_from:
+                self._sql.execute("UPDATE sightings SET merged_from = ? WHERE sighting_id = ?", [origin, sighting])
             self._sql.audit(actor, "split_cluster", f"cluster:{cluster_id} into {groups}")
 
     def listing(self, min_size: int = 2) -> list[ClusterRow]:
@@ -146,7 +160,10 @@ class Clusters:
     def merge(self, keep: int, other: int, actor: str) -> None:
         """Move every face of cluster ``other`` into ``keep``."""
         with self._sql.transaction():
-            self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
+            # Each face remembers where it came from (a face merged twice, its first cluster), so a
+            # split of ``keep`` later gives ``other`` its id back instead of numbering it anew.
+            self._sql.execute("UPDATE sightings SET merged_from = coalesce(merged_from, cluster_id), cluster_id = ? "
+                              "WHERE cluster_id = ?", [keep, other])
             self._sql.execute("UPDATE tracks SET cluster_id = ? WHERE cluster_id = ?", [keep, other])
             self._sql.audit(actor, "merge_clusters", f"cluster:{other} into cluster:{keep}")
 

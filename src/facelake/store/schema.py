@@ -166,6 +166,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX erased_image ON erased (image_id);
     CREATE INDEX erased_at ON erased ("at");
     """,
+    """
+    -- The cluster a face was in before `clusters merge` moved it: `clusters split` gives it back.
+    ALTER TABLE sightings ADD COLUMN merged_from BIGINT;
+    """,
 ]
 """DuckDB's schema, one step per release that changed it."""
 
@@ -301,9 +305,12 @@ PG_MIGRATIONS: list[str] = [
     CREATE INDEX erased_image ON erased (image_id);
     CREATE INDEX erased_at ON erased ("at");
     """,
+    """
+    ALTER TABLE sightings ADD COLUMN merged_from BIGINT;
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
-each later step matches one of DuckDB's (the second: tracks; the third: uri_bytes; the fourth: erased)."""
+each later step matches one of DuckDB's (then: tracks, uri_bytes, erased, merged_from)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}
