@@ -104,6 +104,7 @@ def test_people_per_day_counts_what_the_cameras_saw_not_the_enrollment_photo(db:
     code, output = cli(db, "sql", "--report", "people_per_day", "--json")
     assert code == 0, output
     assert sum(r["sightings"] for r in json.loads(output)) == 2, "a.jpg and c.jpg; not the enrollment photo"
+    assert {r["person"] for r in json.loads(output)} == {"Barack"}, "at home the report names people, not ids"
 
 
 def test_tables_wrap_long_values_instead_of_cutting_them(db: Target, cams: Path) -> None:

@@ -23,7 +23,17 @@ from . import errors
 from . import identities as people_service
 from .config import Settings, load_settings
 from .pipeline import embed_paths
-from .service import QueryResult, export_bigquery, export_gallery, export_parquet, import_lake, ingest, run_sql, stats
+from .service import (
+    QueryResult,
+    export_bigquery,
+    export_gallery,
+    export_parquet,
+    import_lake,
+    ingest,
+    run_report,
+    run_sql,
+    stats,
+)
 from .sources.base import readable
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
@@ -402,13 +412,11 @@ def sql_cmd(
     title: Annotated[str | None, typer.Option("--title", help="A title over the table (default: the report's name).")] = None,
 ) -> None:
     """Run read-only SQL against the database (writes are refused)."""
-    from .reports.queries import report_sql
-
     if as_json and as_csv:
         raise errors.ConfigError("--json and --csv are exclusive: pick one output format")
     if (query is None) == (report is None):
         raise errors.ConfigError("give either a SQL query or --report NAME")
-    result = run_sql(_settings(), query if query is not None else report_sql(report or ""))
+    result = run_sql(_settings(), query) if query is not None else run_report(_settings(), report or "")
     _print_result(result, "json" if as_json else "csv" if as_csv else "table", title=title or report)
 
 

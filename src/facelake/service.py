@@ -76,6 +76,24 @@ def run_sql(settings: Settings, sql: str) -> QueryResult:
     return QueryResult(columns, rows)
 
 
+def run_report(settings: Settings, name: str) -> QueryResult:
+    """A shipped report query, with each ``person_id`` named beside it.
+
+    The queries run unchanged on BigQuery, where the warehouse holds no names, so they give
+    ids; at home the owner reads names, added here from the database's own people.
+    """
+    from .reports.queries import report_sql
+
+    with open_store(settings.db, read_only=True) as store:
+        columns, rows = store.query(report_sql(name))
+        if "person_id" not in columns or "person" in columns:
+            return QueryResult(columns, rows)
+        names = store.people.names()
+    at = columns.index("person_id") + 1
+    return QueryResult([*columns[:at], "person", *columns[at:]],
+                       [(*r[:at], names.get(r[at - 1]) if r[at - 1] is not None else None, *r[at:]) for r in rows])
+
+
 def export_parquet(settings: Settings, directory: Path) -> dict[str, int]:
     """Write the images and sightings tables as Parquet files into ``directory``."""
     with open_store(settings.db, read_only=True) as store:
