@@ -97,6 +97,13 @@ class TrackRecord:
     """The frame at the track's best face, as a JPEG: what the dashboard shows (no video player)."""
 
 
+def error_id(uri: str) -> str:
+    """The id of the error row of a place whose bytes could not be read (or that a sink keeps
+    as its one error row, whatever the failing bytes were): from its uri, so that the next
+    failure overwrites it and the good row, keyed by its bytes, can find and replace it."""
+    return hashlib.sha256(b"unreadable:" + uri.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """A row of ``images``: one image, or one video clip (then with its ``tracks``), by content hash."""

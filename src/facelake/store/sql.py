@@ -115,6 +115,11 @@ class SqlStore(Store):
             if any(v != "ok" for v in status.values()):
                 stale = [k for k, v in status.items() if v != "ok"]
                 sql.execute(f"DELETE FROM images WHERE image_id IN ({marks(len(stale))})", stale)
+            # The place's earlier error rows go: one read while the bucket was down (id from
+            # the uri) or the bytes it held before it was fixed (id from those bytes).
+            uris = sorted({image.uri for image, _, _ in items})
+            sql.execute(f"""DELETE FROM images WHERE status = 'error' AND uri IN ({marks(len(uris))})
+                            AND image_id NOT IN ({marks(len(ids))})""", uris + ids)
             new: list[int] = []  # the items to insert: not stored ok, and each id once
             taken = {k for k, v in status.items() if v == "ok"}
             for i, (image, _, _) in enumerate(items):
