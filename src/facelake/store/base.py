@@ -33,6 +33,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from ..redact import mask_url
 from .clusters import Clusters
 from .connection import utcnow
 from .exports import Exports
@@ -61,16 +62,9 @@ def as_target(value: str | Path) -> Target:
 
 
 def describe_target(target: Target) -> str:
-    """The target as it may be printed: a PostgreSQL URL without its password."""
-    if not is_postgres(target):
-        return str(target)
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(str(target))
-    if parts.password is None:
-        return str(target)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The target as it may be printed: a PostgreSQL URL without its password (``redact.mask_url``:
+    the rule camera URLs follow, query values such as ``password=`` included)."""
+    return mask_url(str(target)) if is_postgres(target) else str(target)
 
 
 def target_key(target: Target) -> str:

@@ -36,6 +36,8 @@ def held_message(db: Path) -> str | None:
 
     try:
         info = json.loads(serve_lock_path(db).read_text())
+        if int(info["pid"]) == os.getpid():
+            return None  # serve's own note: whatever holds the file, it is not this process
         os.kill(int(info["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -67,7 +69,8 @@ class DuckStore(SqlStore):
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only and not DuckStore.shared)
         except duckdb.IOException as exc:
-            raise StoreError(held_message(self.path) or f"cannot open database {self.path}: {exc}") from exc
+            raise StoreError(held_message(self.path) or f"cannot open database {self.path}: another process holds "
+                             f"it (DuckDB admits one; a server database takes many): {exc}") from exc
         super().__init__(Sql(self._con))
         if not read_only:
             self._migrate()
