@@ -4,6 +4,8 @@ Real servers throughout (PostgreSQL, mosquitto, uvicorn in a `facelake serve` su
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import httpx
 
 from .dbs import PostgresServers, rows
 from .servers import free_port, wait_healthy
+from .test_alerts import receiver  # noqa: F401 - the webhook receiver fixture
 from .test_ingest import cli
 
 PASSWORD = "s3cretPW"
@@ -79,3 +82,75 @@ def test_a_lock_held_by_another_process_never_blames_serve_itself(tmp_path: Path
     db = tmp_path / "x.duckdb"
     serve_lock_path(db).write_text(json.dumps({"pid": os.getpid(), "url": "http://127.0.0.1:1"}))
     assert held_message(db) is None
+
+
+def test_watch_ingests_a_folder_created_with_its_file_and_a_folder_moved_in(
+    tmp_path: Path, samples: Path
+) -> None:
+    from .test_watch import Watch
+
+    db = tmp_path / "w.duckdb"
+    cams = tmp_path / "cams"
+    (cams / "frontdoor").mkdir(parents=True)
+    watch = Watch(db, str(cams), "--workers", "1", "--settle", "0.3")
+    watch.ready()
+    # A recorder's new day: the folder and its first frame at the same moment.
+    day = cams / "frontdoor" / "2024-05-01"
+    day.mkdir()
+    shutil.copy(samples / "obama.jpg", day / "a.jpg")
+    # A folder of frames prepared elsewhere and moved in whole.
+    outside = tmp_path / "elsewhere" / "garden"
+    outside.mkdir(parents=True)
+    shutil.copy(samples / "biden.jpg", outside / "b.jpg")
+    shutil.copy(samples / "obama2.jpg", outside / "c.jpg")
+    os.rename(outside, cams / "garden")
+    watch.wait_for(lambda: len(watch.new_lines()) >= 3, 60, "three images ingested")
+    assert watch.stop() == 0
+    assert rows(db, "SELECT camera, regexp_replace(uri, '^.*/', '') FROM images ORDER BY 2") == [
+        ("frontdoor", "a.jpg"), ("garden", "b.jpg"), ("garden", "c.jpg")]
+
+
+ALERTS = """
+flush_s = {flush}
+[webhook]
+url = "{url}"
+timeout_s = 2
+[mqtt]
+port = {mqtt}
+timeout_s = 1
+[[rule]]
+name = "anyone"
+on = "any"
+debounce_s = 0
+outputs = ["webhook", "mqtt"]
+"""
+
+
+def test_an_mqtt_broker_that_is_down_holds_up_no_webhook_alert(
+    tmp_path: Path, samples: Path, receiver: tuple[str, list[dict]]  # noqa: F811 - the fixture imported above
+) -> None:
+    from .test_alerts import wait_for
+
+    url, posts = receiver
+    door = tmp_path / "cams" / "door"
+    door.mkdir(parents=True)
+    for i, name in enumerate(["obama.jpg", "biden.jpg", "obama2.jpg"]):
+        shutil.copy(samples / name, door / f"{i}.jpg")
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(ALERTS.format(flush=3, url=url, mqtt=free_port()))
+    code, output = cli(tmp_path / "a.duckdb", "ingest", str(door.parent), "--workers", "1", "--alerts", str(rules))
+    assert code == 0, output
+    assert len(posts) == 3, f"the webhook got {len(posts)} of 3 alerts while MQTT was down"
+    assert "alerts: 3 raised, 3 not delivered" in output, output
+    # watch says what it could not deliver when it stops
+    from .test_watch import Watch
+
+    rules.write_text(ALERTS.format(flush=1, url=url, mqtt=free_port()))
+    watch = Watch(tmp_path / "w.duckdb", str(door.parent), "--workers", "1", "--alerts", str(rules))
+    watch.ready()
+    wait_for(lambda: len(posts) >= 6, 60)
+    assert len(posts) == 6
+    assert watch.stop() == 0
+    stopped = [line for line in watch.out if line.startswith("stopped:")]
+    assert stopped and "3 alerts (3 not delivered)" in stopped[0], watch.out
+

@@ -217,7 +217,8 @@ def watch_cmd(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
-              f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts")
+              f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts"
+              + (f" ({summary.alerts_undelivered} not delivered)" if summary.alerts_undelivered else ""))
     for name, counts in watcher.cameras.items():
         out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False, highlight=False)
 

@@ -44,6 +44,8 @@ class WatchSummary:
     faces: int = 0
     named: int = 0
     alerts: int = 0
+    alerts_undelivered: int = 0
+    """Alerts an output never took (still queued when the watcher stopped, or dropped from a full queue)."""
     runs: int = 0
 
     def add(self, run: IngestSummary) -> None:
@@ -125,10 +127,26 @@ class FolderFollower(threading.Thread):
                 self._note(self._adopted.get())
             for change, name in changes:
                 path = self._as_listed(Path(name))
-                if change != watchfiles.Change.deleted and path.suffix.lower() in MEDIA_SUFFIXES \
-                        and not path.name.startswith("."):
+                if change == watchfiles.Change.deleted:
+                    continue
+                if path.suffix.lower() in MEDIA_SUFFIXES and not path.name.startswith("."):
                     self._note(path)
+                elif change == watchfiles.Change.added and path.is_dir():
+                    self._scan(path)
             self._settled()
+
+    def _scan(self, folder: Path) -> None:
+        """Note every file under a folder that appeared: a folder moved in brings its files with
+        no event of their own, and files written into a folder created at the same moment come
+        before the notifier watches it (``cams/frontdoor/2024-05-01/x.jpg``, a recorder's new day)."""
+        try:
+            found = [p for p in folder.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES
+                     and not p.name.startswith(".") and p.is_file()]
+        except OSError as exc:
+            log.warning("cannot list new folder %s: %s", folder, exc)
+            return
+        for path in sorted(found):
+            self._note(path)
 
 
 class BucketPoller(threading.Thread):
@@ -251,4 +269,6 @@ class Watcher:
                 c.join(timeout=30)
             self._write_segments()
             self.cameras = {c.spec.camera: c.counters | ({"error": c.error} if c.error else {}) for c in cameras}
+        # The alert stage counts what its outputs never took when the ingestor closes, above.
+        self.summary.alerts_undelivered = self.ingestor.last_summary.alerts_undelivered
         return self.summary
