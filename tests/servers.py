@@ -264,3 +264,47 @@ class FaultyProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class RestartablePostgres:
+    """A throw-away PostgreSQL cluster that can be stopped (fast shutdown: clients are cut off,
+    as in a restart) and started again on the same port and data."""
+
+    def __init__(self, bindir: Path) -> None:
+        import tempfile
+
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="facelake-pg-"))
+        self.drop = _as_server_user()
+        if self.drop:
+            self.root.chmod(0o755)
+            os.chown(self.root, int(self.drop["user"]), int(self.drop["group"]))  # type: ignore[call-overload]
+        subprocess.run([str(bindir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "--auth=trust",
+                        "--encoding=UTF8", "--no-sync"], check=True, capture_output=True, **self.drop)  # type: ignore[call-overload]
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        cmd = [str(self.bindir / "postgres"), "-D", str(self.root / "data"), "-h", "127.0.0.1", "-p", str(self.port),
+               "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off"]
+        with open(self.root / "log", "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         **self.drop)  # type: ignore[call-overload]
+        wait_for_port(self.port, self.proc, "postgres")
+        _wait_ready(self.url, self.proc)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def close(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -9,12 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from .dbs import PostgresServers, rows
-from .servers import free_port, wait_healthy
+from .servers import RestartablePostgres, free_port, new_database, postgres_bins, wait_healthy
 from .test_alerts import receiver  # noqa: F401 - the webhook receiver fixture
 from .test_ingest import cli
 
@@ -154,3 +155,59 @@ def test_an_mqtt_broker_that_is_down_holds_up_no_webhook_alert(
     stopped = [line for line in watch.out if line.startswith("stopped:")]
     assert stopped and "3 alerts (3 not delivered)" in stopped[0], watch.out
 
+
+
+def _restartable() -> RestartablePostgres:
+    return RestartablePostgres(postgres_bins()["pgvector"])
+
+
+def test_watch_survives_a_postgresql_restart(tmp_path: Path, samples: Path) -> None:
+    from .test_watch import Watch
+
+    pg = _restartable()
+    try:
+        db = new_database(pg.url, "restart")
+        cams = tmp_path / "cams" / "door"
+        cams.mkdir(parents=True)
+        watch = Watch(db, str(cams.parent), "--workers", "1", "--settle", "0.3")  # type: ignore[arg-type]
+        watch.ready()
+        shutil.copy(samples / "obama.jpg", cams / "a.jpg")
+        watch.wait_for(lambda: watch.new_lines("a.jpg"), 60, "a.jpg ingested")
+        pg.stop()  # every connection is cut; the server is away for a few seconds
+        shutil.copy(samples / "biden.jpg", cams / "b.jpg")
+        time.sleep(3)
+        pg.start()
+        watch.wait_for(lambda: watch.new_lines("b.jpg"), 60, "b.jpg ingested after the restart")
+        shutil.copy(samples / "obama2.jpg", cams / "c.jpg")
+        watch.wait_for(lambda: watch.new_lines("c.jpg"), 60, "c.jpg ingested")
+        assert watch.stop() == 0
+        assert rows(db, "SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM images") == [(3, 3)]
+        assert not [line for line in watch.err if "Traceback" in line]
+    finally:
+        from facelake.store.pg import close_pools
+
+        close_pools()
+        pg.close()
+
+
+def test_a_writer_whose_server_stays_away_gives_up_in_one_line_with_exit_4(tmp_path: Path, samples: Path) -> None:
+    from .test_watch import Watch
+
+    pg = _restartable()
+    try:
+        db = new_database(pg.url, "away")
+        cams = tmp_path / "cams" / "door"
+        cams.mkdir(parents=True)
+        watch = Watch(db, str(cams.parent), "--workers", "1", "--settle", "0.3",  # type: ignore[arg-type]
+                      env={"FACELAKE_PG_RECONNECT_S": "3"})
+        watch.ready()
+        pg.stop()
+        shutil.copy(samples / "obama.jpg", cams / "a.jpg")
+        code = watch.proc.wait(timeout=90)
+        time.sleep(0.5)  # the pumps read the last lines
+        assert code == 4, (code, watch.err[-10:])
+        errors = [line for line in watch.err if line.startswith("error:")]
+        assert len(errors) == 1 and "lost the connection" in errors[0] and PASSWORD not in errors[0], watch.err[-10:]
+        assert not [line for line in watch.err if "Traceback" in line], watch.err[-30:]
+    finally:
+        pg.close()

@@ -10,6 +10,7 @@
     ├── SourceError               a source or sink cannot be listed or written (bucket, credentials)
     │   └── SourceUnavailable     an object could not be read now (network, 5xx, 403): try again later
     └── StoreError                the database refused an operation
+        ├── ConnectionLost        the server dropped the connection mid-transaction (retried)
         ├── NotFound              no such person, cluster, sighting or token
         └── ReadOnlyViolation     a write was attempted through the read-only SQL command
 
@@ -64,6 +65,11 @@ class SourceUnavailable(SourceError):
 
 class StoreError(FacelakeError):
     """The database refused an operation."""
+
+
+class ConnectionLost(StoreError):
+    """The database server dropped the connection inside a transaction: nothing of it was
+    committed, and the writer may run it again on a new connection."""
 
 
 class NotFound(StoreError):

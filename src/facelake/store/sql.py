@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConnectionLost
 from .base import ImageRecord, SightingRecord, Store
 from .clusters import Clusters
 from .connection import Sql, marks, utcnow, value_rows
@@ -99,8 +100,20 @@ class SqlStore(Store):
         """Several images in one transaction: each statement costs the writing process a
         millisecond or so whatever its size, and ingest writes from one process while the
         workers analyse on every core. Two faces an image, DuckDB: 7.7 ms of CPU an image
-        written one by one, 1.6 ms in batches of 8. The batch commits or rolls back as one.
+        written one by one, 1.6 ms in batches of 8. The batch commits or rolls back as one,
+        so a server that dropped the connection mid-batch (a restart) gets it again whole.
         """
+        for attempt in range(3):
+            try:
+                return self._write_batch(items, actor)
+            except ConnectionLost:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write_batch(
+        self, items: Sequence[tuple[ImageRecord, Sequence[SightingRecord], str | None]], actor: str,
+    ) -> list[list[int] | None]:
         sql = self._sql
         out: list[list[int] | None] = [None] * len(items)
         with sql.transaction():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import ConnectionLost
 from ..pipeline import ImageResult, Ingestor, IngestSummary, OnImage, Stage
 from ..sources import BucketSource, Entry, FolderSource, Source
 from ..sources.base import MEDIA_SUFFIXES, is_video_name
@@ -226,6 +227,18 @@ class Watcher:
                     items.append((src, entry))
         return items
 
+    def _ingest(self, items: list[Item]) -> None:
+        """One run over ``items``; a database connection lost mid-run (a server restart) runs
+        them again on a new one: what was stored is skipped by its id, the rest is written."""
+        for attempt in range(3):
+            try:
+                self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items))
+                return
+            except ConnectionLost as exc:
+                if attempt == 2:
+                    raise
+                log.warning("%s; running the last %d files again", exc, len(items))
+
     def _write_segments(self) -> None:
         """Write what the stream followers handed over (in this thread: it owns the store)."""
         batch: list[ImageResult] = []
@@ -247,7 +260,7 @@ class Watcher:
                 t.start()
             for t in followers:
                 t.ready.wait(timeout=30)
-            self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=self._rescan(followers)))
+            self._ingest(self._rescan(followers))
             if self.on_ready:
                 self.on_ready()
             batch = max(1, self.settings.batch_images)
@@ -262,7 +275,7 @@ class Watcher:
                         items.append(self.queue.get_nowait())
                     except queue.Empty:
                         break
-                self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items))
+                self._ingest(items)
             for t in followers:
                 t.join(timeout=5)
             for c in cameras:  # each closes its open tracks and hands them over as it ends
