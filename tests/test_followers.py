@@ -211,3 +211,67 @@ def test_a_writer_whose_server_stays_away_gives_up_in_one_line_with_exit_4(tmp_p
         assert not [line for line in watch.err if "Traceback" in line], watch.err[-30:]
     finally:
         pg.close()
+
+
+def _left_after(proc: subprocess.Popen[str], kids: list) -> list:  # type: ignore[type-arg]
+    import psutil
+
+    deadline = time.monotonic() + 30
+    alive = kids
+    while time.monotonic() < deadline:
+        alive = [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            break
+        time.sleep(0.3)
+    for k in alive:
+        k.kill()
+    return [k.pid for k in alive]
+
+
+def _frames(folder: Path, samples: Path, n: int) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    base = Image.open(samples / "obama.jpg").convert("RGB")
+    for i in range(n):
+        img = base.copy()
+        img.putpixel((i, 0), (i * 4, 0, 0))
+        img.save(folder / f"{i:02d}.jpg", quality=90)
+
+
+def test_nothing_of_a_ray_ingest_outlives_it_when_killed(tmp_path: Path, samples: Path) -> None:
+    import psutil
+
+    _frames(tmp_path / "cams" / "c", samples, 40)
+    proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(tmp_path / "r.duckdb"), "ingest",
+                             str(tmp_path / "cams"), "-v", "--workers", "2", "--engine", "ray"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("new "):
+            break
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert any("Agent" in k.name() for k in kids), [k.name() for k in kids]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert _left_after(proc, kids) == [], "Ray's agents (or anything else) outlived the killed ingest"
+
+
+def test_nothing_of_serve_outlives_it_when_killed(tmp_path: Path, samples: Path) -> None:
+    import psutil
+
+    _frames(tmp_path / "cams" / "c", samples, 30)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(tmp_path / "s.duckdb"), "serve",
+                             "--port", str(port), "--watch", str(tmp_path / "cams"), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    wait_healthy(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    kids: list = []  # type: ignore[type-arg]
+    while time.monotonic() < deadline and len(kids) < 2:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.3)
+    assert len(kids) >= 2, "serve's watcher runs worker processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert _left_after(proc, kids) == []
