@@ -121,6 +121,9 @@ class GcsBucket:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         self._retry = DEFAULT_RETRY
+        self._down = threading.Event()
+        """Set when a read spent its whole budget: the next reads are tried once each (a bucket
+        that is down costs one budget per run, not one per object), until one succeeds."""
 
     def _read_retry(self, where: str) -> Any:
         """The library's retry policy (which errors are worth a retry), within READ_BUDGET_S,
@@ -146,19 +149,28 @@ class GcsBucket:
 
     def read(self, key: str, max_bytes: int) -> bytes:
         where = f"gs://{self.name}/{key}"
+        retry = None if self._down.is_set() else self._read_retry(where)
         try:
             # A ranged request: the server sends at most max_bytes + 1 bytes, whatever the object's size.
             data = self._bucket.blob(key).download_as_bytes(start=0, end=max_bytes, timeout=REQUEST_TIMEOUT_S,
-                                                            retry=self._read_retry(where))
+                                                            retry=retry)
         except self._errors.GoogleAPIError as exc:
             if _transient_http(getattr(exc, "code", None)):
-                raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
+                raise self._unavailable(where, exc) from exc
             raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
         except (OSError, ValueError) as exc:  # requests' and google-auth's transport errors derive from these
-            raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
+            raise self._unavailable(where, exc) from exc
+        self._down.clear()
         if len(data) > max_bytes:
             raise ImageTooLarge(f"gs://{self.name}/{key}: more than {max_bytes / 1e6:.0f} MB, over the limit")
         return data
+
+    def _unavailable(self, where: str, exc: BaseException) -> SourceUnavailable:
+        if not self._down.is_set():
+            log.warning("%s could not be read within %.0f s; the next objects of gs://%s are tried once each "
+                        "until one reads", where, READ_BUDGET_S, self.name)
+            self._down.set()
+        return SourceUnavailable(f"cannot read {where} now: {_reason(exc)}")
 
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         try:
