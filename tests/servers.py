@@ -193,3 +193,118 @@ def new_database(admin_url: str, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+class FaultyProxy:
+    """A real HTTP proxy in front of a real server (the GCS emulator) that answers ``status``
+    instead of forwarding, for the requests whose path contains one of ``failing`` (an outage,
+    a permission being fixed). ``hits`` counts the requests it refused.
+
+    Run in a thread of the test process; ``url`` is what ``STORAGE_EMULATOR_HOST`` takes.
+    """
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.target = urllib.parse.urlsplit(target)
+        self.failing: set[str] = set()
+        self.status = 503
+        self.hits = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                import http.client
+
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = urllib.parse.unquote(self.path)
+                if any(f in path for f in proxy.failing):
+                    proxy.hits += 1
+                    message = b'{"error": {"code": %d, "message": "injected"}}' % proxy.status
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(message)))
+                    self.end_headers()
+                    self.wfile.write(message)
+                    return
+                conn = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                reply = conn.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for k, v in reply.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any
+
+        class Quiet(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that gave up on a refused request resets its connection
+
+        self._server = Quiet(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class RestartablePostgres:
+    """A throw-away PostgreSQL cluster that can be stopped (fast shutdown: clients are cut off,
+    as in a restart) and started again on the same port and data."""
+
+    def __init__(self, bindir: Path) -> None:
+        import tempfile
+
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="facelake-pg-"))
+        self.drop = _as_server_user()
+        if self.drop:
+            self.root.chmod(0o755)
+            os.chown(self.root, int(self.drop["user"]), int(self.drop["group"]))  # type: ignore[call-overload]
+        subprocess.run([str(bindir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "--auth=trust",
+                        "--encoding=UTF8", "--no-sync"], check=True, capture_output=True, **self.drop)  # type: ignore[call-overload]
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        cmd = [str(self.bindir / "postgres"), "-D", str(self.root / "data"), "-h", "127.0.0.1", "-p", str(self.port),
+               "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off"]
+        with open(self.root / "log", "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         **self.drop)  # type: ignore[call-overload]
+        wait_for_port(self.port, self.proc, "postgres")
+        _wait_ready(self.url, self.proc)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def close(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

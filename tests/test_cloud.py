@@ -297,3 +297,46 @@ def test_function_alerts_by_its_rules_naming_the_face_by_image_and_index(
     assert len(posts) == 2 and posts[1]["image_id"] == video.image_id
     # Redelivered (at least once): stored already, so no second alert.
     assert runtime.handle(bucket.name, "door/obama.jpg").outcome == "skipped" and len(posts) == 2
+
+
+def test_lake_files_load_into_the_bigquery_tables_as_docs_say(
+    tmp_path: Path, samples: Path, gcs: str, bigquery_endpoint: str, new_db: NewDb
+) -> None:
+    """docs/bigquery.md: `bq load` of lake/images/*.parquet and lake/sightings/*.parquet into the
+    tables facelake makes. The files hold exactly those tables' columns; the crops stay in faces/."""
+    import duckdb
+
+    from facelake.sources.buckets import LocalBucket
+    from facelake.store import bigquery
+    from facelake.triggers.cloud_function import FunctionRuntime
+
+    bucket = gcs_bucket()
+    bucket.blob("door/a.jpg").upload_from_filename(samples / "obama.jpg")
+    lake = Lake(str(tmp_path / "lake"), bucket=LocalBucket(tmp_path / "lake"))
+    runtime = FunctionRuntime(load_settings(db=tmp_path / "x.duckdb"), sink=lake)
+    image_id = runtime.handle(bucket.name, "door/a.jpg").image_id
+    for table in ("images", "sightings"):
+        columns = [r[0] for r in duckdb.sql(
+            f"DESCRIBE SELECT * FROM '{tmp_path}/lake/{table}/{image_id}.parquet'").fetchall()]
+        assert columns == [name for name, _, _ in bigquery.FIELDS[table]], table
+    bq = bigquery.client("facelake-test", bigquery_endpoint)
+    ds = f"lake_{uuid.uuid4().hex[:8]}"
+    bigquery.ensure_tables(bq, "facelake-test", ds)
+    for table in ("images", "sightings"):
+        with open(tmp_path / "lake" / table / f"{image_id}.parquet", "rb") as f:
+            bq.load_table_from_file(f, f"facelake-test.{ds}.{table}",
+                                    job_config=bigquery.load_config(table, staging=False)).result()
+    assert bq_rows(bigquery_endpoint, "SELECT i.camera, s.face_index, ARRAY_LENGTH(s.embedding), s.sighting_id "
+                                      f"FROM {ds}.images i JOIN {ds}.sightings s USING (image_id)") == [
+        ("door", 0, 320, None)]
+    # The crop is still in the lake for `facelake import`.
+    db = new_db("lake")
+    from facelake.store import open_store
+    from facelake.store.lake import import_lake
+
+    store = open_store(db)
+    try:
+        assert import_lake(store, lake).imported == 1
+    finally:
+        store.close()
+    assert rows(db, "SELECT thumb IS NOT NULL FROM sightings") == [(True,)]

@@ -61,8 +61,14 @@ def _lake_faces(lake: Lake) -> list[tuple[str, int, int | None, bytes | None, by
         for obj in lake.bucket.list(folder):
             path = Path(tmp) / "s.parquet"
             path.write_bytes(lake.bucket.read(obj.key, 1 << 30))
+            crops = Path(tmp) / "f.parquet"  # the crops are in faces/<id>.parquet beside it
+            faces_key = obj.key.replace("sightings/", "faces/", 1)
+            crops.write_bytes(lake.bucket.read(faces_key, 1 << 30) if lake.bucket.exists(faces_key) else b"")
+            thumbs = (f"(SELECT f.thumb FROM read_parquet('{crops}') f WHERE f.face_index = s.face_index)"
+                      if crops.stat().st_size else "NULL")
             for image_id, face, person, thumb, emb in duckdb.connect().execute(
-                    f"SELECT image_id, face_index, person_id, thumb, embedding FROM read_parquet('{path}')").fetchall():
+                    f"SELECT image_id, face_index, person_id, {thumbs}, embedding "
+                    f"FROM read_parquet('{path}') s").fetchall():
                 out.append((image_id, face, person, None if thumb is None else bytes(thumb),
                             None if emb is None else np.asarray(emb, np.float32).tobytes()))
     return out

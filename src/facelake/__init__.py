@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .config import Settings, load_settings
 from .errors import (
+    BadEvent,
     ConfigError,
+    ConnectionLost,
     FacelakeError,
     ImageTooLarge,
     ImageUnreadable,
@@ -17,6 +19,7 @@ from .errors import (
     NotFound,
     ReadOnlyViolation,
     SourceError,
+    SourceUnavailable,
     StoreError,
 )
 from .identities import cluster, enroll_person, forget, identify, purge, search
@@ -26,7 +29,9 @@ from .service import QueryResult, export_parquet, ingest, run_sql, stats, visits
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadEvent",
     "ConfigError",
+    "ConnectionLost",
     "EmbedOutcome",
     "FacelakeError",
     "ImageTooLarge",
@@ -39,6 +44,7 @@ __all__ = [
     "ReadOnlyViolation",
     "Settings",
     "SourceError",
+    "SourceUnavailable",
     "StoreError",
     "cluster",
     "embed_paths",

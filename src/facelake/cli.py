@@ -23,6 +23,7 @@ from . import errors
 from . import identities as people_service
 from .config import Settings, load_settings
 from .pipeline import embed_paths
+from .redact import mask_url
 from .service import (
     QueryResult,
     export_bigquery,
@@ -35,6 +36,7 @@ from .service import (
     stats,
 )
 from .sources.base import readable
+from .store import describe_target
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -172,7 +174,7 @@ def ingest_cmd(
 
         summary = ingest(sources, settings, camera=camera, workers=workers, on_listed=listed, on_image=done,
                          engine=engine, ray_address=address, on_warning=_warn, on_clip=clip)
-    table = Table(title=f"ingest into {settings.db}", show_header=True)
+    table = Table(title=f"ingest into {describe_target(settings.db)}", show_header=True)
     for col in ("new", "skipped", "failed", "faces", "named", "purged", "images/s"):
         table.add_column(col, justify="right")
     table.add_row(str(summary.new), str(summary.skipped), str(summary.failed), str(summary.faces),
@@ -206,11 +208,9 @@ def serve_cmd(
         from .api.serve import serve
     except ImportError as exc:
         raise errors.ConfigError(f"serve needs the serve extra: pip install 'facelake[serve]' ({exc})") from exc
-    from .sources.video import mask_url
-
     settings = _settings(alerts_file=alerts)
-    console.print(f"facelake serving {settings.db} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
-                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""))
+    console.print(f"facelake serving {describe_target(settings.db)} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
+                  + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""), markup=False)
     serve(settings, host, port, watch or [], workers)
 
 
@@ -234,7 +234,6 @@ def watch_cmd(
 
     from .service import default_stages
     from .sources import open_source, require_present
-    from .sources.video import mask_url
     from .triggers.streams import plan_streams
     from .triggers.watch import Watcher
 
@@ -273,7 +272,8 @@ def watch_cmd(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
-              f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts")
+              f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts"
+              + (f" ({summary.alerts_undelivered} not delivered)" if summary.alerts_undelivered else ""))
     for name, counts in watcher.cameras.items():
         out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
 
@@ -295,7 +295,6 @@ def capture_cmd(
     """
     import signal
 
-    from .sources.video import mask_url
     from .triggers.capture import Capture
     from .triggers.streams import plan_streams
 

@@ -267,6 +267,13 @@ class Settings(BaseSettings):
         60.0, ge=0.0, le=86_400.0, title="Seconds between two checks of the gallery file",
         description="A warm function instance re-reads the gallery at most this often.",
     )
+    function_prefix: str = Field(
+        "", max_length=1024, title="Key prefix the Cloud Function takes images from",
+        description="The camera of an object is the first folder under this prefix, the rule "
+        "`facelake ingest gs://BUCKET/PREFIX` follows, so the function and ingest name it alike "
+        "(`cams` makes cams/frontdoor/x.jpg camera frontdoor). Objects outside it are ignored "
+        "(the lake and the gallery, when they live beside it).",
+    )
 
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, title="Dashboard session lifetime (hours)",

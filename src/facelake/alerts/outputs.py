@@ -1,8 +1,9 @@
 """Delivering alerts: a webhook (HTTP POST) and MQTT with Home Assistant discovery.
 
-Delivery never blocks ingestion: alerts go into a bounded queue that a background thread
-drains with retries and exponential backoff. A broker or receiver that is down costs queued
-alerts (the oldest are dropped when the queue is full, and whatever is still queued when the
+Delivery never blocks ingestion: each output has its own bounded queue, drained by its own
+thread with retries and exponential backoff. An output that is down holds up only its own
+alerts (a webhook keeps receiving while the MQTT broker is away), and costs queued alerts
+(its oldest are dropped when its queue is full, and whatever is still queued when the
 ingest's flush time runs out is reported as undelivered), never a stored face.
 """
 
@@ -192,69 +193,100 @@ class MqttOutput:
             self.client = None
 
 
-class Dispatcher:
-    """A bounded queue of (alert, output) deliveries drained by one background thread."""
+class _Lane:
+    """One output's queue and the thread that delivers it, head first, retrying with backoff."""
 
-    def __init__(self, outputs: dict[str, Output], queue_size: int) -> None:
-        self.outputs = outputs
-        self.queue: deque[tuple[Alert | Presence, str, int]] = deque()
+    def __init__(self, output: Output, queue_size: int) -> None:
+        self.output = output
+        self.queue: deque[Alert | Presence] = deque()
         self.queue_size = queue_size
         self.delivered = 0
         self.dropped = 0
         self.cond = threading.Condition()
         self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="facelake-alerts", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"facelake-alerts-{output.name}", daemon=True)
         self.thread.start()
 
-    def submit(self, alert: Alert | Presence, outputs: Sequence[str]) -> None:
+    def submit(self, alert: Alert | Presence) -> None:
         with self.cond:
-            for name in outputs:
-                if len(self.queue) >= self.queue_size:
-                    self.queue.popleft()
-                    self.dropped += 1
-                self.queue.append((alert, name, 0))
+            if len(self.queue) >= self.queue_size:
+                self.queue.popleft()
+                self.dropped += 1
+            self.queue.append(alert)
             self.cond.notify()
 
     def _run(self) -> None:
+        attempts = 0
         while True:
             with self.cond:
                 while not self.queue and not self.stopping:
                     self.cond.wait()
-                if not self.queue:
+                if not self.queue or self.stopping:
                     return
-                alert, name, attempts = self.queue[0]
+                alert = self.queue[0]
             try:
-                self.outputs[name].send(alert)
+                self.output.send(alert)
             except Exception as exc:  # noqa: BLE001 - any delivery failure is retried, never raised
-                log.warning("alert to %s failed (attempt %d): %s", name, attempts + 1, exc)
+                attempts += 1
+                log.warning("alert to %s failed (attempt %d): %s", self.output.name, attempts, exc)
                 with self.cond:
-                    if self.queue and self.queue[0][0] is alert:
-                        self.queue[0] = (alert, name, attempts + 1)
-                    if self.stopping:
-                        return
-                    self.cond.wait(timeout=min(0.5 * 2**attempts, 10.0))
+                    if not self.stopping:
+                        self.cond.wait(timeout=min(0.5 * 2 ** (attempts - 1), 10.0))
                 continue
+            attempts = 0
             with self.cond:
-                if self.queue and self.queue[0][0] is alert:
+                if self.queue and self.queue[0] is alert:
                     self.queue.popleft()
                 self.delivered += 1
+                self.cond.notify_all()
 
-    def close(self, flush_s: float) -> int:
-        """Wait up to ``flush_s`` for the queue to drain; returns how many deliveries are left."""
-        deadline = time.monotonic() + flush_s
-        while time.monotonic() < deadline:
-            with self.cond:
-                if not self.queue:
-                    break
-            time.sleep(0.05)
+    def left(self) -> int:
+        with self.cond:
+            return len(self.queue)
+
+    def stop(self) -> int:
+        """Stop delivering; returns how many alerts were not delivered (still queued, or dropped)."""
         with self.cond:
             self.stopping = True
-            left = len(self.queue)
             self.cond.notify_all()
         self.thread.join(timeout=5)
+        with self.cond:
+            return len(self.queue) + self.dropped
+
+
+class Dispatcher:
+    """A lane (bounded queue + delivering thread) per output, so one output down holds up no other."""
+
+    def __init__(self, outputs: dict[str, Output], queue_size: int) -> None:
+        self.outputs = outputs
+        self.lanes = {name: _Lane(output, queue_size) for name, output in outputs.items()}
+
+    @property
+    def delivered(self) -> int:
+        return sum(lane.delivered for lane in self.lanes.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(lane.dropped for lane in self.lanes.values())
+
+    def submit(self, alert: Alert | Presence, outputs: Sequence[str]) -> None:
+        for name in outputs:
+            lane = self.lanes.get(name)
+            if lane is None:
+                log.warning("alert for output %r, which is not configured: dropped", name)
+                continue
+            lane.submit(alert)
+
+    def close(self, flush_s: float) -> int:
+        """Wait up to ``flush_s`` for every queue to drain; returns how many deliveries are left
+        (queued or dropped, over all outputs)."""
+        deadline = time.monotonic() + flush_s
+        while time.monotonic() < deadline and any(lane.left() for lane in self.lanes.values()):
+            time.sleep(0.05)
+        undelivered = sum(lane.stop() for lane in self.lanes.values())
         for output in self.outputs.values():
             try:
                 output.close()
             except Exception:  # noqa: BLE001 - closing a dead connection must not fail the ingest
                 log.debug("closing %s failed", output.name)
-        return left + self.dropped
+        return undelivered

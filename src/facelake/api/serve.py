@@ -1,6 +1,8 @@
 """``facelake serve``: one process that owns the database — watcher, API and dashboard together.
 
-DuckDB admits one process per file, so the server is that process: it runs the watcher on
+DuckDB admits one process per file, so the server is that process: it keeps the file open
+for its whole life (with ``--watch`` or without: a CLI ``ingest`` started beside it is
+refused, never run between two requests to have the API fail after it), runs the watcher on
 the given sources (the same ingest, naming and alerts as ``ingest``) in a thread, answers
 HTTP while it ingests, and leaves a note next to the database (``<db>.serve.json``) so that
 a CLI command started meanwhile can say who holds the file and where its data is served.
@@ -38,8 +40,9 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
         message = held_message(Path(settings.db))
         if message:
             raise StoreError(message)
-    with open_store(settings.db):  # create or migrate the database before anything else opens it
-        pass
+    # Create or migrate the database, and keep it open: DuckDB's lock on the file is what
+    # makes serve its owner between requests too.
+    holder = open_store(settings.db)
     DuckStore.shared = True
     url = f"http://{host}:{port}"
     if lock is not None:
@@ -72,4 +75,5 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
             thread.join(timeout=60)
         if lock is not None:
             lock.unlink(missing_ok=True)
+        holder.close()
         DuckStore.shared = False

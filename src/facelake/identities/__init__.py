@@ -35,7 +35,8 @@ from .matching import load_gallery, load_namer
 from .people import ENROLLMENT_CAMERA, Enrollment, IdentifyResult, NameChange, Unnamed
 from .photos import photo_faces
 from .reembed import ReembedSummary
-from .search import SearchHit, search_face
+from .search import Searched, SearchHit, search_face
+from .search import search_live as _search_live
 from .stages import ClusterStage, NamingStage, PurgeStage
 
 
@@ -215,6 +216,15 @@ def search(settings: Settings, photo: Path, top: int = 10, face: int | None = No
         return search_face(store, settings, faces[chosen].embedding, job.image_id, top, actor)
 
 
+def search_live(settings: Settings, photo: Path, top: int = 10, face: int | None = None,
+                analyzer: FaceAnalyzer | None = None, actor: str = "api") -> Searched:
+    """:func:`search` for a server: never waits for the index (``search.search_live``)."""
+    analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
+    job, _, faces, chosen = photo_faces(photo, "search", face, settings, analyzer)
+    with open_store(settings.db) as store:
+        return _search_live(store, settings, faces[chosen].embedding, job.image_id, top, actor)
+
+
 def reembed(settings: Settings, embedder: str, on_total: Callable[[int], None] | None = None,
             on_image: Callable[[str, int], None] | None = None) -> ReembedSummary:
     """Give every stored face an embedding of ``embedder`` ("fusion", "dlib" or "mobilefacenet")."""
@@ -237,6 +247,7 @@ __all__ = [
     "PurgeStage",
     "ReembedSummary",
     "SearchHit",
+    "Searched",
     "Unnamed",
     "assign_cluster",
     "cluster",
@@ -259,6 +270,7 @@ __all__ = [
     "remove_person",
     "rename_person",
     "search",
+    "search_live",
     "split_cluster",
     "sync_index",
     "unname",

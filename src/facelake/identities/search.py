@@ -8,8 +8,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import Settings
-from ..store import Store
-from .index import sync_index
+from ..store import Store, VectorHit
+from .index import LIVE_TAIL, LiveIndex, sync_index
 from .matching import dim_of, model_of
 
 
@@ -23,6 +23,13 @@ class SearchHit:
     person: str | None
     track_id: int | None = None
     """A clip's track: its best-matching face stands for it, once."""
+
+
+@dataclass(frozen=True)
+class Searched:
+    hits: list[SearchHit]
+    pending: int = 0
+    """Newest faces not searched yet: the index is catching up with them in the background."""
 
 
 def search_face(store: Store, settings: Settings, embedding: NDArray[np.float32], photo_id: str, top: int = 10,
@@ -42,6 +49,41 @@ def search_face(store: Store, settings: Settings, embedding: NDArray[np.float32]
         assert index is not None
         found = index.search(embedding, wanted)
     store.audit(actor, "search", f"photo:{photo_id[:16]} top:{top}")
+    return _hits(store, found, top)
+
+
+def search_live(store: Store, settings: Settings, embedding: NDArray[np.float32], photo_id: str, top: int = 10,
+                actor: str = "api") -> Searched:
+    """:func:`search_face` for a server: the index is never synced in the request (see ``LiveIndex``).
+
+    The faces the index lacks are compared one by one when they are few, else left for the
+    background sync and counted in ``pending`` (the API says "index catching up").
+    """
+    wanted = top * settings.track_top_k
+    model = model_of(settings)
+    found = store.nearest(model, dim_of(settings), embedding, wanted)
+    pending = 0
+    if found is None:
+        live = LiveIndex.of(settings)
+        index = live.current()
+        synced_to = index.synced_to if index is not None else 0
+        found = index.search(embedding, wanted) if index is not None else []
+        behind = store.sightings.count_embedded_after(model, synced_to)
+        if behind:
+            live.catch_up()
+        if 0 < behind <= LIVE_TAIL:
+            ids, vectors = store.sightings.embeddings_after(model, synced_to, LIVE_TAIL)
+            scores = vectors @ np.asarray(embedding, dtype=np.float32)
+            found = sorted([*found, *(VectorHit(int(i), float(v)) for i, v in zip(ids, scores))],
+                           key=lambda h: -h.score)[:wanted]
+        else:
+            pending = behind
+    store.audit(actor, "search", f"photo:{photo_id[:16]} top:{top}")
+    return Searched(_hits(store, found, top), pending)
+
+
+def _hits(store: Store, found: list[VectorHit], top: int) -> list[SearchHit]:
+    """One hit per track, most similar first, of faces that still exist."""
     if not found:
         return []
     seen = store.sightings.seen([h.sighting_id for h in found])

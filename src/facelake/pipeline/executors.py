@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 from ..config import Settings
 from ..sources import Entry, Source
 from ..sources.base import is_video_name
+from ..sources.buckets import stop_reads
 from ..vision.analyzer import AnalyzerOptions
 from ..vision.models import require_installed
 from .records import ImageResult, Job, OnClip, VideoOptions, make_job
@@ -112,7 +113,9 @@ def prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: i
     if threads <= 1:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(threads, thread_name_prefix="facelake-read") as pool:
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="facelake-read")
+    done = False
+    try:
         pending: deque[Future[R]] = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
@@ -120,6 +123,14 @@ def prefetched(items: Iterable[T], fn: Callable[[T], R], threads: int, window: i
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+        done = True
+    except KeyboardInterrupt:
+        stop_reads()  # reads in flight give up at their next retry: Ctrl-C ends a run on a dead bucket in seconds
+        raise
+    finally:
+        # Stopped early (Ctrl-C, an error, a consumer that stops): the reads not started are
+        # dropped instead of being waited for, each for its whole retry budget.
+        pool.shutdown(wait=done, cancel_futures=not done)
 
 
 def read_threads(sources: Iterable[Source], settings: Settings) -> int:

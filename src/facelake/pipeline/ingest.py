@@ -87,6 +87,11 @@ class Ingestor:
         self._line: ImageLine | None = None
         self._last = IngestSummary()
 
+    @property
+    def last_summary(self) -> IngestSummary:
+        """The last run's summary; once the ingestor is closed, with the alerts left undelivered."""
+        return self._last
+
     def __enter__(self) -> Self:
         self._store = self._given or open_store(self.settings.db)
         self._line = ImageLine(self.stages, StoreWriter(self._store))

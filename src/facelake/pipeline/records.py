@@ -19,11 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..config import Settings
-from ..errors import FacelakeError, ImageTooLarge, ImageUnreadable
+from ..errors import FacelakeError, ImageTooLarge, ImageUnreadable, SourceUnavailable
 from ..sources import Entry, Source
 from ..sources.base import is_video_name, raw_name, readable
 from ..sources.decode import ImageMeta
-from ..store.base import ImageRecord, SightingRecord, TrackRecord
+from ..store.base import ImageRecord, SightingRecord, TrackRecord, error_id
 from ..vision.types import Face
 
 
@@ -200,14 +200,19 @@ def release(job: Job) -> None:
         Path(job.path).unlink(missing_ok=True)
 
 
-def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int | None = None) -> Job:
+def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int | None = None,
+             raise_unavailable: bool = False) -> Job:
     """Read and hash one listed entry; unreadable places become jobs that carry their error.
 
-    A place whose bytes cannot be read gets an id derived from its uri, so re-running on
-    the same broken input updates one error row instead of adding another. A video clip on
+    A place whose bytes cannot be read gets an id derived from its uri (:func:`error_id`), so
+    re-running on the same broken input updates one error row instead of adding another, and
+    the stores replace it by the good row once a later run reads the bytes. A video clip on
     this machine is hashed from disk and decoded there (``Job.path``); one in a bucket is
     spooled to a temporary file within ``video_max_bytes`` and decoded from there
     (``Job.spooled``: whoever writes the result calls :func:`release`).
+    ``raise_unavailable``: a read that failed
+    for the moment (:class:`SourceUnavailable`) raises instead of becoming an error job, for a
+    caller that can have the read repeated (the Cloud Function, by failing the delivery).
     """
     error = entry.error
     if error is None:
@@ -225,10 +230,13 @@ def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int 
             data = source.read(entry, max_bytes)
             return Job(image_id_of(data), entry.uri, entry.camera, data, entry.mtime, size=len(data),
                        version=entry.version)
+        except SourceUnavailable as exc:
+            if raise_unavailable:
+                raise
+            error = str(exc)
         except FacelakeError as exc:
             error = str(exc)
-    return Job(image_id_of(b"unreadable:" + entry.uri.encode("utf-8", "surrogateescape")), entry.uri, entry.camera, None, None, error,
-               size=entry.size)
+    return Job(error_id(entry.uri), entry.uri, entry.camera, None, None, error, size=entry.size)
 
 
 _TIME_SOURCES = {"video": "container", "stream": "clock"}

@@ -12,8 +12,12 @@ process pool. Results come back in completion order; nothing depends on the list
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -23,6 +27,83 @@ from ..pipeline.records import ImageResult, Job, OnClip, make_job, release
 from ..pipeline.worker import Worker
 from ..sources import Entry, Source, open_source
 from ..vision.models import require_installed
+
+_WATCHDOG = r"""
+import ctypes, os, signal, sys, time
+parent = int(sys.argv[1])
+marked = []
+
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+def finish(*_):
+    for pid, start in marked:
+        if start_time(pid) == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, finish)
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != parent:
+    finish()
+for line in sys.stdin:
+    pid, start = line.split()
+    marked.append((int(pid), start))
+time.sleep(0.5)
+if os.getppid() != parent:
+    finish()
+"""
+"""Ray's local processes outlive a driver killed with ``kill -9``: the raylet and the GCS go,
+but the DashboardAgent and RuntimeEnvAgent stay behind, reparented to init. This small
+process, stopped by Linux when the driver dies (PR_SET_PDEATHSIG, as facelake's own pool
+workers are), kills the processes the driver's ``ray.init`` started; a driver that ends
+normally closes its input first, and ``ray.shutdown`` does the rest."""
+
+
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process under ``pid`` with its start time (so a reused pid is never killed), from /proc."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        starts[int(entry.name)] = fields[19]
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append((child, starts[child]))
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _watch_ray(before: set[int]) -> subprocess.Popen[str] | None:
+    """Start the watchdog over the processes ``ray.init`` added under this one (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    started = [(pid, t) for pid, t in _descendants(os.getpid()) if pid not in before]
+    dog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE, text=True)
+    assert dog.stdin is not None
+    dog.stdin.write("".join(f"{pid} {t}\n" for pid, t in started))
+    dog.stdin.flush()
+    return dog
+
+
+def _unwatch(dog: subprocess.Popen[str] | None) -> None:
+    if dog is not None and dog.stdin is not None:
+        dog.stdin.close()
+        dog.wait(timeout=10)
 
 
 class _Analyse:
@@ -96,9 +177,13 @@ def ray_results(listed: Sequence[tuple[Source, Entry]], settings: Settings, addr
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     started_here = not ray.is_initialized()
+    dog = None
     if started_here:
+        before = {pid for pid, _ in _descendants(os.getpid())} if sys.platform.startswith("linux") else set()
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True)
+        if address is None:
+            dog = _watch_ray(before)
     try:
         rows = [{"source": src.uri, "uri": e.uri, "camera": e.camera, "size": -1 if e.size is None else e.size,
                  "version": e.version or "", "mtime": -1.0 if e.mtime is None else e.mtime, "error": e.error or ""}
@@ -117,3 +202,4 @@ def ray_results(listed: Sequence[tuple[Source, Entry]], settings: Settings, addr
     finally:
         if started_here:
             ray.shutdown()
+            _unwatch(dog)

@@ -8,21 +8,55 @@ The measured listing/download throughput is in docs/cloud.md.
 
 facelake never handles a secret itself: nothing here reads, prints or stores credentials.
 The clients are imported lazily: they belong to the ``cloud`` extra.
+
+A read that fails says whose fault it is. The object's own fault (gone, a range it cannot
+serve: HTTP 4xx other than 401, 403, 408 and 429) is :class:`ImageUnreadable`, a verdict
+on the image. Anything else (the network, a timeout, HTTP 5xx, throttling, permissions
+being fixed) is :class:`SourceUnavailable`: ingest's next run reads it again and the Cloud
+Function fails the invocation so that it is redelivered. The clients' own retries are
+bounded by ``READ_BUDGET_S`` (the libraries' defaults wait 120 s or more per object, as long
+as the function's whole timeout), say what they wait for, and give up at once after
+:func:`stop_reads`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError
+from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError, SourceUnavailable
 from .base import Entry, Writable, camera_from_key, is_image_name, read_bounded, write_bounded
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 20
+READ_BUDGET_S = 20.0
+"""Seconds one object's read may spend in the client's retries before it is given up (then
+retried by the next run or the next delivery): well under the Cloud Function's 120-s timeout."""
+REQUEST_TIMEOUT_S = (5.0, 15.0)
+"""Connect and read timeouts of one request: a server that stops answering mid-stream costs
+at most this, not the libraries' 60 s."""
+S3_ATTEMPTS = 3
+"""Attempts botocore makes per request ("standard" retry mode): 3 x 20 s at most."""
+
+_stopping = threading.Event()
+
+
+def stop_reads() -> None:
+    """Make every read in flight give up at its next retry instead of waiting out its budget
+    (Ctrl-C of an ingest whose bucket is down: seconds, not minutes)."""
+    _stopping.set()
+
+
+def _transient_http(code: object) -> bool:
+    """Whether an HTTP status says "not now" rather than "not this object"."""
+    return not isinstance(code, int) or code >= 500 or code in (401, 403, 408, 429) or code < 400
 
 
 @dataclass(frozen=True)
@@ -85,6 +119,26 @@ class GcsBucket:
                                   f"(run `gcloud auth application-default login`): {type(exc).__name__}") from exc
         self._client = client
         self._bucket = client.bucket(name)
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self._retry = DEFAULT_RETRY
+        self._down = threading.Event()
+        """Set when a read spent its whole budget: the next reads are tried once each (a bucket
+        that is down costs one budget per run, not one per object), until one succeeds."""
+
+    def _read_retry(self, where: str) -> Any:
+        """The library's retry policy (which errors are worth a retry), within READ_BUDGET_S,
+        saying what it waits for, and giving up at once after :func:`stop_reads`."""
+        base = self._retry
+
+        def worth_retrying(exc: Exception) -> bool:
+            return not _stopping.is_set() and bool(base._predicate(exc))
+
+        def waiting(exc: Exception) -> None:
+            log.warning("%s: %s, retrying (for up to %.0f s)", where, _reason(exc), READ_BUDGET_S)
+
+        return type(base)(predicate=worth_retrying, initial=0.5, maximum=4.0, multiplier=2.0,
+                          timeout=READ_BUDGET_S, on_error=waiting)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -95,24 +149,46 @@ class GcsBucket:
             raise SourceError(f"cannot list {self.uri}/{prefix}: {exc}") from exc
 
     def read(self, key: str, max_bytes: int) -> bytes:
+        where = f"gs://{self.name}/{key}"
+        retry = None if self._down.is_set() else self._read_retry(where)
         try:
             # A ranged request: the server sends at most max_bytes + 1 bytes, whatever the object's size.
-            data = self._bucket.blob(key).download_as_bytes(start=0, end=max_bytes)
+            data = self._bucket.blob(key).download_as_bytes(start=0, end=max_bytes, timeout=REQUEST_TIMEOUT_S,
+                                                            retry=retry)
         except self._errors.GoogleAPIError as exc:
-            raise ImageUnreadable(f"cannot read gs://{self.name}/{key}: {exc}") from exc
+            if _transient_http(getattr(exc, "code", None)):
+                raise self._unavailable(where, exc) from exc
+            raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
+        except (OSError, ValueError) as exc:  # requests' and google-auth's transport errors derive from these
+            raise self._unavailable(where, exc) from exc
+        self._down.clear()
         if len(data) > max_bytes:
             raise ImageTooLarge(f"gs://{self.name}/{key}: more than {max_bytes / 1e6:.0f} MB, over the limit")
         return data
 
     def download(self, key: str, out: Writable, max_bytes: int) -> None:
         where = f"gs://{self.name}/{key}"
+        retry = None if self._down.is_set() else self._read_retry(where)
         try:
             # The client streams the (ranged) response into ``out`` in chunks.
-            self._bucket.blob(key).download_to_file(out, start=0, end=max_bytes)
+            self._bucket.blob(key).download_to_file(out, start=0, end=max_bytes, timeout=REQUEST_TIMEOUT_S,
+                                                    retry=retry)
         except self._errors.GoogleAPIError as exc:
-            raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
+            if _transient_http(getattr(exc, "code", None)):
+                raise self._unavailable(where, exc) from exc
+            raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
+        except (OSError, ValueError) as exc:  # requests' and google-auth's transport errors derive from these
+            raise self._unavailable(where, exc) from exc
+        self._down.clear()
         if out.tell() > max_bytes:
             raise ImageTooLarge(f"{where}: more than {max_bytes / 1e6:.0f} MB, over the limit")
+
+    def _unavailable(self, where: str, exc: BaseException) -> SourceUnavailable:
+        if not self._down.is_set():
+            log.warning("%s could not be read within %.0f s; the next objects of gs://%s are tried once each "
+                        "until one reads", where, READ_BUDGET_S, self.name)
+            self._down.set()
+        return SourceUnavailable(f"cannot read {where} now: {_reason(exc)}")
 
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         try:
@@ -122,6 +198,14 @@ class GcsBucket:
 
     def exists(self, key: str) -> bool:
         return bool(self._bucket.blob(key).exists())
+
+    def mtime(self, key: str) -> float | None:
+        """The object's last update, as its listing gives it (``ingest gs://`` uses that time)."""
+        try:
+            blob = self._bucket.get_blob(key, timeout=REQUEST_TIMEOUT_S, retry=self._read_retry(f"gs://{self.name}/{key}"))
+        except (self._errors.GoogleAPIError, OSError, ValueError) as exc:
+            raise SourceUnavailable(f"cannot read gs://{self.name}/{key} now: {_reason(exc)}") from exc
+        return blob.updated.timestamp() if blob is not None and blob.updated else None
 
     def delete(self, key: str) -> None:
         try:
@@ -141,7 +225,13 @@ class S3Bucket:
             raise _missing_extra(exc) from exc
         self._errors = botocore.exceptions
         self.name, self.uri = name, f"s3://{name}"
-        self._client = client or boto3.client("s3")
+        if client is None:
+            from botocore.config import Config
+
+            client = boto3.client("s3", config=Config(
+                retries={"max_attempts": S3_ATTEMPTS, "mode": "standard"},
+                connect_timeout=REQUEST_TIMEOUT_S[0], read_timeout=REQUEST_TIMEOUT_S[1]))
+        self._client = client
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -161,8 +251,13 @@ class S3Bucket:
                 return read_bounded(body.iter_chunks(CHUNK), max_bytes, where)
             finally:
                 body.close()
-        except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
-            raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
+        except self._errors.ClientError as exc:
+            code = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _transient_http(code):
+                raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
+            raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
+        except (self._errors.BotoCoreError, OSError) as exc:  # connection, timeout, a stream cut short
+            raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
 
     def download(self, key: str, out: Writable, max_bytes: int) -> None:
         where = f"s3://{self.name}/{key}"
@@ -172,8 +267,13 @@ class S3Bucket:
                 write_bounded(body.iter_chunks(CHUNK), out, max_bytes, where)
             finally:
                 body.close()
-        except (self._errors.BotoCoreError, self._errors.ClientError) as exc:
-            raise ImageUnreadable(f"cannot read {where}: {exc}") from exc
+        except self._errors.ClientError as exc:
+            code = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _transient_http(code):
+                raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
+            raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
+        except (self._errors.BotoCoreError, OSError) as exc:  # connection, timeout, a stream cut short
+            raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
 
     def write(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         try:
@@ -232,6 +332,12 @@ class LocalBucket:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's first line: the clients append whole response bodies."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def open_bucket(uri: str) -> tuple[Bucket, str]:

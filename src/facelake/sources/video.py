@@ -59,6 +59,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError
+from ..redact import mask_url, split_userinfo
 from .base import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -524,46 +525,6 @@ def _refused(exc: BaseException) -> bool:
 # --- live streams ---
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_KEYS = re.compile(r"^(password|passwd|pass|pwd|token|secret|key|auth|apikey|api_key|sig|signature)$", re.IGNORECASE)
-
-
-def _split_userinfo(url: str) -> tuple[str, str | None, str]:
-    """``(scheme://, userinfo or None, rest)``; the userinfo ends at the authority's last ``@``
-    so a password holding ``@`` or ``/`` is still found whole."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "", None, url
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    at = rest.rfind("@", 0, cut)
-    if at < 0:
-        return scheme + sep, None, rest
-    return scheme + sep, rest[:at], rest[at + 1:]
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (and secret-looking query values) replaced by ``***``.
-
-    ``rtsp://admin:hunter2@10.0.0.5/stream`` → ``rtsp://admin:***@10.0.0.5/stream``. Used for
-    every log line and error message about a stream, so a camera password never reaches a log
-    file or the database. Errs on the side of masking when the URL is ambiguous."""
-    prefix, userinfo, rest = _split_userinfo(url)
-    if userinfo is not None:
-        user, colon, _ = userinfo.partition(":")
-        rest = f"{user}:***@{rest}" if colon else f"{userinfo}@{rest}"
-    path, qmark, query = rest.partition("?")
-    if qmark:
-        fragment = ""
-        if "#" in query:
-            query, fragment = query.split("#", 1)
-            fragment = "#" + fragment
-        parts = []
-        for item in query.split("&"):
-            key, eq, _ = item.partition("=")
-            parts.append(f"{key}=***" if eq and _SECRET_KEYS.match(key) else item)
-        rest = f"{path}?{'&'.join(parts)}{fragment}"
-    return prefix + rest
-
-
 def expand_url(url: str, environ: Mapping[str, str] | None = None) -> str:
     """Fill ``${VAR}`` placeholders from the environment, percent-encoding those in the userinfo.
 
@@ -579,7 +540,7 @@ def expand_url(url: str, environ: Mapping[str, str] | None = None) -> str:
         value = env[name]
         return urllib.parse.quote(value, safe="") if quote else value
 
-    prefix, userinfo, rest = _split_userinfo(url)
+    prefix, userinfo, rest = split_userinfo(url)
     if userinfo is None:
         return _PLACEHOLDER.sub(lambda m: fill(m, False), url)
     userinfo = _PLACEHOLDER.sub(lambda m: fill(m, True), userinfo)
@@ -666,7 +627,7 @@ class StreamReader:
         if self._thread is not None:
             raise RuntimeError("StreamReader.start() called twice")
         expanded = expand_url(self.url, self._environ)
-        _, userinfo, _ = _split_userinfo(expanded)
+        _, userinfo, _ = split_userinfo(expanded)
         if userinfo and ":" in userinfo:
             password = userinfo.partition(":")[2]
             self._secrets = tuple(s for s in {password, urllib.parse.unquote(password)} if s)

@@ -34,6 +34,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from ..redact import mask_url
 from .clusters import Clusters
 from .connection import utcnow
 from .erasures import Erasures
@@ -63,16 +64,9 @@ def as_target(value: str | Path) -> Target:
 
 
 def describe_target(target: Target) -> str:
-    """The target as it may be printed: a PostgreSQL URL without its password."""
-    if not is_postgres(target):
-        return str(target)
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(str(target))
-    if parts.password is None:
-        return str(target)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The target as it may be printed: a PostgreSQL URL without its password (``redact.mask_url``:
+    the rule camera URLs follow, query values such as ``password=`` included)."""
+    return mask_url(str(target)) if is_postgres(target) else str(target)
 
 
 def target_key(target: Target) -> str:
@@ -97,6 +91,13 @@ class TrackRecord:
     ended_at: datetime | None = None
     still: bytes | None = None
     """The frame at the track's best face, as a JPEG: what the dashboard shows (no video player)."""
+
+
+def error_id(uri: str) -> str:
+    """The id of the error row of a place whose bytes could not be read (or that a sink keeps
+    as its one error row, whatever the failing bytes were): from its uri, so that the next
+    failure overwrites it and the good row, keyed by its bytes, can find and replace it."""
+    return hashlib.sha256(b"unreadable:" + uri.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True)

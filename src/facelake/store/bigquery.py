@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SourceError
-from .base import ImageRecord, SightingRecord, Store, utcnow
+from .base import ImageRecord, SightingRecord, Store, error_id, utcnow
 
 IMAGE_FIELDS: list[tuple[str, str, str]] = [
     ("image_id", "STRING", "REQUIRED"), ("uri", "STRING", "REQUIRED"), ("camera", "STRING", "NULLABLE"),
@@ -259,11 +259,16 @@ class BigQuerySink:
         return any(r[0] for r in rows)
 
     def write(self, image: ImageRecord, sightings: Sequence[SightingRecord]) -> None:
-        """Sightings first, the image last: an image row marks a complete record."""
+        """Sightings first, the image last: an image row marks a complete record. A good row
+        first deletes its object's error row (keyed by the uri, ``store.base.error_id``)."""
         from google.cloud import bigquery
 
         P, A, S = bigquery.ScalarQueryParameter, bigquery.ArrayQueryParameter, bigquery.StructQueryParameter
         image_id = P("image_id", "STRING", image.image_id)
+        failed = error_id(image.uri)
+        if image.status == "ok" and failed != image.image_id and self.has(failed):
+            self.bq.query(f"DELETE FROM `{self._table('images')}` WHERE image_id = @id",
+                          job_config=bigquery.QueryJobConfig(query_parameters=[P("id", "STRING", failed)])).result()
         if sightings:
             faces = [S(None, P("face_index", "INT64", s.face_index), A("box", "FLOAT64", [float(v) for v in s.box]),
                        A("landmarks", "STRUCT", [S(None, P("x", "FLOAT64", float(x)), P("y", "FLOAT64", float(y)))

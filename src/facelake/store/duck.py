@@ -39,6 +39,8 @@ def held_message(db: Path) -> str | None:
     """If ``facelake serve`` holds ``db``, a message saying so and how to reach the data over HTTP."""
     try:
         info = json.loads(serve_lock_path(db).read_text())
+        if int(info["pid"]) == os.getpid():
+            return None  # serve's own note: whatever holds the file, it is not this process
         os.kill(int(info["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -253,7 +255,8 @@ class DuckStore(SqlStore):
                     raise StoreError(f"database {self.path} is held by `facelake watch` (pid {pid}), busy for "
                                      f"more than {WATCH_WAIT_S:.0f} s (a long clip?); it lets go when idle, so "
                                      "try again shortly") from exc
-                raise StoreError(held_message(self.path) or f"cannot open database {self.path}: {exc}") from exc
+                raise StoreError(held_message(self.path) or f"cannot open database {self.path}: another process holds "
+                                 f"it (DuckDB admits one; a server database takes many): {exc}") from exc
 
     def _migrate(self) -> None:
         self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

@@ -1,17 +1,22 @@
 """The Parquet lake: one pair of files per image in a bucket (or folder), for writers that share nothing.
 
 A fleet of Cloud Function instances cannot share a DuckDB file, so each writes its image
-as ``<lake>/images/<image_id>.parquet`` (one row) and ``<lake>/sightings/<image_id>.parquet``
-(one row per face), and a video clip its tracks as ``<lake>/tracks/<image_id>.parquet``. Why
-this layout:
+as ``<lake>/images/<image_id>.parquet`` (one row), ``<lake>/sightings/<image_id>.parquet``
+(one row per face) and ``<lake>/faces/<image_id>.parquet`` (each face's crop and track), and
+a video clip its tracks as ``<lake>/tracks/<image_id>.parquet``. Why this layout:
 - the file name *is* the image id, so a redelivered event rewrites the same two objects and
   can never add a second row; ``facelake import`` skips ids it already holds without
   downloading them;
 - the sightings file is written first and the image file last, so an image file's presence
   means its sightings are complete (an instance killed in between leaves no image file, and
   the redelivery finishes the job);
-- two prefixes with one fixed schema each are what BigQuery external tables and load jobs
-  expect (``gs://BUCKET/lake/images/*.parquet``).
+- ``images/`` and ``sightings/`` hold exactly the columns of the BigQuery tables
+  (``store.bigquery``: the same names, order and types), so ``bq load`` or an external table
+  over ``gs://BUCKET/lake/sightings/*.parquet`` takes them as they are; what only
+  ``facelake import`` needs (the face crops, which stay out of the warehouse, and a clip's
+  face-to-track links) is in ``faces/``;
+- an object's error row is keyed by its uri (``store.base.error_id``), and the object's good
+  row removes it first: a fixed object resent adds no second row.
 """
 
 from __future__ import annotations
@@ -27,14 +32,17 @@ import duckdb
 import numpy as np
 
 from ..sources.buckets import Bucket, open_bucket
-from .base import ImageRecord, SightingRecord, Store, TrackRecord, utcnow
+from .base import ImageRecord, SightingRecord, Store, TrackRecord, error_id, utcnow
 
 IMAGE_COLUMNS = """image_id VARCHAR, uri VARCHAR, camera VARCHAR, taken_at TIMESTAMP, taken_at_source VARCHAR,
-    gps_lat DOUBLE, gps_lon DOUBLE, camera_make VARCHAR, camera_model VARCHAR, format VARCHAR, width INTEGER,
-    height INTEGER, bytes BIGINT, ingested_at TIMESTAMP, status VARCHAR, error VARCHAR"""
-SIGHTING_COLUMNS = """image_id VARCHAR, face_index INTEGER, box FLOAT[], landmarks STRUCT(x FLOAT, y FLOAT)[],
-    det_score FLOAT, quality FLOAT, embedding FLOAT[], model VARCHAR, person_id BIGINT, match_score FLOAT,
-    thumb BLOB, track_index INTEGER, offset_s DOUBLE"""
+    gps_lat DOUBLE, gps_lon DOUBLE, camera_make VARCHAR, camera_model VARCHAR, format VARCHAR, width BIGINT,
+    height BIGINT, bytes BIGINT, ingested_at TIMESTAMP, status VARCHAR, error VARCHAR"""
+SIGHTING_COLUMNS = """sighting_id BIGINT, image_id VARCHAR, face_index BIGINT, box DOUBLE[],
+    landmarks STRUCT(x DOUBLE, y DOUBLE)[], det_score DOUBLE, quality DOUBLE, embedding DOUBLE[], model VARCHAR,
+    person_id BIGINT, cluster_id BIGINT, match_score DOUBLE"""
+"""``bigquery.SIGHTING_FIELDS``, column for column (``sighting_id`` and ``cluster_id`` are NULL:
+a database gives them when it imports the lake)."""
+FACE_COLUMNS = "image_id VARCHAR, face_index INTEGER, thumb BLOB, track_index INTEGER, offset_s DOUBLE"
 TRACK_COLUMNS = """image_id VARCHAR, track_index INTEGER, start_s DOUBLE, end_s DOUBLE, frames INTEGER,
     template FLOAT[], model VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, still BLOB"""
 PARQUET = "(FORMAT PARQUET, COMPRESSION ZSTD)"
@@ -61,14 +69,24 @@ def image_parquet(image: ImageRecord) -> bytes:
 
 
 def sightings_parquet(image_id: str, sightings: list[SightingRecord]) -> bytes:
+    """The warehouse's sightings row of each face (float32 values widened exactly to float64)."""
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t ({SIGHTING_COLUMNS})")
     for s in sightings:
         landmarks = [{"x": float(x), "y": float(y)} for x, y in np.asarray(s.landmarks, dtype=np.float32)]
-        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            image_id, s.face_index, [float(v) for v in s.box], landmarks, s.det_score, s.quality,
-            np.asarray(s.embedding, dtype=np.float32).tolist(), s.model, s.person_id, s.match_score, s.thumb,
-            s.track, s.offset_s])
+        con.execute("INSERT INTO t VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)", [
+            image_id, s.face_index, [float(v) for v in s.box], landmarks, float(s.det_score), float(s.quality),
+            np.asarray(s.embedding, dtype=np.float32).tolist(), s.model, s.person_id,
+            None if s.match_score is None else float(s.match_score)])
+    return _to_file(con, "t")
+
+
+def faces_parquet(image_id: str, sightings: list[SightingRecord]) -> bytes:
+    """What only ``facelake import`` reads: each face's crop and, in a clip, its track."""
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t ({FACE_COLUMNS})")
+    for s in sightings:
+        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", [image_id, s.face_index, s.thumb, s.track, s.offset_s])
     return _to_file(con, "t")
 
 
@@ -99,7 +117,17 @@ class Lake:
         return self.bucket.exists(self._key("images", image_id))
 
     def write(self, image: ImageRecord, sightings: list[SightingRecord]) -> None:
-        """Sightings (and a clip's tracks) first, image last: the image file marks a complete record."""
+        """Sightings (and a clip's tracks) first, image last: the image file marks a complete record.
+
+        A good row first removes its object's error row (keyed by the uri): killed in between,
+        the object has no row and its redelivery writes it."""
+        if image.status == "ok":
+            failed = error_id(image.uri)
+            if failed != image.image_id and self.has(failed):
+                self.bucket.delete(self._key("images", failed))
+                for table in ("sightings", "faces"):
+                    self.bucket.delete(self._key(table, failed))
+        self.bucket.write(self._key("faces", image.image_id), faces_parquet(image.image_id, sightings))
         self.bucket.write(self._key("sightings", image.image_id), sightings_parquet(image.image_id, sightings))
         if image.tracks:
             self.bucket.write(self._key("tracks", image.image_id), tracks_parquet(image))
@@ -115,7 +143,8 @@ class Lake:
     def read(self, image_id: str, max_bytes: int = 1 << 30) -> tuple[ImageRecord, list[SightingRecord]]:
         con = duckdb.connect()
         with tempfile.TemporaryDirectory() as tmp:
-            tables = ["images", "sightings"] + (["tracks"] if self.bucket.exists(self._key("tracks", image_id)) else [])
+            tables = ["images", "sightings"] + [t for t in ("faces", "tracks")
+                                                 if self.bucket.exists(self._key(t, image_id))]
             for table in tables:
                 path = Path(tmp) / f"{table}.parquet"
                 path.write_bytes(self.bucket.read(self._key(table, image_id), max_bytes))
@@ -129,11 +158,18 @@ class Lake:
         # An erased track (``erase_faces``) keeps its row without template or still.
         image = replace(ImageRecord(*row), tracks=tuple(
             replace(t, template=None if t.template is None else np.array(t.template, np.float32)) for t in tracks))
-        # Files written before clips were known have no track columns: their faces belong to none.
-        names = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
-        extra = "track_index, offset_s" if "track_index" in names else "NULL, NULL"
-        faces = con.execute(f"""SELECT face_index, box, landmarks, det_score, quality, embedding, model, thumb,
-                                       person_id, match_score, {extra} FROM sightings ORDER BY face_index""").fetchall()
+        if "faces" in tables:
+            faces = con.execute("""SELECT s.face_index, s.box, s.landmarks, s.det_score, s.quality, s.embedding,
+                                          s.model, f.thumb, s.person_id, s.match_score, f.track_index, f.offset_s
+                                   FROM sightings s LEFT JOIN faces f USING (face_index)
+                                   ORDER BY s.face_index""").fetchall()
+        else:
+            # Lakes written before faces/: the crop (and, once clips were known, the track) in sightings.
+            names = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
+            extra = "track_index, offset_s" if "track_index" in names else "NULL, NULL"
+            faces = con.execute(f"""SELECT face_index, box, landmarks, det_score, quality, embedding, model, thumb,
+                                           person_id, match_score, {extra} FROM sightings
+                                    ORDER BY face_index""").fetchall()
         sightings = [
             SightingRecord(
                 face_index=f[0], box=tuple(f[1]),  # type: ignore[arg-type]
@@ -160,7 +196,7 @@ class Lake:
         """Delete an image's files (the image file first: what is left is an incomplete record,
         which ``import`` never reads); returns how many there were."""
         n = 0
-        for table in ("images", "sightings", "tracks"):
+        for table in ("images", "sightings", "faces", "tracks"):
             key = self._key(table, image_id)
             if self.bucket.exists(key):
                 self.bucket.delete(key)
@@ -191,8 +227,21 @@ class Lake:
             n = int(row[0]) if row else 0
             if not n:
                 return 0
+            con.execute(f"CREATE TABLE chosen AS SELECT face_index FROM sightings WHERE {where}", params or [])
+            # The crops and track links live in faces/ (lakes written before it: in sightings).
+            links = "sightings"
+            faces_key = self._key("faces", image_id)
+            if self.bucket.exists(faces_key):
+                fpath = Path(tmp) / "faces.parquet"
+                fpath.write_bytes(self.bucket.read(faces_key, 1 << 30))
+                con.execute(f"CREATE TABLE faces AS SELECT * FROM read_parquet('{fpath}')")
+                if "thumb" in {r[0] for r in con.execute("DESCRIBE faces").fetchall()}:
+                    con.execute("UPDATE faces SET thumb = NULL WHERE face_index IN (SELECT face_index FROM chosen)")
+                    self.bucket.write(faces_key, _to_file(con, "faces"))
+                links = "faces"
+            link_cols = {r[0] for r in con.execute(f"DESCRIBE {links}").fetchall()}
             tracks_key = self._key("tracks", image_id)
-            if "track_index" in cols and self.bucket.exists(tracks_key):
+            if "track_index" in link_cols and self.bucket.exists(tracks_key):
                 tpath = Path(tmp) / "tracks.parquet"
                 tpath.write_bytes(self.bucket.read(tracks_key, 1 << 30))
                 con.execute(f"CREATE TABLE tracks AS SELECT * FROM read_parquet('{tpath}')")
@@ -200,7 +249,8 @@ class Lake:
                 twipe = [c for c in ("template", "still", "person_id", "match_score", "cluster_id") if c in tcols]
                 if twipe:
                     con.execute(f"UPDATE tracks SET {', '.join(c + ' = NULL' for c in twipe)} WHERE track_index IN "
-                                f"(SELECT track_index FROM sightings WHERE {where})", params or [])
+                                f"(SELECT track_index FROM {links} WHERE face_index IN "
+                                f"(SELECT face_index FROM chosen))")
                     self.bucket.write(tracks_key, _to_file(con, "tracks"))
             con.execute(f"UPDATE sightings SET {', '.join(c + ' = NULL' for c in wipe)} WHERE {where}", params or [])
             self.bucket.write(key, _to_file(con, "sightings"))

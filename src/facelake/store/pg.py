@@ -15,13 +15,23 @@ both engines; this module adapts the small differences:
 Connections come from one psycopg pool per database URL and process, in autocommit mode:
 a transaction is an explicit ``BEGIN`` … ``COMMIT``, as on DuckDB. Parameters are bound on
 the client (``ClientCursor``) so that ``? IS NULL`` works without type annotations.
+
+A server restart (or a network cut) breaks every connection. A statement outside a
+transaction, or the ``BEGIN`` of one, then takes a new connection, waiting with backoff for
+the server to come back for up to ``RECONNECT_S``; a transaction cut short raises
+:class:`ConnectionLost`, which ``write_images`` answers by writing its batch again once
+reconnected. Past the budget the error is one line (``StoreError``: exit 4), never a
+traceback from inside the driver.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
+import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ConfigError, ReadOnlyViolation, StoreError
+from ..errors import ConfigError, ConnectionLost, ReadOnlyViolation, StoreError
 from .base import Store, VectorHit, describe_target
 from .connection import Sql, marks
 from .copy import copy_tables
@@ -45,7 +55,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ConfigError("a postgresql:// database needs the 'postgres' extra: pip install 'facelake[postgres]'") from exc
 
+log = logging.getLogger(__name__)
+
 POOL_MAX = 8
+RECONNECT_S = float(os.environ.get("FACELAKE_PG_RECONNECT_S", "60"))
+"""How long a broken connection waits for the server to come back (a restart takes seconds)
+before the command gives up with one line; ``FACELAKE_PG_RECONNECT_S`` changes it."""
 """Connections per process and database: serve's request threads and the watcher share them."""
 
 _MIGRATE_LOCK = 0x46414345  # "FACE": one process migrates a fresh database, the others wait
@@ -128,20 +143,83 @@ class _VectorLoader(Loader):
 
 
 class _Connection:
-    """A pooled psycopg connection that speaks facelake's SQL (``con.execute(sql, params)``)."""
+    """A pooled psycopg connection that speaks facelake's SQL (``con.execute(sql, params)``) and
+    takes a new one when the server dropped it (see the module's docstring)."""
 
-    def __init__(self, pool: ConnectionPool, raw: psycopg.Connection[Any]) -> None:
-        self.pool, self.raw = pool, raw
+    def __init__(self, pool: ConnectionPool, raw: psycopg.Connection[Any], url: str) -> None:
+        self.pool, self.raw, self.url = pool, raw, url
+        self.session: list[str] = []
+        """Session settings, set again on every new connection."""
+        self.in_transaction = False
+
+    def setup(self, sql: str) -> None:
+        self.session.append(sql)
+        self.execute(sql)
+
+    def _broken(self) -> bool:
+        return bool(self.raw.closed or self.raw.broken)
+
+    def _reconnect(self, cause: BaseException) -> None:
+        """A new connection from the pool, waiting with backoff for the server up to RECONNECT_S."""
+        where = describe_target(self.url)
+        if self.raw is not None:
+            self.pool.putconn(self.raw)  # the pool drops a broken connection
+        self.raw = None  # type: ignore[assignment]
+        deadline, wait = time.monotonic() + RECONNECT_S, 0.5
+        log.warning("lost the connection to %s (%s); reconnecting for up to %.0f s",
+                    where, _first_line(cause), RECONNECT_S)
+        while True:
+            try:
+                raw = self.pool.getconn(timeout=max(1.0, min(wait, deadline - time.monotonic())))
+                for sql in self.session:
+                    raw.execute(sql)
+                self.raw = raw
+                return
+            except Exception as exc:  # the pool's and the driver's errors alike
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"lost the connection to {where} and it did not come back within "
+                                     f"{RECONNECT_S:.0f} s: {_first_line(cause)}") from exc
+                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+                wait = min(wait * 2, 8.0)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        cur = self.raw.cursor()
-        cur.execute(to_pg(sql), list(params) if params is not None else [])
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("ROLLBACK") and (self.raw is None or self._broken()):
+            self.in_transaction = False  # the server rolled back when the connection went
+            return None
+        if self.raw is None or (not self.in_transaction and self._broken()):
+            self._reconnect(psycopg.OperationalError("connection closed"))
+        try:
+            cur = self.raw.cursor()
+            cur.execute(to_pg(sql), list(params) if params is not None else [])
+        except psycopg.OperationalError as exc:
+            if not self._broken():
+                raise
+            if self.in_transaction:
+                if word.startswith("ROLLBACK"):  # the server rolled it back when the connection went
+                    self.in_transaction = False
+                    return None
+                self.in_transaction = False
+                raise ConnectionLost(f"the connection to {describe_target(self.url)} was lost mid-transaction: "
+                                     f"{_first_line(exc)}") from exc
+            self._reconnect(exc)  # nothing of a transaction ran yet: the statement is safe to send again
+            cur = self.raw.cursor()
+            cur.execute(to_pg(sql), list(params) if params is not None else [])
+        if word.startswith("BEGIN"):
+            self.in_transaction = True
+        elif word.startswith(("COMMIT", "ROLLBACK")):
+            self.in_transaction = False
         return cur
 
     def close(self) -> None:
         if self.raw is not None:
             self.pool.putconn(self.raw)
             self.raw = None  # type: ignore[assignment]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 class _Database:
@@ -173,9 +251,11 @@ class _Database:
             raise StoreError(f"cannot connect to {describe_target(self.url)}: {str(exc).strip()}") from exc
         if self.pool is not None:
             return
+        # The pool logs every failed attempt while a server restarts; _Connection says it once.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self.pool = ConnectionPool(self.url, min_size=1, max_size=POOL_MAX, open=True, name="facelake",
                                    kwargs={"autocommit": True, "cursor_factory": psycopg.ClientCursor},
-                                   configure=self._configure, reset=_reset)
+                                   configure=self._configure, reset=_reset, check=ConnectionPool.check_connection)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         if self.vector_version is not None:
@@ -292,10 +372,10 @@ class PgStore(SqlStore):
             raw = self.db.pool.getconn(timeout=30)
         except Exception as exc:
             raise StoreError(f"no connection to {describe_target(url)}: {exc}") from exc
-        self._con = _Connection(self.db.pool, raw)
+        self._con = _Connection(self.db.pool, raw, url)
         super().__init__(PgSql(self._con))
         if read_only:
-            self._con.execute("SET default_transaction_read_only = on")
+            self._con.setup("SET default_transaction_read_only = on")
 
     def compact(self, wait_s: float = 0.0) -> bool:
         """``VACUUM FULL`` of every table that held an erased face, so its bytes leave the table files.

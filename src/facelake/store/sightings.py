@@ -98,11 +98,17 @@ class Sightings:
             "SELECT sighting_id FROM sightings WHERE embedding IS NOT NULL AND model = ?", [model])}
 
     def seen(self, ids: Sequence[int]) -> dict[int, Seen]:
-        """Where each of ``ids`` was seen (absent: no such sighting)."""
+        """Where each of ``ids`` was seen (absent: no such sighting, or its embedding was erased since:
+        an index a moment behind the database must not bring an erased face back)."""
         return {int(r[0]): Seen(*r[1:]) for r in self._sql.all(
             f"""SELECT s.sighting_id, i.uri, i.camera, i.taken_at, p.name, s.track_id FROM sightings s
                 JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
-                WHERE s.sighting_id IN ({marks(len(ids))})""", list(ids))}
+                WHERE s.sighting_id IN ({marks(len(ids))}) AND s.embedding IS NOT NULL""", list(ids))}
+
+    def count_embedded_after(self, model: str, after: int) -> int:
+        """Embedded faces of ``model`` with ids above ``after``: what an index synced to ``after`` lacks."""
+        return self._sql.count("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model = ? "
+                               "AND sighting_id > ?", [model, after])
 
     def crop(self, sighting_id: int) -> bytes | None:
         row = self._sql.one("SELECT thumb FROM sightings WHERE sighting_id = ?", [sighting_id])

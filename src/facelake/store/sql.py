@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConnectionLost
 from ..sources.base import readable
 from .base import ImageRecord, SightingRecord, Store
 from .clusters import Clusters
@@ -102,8 +103,20 @@ class SqlStore(Store):
         """Several images in one transaction: each statement costs the writing process a
         millisecond or so whatever its size, and ingest writes from one process while the
         workers analyse on every core. Two faces an image, DuckDB: 7.7 ms of CPU an image
-        written one by one, 1.6 ms in batches of 8. The batch commits or rolls back as one.
+        written one by one, 1.6 ms in batches of 8. The batch commits or rolls back as one,
+        so a server that dropped the connection mid-batch (a restart) gets it again whole.
         """
+        for attempt in range(3):
+            try:
+                return self._write_batch(items, actor)
+            except ConnectionLost:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write_batch(
+        self, items: Sequence[tuple[ImageRecord, Sequence[SightingRecord], str | None]], actor: str,
+    ) -> list[list[int] | None]:
         sql = self._sql
         out: list[list[int] | None] = [None] * len(items)
         with sql.transaction():
@@ -118,6 +131,11 @@ class SqlStore(Store):
             if any(v != "ok" for v in status.values()):
                 stale = [k for k, v in status.items() if v != "ok"]
                 sql.execute(f"DELETE FROM images WHERE image_id IN ({marks(len(stale))})", stale)
+            # The place's earlier error rows go: one read while the bucket was down (id from
+            # the uri) or the bytes it held before it was fixed (id from those bytes).
+            uris = sorted({image.uri for image, _, _ in items})
+            sql.execute(f"""DELETE FROM images WHERE status = 'error' AND uri IN ({marks(len(uris))})
+                            AND image_id NOT IN ({marks(len(ids))})""", uris + ids)
             new: list[int] = []  # the items to insert: not stored ok, and each id once
             taken = {k for k, v in status.items() if v == "ok"}
             for i, (image, _, _) in enumerate(items):
@@ -142,9 +160,9 @@ class SqlStore(Store):
             if faces:
                 returned = sql.all(
                     f"""INSERT INTO sightings (image_id, face_index, box, landmarks, det_score, quality,
-                            embedding, model, thumb, person_id, match_score, track_id, offset_s)
-                        VALUES {value_rows(len(faces), 13)} RETURNING image_id, face_index, sighting_id""",
-                    [v for image, s, erased in faces for v in _sighting_row(image, s, erased, track_ids)],
+                            embedding, model, thumb, person_id, match_score, track_id, offset_s, seen_at, camera)
+                        VALUES {value_rows(len(faces), 15)} RETURNING image_id, face_index, sighting_id""",
+                    [v for image, s, erased in faces for v in _sighting_row(image, s, erased, track_ids, now)],
                 )
                 sighting_ids = {(r[0], int(r[1])): int(r[2]) for r in returned}
             if track_ids:
@@ -250,10 +268,12 @@ def _image_row(image: ImageRecord, now: datetime) -> list[Any]:
 
 
 def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,
-                  track_ids: dict[tuple[str, int], int]) -> list[Any]:
+                  track_ids: dict[tuple[str, int], int], now: datetime) -> list[Any]:
+    """The sighting's values; ``seen_at`` and ``camera`` are its image's (capture time, else the
+    time it was stored), kept on the sighting so listings need no join (see the schema)."""
     return [image.image_id, s.face_index, [float(v) for v in s.box], np.asarray(s.landmarks, dtype=np.float32).tolist(),
             float(s.det_score), float(s.quality),
             None if erased or s.embedding is None else np.asarray(s.embedding, dtype=np.float32).tolist(),
             s.model, None if erased else s.thumb, None if erased else s.person_id,
             None if erased else s.match_score, None if s.track is None else track_ids[(image.image_id, s.track)],
-            s.offset_s]
+            s.offset_s, image.taken_at or now, image.camera]

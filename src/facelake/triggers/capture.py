@@ -28,8 +28,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from ..config import Settings
+from ..redact import mask_url
 from ..sources.buckets import Bucket, open_bucket
-from ..sources.video import StreamReader, mask_url
+from ..sources.video import StreamReader
 from ..vision.track import Track
 from .streams import LiveTracker
 

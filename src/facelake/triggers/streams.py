@@ -36,8 +36,9 @@ from ..errors import ConfigError
 from ..pipeline.records import ImageResult, Job, VideoOptions
 from ..pipeline.video import Stills, make_tracker, track_faces
 from ..pipeline.worker import analyzer_options
+from ..redact import mask_url
 from ..sources.decode import ImageMeta
-from ..sources.video import StreamFrame, StreamReader, expand_url, grey_small, mask_url, moved
+from ..sources.video import StreamFrame, StreamReader, expand_url, grey_small, moved
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.track import Track
 from ..vision.types import Face

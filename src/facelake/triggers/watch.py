@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import ConnectionLost
 from ..pipeline import ImageResult, Ingestor, IngestSummary, OnImage, Stage
 from ..pipeline.records import OnClip
 from ..sources import BucketSource, Entry, FolderSource, Source
@@ -50,6 +51,8 @@ class WatchSummary:
     faces: int = 0
     named: int = 0
     alerts: int = 0
+    alerts_undelivered: int = 0
+    """Alerts an output never took (still queued when the watcher stopped, or dropped from a full queue)."""
     runs: int = 0
 
     def add(self, run: IngestSummary) -> None:
@@ -139,8 +142,12 @@ class FolderFollower(threading.Thread):
                         self._note(self._adopted.get())
                     for change, name in changes:
                         path = self._as_listed(Path(name))
-                        if change != watchfiles.Change.deleted and _is_media(path):
+                        if change == watchfiles.Change.deleted:
+                            continue
+                        if _is_media(path):
                             self._note(path)
+                        elif change == watchfiles.Change.added and path.is_dir():
+                            self._scan(path)
                     self._settled()
                 return
             except WatchfilesRustInternalError as exc:
@@ -152,6 +159,16 @@ class FolderFollower(threading.Thread):
                     raise
                 log.info("watchfiles could not decode a name in %s; looking at the folder", readable(str(folder)))
                 again.append((self._as_listed(folder), since - 1.0))
+
+    def _scan(self, folder: Path) -> None:
+        """Note every file under a folder that appeared: a folder moved in brings its files with
+        no event of their own, and files written into a folder created at the same moment come
+        before the notifier watches it (``cams/frontdoor/2024-05-01/x.jpg``, a recorder's new day)."""
+        # The folder source's walk: each real folder once, so a link loop moved in ends.
+        for entry in FolderSource(folder).entries():
+            path = Path(entry.uri)
+            if entry.error is None and _is_media(path):
+                self._note(path)
 
     def _look_again(self, folder: Path, since: float) -> None:
         """Follow every media file in ``folder`` created, written or renamed since ``since``."""
@@ -206,6 +223,19 @@ def _undecodable_folder(message: str) -> Path | None:
     except (IndexError, KeyError, ValueError):
         return None
     return Path(os.fsdecode(bytes(out))).parent
+
+    def _scan(self, folder: Path) -> None:
+        """Note every file under a folder that appeared: a folder moved in brings its files with
+        no event of their own, and files written into a folder created at the same moment come
+        before the notifier watches it (``cams/frontdoor/2024-05-01/x.jpg``, a recorder's new day)."""
+        try:
+            found = [p for p in folder.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES
+                     and not p.name.startswith(".") and p.is_file()]
+        except OSError as exc:
+            log.warning("cannot list new folder %s: %s", folder, exc)
+            return
+        for path in sorted(found):
+            self._note(path)
 
 
 class BucketPoller(threading.Thread):
@@ -286,6 +316,18 @@ class Watcher:
                     items.append((src, entry))
         return items
 
+    def _ingest(self, items: list[Item]) -> None:
+        """One run over ``items``; a database connection lost mid-run (a server restart) runs
+        them again on a new one: what was stored is skipped by its id, the rest is written."""
+        for attempt in range(3):
+            try:
+                self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items, on_clip=self.on_clip))
+                return
+            except ConnectionLost as exc:
+                if attempt == 2:
+                    raise
+                log.warning("%s; running the last %d files again", exc, len(items))
+
     def _write_segments(self) -> None:
         """Write what the stream followers handed over (in this thread: it owns the store)."""
         batch: list[ImageResult] = []
@@ -308,8 +350,7 @@ class Watcher:
                 t.start()
             for t in followers:
                 t.ready.wait(timeout=30)
-            self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=self._rescan(followers),
-                                                 on_clip=self.on_clip))
+            self._ingest(self._rescan(followers))
             if self.on_ready:
                 self.on_ready()
             batch = max(1, self.settings.batch_images)
@@ -331,7 +372,7 @@ class Watcher:
                         items.append(self.queue.get_nowait())
                     except queue.Empty:
                         break
-                self.summary.add(self.ingestor.run([], on_image=self.on_image, entries=items, on_clip=self.on_clip))
+                self._ingest(items)
                 busy_at = time.monotonic()
             for t in followers:
                 t.join(timeout=5)
@@ -339,4 +380,6 @@ class Watcher:
                 c.join(timeout=30)
             self._write_segments()
             self.cameras = {c.spec.camera: c.counters | ({"error": c.error} if c.error else {}) for c in cameras}
+        # The alert stage counts what its outputs never took when the ingestor closes, above.
+        self.summary.alerts_undelivered = self.ingestor.last_summary.alerts_undelivered
         return self.summary

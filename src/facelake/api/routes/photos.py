@@ -55,8 +55,10 @@ def search(settings: Cfg, engine: Models, caller: Who, photo: Annotated[UploadFi
     data = read_upload(photo, settings)
     decode_image(data, settings.max_pixels)
     with upload_folder() as tmp, engine.lock:
-        hits = identities.search(settings, saved(data, photo.filename, tmp), top, face,
-                                 analyzer=engine.analyzer, actor=caller.actor)
+        found = identities.search_live(settings, saved(data, photo.filename, tmp), top, face,
+                                       analyzer=engine.analyzer, actor=caller.actor)
     return {"hits": [{"sighting_id": h.sighting_id, "score": round(h.score, 4), "uri": h.uri, "camera": h.camera,
                       "taken_at": plain(h.taken_at), "person": h.person,
-                      "crop_url": f"/api/sightings/{h.sighting_id}/crop"} for h in hits]}
+                      "crop_url": f"/api/sightings/{h.sighting_id}/crop"} for h in found.hits],
+            # The index never rebuilds inside a request: faces it has not taken in yet are counted here.
+            "index": {"catching_up": found.pending > 0, "faces_not_searched": found.pending}}
