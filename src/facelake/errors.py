@@ -6,6 +6,7 @@
     ├── ImageUnreadable           the bytes are not an image we can decode safely
     │   └── ImageTooLarge         file or pixel count over the configured limit
     ├── NoFaceFound               an operation that needs a face got none
+    │   └── UnclearFace           ... or only one too doubtful to enroll (a cat, a mask, heavy blur)
     ├── SourceError               a source or sink cannot be listed or written (bucket, credentials)
     └── StoreError                the database refused an operation
         ├── NotFound              no such person, cluster, sighting or token
@@ -40,6 +41,10 @@ class ImageTooLarge(ImageUnreadable):
 
 class NoFaceFound(FacelakeError):
     """An operation that needs a face found none."""
+
+
+class UnclearFace(NoFaceFound):
+    """The face found is too doubtful to enroll: a low detector score, or below the recognisability gate."""
 
 
 class SourceError(FacelakeError):

@@ -33,7 +33,7 @@ IMAGE_COLUMNS = """image_id VARCHAR, uri VARCHAR, camera VARCHAR, taken_at TIMES
     height INTEGER, bytes BIGINT, ingested_at TIMESTAMP, status VARCHAR, error VARCHAR"""
 SIGHTING_COLUMNS = """image_id VARCHAR, face_index INTEGER, box FLOAT[], landmarks STRUCT(x FLOAT, y FLOAT)[],
     det_score FLOAT, quality FLOAT, embedding FLOAT[], model VARCHAR, person_id BIGINT, match_score FLOAT,
-    thumb BLOB, track_index INTEGER, offset_s DOUBLE"""
+    thumb BLOB, track_index INTEGER, offset_s DOUBLE, recognisability FLOAT"""
 TRACK_COLUMNS = """image_id VARCHAR, track_index INTEGER, start_s DOUBLE, end_s DOUBLE, frames INTEGER,
     template FLOAT[], model VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, still BLOB"""
 PARQUET = "(FORMAT PARQUET, COMPRESSION ZSTD)"
@@ -64,10 +64,10 @@ def sightings_parquet(image_id: str, sightings: list[SightingRecord]) -> bytes:
     con.execute(f"CREATE TABLE t ({SIGHTING_COLUMNS})")
     for s in sightings:
         landmarks = [{"x": float(x), "y": float(y)} for x, y in np.asarray(s.landmarks, dtype=np.float32)]
-        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             image_id, s.face_index, [float(v) for v in s.box], landmarks, s.det_score, s.quality,
             np.asarray(s.embedding, dtype=np.float32).tolist(), s.model, s.person_id, s.match_score, s.thumb,
-            s.track, s.offset_s])
+            s.track, s.offset_s, s.recognisability])
     return _to_file(con, "t")
 
 
@@ -129,7 +129,9 @@ class Lake:
                                                          for t in tracks))
         # Files written before clips were known have no track columns: their faces belong to none.
         names = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
+        # Nor, before the recognisability score, that column: their faces are not scored (never gated).
         extra = "track_index, offset_s" if "track_index" in names else "NULL, NULL"
+        extra += ", recognisability" if "recognisability" in names else ", NULL"
         faces = con.execute(f"""SELECT face_index, box, landmarks, det_score, quality, embedding, model, thumb,
                                        person_id, match_score, {extra} FROM sightings ORDER BY face_index""").fetchall()
         sightings = [
@@ -137,7 +139,7 @@ class Lake:
                 face_index=f[0], box=tuple(f[1]),  # type: ignore[arg-type]
                 landmarks=np.array([[p["x"], p["y"]] for p in f[2]], dtype=np.float32), det_score=f[3],
                 quality=f[4], embedding=np.array(f[5], dtype=np.float32), model=f[6], thumb=f[7],
-                person_id=f[8], match_score=f[9], track=f[10], offset_s=f[11],
+                person_id=f[8], match_score=f[9], track=f[10], offset_s=f[11], recognisability=f[12],
             )
             for f in faces
         ]
@@ -169,7 +171,7 @@ def import_lake(store: Store, lake: Lake, on_image: Callable[[str, str], None] |
         image, sightings = lake.read(image_id)
         sightings = [s if s.person_id in people or s.person_id is None
                      else SightingRecord(s.face_index, s.box, s.landmarks, s.det_score, s.quality, s.embedding,
-                                         s.model, s.thumb) for s in sightings]
+                                         s.model, s.thumb, recognisability=s.recognisability) for s in sightings]
         known.add(image_id)
         if store.write_image(image, sightings, actor="import") is None:  # another writer was first
             summary.skipped += 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from ..vision.recognisability import GATE, recognisable
 from .connection import Sql
 
 _WINDOW = "i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)"
@@ -37,6 +38,12 @@ class SightingRow:
     cluster_id: int | None
     match_score: float | None
     has_crop: bool
+    recognisability: float | None = None
+
+    @property
+    def unclear(self) -> bool:
+        """Below the default recognisability gate: stored, but never named or grouped (shown as "unclear")."""
+        return not recognisable(self.recognisability, GATE)
 
 
 @dataclass(frozen=True)
@@ -107,12 +114,12 @@ class Reports:
                 params.append(value)
         rows = self._sql.all(
             f"""SELECT s.sighting_id, s.image_id, i.uri, i.camera, i.taken_at, s.box, s.det_score, s.quality,
-                       s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL
+                       s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL, s.recognisability
                 FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p ON p.person_id = s.person_id
                 WHERE {' AND '.join(where)} AND i.camera <> 'enrollment'
                 ORDER BY s.sighting_id DESC LIMIT ?""", [*params, limit])
-        return [SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
-                for r in rows]
+        return [SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                            r[13]) for r in rows]
 
     def activity(self, camera: str | None = None, since: datetime | None = None) -> dict[tuple[int, int], int]:
         """Sightings per (weekday 0=Mon, hour) of capture time."""

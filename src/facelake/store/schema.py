@@ -150,6 +150,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sightings ADD COLUMN track_id BIGINT;
     ALTER TABLE sightings ADD COLUMN offset_s DOUBLE;
     """,
+    """
+    -- How far each face's embedding carries an identity (vision/recognisability.py); NULL: not scored.
+    ALTER TABLE sightings ADD COLUMN recognisability FLOAT;
+    """,
 ]
 """DuckDB's schema, one step per release that changed it."""
 
@@ -273,9 +277,12 @@ PG_MIGRATIONS: list[str] = [
     ALTER TABLE sightings ADD COLUMN track_id BIGINT, ADD COLUMN offset_s DOUBLE PRECISION;
     CREATE INDEX tracks_person ON tracks (person_id);
     """,
+    """
+    ALTER TABLE sightings ADD COLUMN recognisability REAL;
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
-each later step matches one of DuckDB's (the second: tracks)."""
+each later step matches one of DuckDB's (the second: tracks; the third: recognisability)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}

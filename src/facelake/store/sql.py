@@ -138,8 +138,9 @@ class SqlStore(Store):
             if faces:
                 returned = sql.all(
                     f"""INSERT INTO sightings (image_id, face_index, box, landmarks, det_score, quality,
-                            embedding, model, thumb, person_id, match_score, track_id, offset_s)
-                        VALUES {value_rows(len(faces), 13)} RETURNING image_id, face_index, sighting_id""",
+                            embedding, model, thumb, person_id, match_score, track_id, offset_s,
+                            recognisability)
+                        VALUES {value_rows(len(faces), 14)} RETURNING image_id, face_index, sighting_id""",
                     [v for image, s, erased in faces for v in _sighting_row(image, s, erased, track_ids)],
                 )
                 sighting_ids = {(r[0], int(r[1])): int(r[2]) for r in returned}
@@ -250,4 +251,4 @@ def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,
             float(s.det_score), float(s.quality), None if erased else np.asarray(s.embedding, dtype=np.float32).tolist(),
             s.model, None if erased else s.thumb, None if erased else s.person_id,
             None if erased else s.match_score, None if s.track is None else track_ids[(image.image_id, s.track)],
-            s.offset_s]
+            s.offset_s, None if s.recognisability is None else float(s.recognisability)]
