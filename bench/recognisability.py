@@ -151,7 +151,7 @@ def logistic(features: np.ndarray, target: np.ndarray, l2: float = 1e-3) -> np.n
     return minimize(loss, np.zeros(A.shape[1]), jac=True, method="BFGS").x
 
 
-def fit(cache: Path, write: bool) -> None:
+def fit(cache: Path, write: bool, keep: float) -> None:
     z = dict(np.load(cache / "wider_dev.npz"))
     hard, clear = labels_of(z)
     tiny = z["width"] < TINY_PX
@@ -168,7 +168,7 @@ def fit(cache: Path, write: bool) -> None:
         train = even & (hard | clear)
         w = logistic(dist[train, None], clear[train])
         z_all = w[0] + w[1] * dist
-        shift = float(np.quantile(z_all[even & clear], 0.05))
+        shift = float(np.quantile(z_all[even & clear], 1.0 - keep))
         prob = 1.0 / (1.0 + np.exp(-(z_all - shift)))
         gate = 0.5
         both = logistic(np.stack([dist, z["quality"]], axis=1)[train], clear[train])
@@ -227,11 +227,12 @@ def main() -> None:
     parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/facelake-ers"))
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--keep", type=float, default=0.97, help="share of the even half's clear faces the gate keeps")
     args = parser.parse_args()
     if args.step == "extract":
         extract(args.facedata, args.cache)
     elif args.step == "fit":
-        fit(args.cache, args.write)
+        fit(args.cache, args.write, args.keep)
     else:
         clusters(args.cache)
 

@@ -43,11 +43,12 @@ def check_enrollable(path: Path, faces: list[Face], chosen: int, settings: Setti
         raise UnclearFace(
             f"{path}: the detector is not sure this is a face (score {face.detection.score:.2f}, enrollment needs "
             f"{settings.enroll_min_det_score:.2f}); use a clear, well-lit photo of the person's face")
-    if not recognisable(face.recognisability, settings.min_recognisability):
+    needed = max(settings.enroll_min_recognisability, settings.min_recognisability)
+    if not recognisable(face.recognisability, needed):
         assert face.recognisability is not None
         raise UnclearFace(
             f"{path}: the face cannot be recognised well enough to enroll (recognisability "
-            f"{face.recognisability:.2f}, enrollment needs {settings.min_recognisability:.2f}: covered, turned away, "
+            f"{face.recognisability:.2f}, enrollment needs {needed:.2f}: covered, turned away, "
             "blurred or too small); use a sharp photo of the uncovered face, looking at the camera")
 
 
