@@ -23,10 +23,13 @@ Steps:
 3. ``clusters``: on the same cached faces, without a store: the largest cluster, the faces in
    clusters of 2+ and the heavily occluded or blurred ones among them, and BCubed F (every face its
    own person), for the previous rule, the gate alone, the density rule alone and both.
+4. ``naming``: 20 clear faces of different photos enrolled, the names the others get (all wrong),
+   by WIDER's labels, with and without the gate (the store-backed version is ``bench/identify.py --wider``).
 
 Usage: python bench/recognisability.py extract [--facedata ../shared/facedata] [--cache /tmp/ers]
        python bench/recognisability.py fit [--cache /tmp/ers] [--write]
        python bench/recognisability.py clusters [--cache /tmp/ers]
+       python bench/recognisability.py naming [--cache /tmp/ers]
 """
 
 from __future__ import annotations
@@ -221,9 +224,47 @@ def clusters(cache: Path, min_quality: float = 0.13) -> None:
                   f"{max(size.values(), default=0):7d} {int((in2 & heavy & base).sum()):11d} {f:8.3f}")
 
 
+def naming(cache: Path, enroll: int = 20, min_quality: float = 0.13) -> None:
+    """Offline check: ``enroll`` clear faces of different photos enrolled, every other face named by the
+    fused embedder's rule, with and without the gate; every name is wrong (each face its own person)."""
+    from facelake.identities.matching import CALIBRATED, Gallery, Namer
+    from facelake.vision.models import FUSION
+    from facelake.vision.recognisability import GATE, calibrations
+
+    z = dict(np.load(cache / "wider_dev.npz"))
+    X, q = z["fusion"].astype(np.float32), z["quality"]
+    scores = calibrations()[FUSION].score(X)
+    chosen: list[int] = []
+    for i in np.argsort(-q):
+        if scores[i] >= GATE and z["image"][i] not in {z["image"][j] for j in chosen} and len(chosen) < enroll:
+            chosen.append(int(i))
+    t = CALIBRATED[FUSION]
+    gallery = Gallery(t.identify, t.margin).fit(X[chosen], np.arange(len(chosen)))
+    kinds = {"all": z["matched"] | ~z["matched"], "heavy occlusion": z["occlusion"] == 2, "heavy blur": z["blur"] == 2,
+             "atypical pose": z["pose"] == 1, "clear": (z["occlusion"] == 0) & (z["blur"] == 0) & (z["pose"] == 0),
+             "no labelled face": ~z["matched"]}
+    print(f"{len(chosen)} faces enrolled; names given to the other faces (all wrong)")
+    print(f"  {'faces':18} {'faces':>6} {'named without gate':>18} {'with gate':>9}")
+    named = {}
+    for gated in (False, True):
+        namer = Namer(gallery, t, min_quality, min_recognisability=GATE if gated else 0.0)
+        out = np.zeros(len(X), dtype=bool)
+        for image in np.unique(z["image"]):
+            rows = [i for i in np.nonzero(z["image"] == image)[0] if i not in chosen]
+            if rows:
+                decisions = namer.name_image(X[rows], list(q[rows]), recognisability=[float(scores[i]) for i in rows])
+                out[rows] = [p is not None for p, _ in decisions]
+        named[gated] = out
+    others = np.ones(len(X), dtype=bool)
+    others[chosen] = False
+    for k, mask in kinds.items():
+        m = mask & others
+        print(f"  {k:18} {int(m.sum()):6d} {int(named[False][m].sum()):18d} {int(named[True][m].sum()):9d}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "fit", "clusters"])
+    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming"])
     parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/facelake-ers"))
     parser.add_argument("--write", action="store_true")
@@ -233,8 +274,10 @@ def main() -> None:
         extract(args.facedata, args.cache)
     elif args.step == "fit":
         fit(args.cache, args.write, args.keep)
-    else:
+    elif args.step == "clusters":
         clusters(args.cache)
+    else:
+        naming(args.cache)
 
 
 if __name__ == "__main__":
