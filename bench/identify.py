@@ -37,9 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import build_set
 from clustering import group_photos
 
-from facelake import cluster, enroll_person, identify, ingest, load_settings
+from facelake import UnclearFace, cluster, enroll_person, identify, ingest, load_settings
 from facelake.config import Settings
-from facelake.errors import UnclearFace
 from facelake.identities.clustering import bcubed
 from facelake.identities.matching import model_of
 

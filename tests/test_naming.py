@@ -186,7 +186,7 @@ def test_eval_reports_on_a_folder_per_person(tmp_path: Path, samples: Path, astr
     code, output = cli(tmp_path / "unused.duckdb", "eval", str(tmp_path / "people"), "--json")
     assert code == 0, output
     report = json.loads(output)
-    assert (report["people"], report["photos"], report["no_face"]) == (3, 6, 0)
+    assert (report["people"], report["photos"], report["no_face"], report["unclear"]) == (3, 6, 0, 0)
     assert report["strangers_named"] == 0.0 and report["named_wrong"] == 0.0 and report["named_right"] > 0.5
     assert report["cluster_precision"] == 1.0 and report["tar_at_far_1"] > 0.5
     assert not (tmp_path / "unused.duckdb").exists(), "eval stores nothing"

@@ -102,3 +102,15 @@ def test_unclear_faces_are_stored_scored_and_never_named_or_clustered(
     assert [r[0] for r in found] == ["blurred0.jpg", "blurred1.jpg", "blurred2.jpg", "clear.jpg"]
     assert found[3][1] >= GATE and found[3][2] == "Barack"
     assert all(r[1] < GATE and r[2] is None and r[3] is None for r in found[:3]), found
+    # The dashboard and the API say "unclear" for them.
+    from jinja2 import Environment, PackageLoader
+
+    from facelake.config import load_settings
+    from facelake.reports.views import sighting_json
+    from facelake.store import open_store
+
+    with open_store(load_settings(db=db).db, read_only=True) as store:
+        listed = {Path(r.uri).name: r for r in store.reports.sightings(camera="door")}
+    face = Environment(loader=PackageLoader("facelake.api", "templates")).get_template("_face.html")
+    assert "<figcaption>unclear<br>" in face.render(r=listed["blurred0.jpg"])
+    assert sighting_json(listed["blurred0.jpg"])["unclear"] is True and sighting_json(listed["clear.jpg"])["unclear"] is False

@@ -18,6 +18,7 @@ from .errors import (
     ReadOnlyViolation,
     SourceError,
     StoreError,
+    UnclearFace,
 )
 from .identities import cluster, enroll_person, forget, identify, purge, search
 from .pipeline import EmbedOutcome, IngestSummary, embed_paths
@@ -40,6 +41,7 @@ __all__ = [
     "Settings",
     "SourceError",
     "StoreError",
+    "UnclearFace",
     "cluster",
     "embed_paths",
     "enroll_person",
