@@ -27,7 +27,7 @@ class CentroidClustering:
     get labels above the fixed ones; ``-1`` is a face left alone (no group yet).
 
     The density rule (``min_samples``, HDBSCAN's word): a free face joins an existing group
-    whose centre it is close to, as before; but a *new* group starts only from ``min_samples``
+    it is close to (see ``linkage``), as before; but a *new* group starts only from ``min_samples``
     faces of different images that are all pairwise at least ``threshold`` alike. Why: among
     strangers every face has a nearest look-alike, and with ``min_samples=1`` one such pair
     opened a group that the next look-alike's look-alike joined (a crowd of 900 people grew a
@@ -45,8 +45,8 @@ class CentroidClustering:
     shorter the looser its group, so a loose group stops growing while a tight one (one person,
     pairwise ≥ 0.9) is hardly affected (docs/accuracy.md).
 
-    Cost: founding looks at the free faces' similarities to each other, O(free² · dim) time
-    and O(free) memory per face.
+    Cost: founding needs the free faces' close neighbours among each other, found by blocked
+    matrix products (O(free² · dim) time, in BLAS; memory for the close pairs only).
     """
 
     def __init__(self, threshold: float, min_samples: int = 3, linkage: str = "average") -> None:
@@ -74,6 +74,7 @@ class CentroidClustering:
         group_of = list(groups) if groups is not None else [str(i) for i in range(n)]
         ids: list[int] = []
         sums: list[NDArray[np.float32]] = []
+        counts: list[int] = []
         members: list[set[str]] = []
         index: dict[int, int] = {}
         for row in np.nonzero(fixed >= 0)[0].tolist():
@@ -82,15 +83,16 @@ class CentroidClustering:
                 index[label] = len(ids)
                 ids.append(label)
                 sums.append(np.zeros(X.shape[1], np.float32))
+                counts.append(0)
                 members.append(set())
             k = index[label]
             sums[k] = sums[k] + X[row]
+            counts[k] += 1
             members[k].add(group_of[row])
         free = np.nonzero(fixed < 0)[0]
         if quality is not None:
             free = free[np.argsort(-np.asarray(quality)[free], kind="stable")]
         centres = np.zeros((len(ids) + len(free) + 1, X.shape[1]), np.float32)
-        counts = [int(np.sum(fixed == label)) for label in ids]
         for k, total in enumerate(sums):
             centres[k] = self._centre(total, counts[k])
 
@@ -104,7 +106,7 @@ class CentroidClustering:
             labels[i] = ids[k]
 
         def join(i: int) -> bool:
-            """Put face ``i`` in the group whose centre it is closest to, if close enough."""
+            """Put face ``i`` in the group it is closest to (by ``linkage``), if close enough."""
             if not ids:
                 return False
             sims = centres[: len(ids)] @ X[i]
@@ -116,11 +118,12 @@ class CentroidClustering:
                     return True
             return False
 
+        near = self._neighbours(X, free) if self.min_samples > 1 else {}
         alone: list[int] = []
         for i in free.tolist():
             if labels[i] >= 0 or join(i):  # grouped already (a founder's company), or joins a group
                 continue
-            core = self._core(X, i, [j for j in free.tolist() if labels[j] < 0 and j != i], group_of)
+            core = self._core(X, i, [j for j in near.get(i, []) if labels[j] < 0], group_of)
             if core is None:
                 alone.append(i)
                 continue
@@ -141,20 +144,34 @@ class CentroidClustering:
         scale = max(count, 1) if self.linkage == "average" else max(float(np.linalg.norm(total)), 1e-12)
         return (total / scale).astype(np.float32)
 
+    def _neighbours(self, X: NDArray[np.float32], free: NDArray[np.int64], block: int = 1024) -> dict[int, list[int]]:
+        """Each free face's other free faces at least ``threshold`` alike, most alike first.
+
+        In blocks of rows (matrix products, not one product per face), keeping only the pairs
+        over the threshold: among strangers they are few, so memory stays near O(free).
+        """
+        F = X[free]
+        out: dict[int, list[int]] = {}
+        for start in range(0, len(free), block):
+            sims = F[start : start + block] @ F.T
+            for r, row in enumerate(sims):
+                hits = np.nonzero(row >= self.threshold)[0]
+                hits = hits[np.argsort(-row[hits], kind="stable")]
+                i = int(free[start + r])
+                out[i] = [int(free[h]) for h in hits if int(free[h]) != i]
+        return out
+
     def _core(self, X: NDArray[np.float32], i: int, candidates: list[int], group_of: list[str]) -> list[int] | None:
-        """``min_samples - 1`` faces that with ``i`` are pairwise close and of different images, or None."""
+        """``min_samples - 1`` faces of ``candidates`` (``i``'s close neighbours, most alike first) that
+        with ``i`` are pairwise close and of different images, or None."""
         need = self.min_samples - 1
         if need == 0:
             return []
         if len(candidates) < need:
             return None
-        cand = np.asarray(candidates)
-        sims = X[cand] @ X[i]
         chosen: list[int] = []
         used = {group_of[i]}
-        for j in cand[np.argsort(-sims)]:
-            if float(X[j] @ X[i]) < self.threshold:
-                break
+        for j in candidates:
             if group_of[j] in used or any(float(X[j] @ X[c]) < self.threshold for c in chosen):
                 continue
             chosen.append(int(j))
