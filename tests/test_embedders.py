@@ -152,6 +152,12 @@ def test_reembed_switches_models_keeping_names_and_is_resumable(
 
     assert Counter((m, len(e)) for m, e in rows(db, "SELECT model, embedding FROM sightings")) == {
         (models.FUSION, 320): 1, (models.MOBILEFACENET, 192): 3}
+    # Each face's recognisability is its model's: recomputed with the new embedding.
+    from facelake.vision.recognisability import calibrations
+
+    for model, embedding, score in rows(db, "SELECT model, embedding, recognisability FROM sightings"):
+        expected = float(calibrations()[model].score(np.array([embedding], dtype=np.float32))[0])
+        assert score == pytest.approx(expected, abs=1e-5)
     # Nothing left that can be done: a second run re-embeds nothing.
     assert "re-embedded 0 faces" in cli(db, "reembed", "--model", "mobilefacenet")[1]
     # With the new model configured, a new photo of the enrolled person is named through the new gallery.

@@ -268,8 +268,9 @@ def test_embed_jsonl_is_the_documented_machine_interface(tmp_path: Path, samples
     for r in (lines[0], lines[2]):
         assert set(r) == {"image", "faces", "detections"} and r["faces"] == len(r["detections"]) == 1
         det = r["detections"][0]
-        assert set(det) == {"box", "score", "landmarks", "embedding"}
+        assert set(det) == {"box", "score", "landmarks", "embedding", "recognisability"}
         assert len(det["box"]) == 4 and len(det["landmarks"]) == 5 and len(det["embedding"]) == EMBEDDING_DIMS[FUSION]
+        assert 0.5 <= det["recognisability"] <= 1.0, "a clear portrait is recognisable"
     a, b = (np.array(r["detections"][0]["embedding"]) for r in (lines[0], lines[2]))
     assert float(a @ b) < CALIBRATED[FUSION].match
     assert not (tmp_path / "unused.duckdb").exists(), "embed never writes a database"

@@ -126,8 +126,8 @@ def test_centroid_clustering_does_not_chain_strangers_where_chinese_whispers_doe
     X = chain(40, 0.08)  # neighbours at cos 0.997, the ends opposite: different people all along
 
     def widest(labels: np.ndarray) -> float:
-        """The least similar pair inside any one cluster."""
-        return min(float((X[labels == c] @ X[labels == c].T).min()) for c in set(labels.tolist()))
+        """The least similar pair inside any one cluster (-1: a face left alone is in none)."""
+        return min(float((X[labels == c] @ X[labels == c].T).min()) for c in set(labels.tolist()) - {-1})
 
     assert widest(ChineseWhispers(0.95).fit(X).labels_) < 0.5, "single links chain faces that look nothing alike"
     assert widest(CentroidClustering(0.95).fit(X).labels_) > 0.8
@@ -136,12 +136,41 @@ def test_centroid_clustering_does_not_chain_strangers_where_chinese_whispers_doe
 def test_centroid_clustering_keeps_two_faces_of_one_image_apart_and_fixed_labels() -> None:
     from facelake.identities.clustering import CentroidClustering
 
+    # min_samples=1: every face may found a group (the rule before the density rule).
     X = np.stack([unit(1, 0, 0), unit(1, 0.01, 0), unit(1, 0.02, 0), unit(0, 1, 0)])
-    labels = CentroidClustering(0.9).fit(X, groups=["img1", "img1", "img2", "img3"]).labels_
+    labels = CentroidClustering(0.9, min_samples=1).fit(X, groups=["img1", "img1", "img2", "img3"]).labels_
     assert labels[0] != labels[1] and labels[3] not in labels[:3]
     fixed = np.array([7, -1, -1, -1])
-    again = CentroidClustering(0.9).fit(X, fixed, groups=["a", "b", "c", "d"]).labels_
+    again = CentroidClustering(0.9, min_samples=1).fit(X, fixed, groups=["a", "b", "c", "d"]).labels_
     assert again[0] == 7 and again[1] == 7 and again[2] == 7 and again[3] > 7
+
+
+def test_a_group_starts_only_from_three_mutually_close_faces_of_different_images() -> None:
+    from facelake.identities.clustering import CentroidClustering
+
+    # A look-alike pair (strangers who resemble each other) is no evidence: both stay alone.
+    pair = np.stack([unit(1, 0, 0), unit(1, 0.05, 0), unit(0, 1, 0)])
+    assert CentroidClustering(0.9).fit(pair).labels_.tolist() == [-1, -1, -1]
+    # Three mutually close faces start a group; a fourth joins it by its centre; the outlier stays alone.
+    three = np.stack([unit(1, 0, 0), unit(1, 0.05, 0), unit(1, 0, 0.05), unit(1, 0.03, 0.03), unit(0, 1, 0)])
+    labels = CentroidClustering(0.9).fit(three).labels_
+    assert len(set(labels[:4].tolist())) == 1 and labels[0] >= 0 and labels[4] == -1
+    # Three faces of which two come from one image are two people: no group.
+    assert (CentroidClustering(0.9).fit(three[:3], groups=["a", "a", "b"]).labels_ == -1).all()
+    # One look-alike cannot bridge: A-B and B-C are close, A-C are not, so no three are mutually close.
+    bridge = np.stack([unit(1, 0, 0), unit(1, 0.45, 0), unit(1, 0.9, 0)])
+    assert float(bridge[0] @ bridge[1]) > 0.9 > float(bridge[0] @ bridge[2])
+    assert (CentroidClustering(0.9).fit(bridge).labels_ == -1).all()
+    # A group of one kept from an earlier run is no evidence either: its face is free again.
+    again = CentroidClustering(0.9).fit(pair, np.array([5, -1, -1])).labels_
+    assert again.tolist() == [-1, -1, -1]
+
+
+def test_a_face_below_the_recognisability_gate_is_never_named() -> None:
+    face = unit(1, 0.01, 0)  # as close to person 1 as a face gets
+    assert namer().name_image(face[None], [1.0], recognisability=[0.9]) == [(1, namer().gallery.match(face[None])[0].score)]
+    assert namer().name_image(face[None], [1.0], recognisability=[0.2]) == [(None, None)]
+    assert namer().name_image(face[None], [1.0], recognisability=[None])[0][0] == 1, "not scored: never gated"
 
 
 def test_eval_reports_on_a_folder_per_person(tmp_path: Path, samples: Path, astronaut_rgb: np.ndarray) -> None:
@@ -157,7 +186,7 @@ def test_eval_reports_on_a_folder_per_person(tmp_path: Path, samples: Path, astr
     code, output = cli(tmp_path / "unused.duckdb", "eval", str(tmp_path / "people"), "--json")
     assert code == 0, output
     report = json.loads(output)
-    assert (report["people"], report["photos"], report["no_face"]) == (3, 6, 0)
+    assert (report["people"], report["photos"], report["no_face"], report["unclear"]) == (3, 6, 0, 0)
     assert report["strangers_named"] == 0.0 and report["named_wrong"] == 0.0 and report["named_right"] > 0.5
     assert report["cluster_precision"] == 1.0 and report["tar_at_far_1"] > 0.5
     assert not (tmp_path / "unused.duckdb").exists(), "eval stores nothing"

@@ -152,6 +152,7 @@ def test_credentials_from_the_environment_reach_the_camera_and_sigterm_commits_t
 
     # The first person's track is written once they have been gone for track_max_age_s.
     good.wait_for(lambda: good.new_lines("#t="), 60, "the first track's segment")
+    good.wait_for(lambda: camera.played_at, 10, "the camera's own line that it played (read by a thread)")
     assert len(camera.played_at) == 1, "only the right password gets the clip played"
     # The second person is in view from 6 s after the clip started: let them be seen a while.
     good.wait_for(lambda: time.monotonic() - camera.played_at[0] > 9.5, 20, "the second person in view")

@@ -368,6 +368,25 @@ def test_a_scene_cut_ends_the_tracks(analyzer, tmp_path) -> None:  # type: ignor
     assert len(ignored) == 1  # it is the cut, not the tracker's gates, that split the track
 
 
+def test_an_unrecognisable_face_keeps_a_track_going_but_hardly_counts_in_its_template() -> None:
+    from facelake.vision.types import Detection, Face
+
+    def face(x: float, emb: np.ndarray, recognisability: float) -> Face:
+        det = Detection(box=(x, 50.0, 40.0, 40.0), score=0.9, landmarks=np.zeros((5, 2), np.float32))
+        return Face(detection=det, embedding=emb.astype(np.float32), quality=0.9, thumb=b"", model="test",
+                    recognisability=recognisability)
+
+    clear = np.array([1.0, 0.0, 0.0], np.float32)
+    turned = np.array([0.8, 0.6, 0.0], np.float32)  # the same person walking on, face turned away
+    tracker = Tracker(max_age_s=1.0, min_similarity=0.5, strong_similarity=0.7)
+    tracker.update(0.0, [face(100, clear, 0.7)])
+    tracker.update(0.2, [face(104, turned, 0.3)])
+    tracker.update(0.4, [face(108, turned, 0.3)])
+    (track,) = tracker.close()
+    assert track.frames == 3, "the unclear frames are the same track"
+    assert float(track.template @ clear) > 0.999, "the template is the recognisable face's"
+
+
 def test_tracker_unit_gates_and_ageing() -> None:
     """No models: hand-made faces with known boxes and embeddings."""
     from facelake.vision.types import Detection, Face

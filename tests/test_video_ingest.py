@@ -156,12 +156,14 @@ def test_clustering_groups_tracks_once_each_and_names_follow_the_track(db: Targe
     clip(tmp_path / "cams" / "door" / "a.mp4", [walker("obama.jpg")], creation_time="2024-05-01T10:00:00Z")
     clip(tmp_path / "cams" / "yard" / "b.mp4", [walker("obama.jpg", reverse=True)], creation_time="2024-05-01T11:00:00Z")
     clip(tmp_path / "cams" / "yard" / "c.mp4", [walker("biden.jpg")], creation_time="2024-05-01T12:00:00Z")
+    # A group needs three faces of evidence (the density rule): a third visit, from another photo.
+    clip(tmp_path / "cams" / "door" / "d.mp4", [walker("obama2.jpg")], creation_time="2024-05-01T13:00:00Z")
     code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
     assert code == 0, output
     code, output = cli(db, "cluster")
     assert code == 0, output
     tracks = rows(db, "SELECT camera, cluster_id FROM tracks ORDER BY started_at")
-    assert tracks[0][1] is not None and tracks[0][1] == tracks[1][1], "one person's two tracks: one group"
+    assert tracks[0][1] is not None and tracks[0][1] == tracks[1][1] == tracks[3][1], "one person's tracks: one group"
     assert tracks[2][1] != tracks[0][1]
     mixed = rows(db, "SELECT track_id FROM sightings WHERE track_id IS NOT NULL GROUP BY 1 "
                      "HAVING count(DISTINCT coalesce(cluster_id, -1)) > 1")
@@ -170,7 +172,8 @@ def test_clustering_groups_tracks_once_each_and_names_follow_the_track(db: Targe
     code, output = cli(db, "clusters", "name", str(group), "Barack", "--consent", "asked")
     assert code == 0, output
     person = rows(db, "SELECT person_id FROM people WHERE name = 'Barack'")[0][0]
-    assert rows(db, "SELECT person_id FROM tracks ORDER BY started_at")[:2] == [(person,), (person,)]
+    named = rows(db, "SELECT person_id FROM tracks ORDER BY started_at")
+    assert [named[0], named[1], named[3]] == [(person,)] * 3
 
 
 def test_a_clip_cut_before_its_first_frame_is_an_error_and_clips_are_batches_of_their_own(

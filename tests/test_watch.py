@@ -150,15 +150,18 @@ def test_commands_read_a_duckdb_file_beside_a_running_watch(tmp_path: Path, samp
     cams = tmp_path / "cams"
     (cams / "door").mkdir(parents=True)
     watch = Watch(db, str(cams), "--workers", "1", "--settle", "0.3")
-    watch.ready()
-    shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
-    watch.wait_for(lambda: watch.new_lines("a.jpg"), 30, "a.jpg ingested")
-    for args in (["sql", "SELECT count(*) AS n FROM images"], ["visits"], ["stats"]):
-        code, output = cli(db, *args)
-        assert code == 0, (args, output)
-    assert "1" in cli(db, "sql", "SELECT count(*) AS n FROM images")[1]
-    shutil.copy(samples / "biden.jpg", cams / "door" / "b.jpg")
-    watch.wait_for(lambda: watch.new_lines("b.jpg"), 30, "b.jpg ingested after the reads")
-    assert watch.stop() == 0, watch.err[-20:]
+    try:
+        watch.ready()
+        shutil.copy(samples / "obama.jpg", cams / "door" / "a.jpg")
+        watch.wait_for(lambda: watch.new_lines("a.jpg"), 30, "a.jpg ingested")
+        for args in (["sql", "SELECT count(*) AS n FROM images"], ["visits"], ["stats"]):
+            code, output = cli(db, *args)
+            assert code == 0, (args, output)
+        assert "1" in cli(db, "sql", "SELECT count(*) AS n FROM images")[1]
+        shutil.copy(samples / "biden.jpg", cams / "door" / "b.jpg")
+        watch.wait_for(lambda: watch.new_lines("b.jpg"), 30, "b.jpg ingested after the reads")
+    finally:
+        if watch.proc.poll() is None:
+            assert watch.stop() == 0, watch.err[-20:]
     assert rows(db, "SELECT count(*) FROM images") == [(2,)]
     assert not Path(f"{db}.watch.json").exists(), "watch's note that it uses the file goes with it"

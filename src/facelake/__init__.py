@@ -21,6 +21,7 @@ from .errors import (
     SourceError,
     SourceUnavailable,
     StoreError,
+    UnclearFace,
 )
 from .identities import cluster, enroll_person, forget, identify, purge, search
 from .pipeline import EmbedOutcome, IngestSummary, embed_paths
@@ -46,6 +47,7 @@ __all__ = [
     "SourceError",
     "SourceUnavailable",
     "StoreError",
+    "UnclearFace",
     "cluster",
     "embed_paths",
     "enroll_person",

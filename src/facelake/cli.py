@@ -332,6 +332,7 @@ def _detection_json(face: Any) -> dict[str, Any]:
         "score": round(det.score, 5),
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in det.landmarks],
         "embedding": [round(float(v), 7) for v in face.embedding],
+        "recognisability": None if face.recognisability is None else round(face.recognisability, 4),
     }
 
 

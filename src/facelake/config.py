@@ -201,6 +201,26 @@ class Settings(BaseSettings):
         "dev photos: clean portraits 0.5-1.0, CCTV copies with 40-px faces 0.15-0.25, with 24-px "
         "faces 0.09-0.12 — so 40-px camera faces are named and 24-px ones are not.",
     )
+    enroll_min_det_score: float = Field(
+        0.8, ge=0.0, le=1.0, title="Lowest detector score an enrollment photo's face may have",
+        description="A face the detector doubts is often no face (scikit-image's cat scores 0.65) or a "
+        "covered one; the sample portraits score 0.99 or more. Such a photo is refused, nothing is written.",
+    )
+    enroll_min_recognisability: float = Field(
+        0.53, ge=0.0, le=1.0, title="Lowest recognisability an enrollment photo's face may have",
+        description="Stricter than naming's gate (min_recognisability; the higher of the two applies): an "
+        "enrolled face is what every later face is compared with. 0.53 is above 90 % of the development "
+        "crowds' heavily occluded faces (a helmet and a mask leaving the eyes: 0.45-0.51) and below 99 % "
+        "of the development set's clean portraits (the sample photos score 0.64-0.69).",
+    )
+    min_recognisability: float = Field(
+        0.5, ge=0.0, le=1.0, title="Lowest recognisability that is named, clustered or enrolled",
+        description="How far a face's embedding carries an identity at all (vision/recognisability.py: its "
+        "distance from where masked, helmeted, profile and heavily blurred faces embed, with its quality). "
+        "Each embedder's score is calibrated so that 0.5 keeps 96 % of clear faces of the development crowds "
+        "and drops about 9 in 10 of those nobody could recognise (held-out half, fused embedder); below it a face is stored and shown as "
+        "unclear, never named, clustered, enrolled or averaged into a track's template.",
+    )
     cluster_threshold: float | None = Field(
         None, ge=-1.0, le=1.0, title="Similarity to a cluster's centre needed to join it",
         description="None: the embedder's calibrated value (fusion 0.88, dlib 0.96, MobileFaceNet 0.65), "

@@ -7,6 +7,7 @@
     ├── ImageUnreadable           the bytes are not an image we can decode safely
     │   └── ImageTooLarge         file or pixel count over the configured limit
     ├── NoFaceFound               an operation that needs a face got none
+    │   └── UnclearFace           ... or only one too doubtful to enroll (a cat, a mask, heavy blur)
     ├── SourceError               a source or sink cannot be listed or written (bucket, credentials)
     │   └── SourceUnavailable     an object could not be read now (network, 5xx, 403): try again later
     └── StoreError                the database refused an operation
@@ -48,6 +49,10 @@ class ImageTooLarge(ImageUnreadable):
 
 class NoFaceFound(FacelakeError):
     """An operation that needs a face found none."""
+
+
+class UnclearFace(NoFaceFound):
+    """The face found is too doubtful to enroll: a low detector score, or below the recognisability gate."""
 
 
 class SourceError(FacelakeError):

@@ -33,7 +33,7 @@ from .clusters import ClusterResult
 from .index import IndexSync, sync_index
 from .matching import load_gallery, load_namer
 from .people import ENROLLMENT_CAMERA, Enrollment, IdentifyResult, NameChange, Unnamed
-from .photos import photo_faces
+from .photos import check_enrollable, photo_faces
 from .reembed import ReembedSummary
 from .search import Searched, SearchHit, search_face
 from .search import search_live as _search_live
@@ -52,6 +52,8 @@ def enroll_person(
     _people.check_enrollment(name, consent)
     analyzer = analyzer or FaceAnalyzer(analyzer_options(settings))
     prepared = [photo_faces(path, ENROLLMENT_CAMERA, face, settings, analyzer) for path in photos]
+    for path, (_, _, faces, chosen) in zip(photos, prepared):
+        check_enrollable(path, faces, chosen, settings)
     with open_store(settings.db) as store:
         return _people.enroll(store, name, prepared, consent, extend, actor)
 
@@ -71,8 +73,9 @@ def import_people(settings: Settings, folder: Path, consent: str) -> list[Enroll
         photos = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not photos:
             raise ConfigError(f"{person}: no photos")
-        for photo in photos:  # fail before writing anything: every photo must show exactly one face
-            photo_faces(photo, ENROLLMENT_CAMERA, None, settings, analyzer)
+        for photo in photos:  # fail before writing anything: every photo must show exactly one clear face
+            _, _, faces, chosen = photo_faces(photo, ENROLLMENT_CAMERA, None, settings, analyzer)
+            check_enrollable(photo, faces, chosen, settings)
         plan.append((person.name, photos))
     return [enroll_person(settings, name, photos, consent, analyzer=analyzer, extend=True) for name, photos in plan]
 

@@ -20,10 +20,11 @@ from .people import Enrollment, check_enrollment, identify
 @dataclass(frozen=True)
 class ClusterResult:
     faces: int
-    """Unknown faces of good enough quality that were clustered."""
+    """Unknown faces of good enough quality and recognisability that were clustered."""
     clusters: int
     """Clusters with at least two faces."""
     new_faces: int
+    """Faces that had no group before this run and have one now (a face left alone is not new again)."""
 
 
 def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "cli") -> ClusterResult:
@@ -32,10 +33,13 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
     By default only faces without a cluster move: they join the group most of their similar
     neighbours belong to, or start new ones, and existing clusters keep their ids (names the
     owner already gave stay attached). ``full`` regroups everything from scratch.
-    Low-quality faces are left out: their embeddings are too unreliable to group.
+    Low-quality and unrecognisable faces are left out: their embeddings are too unreliable to
+    group. A group starts only from ``CentroidClustering.min_samples`` mutually close faces;
+    a face with no group yet keeps ``cluster_id`` NULL and is looked at again next run.
     """
     with store.exclusive("cluster"):  # one clustering at a time
-        rows = store.clusters.unknown_faces(settings.identify_min_quality, model_of(settings))
+        rows = store.clusters.unknown_faces(settings.identify_min_quality, model_of(settings),
+                                            settings.min_recognisability)
         if not rows:
             return ClusterResult(0, 0, 0)
         X = np.array([r.embedding for r in rows], dtype=np.float32)
@@ -48,15 +52,19 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
         # Groups that did not grow out of an existing cluster get ids above every id in use.
         kept = {int(v) for v in fixed[fixed >= 0]}
         fresh: dict[int, int] = {}
-        labels = []
+        labels: list[int | None] = []
         for value in map(int, found):
+            if value < 0:
+                labels.append(None)
+                continue
             if value not in kept and value not in fresh:
                 fresh[value] = base + 1 + len(fresh)
             labels.append(value if value in kept else fresh[value])
-        store.clusters.save_grouping([(r.sighting_id, int(new)) for r, new in zip(rows, labels)
-                                      if r.cluster_id != int(new)], len(rows), actor)
-        sizes = np.unique(np.array(labels), return_counts=True)[1]
-        return ClusterResult(len(rows), int((sizes >= 2).sum()), int((previous < 0).sum()))
+        store.clusters.save_grouping([(r.sighting_id, new) for r, new in zip(rows, labels)
+                                      if r.cluster_id != new], len(rows), actor)
+        sizes = np.unique(np.array([v for v in labels if v is not None], dtype=np.int64), return_counts=True)[1]
+        grouped = sum(1 for r, new in zip(rows, labels) if r.cluster_id is None and new is not None)
+        return ClusterResult(len(rows), int((sizes >= 2).sum()), grouped)
 
 
 def name_cluster(store: Store, settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5,
@@ -112,7 +120,7 @@ def split_cluster(store: Store, settings: Settings, cluster_id: int, actor: str 
     labels = np.zeros(len(rows), dtype=np.int64)
     while threshold < 0.999 and len(np.unique(labels)) < 2:
         threshold += 0.005
-        labels = CentroidClustering(threshold).fit(
+        labels = CentroidClustering(threshold, min_samples=1).fit(
             X, groups=[r.image_id for r in rows], quality=np.array([r.quality for r in rows], dtype=np.float32)).labels_
     groups = np.unique(labels)
     if len(groups) < 2:

@@ -8,8 +8,11 @@ with the configured embedder (nothing is stored), then:
 - **open set**, each person held out in turn: everyone else is enrolled from their first
   photo, and the held-out person's photos are the strangers; counts named right / wrong /
   unknown for enrolled people's other photos and strangers named, with facelake's own
-  naming rule (thresholds, margin, quality);
-- **clustering**: all faces clustered with the configured threshold, BCubed against the folders.
+  naming rule (thresholds, margin, quality, recognisability);
+- **unclear**: photos whose face is below the recognisability gate (covered, turned away, heavily
+  blurred): they are never named or clustered, and are left out of the two measures above and below;
+- **clustering**: all faces clustered with the configured threshold, BCubed against the folders
+  (a face left alone by the density rule counts as a cluster of its own).
 Owners can run it on photos from their own cameras to see the numbers that matter to them.
 """
 
@@ -27,6 +30,7 @@ from ..sources.base import IMAGE_SUFFIXES
 from ..sources.decode import decode_image
 from ..sources.folder import read_file
 from ..vision.analyzer import FaceAnalyzer
+from ..vision.recognisability import recognisable
 from .clustering import CentroidClustering, bcubed
 from .matching import Gallery, Namer, model_of, thresholds
 
@@ -37,6 +41,8 @@ class EvalReport:
     people: int
     photos: int
     no_face: int
+    unclear: int
+    """Photos whose face is below the recognisability gate (never named or clustered)."""
     tar_at_far_0_1: float
     tar_at_far_1: float
     threshold: float
@@ -69,6 +75,7 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
     labels: list[str] = []
     vectors: list[np.ndarray] = []
     qualities: list[float] = []
+    clear: list[bool] = []
     photos = no_face = 0
     for person in people:
         for path in sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
@@ -84,6 +91,7 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
             labels.append(person.name)
             vectors.append(faces[0].embedding)
             qualities.append(faces[0].quality)
+            clear.append(recognisable(faces[0].recognisability, settings.min_recognisability))
     X = np.array(vectors, dtype=np.float32)
     y = np.array(labels)
     sims = X @ X.T
@@ -101,9 +109,9 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
         ids = {n: i for i, n in enumerate(names)}
         gallery = Gallery(t.identify, t.margin).fit(
             X[enrolled_idx], np.array([ids[str(y[i])] for i in enrolled_idx], dtype=np.int64))
-        namer = Namer(gallery, t, settings.identify_min_quality)
+        namer = Namer(gallery, t, settings.identify_min_quality, min_recognisability=settings.min_recognisability)
         for i in range(len(X)):
-            if i in enrolled_idx:
+            if i in enrolled_idx or not clear[i]:
                 continue
             named_as, _ = namer.name_image(X[i : i + 1], [qualities[i]])[0]
             if y[i] == held_out:
@@ -116,10 +124,12 @@ def evaluate(settings: Settings, folder: Path) -> EvalReport:
             else:
                 wrong += 1
     known = max(right + wrong + unknown, 1)
-    clusters = CentroidClustering(t.cluster).fit(X, quality=np.array(qualities, dtype=np.float32)).labels_
-    p, r, f = bcubed(list(y), list(clusters))
+    keep = np.array(clear, dtype=bool)
+    clusters = CentroidClustering(t.cluster).fit(X[keep], groups=[str(i) for i in range(int(keep.sum()))],
+                                                 quality=np.array(qualities, dtype=np.float32)[keep]).labels_
+    p, r, f = bcubed(list(y[keep]), list(clusters)) if keep.any() else (float("nan"),) * 3
     return EvalReport(
-        model=model_of(settings), people=len(people), photos=photos, no_face=no_face,
+        model=model_of(settings), people=len(people), photos=photos, no_face=no_face, unclear=int((~keep).sum()),
         tar_at_far_0_1=_tar_at_far(genuine, impostor, 0.001), tar_at_far_1=_tar_at_far(genuine, impostor, 0.01),
         threshold=t.identify, tar_at_threshold=float(np.mean(genuine >= t.identify)) if len(genuine) else float("nan"),
         far_at_threshold=float(np.mean(impostor >= t.identify)) if len(impostor) else float("nan"),

@@ -19,6 +19,7 @@ from ..pipeline import records
 from ..store import Store
 from ..store.sightings import FaceToName
 from ..vision.models import EMBEDDER_MODELS
+from ..vision.recognisability import clearest
 from .index import sync_index
 from .matching import load_namer, model_of, overlapping, thresholds
 from .photos import Photo
@@ -140,7 +141,7 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
         checked += len(free)
         if photo:
             decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
-                                         [f.quality for f in photo], taken)
+                                         [f.quality for f in photo], taken, [f.recognisability for f in photo])
             for f, (person, score) in zip(photo, decisions):
                 named += person is not None
                 if person != f.person_id:
@@ -154,7 +155,7 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
             beside = {owned[ids[g]] for g in group if ids[g] in owned}
             decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
                                          [max(f.quality for f in members[t]) for t in chosen],
-                                         beside) if chosen else []
+                                         beside, [clearest(f.recognisability for f in members[t]) for t in chosen]) if chosen else []
             fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
             for t, (person, score) in [*zip(chosen, decisions), *fixed]:
                 named += len(members[t]) if person is not None else 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import ConfigError, ImageUnreadable, NoFaceFound
+from ..errors import ConfigError, ImageUnreadable, NoFaceFound, UnclearFace
 from ..pipeline import Job, make_job
 from ..sources.decode import ImageMeta, decode_image
 from ..sources.folder import FolderSource, file_entry
 from ..vision.analyzer import FaceAnalyzer
+from ..vision.recognisability import recognisable
 from ..vision.types import Face
 
 Photo = tuple[Job, ImageMeta, list[Face], int]
@@ -28,6 +29,27 @@ def pick_face(path: Path, faces: list[Face], face: int | None) -> int:
     if not 0 <= face < len(faces):
         raise ConfigError(f"{path}: --face must be between 0 and {len(faces) - 1}, got {face}")
     return face
+
+
+def check_enrollable(path: Path, faces: list[Face], chosen: int, settings: Settings) -> None:
+    """Refuse a face that must not become an enrollment, saying why and what to do instead.
+
+    An enrolled face is what every later face is compared with: a cat the detector half
+    believed in, a masked or heavily blurred face would name strangers ever after (their
+    embeddings sit where every unrecognisable face does), so such a photo enrolls nothing.
+    """
+    face = faces[chosen]
+    if face.detection.score < settings.enroll_min_det_score:
+        raise UnclearFace(
+            f"{path}: the detector is not sure this is a face (score {face.detection.score:.2f}, enrollment needs "
+            f"{settings.enroll_min_det_score:.2f}); use a clear, well-lit photo of the person's face")
+    needed = max(settings.enroll_min_recognisability, settings.min_recognisability)
+    if not recognisable(face.recognisability, needed):
+        assert face.recognisability is not None
+        raise UnclearFace(
+            f"{path}: the face cannot be recognised well enough to enroll (recognisability "
+            f"{face.recognisability:.2f}, enrollment needs {needed:.2f}: covered, turned away, "
+            "blurred or too small); use a sharp photo of the uncovered face, looking at the camera")
 
 
 def photo_faces(

@@ -30,6 +30,7 @@ from ..sources.decode import decode_image
 from ..store import Store
 from ..vision.analyzer import FaceAnalyzer
 from ..vision.models import EMBEDDER_MODELS
+from ..vision.recognisability import recognisability
 from ..vision.types import Detection
 
 
@@ -92,7 +93,9 @@ def reembed(store: Store, settings: Settings, embedder: str, on_total: Callable[
             vectors = list(analyzer.embed(analyzer.align(pixels, dets)))
         else:
             vectors = [_from_context(store, analyzer, sid, sc, settings.max_pixels) for sid, sc in zip(ids, scores)]
-        kept = [(sid, vec) for sid, vec in zip(ids, vectors) if vec is not None]
+        found = [(sid, vec) for sid, vec in zip(ids, vectors) if vec is not None]
+        clear = recognisability(target, np.stack([v for _, v in found])) if found else []
+        kept = [(sid, vec, score) for (sid, vec), score in zip(found, clear)]
         summary.unavailable += len(ids) - len(kept)
         summary.from_context += len(kept) if pixels is None else 0
         if not kept:

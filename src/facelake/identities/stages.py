@@ -11,6 +11,7 @@ import numpy as np
 from ..config import Settings
 from ..pipeline import IngestSummary, Stage
 from ..store.base import ImageRecord, SightingRecord, Store, TrackRecord
+from ..vision.recognisability import clearest
 from .clusters import cluster
 from .index import sync_index
 from .matching import Gallery, Namer, load_namer, overlapping, thresholds
@@ -38,35 +39,42 @@ class NamingStage(Stage):
     def use_gallery(self, gallery: Gallery | None) -> None:
         """Name with ``gallery`` (the Cloud Function's gallery file) instead of the store's."""
         self.namer = None if gallery is None else Namer(gallery, thresholds(self.settings),
-                                                        self.settings.identify_min_quality)
+                                                        self.settings.identify_min_quality,
+                                                        min_recognisability=self.settings.min_recognisability)
 
     def annotate(self, image: ImageRecord, sightings: list[SightingRecord]) -> list[SightingRecord]:
         if not sightings or self.namer is None:
             return sightings
         if image.tracks:
             return self._name_tracks(image.tracks, sightings)
-        decisions = self.namer.name_image(np.stack([s.embedding for s in sightings]), [s.quality for s in sightings])
+        decisions = self.namer.name_image(np.stack([s.embedding for s in sightings]), [s.quality for s in sightings],
+                                          recognisability=[s.recognisability for s in sightings])
         return [replace(s, person_id=p, match_score=score) for s, (p, score) in zip(sightings, decisions)]
 
     def _name_tracks(self, tracks: tuple[TrackRecord, ...], sightings: list[SightingRecord]) -> list[SightingRecord]:
         """A clip is named track by track: each track's template (its faces' quality-weighted mean)
         against the gallery, by the same rule and thresholds as a photo's face, judged at the
-        quality of the track's best face. The decision is made once, so a name never flips within
-        a track, and every sighting of the track carries it.
+        quality of the track's best face, and only when one of its faces is recognisable. The
+        decision is made once, so a name never flips within a track, and every sighting of the
+        track carries it.
 
         Tracks seen at the same time are like faces of one photo (two of them are never the
         same person); tracks that never overlap may well be one person coming back.
         """
         assert self.namer is not None
         best: dict[int, float] = {}
+        scores: dict[int, list[float | None]] = {}
         for s in sightings:
             if s.track is not None:
                 best[s.track] = max(best.get(s.track, 0.0), s.quality)
+                scores.setdefault(s.track, []).append(s.recognisability)
+        clear = {n: clearest(v) for n, v in scores.items()}
         decided: dict[int, tuple[int | None, float | None]] = {}
         indices = sorted(best)
         for group in overlapping([(tracks[n].start_s, tracks[n].end_s) for n in indices]):
             chosen = [indices[g] for g in group]
-            decisions = self.namer.name_image(np.stack([tracks[n].template for n in chosen]), [best[n] for n in chosen])
+            decisions = self.namer.name_image(np.stack([tracks[n].template for n in chosen]), [best[n] for n in chosen],
+                                              recognisability=[clear[n] for n in chosen])
             decided.update(zip(chosen, decisions))
         return [s if s.track is None else replace(s, person_id=decided[s.track][0], match_score=decided[s.track][1])
                 for s in sightings]

@@ -286,7 +286,7 @@ def records(
         SightingRecord(
             face_index=i, box=f.detection.box, landmarks=f.detection.landmarks,
             det_score=f.detection.score, quality=f.quality, embedding=f.embedding,
-            model=f.model, thumb=f.thumb,
+            model=f.model, thumb=f.thumb, recognisability=f.recognisability,
             context=None if f.context is None else (f.context.jpeg, f.context.box, f.context.landmarks),
             track=track_of[i][0] if i in track_of else None, offset_s=track_of[i][1] if i in track_of else None,
         )

@@ -17,6 +17,8 @@ def sighting_json(row: SightingRow) -> dict[str, Any]:
         "quality": round(float(row.quality), 4), "person_id": row.person_id, "person": row.person,
         "cluster_id": row.cluster_id,
         "match_score": None if row.match_score is None else round(float(row.match_score), 4),
+        "recognisability": None if row.recognisability is None else round(float(row.recognisability), 4),
+        "unclear": row.unclear,
         "crop_url": f"/api/sightings/{row.sighting_id}/crop" if row.has_crop else None,
     }
 

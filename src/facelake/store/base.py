@@ -149,6 +149,8 @@ class SightingRecord:
     """Index into the image's ``tracks`` (a clip's face), else None (a photo's)."""
     offset_s: float | None = None
     """Seconds from the start of the clip at which the face was seen."""
+    recognisability: float | None = None
+    """0..1, how far the embedding carries an identity (``vision.recognisability``); None: not scored."""
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ class Clusters:
         self._sql = sql
         self._people = people
 
-    def unknown_faces(self, min_quality: float, model: str) -> list[ClusterFace]:
-        """Unknown faces of ``model`` good enough to group (not enrolled), by id.
+    def unknown_faces(self, min_quality: float, model: str, min_recognisability: float = 0.0) -> list[ClusterFace]:
+        """Unknown faces of ``model`` good enough to group (not enrolled, recognisable), by id.
 
         A clip's track takes part once, as its best sighting carrying the track's template: one
         person walking past is one face of evidence, not three, and the template is the better
@@ -57,9 +57,10 @@ class Clusters:
             """SELECT s.sighting_id, s.embedding, s.cluster_id, s.image_id, s.track_id, t.template, s.quality
                FROM sightings s LEFT JOIN tracks t ON t.track_id = s.track_id
                WHERE s.person_id IS NULL AND s.embedding IS NOT NULL AND s.quality >= ? AND s.model = ?
+                 AND (s.recognisability IS NULL OR s.recognisability >= ?)
                  AND s.sighting_id NOT IN (SELECT sighting_id FROM enrollments)
                  AND (s.track_id IS NULL OR t.best_sighting_id = s.sighting_id)
-               ORDER BY s.sighting_id""", [min_quality, model])]
+               ORDER BY s.sighting_id""", [min_quality, model, min_recognisability])]
 
     def faces(self, sightings: Sequence[int]) -> list[ClusterFace]:
         """The given sightings as clustering sees them."""
@@ -82,21 +83,23 @@ class Clusters:
     def in_use(self, cluster_id: int) -> bool:
         return self._sql.count("SELECT count(*) FROM sightings WHERE cluster_id = ?", [cluster_id]) > 0
 
-    def _assign(self, labels: Sequence[tuple[int, int]]) -> None:
-        """Each ``(sighting_id, cluster_id)``; a track's best sighting takes its track and its other faces along."""
+    def _assign(self, labels: Sequence[tuple[int, int | None]]) -> None:
+        """Each ``(sighting_id, cluster_id)`` (None: no group); a track's best sighting takes its track and
+        its other faces along."""
         for sighting, cluster in labels:
-            self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [int(cluster), sighting])
+            value = None if cluster is None else int(cluster)
+            self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [value, sighting])
             self._sql.execute("""UPDATE sightings SET cluster_id = ? WHERE track_id IN
-                                 (SELECT track_id FROM tracks WHERE best_sighting_id = ?)""", [int(cluster), sighting])
-            self._sql.execute("UPDATE tracks SET cluster_id = ? WHERE best_sighting_id = ?", [int(cluster), sighting])
+                                 (SELECT track_id FROM tracks WHERE best_sighting_id = ?)""", [value, sighting])
+            self._sql.execute("UPDATE tracks SET cluster_id = ? WHERE best_sighting_id = ?", [value, sighting])
 
-    def save_grouping(self, labels: Sequence[tuple[int, int]], faces: int, actor: str) -> None:
-        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs and audit the run."""
+    def save_grouping(self, labels: Sequence[tuple[int, int | None]], faces: int, actor: str) -> None:
+        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs (None: left alone) and audit the run."""
         with self._sql.transaction():
             self._assign(labels)
             self._sql.audit(actor, "cluster", f"faces:{faces}")
 
-    def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int]], groups: int, actor: str,
+    def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int | None]], groups: int, actor: str,
                    merged_from: Sequence[tuple[int, int | None]] = ()) -> None:
         """Write a split's ``(sighting_id, cluster_id)`` pairs and each face's new ``merged_from``, and audit it."""
         with self._sql.transaction():

@@ -42,7 +42,8 @@ SIGHTING_COLUMNS = """sighting_id BIGINT, image_id VARCHAR, face_index BIGINT, b
     person_id BIGINT, cluster_id BIGINT, match_score DOUBLE"""
 """``bigquery.SIGHTING_FIELDS``, column for column (``sighting_id`` and ``cluster_id`` are NULL:
 a database gives them when it imports the lake)."""
-FACE_COLUMNS = "image_id VARCHAR, face_index INTEGER, thumb BLOB, track_index INTEGER, offset_s DOUBLE"
+FACE_COLUMNS = ("image_id VARCHAR, face_index INTEGER, thumb BLOB, track_index INTEGER, offset_s DOUBLE, "
+                "recognisability FLOAT")
 TRACK_COLUMNS = """image_id VARCHAR, track_index INTEGER, start_s DOUBLE, end_s DOUBLE, frames INTEGER,
     template FLOAT[], model VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, still BLOB"""
 PARQUET = "(FORMAT PARQUET, COMPRESSION ZSTD)"
@@ -86,7 +87,8 @@ def faces_parquet(image_id: str, sightings: list[SightingRecord]) -> bytes:
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t ({FACE_COLUMNS})")
     for s in sightings:
-        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", [image_id, s.face_index, s.thumb, s.track, s.offset_s])
+        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)",
+                    [image_id, s.face_index, s.thumb, s.track, s.offset_s, s.recognisability])
     return _to_file(con, "t")
 
 
@@ -159,14 +161,19 @@ class Lake:
         image = replace(ImageRecord(*row), tracks=tuple(
             replace(t, template=None if t.template is None else np.array(t.template, np.float32)) for t in tracks))
         if "faces" in tables:
-            faces = con.execute("""SELECT s.face_index, s.box, s.landmarks, s.det_score, s.quality, s.embedding,
-                                          s.model, f.thumb, s.person_id, s.match_score, f.track_index, f.offset_s
-                                   FROM sightings s LEFT JOIN faces f USING (face_index)
-                                   ORDER BY s.face_index""").fetchall()
+            # Faces files written before the recognisability score have no such column (never gated).
+            kept = {r[0] for r in con.execute("DESCRIBE faces").fetchall()}
+            score = "f.recognisability" if "recognisability" in kept else "NULL"
+            faces = con.execute(f"""SELECT s.face_index, s.box, s.landmarks, s.det_score, s.quality, s.embedding,
+                                           s.model, f.thumb, s.person_id, s.match_score, f.track_index, f.offset_s,
+                                           {score}
+                                    FROM sightings s LEFT JOIN faces f USING (face_index)
+                                    ORDER BY s.face_index""").fetchall()
         else:
             # Lakes written before faces/: the crop (and, once clips were known, the track) in sightings.
             names = {r[0] for r in con.execute("DESCRIBE sightings").fetchall()}
             extra = "track_index, offset_s" if "track_index" in names else "NULL, NULL"
+            extra += ", recognisability" if "recognisability" in names else ", NULL"
             faces = con.execute(f"""SELECT face_index, box, landmarks, det_score, quality, embedding, model, thumb,
                                            person_id, match_score, {extra} FROM sightings
                                     ORDER BY face_index""").fetchall()
@@ -176,7 +183,7 @@ class Lake:
                 landmarks=np.array([[p["x"], p["y"]] for p in f[2]], dtype=np.float32), det_score=f[3],
                 quality=f[4], embedding=None if f[5] is None else np.array(f[5], dtype=np.float32),  # type: ignore[arg-type]
                 model=f[6], thumb=f[7],
-                person_id=f[8], match_score=f[9], track=f[10], offset_s=f[11],
+                person_id=f[8], match_score=f[9], track=f[10], offset_s=f[11], recognisability=f[12],
             )
             for f in faces
         ]

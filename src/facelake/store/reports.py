@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from ..vision.recognisability import GATE, recognisable
 from .connection import Sql, marks
 
 _WINDOW = "i.camera <> 'enrollment' AND (? IS NULL OR i.camera = ?) AND (? IS NULL OR i.taken_at >= ?)"
@@ -37,6 +38,12 @@ class SightingRow:
     cluster_id: int | None
     match_score: float | None
     has_crop: bool
+    recognisability: float | None = None
+
+    @property
+    def unclear(self) -> bool:
+        """Below the default recognisability gate: stored, but never named or grouped (shown as "unclear")."""
+        return not recognisable(self.recognisability, GATE)
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,8 @@ class Reports:
             return []
         faces = {int(r[0]): r for r in self._sql.all(
             f"""SELECT sighting_id, image_id, camera, seen_at, box, det_score, quality, person_id, cluster_id,
-                       match_score, thumb IS NOT NULL FROM sightings WHERE sighting_id IN ({marks(len(ids))})""", ids)}
+                       match_score, thumb IS NOT NULL, recognisability
+                FROM sightings WHERE sighting_id IN ({marks(len(ids))})""", ids)}
         images = sorted({r[1] for r in faces.values()})
         where = {str(r[0]): (r[1], r[2]) for r in self._sql.all(
             f"SELECT image_id, uri, taken_at FROM images WHERE image_id IN ({marks(len(images))})", images)}
@@ -157,19 +165,21 @@ class Reports:
                 continue
             uri, taken_at = where.get(str(r[1]), ("", None))
             out.append(SightingRow(sid, r[1], uri, r[2], taken_at if capture_time else r[3], list(r[4]), r[5], r[6],
-                                   r[7], names.get(r[7]) if r[7] is not None else None, r[8], r[9], bool(r[10])))
+                                   r[7], names.get(r[7]) if r[7] is not None else None, r[8], r[9], bool(r[10]),
+                                   r[11]))
         return out
 
     def sighting(self, sighting_id: int) -> tuple[SightingRow, int | None, int | None] | None:
         """One sighting with its image's width and height, or ``None``."""
         r = self._sql.one(
             """SELECT s.sighting_id, s.image_id, i.uri, i.camera, i.taken_at, s.box, s.det_score, s.quality,
-                      s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL, i.width, i.height
+                      s.person_id, p.name, s.cluster_id, s.match_score, s.thumb IS NOT NULL, i.width, i.height,
+                      s.recognisability
                FROM sightings s JOIN images i USING (image_id) LEFT JOIN people p ON p.person_id = s.person_id
                WHERE s.sighting_id = ?""", [sighting_id])
         if r is None:
             return None
-        row = SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
+        row = SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[15])
         return row, r[13], r[14]
 
     def person_faces(self) -> dict[int, int]:

@@ -179,6 +179,10 @@ MIGRATIONS: list[str] = [
     UPDATE sightings SET seen_at = coalesce(i.taken_at, i.ingested_at), camera = i.camera
         FROM images i WHERE i.image_id = sightings.image_id;
     """,
+    """
+    -- How far each face's embedding carries an identity (vision/recognisability.py); NULL: not scored.
+    ALTER TABLE sightings ADD COLUMN recognisability FLOAT;
+    """,
 ]
 """DuckDB's schema, one step per release that changed it."""
 
@@ -326,9 +330,13 @@ PG_MIGRATIONS: list[str] = [
     CREATE INDEX sightings_camera_seen ON sightings (camera, seen_at DESC, sighting_id DESC);
     CREATE INDEX sightings_person_seen ON sightings (person_id, seen_at DESC, sighting_id DESC);
     """,
+    """
+    ALTER TABLE sightings ADD COLUMN recognisability REAL;
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
-each later step matches one of DuckDB's (then: tracks, uri_bytes, erased, merged_from, seen_at)."""
+each later step matches one of DuckDB's (then: tracks, uri_bytes, erased, merged_from, seen_at,
+recognisability)."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}

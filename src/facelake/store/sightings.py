@@ -26,6 +26,8 @@ class FaceToName:
     enrolled_as: int | None
     track_id: int | None = None
     """The clip's track the face belongs to (then it is named with its track), else None."""
+    recognisability: float | None = None
+    """None: stored before the score existed (never gated)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class Sightings:
     def to_name(self, model: str) -> list[FaceToName]:
         """Every embedded face of ``model``, image by image in face order (what ``identify`` re-matches)."""
         return [FaceToName(*r) for r in self._sql.all(
-            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id, s.track_id
+            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id, s.track_id,
+                      s.recognisability
                FROM sightings s LEFT JOIN enrollments e USING (sighting_id)
                WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY s.image_id, s.face_index""", [model])]
 
@@ -128,12 +131,14 @@ class Sightings:
                WHERE s.embedding IS NOT NULL AND s.model <> ?
                GROUP BY s.image_id ORDER BY 1""", [model])]
 
-    def set_embeddings(self, vectors: Sequence[tuple[int, NDArray[np.float32]]], model: str) -> None:
-        """Replace the embeddings of ``(sighting_id, vector)`` with ``model``'s, in one transaction."""
+    def set_embeddings(self, vectors: Sequence[tuple[int, NDArray[np.float32], float | None]], model: str) -> None:
+        """Replace the embeddings of ``(sighting_id, vector, recognisability)`` with ``model``'s, in one
+        transaction (the score is the new model's: each model has its own)."""
         with self._sql.transaction():
-            for sighting, vector in vectors:
-                self._sql.execute("UPDATE sightings SET embedding = ?, model = ? WHERE sighting_id = ?",
-                                  [np.asarray(vector).astype(np.float32).tolist(), model, sighting])
+            for sighting, vector, score in vectors:
+                self._sql.execute("UPDATE sightings SET embedding = ?, model = ?, recognisability = ? WHERE sighting_id = ?",
+                                  [np.asarray(vector).astype(np.float32).tolist(), model,
+                                   None if score is None else float(score), sighting])
 
     def count_other_models(self, model: str) -> int:
         """Embedded faces whose embedding is not of ``model``."""

@@ -160,8 +160,9 @@ class SqlStore(Store):
             if faces:
                 returned = sql.all(
                     f"""INSERT INTO sightings (image_id, face_index, box, landmarks, det_score, quality,
-                            embedding, model, thumb, person_id, match_score, track_id, offset_s, seen_at, camera)
-                        VALUES {value_rows(len(faces), 15)} RETURNING image_id, face_index, sighting_id""",
+                            embedding, model, thumb, person_id, match_score, track_id, offset_s, seen_at, camera,
+                            recognisability)
+                        VALUES {value_rows(len(faces), 16)} RETURNING image_id, face_index, sighting_id""",
                     [v for image, s, erased in faces for v in _sighting_row(image, s, erased, track_ids, now)],
                 )
                 sighting_ids = {(r[0], int(r[1])): int(r[2]) for r in returned}
@@ -276,4 +277,5 @@ def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,
             None if erased or s.embedding is None else np.asarray(s.embedding, dtype=np.float32).tolist(),
             s.model, None if erased else s.thumb, None if erased else s.person_id,
             None if erased else s.match_score, None if s.track is None else track_ids[(image.image_id, s.track)],
-            s.offset_s, image.taken_at or now, image.camera]
+            s.offset_s, image.taken_at or now, image.camera,
+            None if s.recognisability is None else float(s.recognisability)]

@@ -13,6 +13,7 @@ from ..config import Settings
 from . import models
 from .base import Aligner, Embedder, FaceDetector
 from .options import AnalyzerOptions
+from .recognisability import recognisability
 from .types import AlignedFace, Detection, Face, FaceContext, RGBImage
 
 __all__ = ["AnalyzerOptions", "FaceAnalyzer", "default_options", "face_context", "face_quality", "face_thumbnail"]
@@ -157,6 +158,8 @@ class FaceAnalyzer:
         aligned = [self.align(image, dets) for image, dets in zip(images, found)]
         vectors = self.embed([a for per_image in aligned for a in per_image])
         s = self.settings
+        qualities = [face_quality(det, al.chip) for dets, als in zip(found, aligned) for det, al in zip(dets, als)]
+        scores = recognisability(self.model_name, vectors)
         out: list[list[Face]] = []
         at = 0
         for image, dets, als in zip(images, found, aligned):
@@ -164,10 +167,11 @@ class FaceAnalyzer:
                 Face(
                     detection=det,
                     embedding=vectors[at + i],
-                    quality=face_quality(det, al.chip),
+                    quality=qualities[at + i],
                     thumb=face_thumbnail(image, det, s.thumb_px, s.thumb_quality),
                     model=self.model_name,
                     context=face_context(image, det) if s.keep_face_context else None,
+                    recognisability=scores[at + i],
                 )
                 for i, (det, al) in enumerate(zip(dets, als))
             ])

@@ -60,6 +60,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
+from .recognisability import GATE, recognisable
 from .types import Face
 
 Box = tuple[float, float, float, float]
@@ -161,7 +162,8 @@ class Track:
         area = float(w * h)
         self.area_min, self.area_max = min(self.area_min, area), max(self.area_max, area)
         self.area_sum += area
-        weight = max(float(face.quality), 1e-3)
+        # A face below the recognisability gate keeps the track going but all but drops out of its template.
+        weight = max(float(face.quality), 1e-3) * (1.0 if recognisable(face.recognisability, GATE) else 1e-3)
         emb = face.embedding.astype(np.float64)
         self._weighted = emb * weight if self._weighted is None else self._weighted + emb * weight
         self._weight += weight

@@ -65,3 +65,6 @@ class Face:
     """A small JPEG crop of the face, for people to look at."""
     model: str
     context: FaceContext | None = None
+    recognisability: float | None = None
+    """0..1; how far the embedding carries an identity at all (``recognisability``), ``None``
+    when the model has no calibration. Below the gate (0.5) the face is never named or grouped."""

@@ -1,0 +1,284 @@
+"""Remakes the vendored recognisability constants (``src/facelake/vision/weights/recognisability.npz``) and measures them.
+
+The score (Deng et al. 2021, "Harnessing Unrecognizable Faces for Improving Face Recognition"):
+faces nobody can identify — masked, helmeted, in strong profile, heavily blurred, tiny — embed
+near one point, the *unrecognisable identity*; a face's distance from it says how far its
+embedding can be trusted. Here, per embedder, the centre is the mean embedding of the hard
+detections of ``wider_dev`` (WIDER FACE faces labelled heavily occluded, heavily blurred or
+atypical pose, and detections under 16 px), taken from the half of the photos whose name hashes
+even; the odd half is held out to measure.
+
+Steps:
+
+1. ``extract``: detect, align and embed every photo once (each embedder), match detections to
+   the labelled boxes (IoU ≥ 0.4), cache the rows under ``--cache``.
+2. ``fit``: centre, then a logistic fit of "clear" vs "hard" on the distance from the centre
+   on the even half, shifted so that the 5th percentile of the even half's clear faces scores
+   0.5: the stored ``recognisability`` is that score, and 0.5 the gate (it keeps ~95 % of clear
+   faces). Prints held-out AUCs (hard vs clear among faces of quality ≥ 0.25: the distance alone,
+   quality alone, and a logistic fit of both — which measured worse than the distance alone, so
+   quality stays a gate of its own), what the gate keeps of clear, hard and unlabelled
+   detections (mostly no face), and writes the ``.npz`` with ``--write``.
+
+3. ``clusters``: on the same cached faces, without a store: the largest cluster, the faces in
+   clusters of 2+ and the heavily occluded or blurred ones among them, and BCubed F (every face its
+   own person), for the previous rule, the gate alone, the density rule alone and both.
+4. ``naming``: 20 clear faces of different photos enrolled, the names the others get (all wrong),
+   by WIDER's labels, with and without the gate (the store-backed version is ``bench/identify.py --wider``).
+
+Usage: python bench/recognisability.py extract [--facedata ../shared/facedata] [--cache /tmp/ers]
+       python bench/recognisability.py fit [--cache /tmp/ers] [--write]
+       python bench/recognisability.py clusters [--cache /tmp/ers]
+       python bench/recognisability.py naming [--cache /tmp/ers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "src" / "facelake" / "vision" / "weights" / "recognisability.npz"
+TINY_PX = 16.0
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    return inter / max(aw * ah + bw * bh - inter, 1e-9)
+
+
+def even_half(name: str) -> bool:
+    """The photos the centre is made from (a stable split by name, not by order)."""
+    return hashlib.sha256(name.encode()).digest()[0] % 2 == 0
+
+
+def match_truth(boxes: list[tuple[float, float, float, float]], truth: list[dict]) -> list[int]:
+    """Index of the labelled face each detection is (greedy by IoU ≥ 0.4), or -1."""
+    pairs = sorted(((iou(b, tuple(t["box"])), i, j) for i, b in enumerate(boxes) for j, t in enumerate(truth)),
+                   reverse=True)
+    out, used = [-1] * len(boxes), set()
+    for v, i, j in pairs:
+        if v < 0.4:
+            break
+        if out[i] < 0 and j not in used:
+            out[i] = j
+            used.add(j)
+    return out
+
+
+def extract(facedata: Path, cache: Path) -> None:
+    """Every detection of wider_dev with its embeddings (fusion, dlib, MobileFaceNet) and WIDER's labels."""
+    from facelake.config import Settings
+    from facelake.vision import models
+    from facelake.vision.analyzer import FaceAnalyzer, face_quality
+    from facelake.vision.options import AnalyzerOptions
+
+    options = AnalyzerOptions.from_settings(Settings.model_construct())
+    analyzer = FaceAnalyzer(options)
+    fusion = analyzer.embedder
+    mfn = models.build_embedder(AnalyzerOptions(**{**options.__dict__, "embedder": "mobilefacenet"}))
+    truth = json.loads((facedata / "wider_dev" / "truth.json").read_text())
+    rows: dict[str, list] = {k: [] for k in ("image", "even", "width", "score", "quality", "blur", "occlusion",
+                                             "pose", "invalid", "matched", "fusion", "dlib", "mobilefacenet")}
+    for n, name in enumerate(sorted(truth)):
+        rgb = np.asarray(Image.open(facedata / "wider_dev" / "images" / name).convert("RGB"))
+        dets = analyzer.detect(rgb)
+        if not dets:
+            continue
+        aligned = analyzer.align(rgb, dets)
+        fused = fusion.embed_faces(aligned)
+        alone = mfn.embed([a.second for a in aligned])  # type: ignore[attr-defined]
+        w = models.FUSION_DLIB_WEIGHT
+        dlib_part = fused[:, :128] / np.sqrt(w)
+        labels = truth[name]
+        for det, al, f, d, m, j in zip(dets, aligned, fused, dlib_part, alone, match_truth([d.box for d in dets], labels)):
+            t = labels[j] if j >= 0 else {"blur": -1, "occlusion": -1, "pose": -1, "invalid": -1}
+            rows["image"].append(name)
+            rows["even"].append(even_half(name))
+            rows["width"].append(det.width)
+            rows["score"].append(det.score)
+            rows["quality"].append(face_quality(det, al.chip))
+            for k in ("blur", "occlusion", "pose", "invalid"):
+                rows[k].append(t[k])
+            rows["matched"].append(j >= 0)
+            rows["fusion"].append(f)
+            rows["dlib"].append(d / np.linalg.norm(d))
+            rows["mobilefacenet"].append(m)
+        if n % 20 == 0:
+            print(f"{n}/{len(truth)} photos, {len(rows['image'])} detections", flush=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache / "wider_dev.npz", **{k: np.asarray(v) for k, v in rows.items()})
+    print(f"{len(rows['image'])} detections → {cache / 'wider_dev.npz'}")
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counted half (Mann-Whitney)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def labels_of(z: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(hard, clear) masks of the labelled, valid faces."""
+    valid = z["matched"] & (z["invalid"] == 0)
+    hard = valid & ((z["occlusion"] == 2) | (z["blur"] == 2) | (z["pose"] == 1))
+    clear = valid & (z["occlusion"] == 0) & (z["blur"] == 0) & (z["pose"] == 0)
+    return hard, clear
+
+
+def logistic(features: np.ndarray, target: np.ndarray, l2: float = 1e-3) -> np.ndarray:
+    """Weights ``[intercept, *coefficients]`` of a logistic regression (log loss, a little L2), by BFGS."""
+    from scipy.optimize import minimize
+
+    A = np.hstack([np.ones((len(features), 1)), features])
+    y = target.astype(np.float64)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = A @ w
+        p = 1.0 / (1.0 + np.exp(-z))
+        value = float(np.mean(np.logaddexp(0.0, z) - y * z) + l2 * np.sum(w[1:] ** 2))
+        grad = A.T @ (p - y) / len(y) + 2 * l2 * np.concatenate([[0.0], w[1:]])
+        return value, grad
+
+    return minimize(loss, np.zeros(A.shape[1]), jac=True, method="BFGS").x
+
+
+def fit(cache: Path, write: bool, keep: float) -> None:
+    z = dict(np.load(cache / "wider_dev.npz"))
+    hard, clear = labels_of(z)
+    tiny = z["width"] < TINY_PX
+    even = z["even"]
+    out: dict[str, np.ndarray] = {}
+    print(f"{'model':34} {'AUC dist':>8} {'quality':>8} {'dist+q':>8} {'clear kept':>10} {'hard kept':>9} {'no face kept':>12}")
+    from facelake.vision.models import EMBEDDERS
+
+    for key, entry in EMBEDDERS.items():
+        X = z[key].astype(np.float64)
+        centre = X[even & (hard | tiny)].mean(axis=0)
+        centre /= np.linalg.norm(centre)
+        dist = 1.0 - X @ centre
+        train = even & (hard | clear)
+        w = logistic(dist[train, None], clear[train])
+        z_all = w[0] + w[1] * dist
+        shift = float(np.quantile(z_all[even & clear], 1.0 - keep))
+        prob = 1.0 / (1.0 + np.exp(-(z_all - shift)))
+        gate = 0.5
+        both = logistic(np.stack([dist, z["quality"]], axis=1)[train], clear[train])
+        combined = both[0] + both[1] * dist + both[2] * z["quality"]
+        test = ~even & (z["quality"] >= 0.25)
+        scores = [auc(s[test & clear], s[test & hard]) for s in (dist, z["quality"], combined)]
+        kept_clear = float((prob[~even & clear] >= gate).mean())
+        kept_hard = float((prob[~even & hard] >= gate).mean())
+        kept_other = float((prob[~even & ~z["matched"]] >= gate).mean())
+        print(f"{entry.model_name:34} {scores[0]:8.3f} {scores[1]:8.3f} {scores[2]:8.3f} {kept_clear:10.3f} "
+              f"{kept_hard:9.3f} {kept_other:12.3f}")
+        out[f"{entry.model_name}.centre"] = centre.astype(np.float32)
+        out[f"{entry.model_name}.logit"] = np.array([w[0] - shift, w[1]], dtype=np.float64)
+    if write:
+        np.savez_compressed(OUT, **out)
+        print(f"wrote {OUT}")
+
+
+def clusters(cache: Path, min_quality: float = 0.13) -> None:
+    """Offline check on the cached embeddings (no store): the largest cluster and the hard faces in clusters,
+    before (every face, a face founds a group alone) and after (the gate, then the density rule)."""
+    from facelake.identities.clustering import CentroidClustering, bcubed
+    from facelake.identities.matching import CALIBRATED
+    from facelake.vision.models import EMBEDDERS
+    from facelake.vision.recognisability import GATE, calibrations
+
+    z = dict(np.load(cache / "wider_dev.npz"))
+    heavy = z["matched"] & ((z["occlusion"] == 2) | (z["blur"] == 2))
+    print(f"{'model':34} {'rule':16} {'faces':>6} {'in 2+':>6} {'largest':>7} {'heavy in 2+':>11} {'BCubed F':>8}")
+    for key, entry in EMBEDDERS.items():
+        X = z[key].astype(np.float32)
+        scores = calibrations()[entry.model_name].score(X)
+        base = z["quality"] >= min_quality
+        t = CALIBRATED[entry.model_name].cluster
+        for rule, keep, min_samples, linkage in (
+                ("before", base, 1, "centroid"), ("gate", base & (scores >= GATE), 1, "centroid"),
+                ("density", base, 3, "centroid"), ("gate+density", base & (scores >= GATE), 3, "centroid"),
+                ("gate+average", base & (scores >= GATE), 1, "average"),
+                ("gate+dens+avg", base & (scores >= GATE), 3, "average")):
+            idx = np.nonzero(keep)[0]
+            labels = np.full(len(X), -1, dtype=np.int64)
+            labels[idx] = CentroidClustering(t, min_samples, linkage).fit(
+                X[idx], groups=list(z["image"][idx]), quality=z["quality"][idx]).labels_
+            sel = np.nonzero(base)[0]
+            values, counts = np.unique(labels[labels >= 0], return_counts=True)
+            size = dict(zip(values.tolist(), counts.tolist()))
+            in2 = np.array([size.get(int(v), 0) >= 2 for v in labels])
+            _, _, f = bcubed([str(i) for i in sel], [int(v) for v in labels[sel]])
+            print(f"{entry.model_name:34} {rule:16} {len(sel):6d} {int(in2[sel].sum()):6d} "
+                  f"{max(size.values(), default=0):7d} {int((in2 & heavy & base).sum()):11d} {f:8.3f}")
+
+
+def naming(cache: Path, enroll: int = 20, min_quality: float = 0.13) -> None:
+    """Offline check: ``enroll`` clear faces of different photos enrolled, every other face named by the
+    fused embedder's rule, with and without the gate; every name is wrong (each face its own person)."""
+    from facelake.identities.matching import CALIBRATED, Gallery, Namer
+    from facelake.vision.models import FUSION
+    from facelake.vision.recognisability import GATE, calibrations
+
+    z = dict(np.load(cache / "wider_dev.npz"))
+    X, q = z["fusion"].astype(np.float32), z["quality"]
+    scores = calibrations()[FUSION].score(X)
+    chosen: list[int] = []
+    for i in np.argsort(-q):
+        if scores[i] >= GATE and z["image"][i] not in {z["image"][j] for j in chosen} and len(chosen) < enroll:
+            chosen.append(int(i))
+    t = CALIBRATED[FUSION]
+    gallery = Gallery(t.identify, t.margin).fit(X[chosen], np.arange(len(chosen)))
+    kinds = {"all": z["matched"] | ~z["matched"], "heavy occlusion": z["occlusion"] == 2, "heavy blur": z["blur"] == 2,
+             "atypical pose": z["pose"] == 1, "clear": (z["occlusion"] == 0) & (z["blur"] == 0) & (z["pose"] == 0),
+             "no labelled face": ~z["matched"]}
+    print(f"{len(chosen)} faces enrolled; names given to the other faces (all wrong)")
+    print(f"  {'faces':18} {'faces':>6} {'named without gate':>18} {'with gate':>9}")
+    named = {}
+    for gated in (False, True):
+        namer = Namer(gallery, t, min_quality, min_recognisability=GATE if gated else 0.0)
+        out = np.zeros(len(X), dtype=bool)
+        for image in np.unique(z["image"]):
+            rows = [i for i in np.nonzero(z["image"] == image)[0] if i not in chosen]
+            if rows:
+                decisions = namer.name_image(X[rows], list(q[rows]), recognisability=[float(scores[i]) for i in rows])
+                out[rows] = [p is not None for p, _ in decisions]
+        named[gated] = out
+    others = np.ones(len(X), dtype=bool)
+    others[chosen] = False
+    for k, mask in kinds.items():
+        m = mask & others
+        print(f"  {k:18} {int(m.sum()):6d} {int(named[False][m].sum()):18d} {int(named[True][m].sum()):9d}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming"])
+    parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/facelake-ers"))
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--keep", type=float, default=0.97, help="share of the even half's clear faces the gate keeps")
+    args = parser.parse_args()
+    if args.step == "extract":
+        extract(args.facedata, args.cache)
+    elif args.step == "fit":
+        fit(args.cache, args.write, args.keep)
+    elif args.step == "clusters":
+        clusters(args.cache)
+    else:
+        naming(args.cache)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
