@@ -110,7 +110,7 @@ def main() -> None:
         build(db, args.sightings)
     if args.build_only:
         return
-    token = subprocess.run([*FL, "--db", str(db), "tokens", "create", "--scope", "admin", "--name", "bench"],
+    token = subprocess.run([*FL, "--db", str(db), "tokens", "create", "--scope", "admin", "--name", f"bench-{time.time_ns()}"],
                            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     port = free_port()
     proc = subprocess.Popen([*FL, "--db", str(db), "serve", "--port", str(port)],

@@ -140,8 +140,10 @@ _SYNCING = threading.Lock()
 """One sync at a time in a process: ``serve``'s watcher and its background index thread share the file."""
 
 
-def sync_index(store: Store, settings: Settings, chunk: int = 50_000) -> IndexSync:
-    """Bring the face index up to date with the database (or rebuild it if it was lost)."""
+def sync_index(store: Store, settings: Settings, chunk: int = 10_000) -> IndexSync:
+    """Bring the face index up to date with the database (or rebuild it if it was lost), ``chunk``
+    faces at a time: the rows arrive as Python lists, about 11 kB a face, so a chunk of 50,000
+    held half a gigabyte while it was added."""
     if store.searches_vectors():
         return IndexSync(None, 0, 0)
     with _SYNCING:

@@ -75,6 +75,10 @@ def _watcher_of(db: Path) -> int | None:
     return pid
 
 
+MEMORY_LIMIT = os.environ.get("FACELAKE_DUCKDB_MEMORY", "1GB")
+"""DuckDB's own memory (its buffers; it spills to disk past it). Its default, 80 % of the machine,
+let one listing of a million sightings hold 3 GB in ``serve``."""
+
 WATCH_WAIT_S = 15.0
 """How long a command waits for a file a busy ``watch`` holds: watch lets go once idle for
 ``watch_lend_s``, so this covers a batch of photos; an hour-long clip holds it longer."""
@@ -243,7 +247,8 @@ class DuckStore(SqlStore):
         deadline = time.monotonic() + WATCH_WAIT_S
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=self.read_only and not DuckStore.shared)
+                return duckdb.connect(str(self.path), read_only=self.read_only and not DuckStore.shared,
+                                      config={"memory_limit": MEMORY_LIMIT})
             except duckdb.IOException as exc:
                 if (held := held_message(self.path)) is not None:  # serve lends the file to nobody
                     raise StoreError(held) from exc

@@ -99,8 +99,7 @@ class People:
             """SELECT p.person_id, p.name, p.consent_note, p.created_at,
                       (SELECT count(*) FROM enrollments e WHERE e.person_id = p.person_id),
                       (SELECT count(*) FROM sightings s WHERE s.person_id = p.person_id),
-                      (SELECT max(i.taken_at) FROM sightings s JOIN images i USING (image_id)
-                        WHERE s.person_id = p.person_id)
+                      (SELECT max(s.seen_at) FROM sightings s WHERE s.person_id = p.person_id)
                FROM people p ORDER BY p.name""")
         return [PersonRow(*r) for r in rows]
 
