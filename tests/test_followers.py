@@ -18,6 +18,7 @@ from .dbs import PostgresServers, rows
 from .servers import RestartablePostgres, free_port, new_database, postgres_bins, wait_healthy
 from .test_alerts import receiver  # noqa: F401 - the webhook receiver fixture
 from .test_ingest import cli
+from .test_watch import no_watch_left  # noqa: F401 (autouse: no watch left behind)
 
 PASSWORD = "s3cretPW"
 

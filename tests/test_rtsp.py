@@ -20,7 +20,7 @@ import pytest
 from facelake.sources.video import StreamReader
 
 from .dbs import rows
-from .test_watch import Watch
+from .test_watch import Watch, no_watch_left  # noqa: F401 (autouse)
 from .videoclips import Actor, encode, face_patch, render
 
 DEBIAN_PYTHON = "/usr/bin/python3"

@@ -10,7 +10,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -24,10 +26,14 @@ JPEGS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_fa
 class Watch:
     """A running `facelake watch`; collects its output lines as they come."""
 
+    started: ClassVar[list[Watch]] = []
+    """Every watch a test started: :func:`no_watch_left` kills those a failed assertion left running."""
+
     def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "facelake.cli", "--db", str(db), "watch", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
+        Watch.started.append(self)
         self.out: list[str] = []
         self.err: list[str] = []
         for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
@@ -58,6 +64,17 @@ class Watch:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def no_watch_left() -> Iterator[None]:
+    """A test that fails mid-way leaves no `watch` process behind it (two outlived a failed run)."""
+    yield
+    while Watch.started:
+        watch = Watch.started.pop()
+        if watch.proc.poll() is None:
+            watch.proc.kill()
+            watch.proc.wait(timeout=30)
 
 
 def test_dropped_files_are_ingested_within_seconds_and_slow_writes_once_whole(db: Target, tmp_path: Path, samples: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .dbs import PostgresServers, rows
-from .test_watch import Watch
+from .test_watch import Watch, no_watch_left  # noqa: F401 (autouse)
 from .videoclips import Actor, encode, face_patch, render
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="scripts/test.sh installs Debian's ffmpeg")
