@@ -133,24 +133,12 @@ def is_video_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in VIDEO_SUFFIXES
 
 
-def read_bounded(chunks: Iterator[bytes], max_bytes: int, where: str) -> bytes:
-    """Join a stream of chunks, stopping with ImageTooLarge as soon as it passes ``max_bytes``.
+def write_bounded(chunks: Iterator[bytes], out: Writable, max_bytes: int, where: str) -> None:
+    """Copy a stream of chunks into ``out``, stopping with ImageTooLarge as soon as it passes ``max_bytes``.
 
     A listing's size can be stale or wrong (an object rewritten since); the stream is the
-    truth, so the limit is enforced on what actually arrives.
+    truth, so the limit is enforced on what actually arrives, one chunk in memory at a time.
     """
-    parts: list[bytes] = []
-    total = 0
-    for chunk in chunks:
-        total += len(chunk)
-        if total > max_bytes:
-            raise ImageTooLarge(f"{where}: more than {max_bytes / 1e6:.0f} MB, over the limit")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def write_bounded(chunks: Iterator[bytes], out: Writable, max_bytes: int, where: str) -> None:
-    """Like :func:`read_bounded`, into ``out``: memory holds one chunk at a time."""
     total = 0
     for chunk in chunks:
         total += len(chunk)

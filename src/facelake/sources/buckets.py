@@ -21,6 +21,7 @@ as the function's whole timeout), say what they wait for, and give up at once af
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ImageTooLarge, ImageUnreadable, SourceError, SourceUnavailable
-from .base import Entry, Writable, camera_from_key, is_image_name, read_bounded, write_bounded
+from .base import Entry, Writable, camera_from_key, is_image_name, write_bounded
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +150,10 @@ class GcsBucket:
             raise SourceError(f"cannot list {self.uri}/{prefix}: {exc}") from exc
 
     def read(self, key: str, max_bytes: int) -> bytes:
-        where = f"gs://{self.name}/{key}"
-        retry = None if self._down.is_set() else self._read_retry(where)
-        try:
-            # A ranged request: the server sends at most max_bytes + 1 bytes, whatever the object's size.
-            data = self._bucket.blob(key).download_as_bytes(start=0, end=max_bytes, timeout=REQUEST_TIMEOUT_S,
-                                                            retry=retry)
-        except self._errors.GoogleAPIError as exc:
-            if _transient_http(getattr(exc, "code", None)):
-                raise self._unavailable(where, exc) from exc
-            raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
-        except (OSError, ValueError) as exc:  # requests' and google-auth's transport errors derive from these
-            raise self._unavailable(where, exc) from exc
-        self._down.clear()
-        if len(data) > max_bytes:
-            raise ImageTooLarge(f"gs://{self.name}/{key}: more than {max_bytes / 1e6:.0f} MB, over the limit")
-        return data
+        """A download into memory: one place handles the range, the retries and the errors."""
+        out = io.BytesIO()
+        self.download(key, out, max_bytes)
+        return out.getvalue()
 
     def download(self, key: str, out: Writable, max_bytes: int) -> None:
         where = f"gs://{self.name}/{key}"
@@ -244,20 +233,10 @@ class S3Bucket:
             raise SourceError(f"cannot list {self.uri}/{prefix}: {exc}") from exc
 
     def read(self, key: str, max_bytes: int) -> bytes:
-        where = f"s3://{self.name}/{key}"
-        try:
-            body = self._client.get_object(Bucket=self.name, Key=key)["Body"]
-            try:
-                return read_bounded(body.iter_chunks(CHUNK), max_bytes, where)
-            finally:
-                body.close()
-        except self._errors.ClientError as exc:
-            code = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if _transient_http(code):
-                raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
-            raise ImageUnreadable(f"cannot read {where}: {_reason(exc)}") from exc
-        except (self._errors.BotoCoreError, OSError) as exc:  # connection, timeout, a stream cut short
-            raise SourceUnavailable(f"cannot read {where} now: {_reason(exc)}") from exc
+        """A download into memory (see :meth:`GcsBucket.read`)."""
+        out = io.BytesIO()
+        self.download(key, out, max_bytes)
+        return out.getvalue()
 
     def download(self, key: str, out: Writable, max_bytes: int) -> None:
         where = f"s3://{self.name}/{key}"
