@@ -262,7 +262,8 @@ def test_function_on_a_clip_writes_its_tracks_and_import_restores_them(
     code, output = cli(db, "import", f"gs://{bucket.name}/lake/")  # type: ignore[attr-defined]
     assert code == 0 and "imported 1 images" in output, output
     ingest([tmp_path / "door"], load_settings(db=folder_db), camera="door", workers=1)
-    tracks = "SELECT track_index, start_s, end_s, frames, template, model FROM tracks ORDER BY track_index"
+    tracks = ("SELECT track_index, start_s, end_s, frames, template, model, still IS NOT NULL FROM tracks "
+              "ORDER BY track_index")
     faces = "SELECT face_index, box, embedding, offset_s, track_id IS NOT NULL FROM sightings ORDER BY face_index"
     assert len(rows(db, tracks)) == 1 and rows(db, tracks) == rows(folder_db, tracks)
     assert rows(db, faces) == rows(folder_db, faces)
@@ -302,8 +303,9 @@ def test_function_alerts_by_its_rules_naming_the_face_by_image_and_index(
 def test_lake_files_load_into_the_bigquery_tables_as_docs_say(
     tmp_path: Path, samples: Path, gcs: str, bigquery_endpoint: str, new_db: NewDb
 ) -> None:
-    """docs/bigquery.md: `bq load` of lake/images/*.parquet and lake/sightings/*.parquet into the
-    tables facelake makes. The files hold exactly those tables' columns; the crops stay in faces/."""
+    """docs/bigquery.md: `bq load` of lake/images/, lake/sightings/ and lake/tracks/ files into the
+    tables facelake makes. The files hold exactly those tables' columns; the crops stay in faces/,
+    the tracks' stills in stills/."""
     import duckdb
 
     from facelake.sources.buckets import LocalBucket
@@ -314,21 +316,31 @@ def test_lake_files_load_into_the_bigquery_tables_as_docs_say(
     bucket.blob("door/a.jpg").upload_from_filename(samples / "obama.jpg")
     lake = Lake(str(tmp_path / "lake"), bucket=LocalBucket(tmp_path / "lake"))
     runtime = FunctionRuntime(load_settings(db=tmp_path / "x.duckdb"), sink=lake)
+    from .test_video_ingest import clip, walker
+
+    bucket.blob("door/walk.mp4").upload_from_filename(clip(tmp_path / "walk.mp4", [walker("biden.jpg")]))
     image_id = runtime.handle(bucket.name, "door/a.jpg").image_id
-    for table in ("images", "sightings"):
-        columns = [r[0] for r in duckdb.sql(
-            f"DESCRIBE SELECT * FROM '{tmp_path}/lake/{table}/{image_id}.parquet'").fetchall()]
-        assert columns == [name for name, _, _ in bigquery.FIELDS[table]], table
+    clip_id = runtime.handle(bucket.name, "door/walk.mp4").image_id
+    for table, ids in (("images", [image_id, clip_id]), ("sightings", [image_id, clip_id]), ("tracks", [clip_id])):
+        for one in ids:
+            columns = [r[0] for r in duckdb.sql(
+                f"DESCRIBE SELECT * FROM '{tmp_path}/lake/{table}/{one}.parquet'").fetchall()]
+            assert columns == [name for name, _, _ in bigquery.FIELDS[table]], table
     bq = bigquery.client("facelake-test", bigquery_endpoint)
     ds = f"lake_{uuid.uuid4().hex[:8]}"
     bigquery.ensure_tables(bq, "facelake-test", ds)
-    for table in ("images", "sightings"):
-        with open(tmp_path / "lake" / table / f"{image_id}.parquet", "rb") as f:
-            bq.load_table_from_file(f, f"facelake-test.{ds}.{table}",
-                                    job_config=bigquery.load_config(table, staging=False)).result()
+    for table, ids in (("images", [image_id, clip_id]), ("sightings", [image_id, clip_id]), ("tracks", [clip_id])):
+        for one in ids:
+            with open(tmp_path / "lake" / table / f"{one}.parquet", "rb") as f:
+                bq.load_table_from_file(f, f"facelake-test.{ds}.{table}",
+                                        job_config=bigquery.load_config(table, staging=False)).result()
     assert bq_rows(bigquery_endpoint, "SELECT i.camera, s.face_index, ARRAY_LENGTH(s.embedding), s.sighting_id "
-                                      f"FROM {ds}.images i JOIN {ds}.sightings s USING (image_id)") == [
-        ("door", 0, 320, None)]
+                                      f"FROM {ds}.images i JOIN {ds}.sightings s USING (image_id) "
+                                      f"WHERE image_id = '{image_id}'") == [("door", 0, 320, None)]
+    tracks = bq_rows(bigquery_endpoint, "SELECT t.camera, ARRAY_LENGTH(t.template), ARRAY_LENGTH(t.face_indexes), "
+                                        f"(SELECT count(*) FROM {ds}.sightings s WHERE s.image_id = t.image_id) "
+                                        f"FROM {ds}.tracks t")
+    assert len(tracks) == 1 and tracks[0][:2] == ("door", 320) and tracks[0][2] == tracks[0][3] > 0, tracks
     # The crop is still in the lake for `facelake import`.
     db = new_db("lake")
     from facelake.store import open_store
@@ -336,7 +348,9 @@ def test_lake_files_load_into_the_bigquery_tables_as_docs_say(
 
     store = open_store(db)
     try:
-        assert import_lake(store, lake).imported == 1
+        assert import_lake(store, lake).imported == 2
     finally:
         store.close()
-    assert rows(db, "SELECT thumb IS NOT NULL FROM sightings") == [(True,)]
+    assert rows(db, "SELECT bool_and(thumb IS NOT NULL) FROM sightings") == [(True,)]
+    assert rows(db, "SELECT still IS NOT NULL, template IS NOT NULL FROM tracks") == [(True, True)], \
+        "the still comes back from stills/"

@@ -270,3 +270,30 @@ def test_an_erased_face_takes_its_clip_track_template_and_still_from_the_lake(db
         (0, True, True), (1, False, False)]
     assert rows(db, "SELECT face_index, embedding IS NULL, thumb IS NULL FROM sightings ORDER BY 1") == [
         (0, True, True), (1, False, False)]
+
+
+def test_a_lake_written_before_stills_keeps_its_tracks_still_on_import(tmp_path: Path) -> None:
+    """Tracks files once held the still (and no warehouse columns): such a lake still reads whole,
+    and erasing one of its faces still wipes the track in that file."""
+    from facelake.store import SightingRecord
+    from facelake.store.base import ImageRecord, TrackRecord
+
+    rng = np.random.default_rng(1)
+    track = TrackRecord(0.0, 2.0, 12, rng.standard_normal(128).astype(np.float32), "m", still=b"old-still")
+    face = SightingRecord(0, (0.0, 0.0, 10.0, 10.0), np.zeros((5, 2), np.float32), 0.9, 0.8,
+                          rng.standard_normal(128).astype(np.float32), "m", b"crop", track=0, offset_s=0.5)
+    lake = Lake(str(tmp_path / "lake"))
+    lake.write(ImageRecord("clip-1", "/cams/walk.mp4", "door", "ok", tracks=(track,)), [face])
+    new_layout = lake.read("clip-1")[0].tracks[0]
+    old = tmp_path / "lake" / "tracks" / "clip-1.parquet"
+    (tmp_path / "lake" / "stills" / "clip-1.parquet").unlink()
+    duckdb.sql(f"""COPY (SELECT 'clip-1' AS image_id, 0::INTEGER AS track_index, 0.0::DOUBLE AS start_s,
+                   2.0::DOUBLE AS end_s, 12::INTEGER AS frames, {track.template.tolist()}::FLOAT[] AS template,
+                   'm' AS model, NULL::TIMESTAMP AS started_at, NULL::TIMESTAMP AS ended_at,
+                   'old-still'::BLOB AS still) TO '{old}' (FORMAT PARQUET)""")
+    read = lake.read("clip-1")[0].tracks[0]
+    assert read.still == b"old-still" and np.array_equal(read.template, track.template)
+    assert np.array_equal(new_layout.template, track.template) and new_layout.still == b"old-still", \
+        "the new layout gives back the same track: the template widened exactly, the still from stills/"
+    assert lake.erase_faces("clip-1", "face_index IN (0)") == 1
+    assert (lake.read("clip-1")[0].tracks[0].template, lake.read("clip-1")[0].tracks[0].still) == (None, None)

@@ -3,18 +3,19 @@
 A fleet of Cloud Function instances cannot share a DuckDB file, so each writes its image
 as ``<lake>/images/<image_id>.parquet`` (one row), ``<lake>/sightings/<image_id>.parquet``
 (one row per face) and ``<lake>/faces/<image_id>.parquet`` (each face's crop and track), and
-a video clip its tracks as ``<lake>/tracks/<image_id>.parquet``. Why this layout:
+a video clip its tracks as ``<lake>/tracks/<image_id>.parquet`` with each track's still frame in
+``<lake>/stills/<image_id>.parquet``. Why this layout:
 - the file name *is* the image id, so a redelivered event rewrites the same two objects and
   can never add a second row; ``facelake import`` skips ids it already holds without
   downloading them;
 - the sightings file is written first and the image file last, so an image file's presence
   means its sightings are complete (an instance killed in between leaves no image file, and
   the redelivery finishes the job);
-- ``images/`` and ``sightings/`` hold exactly the columns of the BigQuery tables
+- ``images/``, ``sightings/`` and ``tracks/`` hold exactly the columns of the BigQuery tables
   (``store.bigquery``: the same names, order and types), so ``bq load`` or an external table
   over ``gs://BUCKET/lake/sightings/*.parquet`` takes them as they are; what only
-  ``facelake import`` needs (the face crops, which stay out of the warehouse, and a clip's
-  face-to-track links) is in ``faces/``;
+  ``facelake import`` needs (the face crops and track stills, which stay out of the warehouse,
+  and a clip's face-to-track links) is in ``faces/`` and ``stills/``;
 - an object's error row is keyed by its uri (``store.base.error_id``), and the object's good
   row removes it first: a fixed object resent adds no second row.
 """
@@ -44,8 +45,12 @@ SIGHTING_COLUMNS = """sighting_id BIGINT, image_id VARCHAR, face_index BIGINT, b
 a database gives them when it imports the lake)."""
 FACE_COLUMNS = ("image_id VARCHAR, face_index INTEGER, thumb BLOB, track_index INTEGER, offset_s DOUBLE, "
                 "recognisability FLOAT")
-TRACK_COLUMNS = """image_id VARCHAR, track_index INTEGER, start_s DOUBLE, end_s DOUBLE, frames INTEGER,
-    template FLOAT[], model VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP, still BLOB"""
+TRACK_COLUMNS = """track_id BIGINT, image_id VARCHAR, track_index BIGINT, camera VARCHAR, started_at TIMESTAMP,
+    ended_at TIMESTAMP, start_s DOUBLE, end_s DOUBLE, frames BIGINT, person_id BIGINT, cluster_id BIGINT,
+    match_score DOUBLE, template DOUBLE[], model VARCHAR, face_indexes BIGINT[]"""
+"""``bigquery.TRACK_FIELDS``, column for column (a track's name is its faces' name, as the
+BigQuery sink writes it; ``track_id`` and ``cluster_id`` are NULL like the sightings')."""
+STILL_COLUMNS = "image_id VARCHAR, track_index BIGINT, still BLOB"
 PARQUET = "(FORMAT PARQUET, COMPRESSION ZSTD)"
 
 
@@ -92,14 +97,28 @@ def faces_parquet(image_id: str, sightings: list[SightingRecord]) -> bytes:
     return _to_file(con, "t")
 
 
-def tracks_parquet(image: ImageRecord) -> bytes:
-    """A clip's tracks (one row each, by their index, which the sightings' ``track_index`` points to)."""
+def tracks_parquet(image: ImageRecord, sightings: list[SightingRecord]) -> bytes:
+    """A clip's tracks (one row each, by their index, which the sightings' ``track_index`` points to),
+    named by their faces; the template widened exactly to float64 like the embeddings."""
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t ({TRACK_COLUMNS})")
     for n, t in enumerate(image.tracks):
-        con.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            image.image_id, n, t.start_s, t.end_s, t.frames, np.asarray(t.template, dtype=np.float32).tolist(),
-            t.model, t.started_at, t.ended_at, t.still])
+        faces = [s for s in sightings if s.track == n]
+        person = next((s.person_id for s in faces), None)
+        score = next((s.match_score for s in faces), None)
+        template = None if t.template is None else np.asarray(t.template, dtype=np.float32).tolist()
+        con.execute("INSERT INTO t VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)", [
+            image.image_id, n, image.camera, t.started_at, t.ended_at, t.start_s, t.end_s, t.frames, person,
+            None if score is None else float(score), template, t.model, [s.face_index for s in faces]])
+    return _to_file(con, "t")
+
+
+def stills_parquet(image: ImageRecord) -> bytes:
+    """Each track's still frame: a picture of a face, so it stays out of the warehouse's columns."""
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t ({STILL_COLUMNS})")
+    for n, t in enumerate(image.tracks):
+        con.execute("INSERT INTO t VALUES (?, ?, ?)", [image.image_id, n, t.still])
     return _to_file(con, "t")
 
 
@@ -132,7 +151,8 @@ class Lake:
         self.bucket.write(self._key("faces", image.image_id), faces_parquet(image.image_id, sightings))
         self.bucket.write(self._key("sightings", image.image_id), sightings_parquet(image.image_id, sightings))
         if image.tracks:
-            self.bucket.write(self._key("tracks", image.image_id), tracks_parquet(image))
+            self.bucket.write(self._key("stills", image.image_id), stills_parquet(image))
+            self.bucket.write(self._key("tracks", image.image_id), tracks_parquet(image, sightings))
         self.bucket.write(self._key("images", image.image_id), image_parquet(image))
 
     def image_ids(self) -> Iterator[str]:
@@ -145,7 +165,7 @@ class Lake:
     def read(self, image_id: str, max_bytes: int = 1 << 30) -> tuple[ImageRecord, list[SightingRecord]]:
         con = duckdb.connect()
         with tempfile.TemporaryDirectory() as tmp:
-            tables = ["images", "sightings"] + [t for t in ("faces", "tracks")
+            tables = ["images", "sightings"] + [t for t in ("faces", "tracks", "stills")
                                                  if self.bucket.exists(self._key(t, image_id))]
             for table in tables:
                 path = Path(tmp) / f"{table}.parquet"
@@ -154,9 +174,15 @@ class Lake:
         row = con.execute("""SELECT image_id, uri, camera, status, error, taken_at, taken_at_source, gps_lat, gps_lon,
                                     camera_make, camera_model, format, width, height, bytes FROM images""").fetchone()
         assert row is not None, f"empty image file for {image_id}"
-        tracks = tuple(TrackRecord(*t) for t in con.execute(
-            """SELECT start_s, end_s, frames, template, model, started_at, ended_at, still FROM tracks
-               ORDER BY track_index""").fetchall()) if "tracks" in tables else ()
+        tracks: tuple[TrackRecord, ...] = ()
+        if "tracks" in tables:
+            # Tracks files written before stills/ hold the still themselves.
+            old = "still" in {r[0] for r in con.execute("DESCRIBE tracks").fetchall()}
+            still = "t.still" if old else "st.still" if "stills" in tables else "NULL"
+            joined = "LEFT JOIN stills st USING (track_index)" if not old and "stills" in tables else ""
+            tracks = tuple(TrackRecord(*t) for t in con.execute(
+                f"""SELECT t.start_s, t.end_s, t.frames, t.template, t.model, t.started_at, t.ended_at, {still}
+                    FROM tracks t {joined} ORDER BY t.track_index""").fetchall())
         # An erased track (``erase_faces``) keeps its row without template or still.
         image = replace(ImageRecord(*row), tracks=tuple(
             replace(t, template=None if t.template is None else np.array(t.template, np.float32)) for t in tracks))
@@ -203,7 +229,7 @@ class Lake:
         """Delete an image's files (the image file first: what is left is an incomplete record,
         which ``import`` never reads); returns how many there were."""
         n = 0
-        for table in ("images", "sightings", "faces", "tracks"):
+        for table in ("images", "sightings", "faces", "tracks", "stills"):
             key = self._key(table, image_id)
             if self.bucket.exists(key):
                 self.bucket.delete(key)
@@ -259,6 +285,15 @@ class Lake:
                                 f"(SELECT track_index FROM {links} WHERE face_index IN "
                                 f"(SELECT face_index FROM chosen))")
                     self.bucket.write(tracks_key, _to_file(con, "tracks"))
+                stills_key = self._key("stills", image_id)
+                if self.bucket.exists(stills_key):
+                    spath = Path(tmp) / "stills.parquet"
+                    spath.write_bytes(self.bucket.read(stills_key, 1 << 30))
+                    con.execute(f"CREATE TABLE stills AS SELECT * FROM read_parquet('{spath}')")
+                    con.execute(f"UPDATE stills SET still = NULL WHERE track_index IN "
+                                f"(SELECT track_index FROM {links} WHERE face_index IN "
+                                f"(SELECT face_index FROM chosen))")
+                    self.bucket.write(stills_key, _to_file(con, "stills"))
             con.execute(f"UPDATE sightings SET {', '.join(c + ' = NULL' for c in wipe)} WHERE {where}", params or [])
             self.bucket.write(key, _to_file(con, "sightings"))
         return n
