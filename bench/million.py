@@ -286,36 +286,42 @@ def build_pg(url: str, sightings: int) -> None:
           f"database {size[0] / 1e9:.1f} GB", flush=True)
 
 
-def recall_pg(url: str, queries: int = 200, k: int = 10) -> float:
-    """recall@10 of the HNSW search (``PgStore.nearest``, facelake's own query and ``ef_search``)
-    against an exact scan, on stored faces as queries: each one's own face must come back."""
+def recall_pg(url: str, queries: int = 100, k: int = 10, efs: tuple[int, ...] = (40, 128, 400)) -> None:
+    """recall@10 of the HNSW search (``PgStore.nearest``: facelake's own query) at each ``ef_search``
+    against an exact scan, with stored faces as queries (each one's own face must come back too)."""
     import psycopg
 
-    from facelake.store import open_store
+    from facelake.store import open_store, pg
     from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
     dim = EMBEDDING_DIMS[FUSION]
     with psycopg.connect(url, autocommit=True) as con:
         picked = con.execute("SELECT sighting_id, embedding::text FROM sightings TABLESAMPLE SYSTEM (1) "
-                             "WHERE model = %s AND embedding IS NOT NULL LIMIT %s", [FUSION, queries]).fetchall()
+                             "WHERE model = %s AND embedding IS NOT NULL ORDER BY random() LIMIT %s",
+                             [FUSION, queries]).fetchall()
         con.execute("SET enable_indexscan = off")
         exact = {sid: {r[0] for r in con.execute(
             f"SELECT sighting_id FROM sightings WHERE model = %s AND embedding IS NOT NULL "
             f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT %s", [FUSION, vec, k]).fetchall()}
             for sid, vec in picked}
-    found, own, ms = 0, 0, []
-    with open_store(url) as store:
-        for sid, vec in picked:
-            t = time.perf_counter()
-            hits = store.nearest(FUSION, dim, np.array(vec[1:-1].split(","), np.float32), k) or []
-            ms.append((time.perf_counter() - t) * 1000)
-            ids = {h.sighting_id for h in hits}
-            found += len(ids & exact[sid])
-            own += sid in ids
-    recall = found / (k * len(picked))
-    print(f"search recall@{k} {recall:.4f} on {len(picked)} stored faces (own face found {own}/{len(picked)}); "
-          f"SQL search p50 {np.percentile(ms, 50):.1f} / p99 {np.percentile(ms, 99):.1f} ms", flush=True)
-    return recall
+    default = pg._EF_SEARCH
+    try:
+        with open_store(url) as store:
+            for ef in efs:
+                pg._EF_SEARCH = ef
+                found, own, ms = 0, 0, []
+                for sid, vec in picked:
+                    t = time.perf_counter()
+                    hits = store.nearest(FUSION, dim, np.array(vec[1:-1].split(","), np.float32), k) or []
+                    ms.append((time.perf_counter() - t) * 1000)
+                    ids = {h.sighting_id for h in hits}
+                    found += len(ids & exact[sid])
+                    own += sid in ids
+                print(f"ef_search {ef:4}: recall@{k} {found / (k * len(picked)):.3f} on {len(picked)} stored faces, "
+                      f"own face {own}/{len(picked)}; SQL search p50 {np.percentile(ms, 50):.1f} / "
+                      f"p99 {np.percentile(ms, 99):.1f} ms", flush=True)
+    finally:
+        pg._EF_SEARCH = default
 
 
 def explain_pg(url: str, out: Path) -> None:
@@ -352,9 +358,14 @@ def explain_pg(url: str, out: Path) -> None:
                                                                   limit=60),
             "person page": lambda: store.reports.timeline(person=person, limit=60),
             "clusters": lambda: store.clusters.listing(2),
+            "a cluster's best faces (once per cluster on /clusters)": lambda: store.clusters.best_faces(7),
             "people": lambda: store.people.listing(),
+            "a person's cameras (once per person on /people)": lambda: store.reports.cameras_of(person or 0),
+            "the people's faces": lambda: store.reports.person_faces(),
             "activity": lambda: store.reports.activity(None),
             "per day": lambda: store.reports.per_day(None),
+            "map": lambda: store.reports.gps_cells(None),
+            "cameras": lambda: store.reports.cameras(),
         }
         _Connection.execute = explaining  # type: ignore[method-assign]
         try:
