@@ -25,14 +25,15 @@ server, started here with its data under /work/bench/pg/ or ``--pg-dir``, delete
    norm ~0.6 per group, drawn once) plus uniform noise (±0.02 per component, norm ~0.2), through
    ``real[]`` and back to ``vector``; an unnamed face's copy is put in its group's cluster
    ``1 + k % 2000`` (as if ``facelake cluster`` had run: ~80 faces a cluster), a named one keeps
-   its person. Why the groups: the DuckDB recipe's 160,000 noisy copies of each face are all
-   about equally far from each other, which no face collection looks like, and on which HNSW
+   its person. Why the groups: the DuckDB recipe's noisy copies (16,666 of each face at 100k) are
+   all about equally far from each other, which no face collection looks like, and on which HNSW
    cannot tell a face's own copy from the others (recall@10 0.80 at 100k with ``ef_search``
    128, 0.96 at 1000; see docs/scale.md);
-3. the HNSW index is dropped before the copy and built after it (``CREATE INDEX``, timed: a
-   build is much faster than a million inserts into the graph), then ``ANALYZE``.
-Then the same requests from a real ``facelake serve`` (plus ``?cluster=``), the search's recall@10
-on the sample photos' own faces against an exact scan, and ``EXPLAIN (ANALYZE, BUFFERS)`` of every
+3. the HNSW index is dropped before the copy and, after ``VACUUM ANALYZE``, built again
+   (``CREATE INDEX``, timed: a build is much faster than a million inserts into the graph).
+Then the same requests from a real ``facelake serve`` (plus ``?cluster=`` and the next page),
+the search's recall@10 at ``ef_search`` 40, 128 and 400 with stored faces as queries against an
+exact scan, and ``EXPLAIN (ANALYZE, BUFFERS)`` of every
 SELECT the listing and dashboard calls send (``--explain FILE``).
 """
 
