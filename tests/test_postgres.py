@@ -7,18 +7,22 @@ writer, a server without pgvector, and moving a database between the engines.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from facelake.store import ImageRecord, SightingRecord, Target, open_store
+from facelake.store import ImageRecord, SightingRecord, Store, Target, open_store
 
 from .dbs import PostgresServers, release, rows
 from .test_ingest import cli
@@ -191,3 +195,141 @@ def test_copy_duckdb_to_postgresql_and_back_keeps_everything(
         assert sorted(Path(h["uri"]).name for h in hits) == ["a.jpg", "c.jpg"]
         code, output = cli(duck, "copy", "--from", str(duck), "--to", pg)
         assert code == 4 and "already holds data" in output
+
+
+def _year(store: Store, images: int = 60) -> list[int]:
+    """``images`` photos of two faces each over 8 cameras and three days (several at the same
+    second: keyset pages must break ties by id), one person, unknown faces in three clusters."""
+    pid = store.people.add("Barack", "test")
+    start = datetime(2024, 1, 1, 8)
+    for n in range(images):
+        taken = start + timedelta(hours=(n * 7) % 60, seconds=(n // 3) % 2)
+        image = ImageRecord(f"img-{n}", f"/cams/{n}.jpg", f"cam{n % 8}", "ok", taken_at=taken)
+        store.write_image(image, [_face(pid if n % 3 else None), dataclasses.replace(_face(None), face_index=1)])
+    ids = [int(r[0]) for r in store.query("SELECT sighting_id FROM sightings ORDER BY 1")[1]]
+    store.clusters.save_grouping([(sid, 1 + sid % 3) for sid in ids if sid % 2 == 0], len(ids), "test")
+    store.query("ANALYZE")
+    return ids
+
+
+def _plans(store: Store, monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) -> str:
+    """The EXPLAIN of every SELECT ``call`` sends on the store's connection, with sequential scans
+    off: on a small table the planner *can* use an index, which is what these tests ask."""
+    from facelake.store.pg import _Connection
+
+    plans: list[str] = []
+    real = _Connection.execute
+
+    def explaining(self: _Connection, sql: str, params: Any = None) -> Any:
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            plans.append("\n".join(r[0] for r in real(self, "EXPLAIN " + sql, params).fetchall()))
+        return real(self, sql, params)
+
+    store.query("SET enable_seqscan = off")
+    monkeypatch.setattr(_Connection, "execute", explaining)
+    try:
+        call()
+    finally:
+        monkeypatch.setattr(_Connection, "execute", real)
+        store.query("RESET enable_seqscan")
+    return "\n".join(plans)
+
+
+def test_the_listings_plans_use_an_index_for_every_filter(pg_servers: PostgresServers,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The latest migration's indexes, and the listings' page picked through them (a filter the
+    primary key cannot serve walked it backwards past every other row; ?cluster= read the table)."""
+    db: Target = pg_servers.database("pgvector")
+    with open_store(db) as store:
+        _year(store)
+        pid = store.people.find("Barack")
+        indexes = {r[0] for r in store.query("SELECT indexname FROM pg_indexes WHERE tablename IN "
+                                             "('sightings', 'images')")[1]}
+        assert {"sightings_person_id", "sightings_camera_id", "sightings_cluster", "sightings_person_camera",
+                "images_camera", "images_gps"} <= indexes
+        assert "sightings_person" not in indexes, "replaced by (person_id, sighting_id)"
+        for call, index in ((lambda: store.reports.sightings(cluster=2, limit=5), "sightings_cluster"),
+                            (lambda: store.reports.sightings(camera="cam3", limit=5), "sightings_camera_id"),
+                            (lambda: store.reports.sightings(person=pid, limit=5), "sightings_person_id"),
+                            (lambda: store.clusters.best_faces(2), "sightings_cluster"),
+                            (lambda: store.clusters.listing(2), "sightings_cluster"),
+                            (lambda: store.reports.cameras_of(pid), "sightings_person_camera"),
+                            (lambda: store.reports.cameras(), "images_camera"),
+                            (lambda: store.reports.gps_cells(), "images_gps")):
+            plan = _plans(store, monkeypatch, call)
+            assert index in plan, plan
+            first = plan.split("\n\n")[0] if "\n\n" in plan else plan
+            assert "Seq Scan on sightings" not in first and "Sort Key: s.sighting_id" not in first, plan
+
+
+def test_keyset_pages_return_every_sighting_once(pg_servers: PostgresServers) -> None:
+    """Page by page to the end, by id (the API) and by capture time (the dashboard), whole and by
+    camera, person and cluster: every sighting once, in order, ties at the same second included."""
+    db: Target = pg_servers.database("pgvector")
+    with open_store(db) as store:
+        ids = _year(store)
+        pid = store.people.find("Barack")
+        every = rows(db, "SELECT sighting_id, seen_at, camera, person_id, cluster_id FROM sightings")
+        for name, value in (("camera", "cam5"), ("person", pid), ("cluster", 2), (None, None)):
+            want = [r for r in every if name is None or r[{"camera": 2, "person": 3, "cluster": 4}[name]] == value]
+            got, cursor = [], None
+            while page := store.reports.sightings(**({name: value} if name else {}), before_id=cursor, limit=7):
+                got += [r.sighting_id for r in page]
+                cursor = page[-1].sighting_id
+            assert got == sorted((r[0] for r in want), reverse=True), name
+            if name == "cluster":
+                continue
+            shown, before = [], None
+            while page := store.reports.timeline(**({name: value} if name else {}), before=before, limit=7):
+                shown += [r.sighting_id for r in page]
+                before = (page[-1].taken_at, page[-1].sighting_id)
+            assert shown == [r[0] for r in sorted(want, key=lambda r: (r[1], r[0]), reverse=True)], name
+        assert len(ids) == 120
+
+
+def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresServers) -> None:
+    """PostgreSQL's own SQL for the dashboard's counts (store/pg.py) answers what the SQL written
+    for both engines answers, on the same database."""
+    from facelake.store.clusters import Clusters
+    from facelake.store.pg import PgClusters, PgReports
+    from facelake.store.reports import Reports
+
+    db: Target = pg_servers.database("pgvector")
+    with open_store(db) as store:
+        _year(store)
+        pid = store.people.find("Barack")
+        assert pid is not None
+        store.query("UPDATE images SET camera = NULL WHERE image_id = 'img-7'")  # an image with no camera
+        mine, shared = store.reports, Reports(store._sql)
+        assert isinstance(mine, PgReports) and isinstance(store.clusters, PgClusters)
+        for camera in (None, "cam2"):
+            assert mine.activity(camera) == shared.activity(camera) and sum(mine.activity(camera).values()) > 0
+        assert mine.cameras() == shared.cameras() == [f"cam{i}" for i in range(8)]
+        assert mine.cameras_of(pid) == shared.cameras_of(pid) and len(mine.cameras_of(pid)) == 8
+        assert store.clusters.listing(2) == Clusters(store._sql, store.people).listing(2)
+        assert len(store.clusters.listing(2)) == 3
+
+
+def test_a_read_only_store_searches_without_creating_the_index(pg_servers: PostgresServers) -> None:
+    """A reader (`facelake sql`'s role, a read-only store) cannot create an index: it searches
+    with the one there, else without, and never fails (it raised "read-only transaction")."""
+    from facelake.store.pg import _hnsw_name
+    from facelake.vision.models import FUSION
+
+    db: Target = pg_servers.database("pgvector")
+    vec = np.ones(320, np.float32) / np.sqrt(320)
+    with open_store(db) as store:
+        store.write_image(ImageRecord("img-1", "/cams/a.jpg", "door", "ok"), [
+            SightingRecord(0, (1.0, 2.0, 30.0, 40.0), np.zeros((5, 2), np.float32), 0.99, 0.8, vec, FUSION, b"j")])
+        store.query(f"DROP INDEX IF EXISTS {_hnsw_name(FUSION)}")
+    release()
+    with open_store(db, read_only=True) as reader:
+        hits = reader.nearest(FUSION, 320, vec, 3)
+    assert hits is not None and [h.score for h in hits] == [pytest.approx(1.0, abs=1e-5)]
+    assert rows(db, "SELECT to_regclass(?) IS NULL", [_hnsw_name(FUSION)]) == [(True,)]
+    release()
+    with open_store(db) as writer:
+        assert writer.nearest(FUSION, 320, vec, 3) is not None
+    assert rows(db, "SELECT to_regclass(?) IS NOT NULL", [_hnsw_name(FUSION)]) == [(True,)], \
+        "a writing store makes the index on its first search"
+

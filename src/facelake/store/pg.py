@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,11 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, ConnectionLost, ReadOnlyViolation, StoreError
 from .base import Store, VectorHit, describe_target
+from .clusters import ClusterRow, Clusters
 from .connection import Sql, marks
 from .copy import copy_tables
 from .duck import DuckStore
+from .reports import Reports
 from .schema import PG_MIGRATIONS, SEQUENCES
 from .sql import SqlStore
 
@@ -76,8 +79,10 @@ _OTHER_KEYWORDS = {
 """Statements `facelake sql` refuses by name (anything else not a query is left to the parser's error)."""
 ERASED_TABLES = ("sightings", "face_contexts", "tracks", "images", "people", "enrollments", "rejections", "audit")
 """What ``forget`` and ``purge`` change: faces, crops, contexts, templates, names and their audit links."""
-_EF_SEARCH = 128
-"""HNSW candidates per query: pgvector's default (40) trades recall for speed (bench/scale.py)."""
+_EF_SEARCH = int(os.environ.get("FACELAKE_PG_EF_SEARCH", "400"))
+"""HNSW candidates per query (pgvector's ``hnsw.ef_search``; its default, 40, trades recall for
+speed). 400: recall@10 on stored faces as queries, 100,000 and 1,000,000 sightings, in
+docs/scale.md; ``FACELAKE_PG_EF_SEARCH`` changes it (at most 1000)."""
 
 
 def _segments(sql: str) -> Iterator[tuple[str, str]]:
@@ -230,6 +235,8 @@ class _Database:
         self.vector_version: str | None = None
         self.pool: ConnectionPool | None = None
         self.migrated = False
+        self.indexed: set[tuple[str, int]] = set()
+        """The (model, dimension) pairs whose HNSW index is known to exist: checked once a process."""
 
     def open(self, migrate: bool) -> None:
         """Check the database (migrating it first if asked), then open the pool if not yet open."""
@@ -357,6 +364,62 @@ class PgSql(Sql):
             f"SELECT person_id FROM people WHERE person_id IN ({marks(len(ids))}) FOR SHARE", sorted(ids))}
 
 
+_SEEN = "s.camera <> 'enrollment' AND (? IS NULL OR s.camera = ?) AND (? IS NULL OR s.seen_at >= ?)"
+"""The reports' camera / start-time filter on the sighting's own columns (as in store/reports.py)."""
+
+
+class PgReports(Reports):
+    """The reports where a row store wants other SQL than DuckDB's (plans in docs/scale.md).
+
+    At a million sightings PostgreSQL reads a whole table row by row, vectors and all: counts
+    read an index alone instead (``sightings_camera_seen`` holds the camera and the time), and
+    the distinct cameras are found by skipping through an index, one probe per camera, rather
+    than by reading every row to find eight values.
+    """
+
+    def activity(self, camera: str | None = None, since: datetime | None = None) -> dict[tuple[int, int], int]:
+        """Per hour first (one cheap ``date_trunc`` a row, then ~2,000 hours folded into weekdays):
+        ``EXTRACT`` yields a numeric, and two of them a row, sorted, took three times as long."""
+        rows = self._sql.all(
+            f"""SELECT EXTRACT(ISODOW FROM h) - 1, EXTRACT(HOUR FROM h), sum(n) FROM (
+                    SELECT date_trunc('hour', s.seen_at) AS h, count(*) AS n FROM sightings s
+                    WHERE s.seen_at IS NOT NULL AND {_SEEN} GROUP BY 1) hours
+                GROUP BY 1, 2""", [camera, camera, since, since])
+        return {(int(d), int(h)): int(n) for d, h, n in rows}
+
+    def cameras(self) -> list[str]:
+        return [r[0] for r in self._sql.all(
+            """WITH RECURSIVE c AS (
+                   SELECT min(camera) AS camera FROM images WHERE camera IS NOT NULL
+                   UNION ALL
+                   SELECT (SELECT min(camera) FROM images WHERE camera > c.camera) FROM c WHERE c.camera IS NOT NULL)
+               SELECT camera FROM c WHERE camera IS NOT NULL AND camera <> 'enrollment' ORDER BY 1""")]
+
+    def cameras_of(self, person: int) -> list[str]:
+        """From the sightings' own camera (the image's, kept on the sighting), skipping through
+        ``(person_id, camera)``: the join to images read every face of the person."""
+        return [r[0] for r in self._sql.all(
+            """WITH RECURSIVE c AS (
+                   SELECT min(camera) AS camera FROM sightings WHERE person_id = ? AND camera IS NOT NULL
+                   UNION ALL
+                   SELECT (SELECT min(camera) FROM sightings WHERE person_id = ? AND camera > c.camera)
+                   FROM c WHERE c.camera IS NOT NULL)
+               SELECT camera FROM c WHERE camera IS NOT NULL AND camera <> 'enrollment' ORDER BY 1""",
+            [person, person])]
+
+
+class PgClusters(Clusters):
+    """The clusters' listing on the sightings' own time and camera, from the ``sightings_cluster``
+    index alone (its INCLUDE columns): the join to images read every clustered face's image."""
+
+    def listing(self, min_size: int = 2) -> list[ClusterRow]:
+        return [ClusterRow(*r) for r in self._sql.all(
+            """SELECT s.cluster_id, count(*), min(s.seen_at), max(s.seen_at),
+                      string_agg(DISTINCT s.camera, ', ' ORDER BY s.camera)
+               FROM sightings s WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
+               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1""", [min_size])]
+
+
 class PgStore(SqlStore):
     """A PostgreSQL database (``postgresql://user:password@host:port/dbname``)."""
 
@@ -365,7 +428,6 @@ class PgStore(SqlStore):
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.target = self.url = url
         self.read_only = read_only
-        self._indexed: set[tuple[str, int]] = set()
         self.db = _database(url, migrate=not read_only)
         assert self.db.pool is not None
         try:
@@ -374,6 +436,8 @@ class PgStore(SqlStore):
             raise StoreError(f"no connection to {describe_target(url)}: {exc}") from exc
         self._con = _Connection(self.db.pool, raw, url)
         super().__init__(PgSql(self._con))
+        self.reports = PgReports(self._sql)
+        self.clusters = PgClusters(self._sql, self.people)
         if read_only:
             self._con.setup("SET default_transaction_read_only = on")
 
@@ -443,11 +507,17 @@ class PgStore(SqlStore):
     def nearest(self, model: str, dim: int, vector: NDArray[np.float32], k: int) -> list[VectorHit] | None:
         if self.db.vector_version is None:
             return None
-        if (model, dim) not in self._indexed:
+        if (model, dim) not in self.db.indexed:
             # Every model's index is made on its first search: a bring-your-own embedder's, or a
-            # model added after the database was created (the fused one). A no-op once it exists.
-            self._con.execute(_hnsw_ddl(model, dim))
-            self._indexed.add((model, dim))
+            # model added after the database was created (the fused one). Looked up first and
+            # once a process: `CREATE INDEX IF NOT EXISTS` takes a lock that waits for every
+            # writer, and a read-only store cannot run it (it searches without the index then).
+            found = self._con.execute("SELECT to_regclass(?) IS NOT NULL", [_hnsw_name(model)]).fetchone()[0]
+            if not found and not self.read_only:
+                self._con.execute(_hnsw_ddl(model, dim))
+                found = True
+            if found:
+                self.db.indexed.add((model, dim))
         literal = "[" + ",".join(f"{float(v):.8g}" for v in np.asarray(vector, np.float32).ravel()) + "]"
         self._con.execute(f"SET hnsw.ef_search = {_EF_SEARCH}")
         rows = self._con.execute(

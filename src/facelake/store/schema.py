@@ -333,10 +333,28 @@ PG_MIGRATIONS: list[str] = [
     """
     ALTER TABLE sightings ADD COLUMN recognisability REAL;
     """,
+    """
+    -- What the plans of the listings and dashboard pages need at a million sightings (EXPLAIN
+    -- plans in docs/scale.md). The API pages by id: a filter on a rare value walked the primary
+    -- key backwards past every other row, and `?cluster=` read the whole table (0.5 s at 100k).
+    -- By person: (person_id, sighting_id) also serves every `person_id = ?` the old index did.
+    DROP INDEX sightings_person;
+    CREATE INDEX sightings_person_id ON sightings (person_id, sighting_id);
+    CREATE INDEX sightings_camera_id ON sightings (camera, sighting_id);
+    -- Clusters: the ?cluster= page, a cluster's best faces, and the /clusters counts read from
+    -- the index alone (its INCLUDE columns), never the heap of a million rows with their vectors.
+    CREATE INDEX sightings_cluster ON sightings (cluster_id, sighting_id) INCLUDE (person_id, quality, seen_at, camera)
+        WHERE cluster_id IS NOT NULL;
+    -- The cameras a person was seen by, and every camera's images: read by skipping through these.
+    CREATE INDEX sightings_person_camera ON sightings (person_id, camera);
+    CREATE INDEX images_camera ON images (camera);
+    -- The map: GPS-tagged images only (most cameras have none: then the map reads nothing).
+    CREATE INDEX images_gps ON images (image_id) WHERE gps_lat IS NOT NULL;
+    """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
 each later step matches one of DuckDB's (then: tracks, uri_bytes, erased, merged_from, seen_at,
-recognisability)."""
+recognisability), except the last: PostgreSQL's own indexes for the pages at a million sightings."""
 
 SEQUENCES = {"people": ("person_id", "person_seq"), "sightings": ("sighting_id", "sighting_seq"),
              "tokens": ("token_id", "token_seq"), "tracks": ("track_id", "track_seq")}
