@@ -120,17 +120,19 @@ class FaceIndex:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
         os.close(fd)
         self.index.save(tmp)
-        if wipe_old:
-            # The old file is overwritten in place: no server may still be reading it through a view.
-            with LiveIndex.letting_go(self.path):
+        # A server of this process maps the new file next (and forgets the faces it kept beside the
+        # old one: the new file holds them, or they were erased). The old file is overwritten in
+        # place after an erasure: no server may still be reading it through a view.
+        with LiveIndex.letting_go(self.path):
+            if wipe_old:
                 replace_wiping(Path(tmp), self.path)
-        else:
-            os.replace(tmp, self.path)
-        state = {"version": _VERSION, "model": self.model, "dim": self.dim, "synced_to": self.synced_to}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_path)
+            else:
+                os.replace(tmp, self.path)
+            state = {"version": _VERSION, "model": self.model, "dim": self.dim, "synced_to": self.synced_to}
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f)
+            os.replace(tmp, self.state_path)
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,10 @@ SYNC_PAUSE_S = 0.02
 """The background sync's pause between two slices: converting a slice's rows holds the interpreter,
 and 4 clients asking for the first page waited up to 835 ms behind it at a million faces."""
 
+MERGE_AT = 50_000
+"""New faces a server keeps beside its mapped index, in memory, before it writes them into the
+index file (the one step that reads the whole index into memory: ~470 MB at a million faces)."""
+
 
 class LiveIndex:
     """The index of one database as a long-running server reads it: mapped from its file, never
@@ -223,9 +229,14 @@ class LiveIndex:
     faces a rebuild takes minutes: inside a request, it was a 208-s search.
 
     The index is mapped (``FaceIndex(view=True)``), not read: read, it held ~470 MB of the
-    server's memory at a million faces, twice over while a sync built the next one. A file about
-    to be overwritten in place (an erasure wipes the old index: ``FaceIndex.save``) is first let go
-    of (:meth:`letting_go`): the searches reading it finish, and none starts until it is replaced.
+    server's memory at a million faces, twice over while a sync built the next one. The faces
+    added since the file was written are kept beside it, in memory (``_fresh``: ids and vectors,
+    compared by one matrix product), up to :data:`MERGE_AT`; only then does the background thread
+    write them into the file (:func:`sync_index`, which reads the whole index), so a day of new
+    faces never makes the server hold a second copy of the index. A file about to be overwritten
+    in place (an erasure wipes the old index: ``FaceIndex.save``) is first let go of
+    (:meth:`letting_go`): the searches reading it finish, none starts until it is replaced, and
+    the faces kept in memory go too (they may be the erased ones).
     """
 
     _all: ClassVar[dict[str, LiveIndex]] = {}
@@ -238,6 +249,8 @@ class LiveIndex:
         self._idle = threading.Condition(self._lock)
         self._readers = 0
         self._held = 0
+        self._fresh: tuple[NDArray[np.int64], NDArray[np.float32]] = (np.zeros(0, np.int64),
+                                                                      np.zeros((0, dim_of(settings)), np.float32))
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -264,18 +277,37 @@ class LiveIndex:
         return self.index
 
     def search(self, vector: NDArray[np.float32], k: int) -> tuple[list[Hit], int]:
-        """The ``k`` nearest faces in the index, and the sighting id it is synced to (0: no index)."""
+        """The ``k`` nearest faces in the index and among the new faces kept beside it, and the
+        sighting id both cover up to (0: no index yet)."""
         with self._lock:
             index = self._current()
             if index is None:
                 return [], 0
             self._readers += 1
+            ids, vectors = self._fresh
         try:
-            return index.search(vector, k), index.synced_to
+            hits = index.search(vector, k)
         finally:
             with self._lock:
                 self._readers -= 1
                 self._idle.notify_all()
+        if not len(ids):
+            return hits, index.synced_to
+        scores = vectors @ np.asarray(vector, dtype=np.float32)
+        best = np.argsort(-scores)[:k]
+        mapped = {h.sighting_id for h in hits}
+        merged = sorted([*hits, *(Hit(int(ids[i]), float(scores[i])) for i in best if int(ids[i]) not in mapped)],
+                        key=lambda h: -h.score)
+        return merged[:k], int(ids[-1])
+
+    def _covered(self) -> int:
+        """The newest sighting id the mapped index and the faces beside it cover (0: no index)."""
+        with self._lock:
+            index = self._current()
+            ids = self._fresh[0]
+        if index is None:
+            return 0
+        return int(ids[-1]) if len(ids) else index.synced_to
 
     @classmethod
     @contextlib.contextmanager
@@ -288,6 +320,7 @@ class LiveIndex:
             with live._lock:
                 live._held += 1
                 live.index = None
+                live._fresh = (live._fresh[0][:0], live._fresh[1][:0])
                 while live._readers:
                     live._idle.wait()
         try:
@@ -312,9 +345,26 @@ class LiveIndex:
             self._wake.clear()
             try:
                 with open_store(self.settings.db, read_only=True) as store:
-                    sync_index(store, self.settings, SYNC_CHUNK, SYNC_PAUSE_S)
+                    if self._current() is None or len(self._fresh[0]) >= MERGE_AT:
+                        sync_index(store, self.settings, SYNC_CHUNK, SYNC_PAUSE_S)
+                        with self._lock:
+                            self.index = None  # the next search maps the file just written
+                            self._fresh = (self._fresh[0][:0], self._fresh[1][:0])
+                    else:
+                        self._take_in(store)
             except Exception:
                 log.exception("background index sync failed")
-                continue
+
+    def _take_in(self, store: Store) -> None:
+        """Keep the faces the mapped index lacks in memory, a slice at a time, up to :data:`MERGE_AT`
+        (then the loop above writes them into the file)."""
+        model = model_of(self.settings)
+        while len(self._fresh[0]) < MERGE_AT:
+            ids, vectors = store.sightings.embeddings_after(model, self._covered(), SYNC_CHUNK)
+            if not len(ids):
+                return
             with self._lock:
-                self.index = None  # the next search maps the file just written
+                kept, held = self._fresh
+                self._fresh = (np.concatenate([kept, ids]), np.concatenate([held, vectors.reshape(len(ids), -1)]))
+            time.sleep(SYNC_PAUSE_S)
+        self._wake.set()  # full: merge into the file on the next turn
