@@ -31,6 +31,8 @@ class Searched:
     hits: list[SearchHit]
     pending: int = 0
     """Newest faces not searched yet: the index is catching up with them in the background."""
+    behind: int = 0
+    """Newest faces the index has not taken in yet: searched one by one when few (then not ``pending``)."""
     seconds: float = 0.0
     """How long the search itself took (the index, the rows of the hits, the audit), the photo's
     analysis apart: the API sends it as ``Server-Timing`` (bench/million.py reads it)."""
@@ -67,7 +69,7 @@ def search_live(store: Store, settings: Settings, embedding: NDArray[np.float32]
     wanted = top * settings.track_top_k
     model = model_of(settings)
     found = store.nearest(model, dim_of(settings), embedding, wanted)
-    pending = 0
+    pending = behind = 0
     if found is None:
         live = LiveIndex.of(settings)
         found, synced_to = live.search(embedding, wanted)
@@ -83,7 +85,7 @@ def search_live(store: Store, settings: Settings, embedding: NDArray[np.float32]
             pending = behind
     store.audit(actor, "search", f"photo:{photo_id[:16]} top:{top}")
     hits = _hits(store, found, top)
-    return Searched(hits, pending, time.perf_counter() - started)
+    return Searched(hits, pending, behind, time.perf_counter() - started)
 
 
 def _hits(store: Store, found: list[VectorHit], top: int) -> list[SearchHit]:

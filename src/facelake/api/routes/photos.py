@@ -69,4 +69,5 @@ def search(settings: Cfg, engine: Models, caller: Who, response: Response, photo
                       "taken_at": plain(h.taken_at), "person": h.person,
                       "crop_url": f"/api/sightings/{h.sighting_id}/crop"} for h in found.hits],
             # The index never rebuilds inside a request: faces it has not taken in yet are counted here.
-            "index": {"catching_up": found.pending > 0, "faces_not_searched": found.pending}}
+            "index": {"catching_up": found.pending > 0, "faces_not_searched": found.pending,
+                      "faces_behind": found.behind}}
