@@ -294,7 +294,7 @@ class LiveIndex:
         if not len(ids):
             return hits, index.synced_to
         scores = vectors @ np.asarray(vector, dtype=np.float32)
-        best = np.argsort(-scores)[:k]
+        best = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
         mapped = {h.sighting_id for h in hits}
         merged = sorted([*hits, *(Hit(int(ids[i]), float(scores[i])) for i in best if int(ids[i]) not in mapped)],
                         key=lambda h: -h.score)
