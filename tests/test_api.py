@@ -313,13 +313,13 @@ def test_search_never_rebuilds_the_index_inside_a_request(site: tuple[TestClient
     started = time.monotonic()
     body = client.post("/api/search?top=3", headers=read, files={"photo": jpeg(samples / "obama2.jpg")}).json()
     assert time.monotonic() - started < 1.0 or not index_file.exists(), "answered before the rebuild ended"
-    assert body["index"] == {"catching_up": True, "faces_not_searched": 3}, body
+    assert body["index"] == {"catching_up": True, "faces_not_searched": 3, "faces_behind": 3}, body
     deadline = time.monotonic() + 30
     while not index_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert rebuilds and index_file.exists(), "the background thread rebuilt it"
     body = client.post("/api/search?top=3", headers=read, files={"photo": jpeg(samples / "obama2.jpg")}).json()
-    assert body["index"] == {"catching_up": False, "faces_not_searched": 0}
+    assert body["index"] == {"catching_up": False, "faces_not_searched": 0, "faces_behind": 0}
     assert Path(body["hits"][0]["uri"]).name in ("a.jpg", "c.jpg") and body["hits"][0]["score"] > 0.99
     # A few new faces (within LIVE_TAIL) are compared one by one: found before the index has them.
     monkeypatch.setattr(search_module, "LIVE_TAIL", 5000)
@@ -327,3 +327,4 @@ def test_search_never_rebuilds_the_index_inside_a_request(site: tuple[TestClient
     LiveIndex._all.clear()
     body = client.post("/api/search?top=3", headers=read, files={"photo": jpeg(samples / "obama2.jpg")}).json()
     assert body["index"]["catching_up"] is False and body["hits"][0]["score"] > 0.99
+    assert body["index"]["faces_behind"] == 3, "compared one by one, not yet in the index"

@@ -158,6 +158,35 @@ def test_an_mqtt_broker_that_is_down_holds_up_no_webhook_alert(
 
 
 
+def test_serve_watch_says_what_it_could_not_deliver_when_it_stops(
+    tmp_path: Path, samples: Path, receiver: tuple[str, list[dict]]  # noqa: F811 - the fixture imported above
+) -> None:
+    """``serve --watch`` runs the same watcher as ``watch`` and, like it, says on stopping how many
+    alerts an output never took (it said nothing: an MQTT broker down all day went unnoticed)."""
+    from .test_alerts import wait_for
+
+    url, posts = receiver
+    door = tmp_path / "cams" / "door"
+    door.mkdir(parents=True)
+    for i, name in enumerate(["obama.jpg", "biden.jpg", "obama2.jpg"]):
+        shutil.copy(samples / name, door / f"{i}.jpg")
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(ALERTS.format(flush=1, url=url, mqtt=free_port()))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(tmp_path / "s.duckdb"), "serve",
+                             "--port", str(port), "--watch", str(door.parent), "--workers", "1", "--alerts", str(rules)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        wait_for(lambda: len(posts) >= 3, 90)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    stopped = [line for line in out.splitlines() if line.startswith("stopped:")]
+    assert stopped and "3 new" in stopped[0] and "3 alerts (3 not delivered)" in stopped[0], (out, err)
+
+
 def _restartable() -> RestartablePostgres:
     return RestartablePostgres(postgres_bins()["pgvector"])
 

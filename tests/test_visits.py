@@ -311,3 +311,55 @@ def test_dashboard_pages_fit_a_phone(recorded: Target, tmp_path: Path) -> None:
         proc.wait(timeout=60)
     for shot in ("timeline", "people", "person"):
         not_blank(tmp_path / f"{shot}.png")
+
+
+def test_visits_page_by_keyset_with_ties(db: Target) -> None:
+    """Pages of visits, each ``before`` the last of the one before, give every visit once and in
+    order, also where two visits start at the same second (the track id breaks the tie)."""
+    alice = person(db, "Alice")
+    for n in range(7):
+        track(db, n, "door", n * 1000, n * 1000 + 10, alice)
+    track(db, 7, "yard", 3000, 3005, alice)  # starts with the door's fourth visit
+    with open_store(db, read_only=True) as store:
+        whole = store.visits.listing(300, person=alice)
+        paged, before = [], None
+        for _ in range(10):
+            page = store.visits.listing(300, person=alice, limit=3, before=before)
+            paged += page
+            if len(page) < 3:
+                break
+            before = (page[-1].started_at, page[-1].first_track_id)
+    assert len(whole) == 8 and paged == whole
+
+
+def test_api_and_person_page_page_the_visits(db: Target) -> None:
+    """``/api/visits`` hands out a ``next`` cursor, and a person's page links to their older visits:
+    both listed the first 500 (200 on the page) and stopped."""
+    alice = person(db, "Alice")
+    for n in range(53):
+        track(db, n, "door", n * 1000, n * 1000 + 10, alice)
+    settings = load_settings(db=db)
+    token = create_token(settings, "read", "reader")[1]
+    read = {"Authorization": f"Bearer {token}"}
+    DuckStore.shared = not str(db).startswith("postgresql")
+    try:
+        with TestClient(create_app(settings)) as c:
+            seen: list[str] = []
+            params: dict[str, object] = {"person_id": alice, "limit": 20}
+            for _ in range(5):
+                body = c.get("/api/visits", params=params, headers=read).json()
+                seen += [v["started_at"] for v in body["items"]]
+                if body["next"] is None:
+                    break
+                params.update(body["next"])
+            assert len(seen) == 53 and seen == sorted(seen, reverse=True) and len(set(seen)) == 53
+            assert c.get("/api/visits", params={"before": "2024-05-01T10:00:00"}, headers=read).status_code == 422
+            c.post("/login", data={"token": token})
+            first = c.get(f"/people/{alice}").text
+            assert first.count("<tr>") == 1 + 50, "a header and a page of visits"
+            link = re.search(r'href="([^"]+)" id="older-visits"', first)
+            assert link is not None
+            second = c.get(link.group(1).replace("&amp;", "&")).text
+            assert second.count("<tr>") == 1 + 3 and 'id="older-visits"' not in second
+    finally:
+        DuckStore.shared = False

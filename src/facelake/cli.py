@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,6 +37,9 @@ from .service import (
 )
 from .sources.base import readable
 from .store import describe_target
+
+if TYPE_CHECKING:
+    from .triggers.watch import WatchSummary
 
 EXIT_CODES: dict[type[errors.FacelakeError], int] = {
     errors.ConfigError: 2,
@@ -194,6 +197,13 @@ CLIP_REPORT_S = 300.0
 """``watch`` prints a long clip's progress every five minutes of footage."""
 
 
+def _stopped(summary: WatchSummary) -> str:
+    """What ``watch`` and ``serve --watch`` say when they stop, the alerts no output took among it."""
+    return (f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
+            f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts"
+            + (f" ({summary.alerts_undelivered} not delivered)" if summary.alerts_undelivered else ""))
+
+
 @app.command("serve")
 @_reports_errors
 def serve_cmd(
@@ -211,7 +221,9 @@ def serve_cmd(
     settings = _settings(alerts_file=alerts)
     console.print(f"facelake serving {describe_target(settings.db)} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
                   + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""), markup=False)
-    serve(settings, host, port, watch or [], workers)
+    summary = serve(settings, host, port, watch or [], workers)
+    if summary is not None:
+        out.print(_stopped(summary))
 
 
 @app.command("watch")
@@ -271,9 +283,7 @@ def watch_cmd(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    out.print(f"stopped: {summary.new} new, {summary.skipped} skipped, {summary.failed} failed, "
-              f"{summary.faces} faces, {summary.named} named, {summary.alerts} alerts"
-              + (f" ({summary.alerts_undelivered} not delivered)" if summary.alerts_undelivered else ""))
+    out.print(_stopped(summary))
     for name, counts in watcher.cameras.items():
         out.print(f"camera {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
 

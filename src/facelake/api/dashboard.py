@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import identities as people
 from ..config import Settings
 from ..reports import charts, views
-from ..reports.visits import list_tracks, list_visits, visit_totals
+from ..reports.visits import VisitRow, list_tracks, list_visits, visit_totals
 from ..store import open_store
 from ..store.reports import SightingRow
 from .auth import SESSION_COOKIE, check_csrf, identify_caller
@@ -50,6 +50,9 @@ PAGE = 60
 """Faces per page on the timeline and a person's page (``Older`` pages on by capture time)."""
 
 
+VISITS_PAGE = 50
+"""Visits per page on a person's page (``Older visits`` pages on by start time)."""
+
 PageSize = Annotated[int, Query(ge=1, le=200, description="faces per page")]
 
 
@@ -60,6 +63,15 @@ def older(request: Request, rows: list[SightingRow], n: int) -> str | None:
     query = {k: v for k, v in request.query_params.items() if k not in ("before", "before_id")}
     query.update(before=rows[-1].taken_at.isoformat(), before_id=str(rows[-1].sighting_id))
     return f"{request.url.path}?{urlencode(query)}"
+
+
+def older_visits(request: Request, rows: list[VisitRow], n: int) -> str | None:
+    """The link to a person's next page of visits, or ``None`` on the last one (the faces' cursor is kept)."""
+    if len(rows) < n:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k not in ("visits_before", "visits_before_track")}
+    query.update(visits_before=rows[-1].started_at.isoformat(), visits_before_track=str(rows[-1].first_track_id))
+    return f"{request.url.path}?{urlencode(query)}#visits"
 
 
 def add_dashboard(app: FastAPI, settings: Settings) -> None:
@@ -129,28 +141,32 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         def context() -> dict[str, Any]:
             listing = people.list_people(settings)
             with open_store(settings.db, read_only=True) as store:
-                cams = {p.person_id: store.reports.cameras_of(p.person_id) for p in listing}
                 totals = visit_totals(store, settings)
                 faces = store.reports.person_faces()
-            return {"people": listing, "cameras": cams, "totals": totals, "faces": faces}
+            return {"people": listing, "totals": totals, "faces": faces}
 
         return page(request, "people.html", context)
 
     @app.get("/people/{person_id}", include_in_schema=False)
     def person_page(request: Request, person_id: Int64, before: datetime | None = None,
-                    before_id: Int64 | None = None, n: PageSize = PAGE) -> Response:
+                    before_id: Int64 | None = None, n: PageSize = PAGE, visits_before: datetime | None = None,
+                    visits_before_track: Int64 | None = None) -> Response:
+        """A person: their visits and their faces, each newest first and a page at a time."""
         def context() -> dict[str, Any]:
             cursor = (before, before_id) if before is not None and before_id is not None else None
+            since = ((visits_before, visits_before_track)
+                     if visits_before is not None and visits_before_track is not None else None)
             with open_store(settings.db, read_only=True) as store:
                 found = store.people.name_of(person_id)
                 if found is None:
                     raise HTTPException(404, f"no person with id {person_id}")
                 rows = store.reports.timeline(person=person_id, before=cursor, limit=n)
-                visits = list_visits(store, settings, person=person_id, limit=200)
+                visits = list_visits(store, settings, person=person_id, limit=VISITS_PAGE, before=since)
                 total = visit_totals(store, settings).get(person_id)
                 face = store.reports.person_faces().get(person_id)
             return {"name": found, "person_id": person_id, "rows": rows, "visits": visits, "total": total,
-                    "gap_s": settings.visit_gap_s, "older": older(request, rows, n), "face": face}
+                    "gap_s": settings.visit_gap_s, "older": older(request, rows, n), "face": face,
+                    "older_visits": older_visits(request, visits, VISITS_PAGE)}
 
         return page(request, "person.html", context)
 

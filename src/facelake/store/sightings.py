@@ -83,15 +83,26 @@ class Sightings:
                WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY s.image_id, s.face_index""", [model])]
 
     def embeddings_after(self, model: str, after: int, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Up to ``limit`` embeddings of ``model`` with ids above ``after``, by id (ids, vectors)."""
-        return _arrays(self._sql.all(
+        """Up to ``limit`` embeddings of ``model`` with ids above ``after``, by id (ids, vectors).
+
+        In two steps, the span of ids first, then the rows in it: sorting whole rows to keep
+        ``limit`` of them read every embedding after ``after``, once per chunk (a chunk of 2,000
+        took 0.1-1.3 s at a million faces, the range 30-200 ms in DuckDB).
+        """
+        span = self._sql.one(
+            """SELECT min(sighting_id), max(sighting_id) FROM (SELECT sighting_id FROM sightings
+               WHERE embedding IS NOT NULL AND model = ? AND sighting_id > ? ORDER BY sighting_id LIMIT ?) page""",
+            [model, after, limit])
+        if span is None or span[0] is None:
+            return _arrays([])
+        return self._sql.vectors(
             """SELECT sighting_id, embedding FROM sightings
-               WHERE embedding IS NOT NULL AND model = ? AND sighting_id > ? ORDER BY sighting_id LIMIT ?""",
-            [model, after, limit]))
+               WHERE embedding IS NOT NULL AND model = ? AND sighting_id BETWEEN ? AND ? ORDER BY sighting_id""",
+            [model, span[0], span[1]])
 
     def embeddings_of(self, ids: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        return _arrays(self._sql.all(
-            f"SELECT sighting_id, embedding FROM sightings WHERE sighting_id IN ({marks(len(ids))})", list(ids)))
+        return self._sql.vectors(
+            f"SELECT sighting_id, embedding FROM sightings WHERE sighting_id IN ({marks(len(ids))})", list(ids))
 
     def count_embedded(self, model: str) -> int:
         return self._sql.count("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model = ?", [model])
@@ -103,10 +114,23 @@ class Sightings:
     def seen(self, ids: Sequence[int]) -> dict[int, Seen]:
         """Where each of ``ids`` was seen (absent: no such sighting, or its embedding was erased since:
         an index a moment behind the database must not bring an erased face back)."""
-        return {int(r[0]): Seen(*r[1:]) for r in self._sql.all(
-            f"""SELECT s.sighting_id, i.uri, i.camera, i.taken_at, p.name, s.track_id FROM sightings s
-                JOIN images i USING (image_id) LEFT JOIN people p USING (person_id)
-                WHERE s.sighting_id IN ({marks(len(ids))}) AND s.embedding IS NOT NULL""", list(ids))}
+        if not ids:
+            return {}
+        # Read by key, table by table: joined to images, DuckDB hashed the hits and read every
+        # image id to probe them (tens of ms at a million images, in each search).
+        faces = self._sql.all(
+            f"""SELECT sighting_id, image_id, person_id, track_id FROM sightings
+                WHERE sighting_id IN ({marks(len(ids))}) AND embedding IS NOT NULL""", list(ids))
+        if not faces:
+            return {}
+        images = sorted({str(r[1]) for r in faces})
+        where = {str(r[0]): (str(r[1]), r[2], r[3]) for r in self._sql.all(
+            f"SELECT image_id, uri, camera, taken_at FROM images WHERE image_id IN ({marks(len(images))})", images)}
+        people = sorted({int(r[2]) for r in faces if r[2] is not None})
+        names = {int(r[0]): str(r[1]) for r in self._sql.all(
+            f"SELECT person_id, name FROM people WHERE person_id IN ({marks(len(people))})", people)} if people else {}
+        return {int(sid): Seen(*where[str(image)], names.get(int(person)) if person is not None else None, track)
+                for sid, image, person, track in faces if str(image) in where}
 
     def count_embedded_after(self, model: str, after: int) -> int:
         """Embedded faces of ``model`` with ids above ``after``: what an index synced to ``after`` lacks."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from ...reports import views
@@ -22,12 +22,24 @@ def get_visits(
     person_id: Annotated[Int64 | None, Query(description="an enrolled person's id")] = None,
     camera: str | None = None, cluster: Int64 | None = None,
     since: Annotated[datetime | None, Query(description="only visits still going on at or after this time")] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    before: Annotated[datetime | None, Query(description="next.before of the previous page")] = None,
+    before_track: Annotated[Int64 | None, Query(description="next.before_track of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    """Visits, newest first: tracks of one person (or cluster) on one camera closer than ``visit_gap_s``."""
+    """Visits, newest first: tracks of one person (or cluster) on one camera closer than ``visit_gap_s``.
+
+    A page at a time: ``next`` holds the ``before`` and ``before_track`` of the page after this
+    one (``null`` on the last page).
+    """
+    if (before is None) != (before_track is None):
+        raise HTTPException(422, "give before and before_track together (both from next)")
+    cursor = (before, before_track) if before is not None and before_track is not None else None
     with open_store(settings.db, read_only=True) as store:
-        rows = list_visits(store, settings, person_filter(store, person, person_id), camera, since, cluster, limit)
-    return {"gap_s": settings.visit_gap_s, "items": [views.visit_json(v) for v in rows]}
+        rows = list_visits(store, settings, person_filter(store, person, person_id), camera, since, cluster, limit,
+                           cursor)
+    last = rows[-1] if len(rows) == limit else None
+    return {"gap_s": settings.visit_gap_s, "items": [views.visit_json(v) for v in rows],
+            "next": {"before": last.started_at.isoformat(), "before_track": last.first_track_id} if last else None}
 
 
 @router.get("/api/tracks/{track_id}/still", dependencies=[READ])
