@@ -4,14 +4,17 @@ grouping arithmetic is ``clustering``, the SQL ``store.clusters`` (``store/clust
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..store import Store
-from .clustering import CentroidClustering
+from ..store.clusters import FaceBlock
+from .clustering import CentroidClustering, KnownGroups
 from .index import sync_index
 from .matching import model_of, thresholds
 from .people import Enrollment, check_enrollment, identify
@@ -30,41 +33,97 @@ class ClusterResult:
 def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "cli") -> ClusterResult:
     """Group unknown faces into candidate identities.
 
-    By default only faces without a cluster move: they join the group most of their similar
-    neighbours belong to, or start new ones, and existing clusters keep their ids (names the
-    owner already gave stay attached). ``full`` regroups everything from scratch.
-    Low-quality and unrecognisable faces are left out: their embeddings are too unreliable to
-    group. A group starts only from ``CentroidClustering.min_samples`` mutually close faces;
-    a face with no group yet keeps ``cluster_id`` NULL and is looked at again next run.
+    By default (incremental) only faces without a group move: they join the group they are
+    closest to on average, or start new ones with their neighbours, and existing clusters keep
+    their ids and their faces (names the owner already gave stay attached). The existing groups
+    are read a block at a time into their sums and sizes, never as faces to regroup, so one new
+    photo costs a read of the grouped faces, not a clustering of them. ``full`` regroups
+    everything from scratch. Low-quality and unrecognisable faces are left out: their embeddings
+    are too unreliable to group. A group starts only from ``CentroidClustering.min_samples``
+    mutually close faces; a face with no group yet keeps ``cluster_id`` NULL and is looked at
+    again next run.
     """
     with store.exclusive("cluster"):  # one clustering at a time
-        rows = store.clusters.unknown_faces(settings.identify_min_quality, model_of(settings),
-                                            settings.min_recognisability)
-        if not rows:
-            return ClusterResult(0, 0, 0)
-        X = np.array([r.embedding for r in rows], dtype=np.float32)
-        previous = np.array([-1 if r.cluster_id is None else r.cluster_id for r in rows], dtype=np.int64)
+        args = (settings.identify_min_quality, model_of(settings), settings.min_recognisability)
+        part = "all" if full else "free"
+        faces, groups = store.clusters.count_unknown(*args)
+        expected, _ = store.clusters.count_unknown(*args, part=part)
+        free = _read(store.clusters.unknown_faces(*args, part=part), expected)
+        if free is None:
+            return ClusterResult(faces, groups, 0)
+        known = None if full else _groups(store.clusters.unknown_faces(*args, part="grouped"), set(free.keys),
+                                          free.embeddings.shape[1])
         base = store.clusters.top_id()
-        fixed = np.full(len(rows), -1, dtype=np.int64) if full else previous
-        found = CentroidClustering(thresholds(settings).cluster).fit(
-            X, fixed, groups=[r.image_id for r in rows],
-            quality=np.array([r.quality for r in rows], dtype=np.float32)).labels_
+        clusterer = CentroidClustering(thresholds(settings).cluster).fit(
+            free.embeddings, groups=free.keys, quality=free.quality, known=known, ties=free.sighting_ids)
         # Groups that did not grow out of an existing cluster get ids above every id in use.
-        kept = {int(v) for v in fixed[fixed >= 0]}
+        kept = set() if known is None else {int(v) for v in known.ids}
         fresh: dict[int, int] = {}
         labels: list[int | None] = []
-        for value in map(int, found):
+        for value in clusterer.labels_.tolist():
             if value < 0:
                 labels.append(None)
                 continue
             if value not in kept and value not in fresh:
                 fresh[value] = base + 1 + len(fresh)
             labels.append(value if value in kept else fresh[value])
-        store.clusters.save_grouping([(r.sighting_id, new) for r, new in zip(rows, labels)
-                                      if r.cluster_id != new], len(rows), actor)
-        sizes = np.unique(np.array([v for v in labels if v is not None], dtype=np.int64), return_counts=True)[1]
-        grouped = sum(1 for r, new in zip(rows, labels) if r.cluster_id is None and new is not None)
-        return ClusterResult(len(rows), int((sizes >= 2).sum()), grouped)
+        previous = [None if c < 0 else c for c in free.cluster_ids.tolist()]
+        store.clusters.save_grouping([(s, new) for s, was, new in zip(free.sighting_ids.tolist(), previous, labels)
+                                      if was != new], faces, actor)
+        grouped = sum(1 for was, new in zip(previous, labels) if was is None and new is not None)
+        return ClusterResult(faces, int((clusterer.sizes_ >= 2).sum()), grouped)
+
+
+def _read(blocks: Iterator[FaceBlock], expected: int) -> FaceBlock | None:
+    """The blocks as one, or None when there are none; filled into arrays of the ``expected`` size
+    (a list of blocks joined at the end held every embedding twice)."""
+    ids = np.zeros(expected, np.int64)
+    clusters = np.zeros(expected, np.int64)
+    quality = np.zeros(expected, np.float32)
+    keys: list[str] = []
+    X: NDArray[np.float32] | None = None
+    n = 0
+    for block in blocks:
+        m = len(block.sighting_ids)
+        if X is None:
+            X = np.zeros((max(expected, m), block.embeddings.shape[1]), np.float32)
+        if n + m > len(X):  # faces stored since the count (a server's other writers)
+            grow = n + m - len(X)
+            X = np.concatenate([X, np.zeros((grow, X.shape[1]), np.float32)])
+            ids, clusters, quality = (np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (ids, clusters, quality))
+        X[n : n + m], ids[n : n + m] = block.embeddings, block.sighting_ids
+        clusters[n : n + m], quality[n : n + m] = block.cluster_ids, block.quality
+        keys += block.keys
+        n += m
+    if X is None or n == 0:
+        return None
+    return FaceBlock(ids[:n], X[:n], clusters[:n], keys, quality[:n])
+
+
+def _groups(blocks: Iterator[FaceBlock], keys: set[str], dim: int) -> KnownGroups:
+    """The existing groups as sums, sizes and the images among ``keys`` they hold, a block at a time."""
+    index: dict[int, int] = {}
+    sums = np.zeros((16, dim), np.float32)
+    counts = np.zeros(16, np.int64)
+    members: list[set[str]] = []
+    for block in blocks:
+        values, inverse = np.unique(block.cluster_ids, return_inverse=True)
+        for v in values.tolist():
+            if v not in index:
+                index[v] = len(index)
+                members.append(set())
+        if len(index) > len(sums):
+            size = max(len(index), 2 * len(sums))
+            sums = np.concatenate([sums, np.zeros((size - len(sums), dim), np.float32)])
+            counts = np.concatenate([counts, np.zeros(size - len(counts), np.int64)])
+        rows = np.array([index[v] for v in values.tolist()], dtype=np.int64)[inverse]
+        np.add.at(sums, rows, block.embeddings)
+        np.add.at(counts, rows, 1)
+        for row, key in zip(rows.tolist(), block.keys):
+            if key in keys:
+                members[row].add(key)
+    n = len(index)
+    return KnownGroups(np.array(list(index), dtype=np.int64), sums[:n], counts[:n], members)
 
 
 def name_cluster(store: Store, settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5,

@@ -18,10 +18,11 @@ from ..errors import ConfigError, NotFound, StoreError
 from ..pipeline import records
 from ..store import Store
 from ..store.sightings import FaceToName
+from ..store.tracks import TrackToName
 from ..vision.models import EMBEDDER_MODELS
 from ..vision.recognisability import clearest
 from .index import sync_index
-from .matching import load_namer, model_of, overlapping, thresholds
+from .matching import Namer, load_namer, model_of, overlapping, thresholds
 from .photos import Photo
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -127,46 +128,58 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
     changes: list[tuple[int, int | None, float | None, int | None]] = []
     track_changes: list[tuple[int, int | None, float | None]] = []
     named = checked = 0
-    by_image: dict[str, list[FaceToName]] = {}
-    for f in store.sightings.to_name(model):
-        by_image.setdefault(f.image_id, []).append(f)
-    for faces in by_image.values():
-        taken = {f.enrolled_as for f in faces if f.enrolled_as is not None}
-        free = [f for f in faces if f.enrolled_as is None]
-        photo = [f for f in free if f.track_id not in tracks]
-        members: dict[int, list[FaceToName]] = {}
-        for f in free:
-            if f.track_id in tracks:
-                members.setdefault(f.track_id, []).append(f)
-        checked += len(free)
-        if photo:
-            decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
-                                         [f.quality for f in photo], taken, [f.recognisability for f in photo])
-            for f, (person, score) in zip(photo, decisions):
-                named += person is not None
-                if person != f.person_id:
-                    changes.append((int(f.sighting_id), person, score, f.person_id))
-        # A track with an enrolled face is that person (the owner said so); the others are named by
-        # their templates, never as a person enrolled from a track seen at the same time.
-        owned = {f.track_id: f.enrolled_as for f in faces if f.enrolled_as is not None and f.track_id in tracks}
-        ids = sorted(set(members) | set(owned))
-        for group in overlapping([(tracks[t].start_s, tracks[t].end_s) for t in ids]):
-            chosen = [ids[g] for g in group if ids[g] in members and ids[g] not in owned]
-            beside = {owned[ids[g]] for g in group if ids[g] in owned}
-            decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
-                                         [max(f.quality for f in members[t]) for t in chosen],
-                                         beside, [clearest(f.recognisability for f in members[t]) for t in chosen]) if chosen else []
-            fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
-            for t, (person, score) in [*zip(chosen, decisions), *fixed]:
-                named += len(members[t]) if person is not None else 0
-                changes += [(int(f.sighting_id), person, score, f.person_id) for f in members[t]
-                            if person != f.person_id]
-                if person != tracks[t].person_id:
-                    track_changes.append((t, person, score))
+    for batch in store.sightings.to_name(model):
+        by_image: dict[str, list[FaceToName]] = {}
+        for f in batch:
+            by_image.setdefault(f.image_id, []).append(f)
+        for faces in by_image.values():
+            named_here, checked_here = _identify_image(namer, faces, tracks, changes, track_changes)
+            named += named_here
+            checked += checked_here
     store.people.set_identities(changes, actor="identify")
     store.tracks.set_names(track_changes)
     return IdentifyResult(checked, named, len(changes),
                           tuple(NameChange(sighting, was, person) for sighting, person, _, was in changes))
+
+
+def _identify_image(namer: Namer, faces: list[FaceToName], tracks: dict[int, TrackToName],
+                    changes: list[tuple[int, int | None, float | None, int | None]],
+                    track_changes: list[tuple[int, int | None, float | None]]) -> tuple[int, int]:
+    """Name one image's faces (appending what changed); returns how many were named and checked."""
+    named = checked = 0
+    taken = {f.enrolled_as for f in faces if f.enrolled_as is not None}
+    free = [f for f in faces if f.enrolled_as is None]
+    photo = [f for f in free if f.track_id not in tracks]
+    members: dict[int, list[FaceToName]] = {}
+    for f in free:
+        if f.track_id in tracks:
+            members.setdefault(f.track_id, []).append(f)
+    checked += len(free)
+    if photo:
+        decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
+                                     [f.quality for f in photo], taken, [f.recognisability for f in photo])
+        for f, (person, score) in zip(photo, decisions):
+            named += person is not None
+            if person != f.person_id:
+                changes.append((int(f.sighting_id), person, score, f.person_id))
+    # A track with an enrolled face is that person (the owner said so); the others are named by
+    # their templates, never as a person enrolled from a track seen at the same time.
+    owned = {f.track_id: f.enrolled_as for f in faces if f.enrolled_as is not None and f.track_id in tracks}
+    ids = sorted(set(members) | set(owned))
+    for group in overlapping([(tracks[t].start_s, tracks[t].end_s) for t in ids]):
+        chosen = [ids[g] for g in group if ids[g] in members and ids[g] not in owned]
+        beside = {owned[ids[g]] for g in group if ids[g] in owned}
+        decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
+                                     [max(f.quality for f in members[t]) for t in chosen],
+                                     beside, [clearest(f.recognisability for f in members[t]) for t in chosen]) if chosen else []
+        fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
+        for t, (person, score) in [*zip(chosen, decisions), *fixed]:
+            named += len(members[t]) if person is not None else 0
+            changes += [(int(f.sighting_id), person, score, f.person_id) for f in members[t]
+                        if person != f.person_id]
+            if person != tracks[t].person_id:
+                track_changes.append((t, person, score))
+    return named, checked
 
 
 @dataclass(frozen=True)

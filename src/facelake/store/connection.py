@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
+
 
 class Cursor(Protocol):
     """What ``execute`` returns on both engines (DuckDB's connection, psycopg's cursor)."""
@@ -68,6 +70,21 @@ class Sql:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.con.execute(sql, list(params)).fetchall()]
 
+    def batches(self, sql: str, params: Sequence[Any] = (), size: int = 20_000,
+                vectors: Sequence[str] = ("embedding",)) -> Iterator[dict[str, Any]]:
+        """The rows of ``sql`` in batches of up to ``size``, column by column: each column in
+        ``vectors`` as one ``(rows, dim)`` float32 matrix, every other as a list of values.
+
+        Why: a million embeddings fetched as rows are 320 million Python floats (over 10 GB);
+        a batch at a time, as numpy, they are the matrix and nothing else. The caller must read
+        the batches to the end before the next statement on this handle. The engines override
+        this (DuckDB through Arrow, PostgreSQL through a server-side cursor).
+        """
+        cur = self.con.execute(sql, list(params))
+        names = [d[0] for d in cur.description or []]
+        while rows := cur.fetchmany(size):
+            yield vector_columns(names, list(zip(*rows)), vectors)
+
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """The single number ``sql`` selects (0 when it selects no row or NULL)."""
         row = self.con.execute(sql, list(params)).fetchone()
@@ -107,3 +124,16 @@ class Sql:
             return set()
         return {int(r[0]) for r in self.all(f"SELECT person_id FROM people WHERE person_id IN ({marks(len(ids))})",
                                              sorted(ids))}
+
+
+def vector_columns(names: Sequence[str], columns: Sequence[Sequence[Any]], vectors: Sequence[str]) -> dict[str, Any]:
+    """One batch's columns by name, ``vectors`` as float32 matrices (a NULL vector is a row of NaN)."""
+    out: dict[str, Any] = {}
+    for name, values in zip(names, columns):
+        if name in vectors:
+            dim = next((len(v) for v in values if v is not None), 0)
+            out[name] = np.array([np.full(dim, np.nan) if v is None else v for v in values],
+                                 dtype=np.float32).reshape(len(values), dim)
+        else:
+            out[name] = list(values)
+    return out
