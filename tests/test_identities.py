@@ -211,6 +211,61 @@ def test_cluster_name_merge_and_split(db: Target, cams: Path, samples: Path) -> 
     assert cli(db, "clusters", "name", "999", "X", "--consent", "y")[0] == 4
 
 
+def test_the_store_reads_faces_as_numpy_blocks_every_face_once(db: Target, cams: Path, samples: Path) -> None:
+    from facelake.identities.matching import model_of
+    from facelake.store import open_store
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    Image.open(samples / "obama.jpg").convert("RGB").save(cams / "garden" / "group.jpg")  # then two faces in one
+    canvas = np.asarray(Image.open(samples / "biden.jpg").convert("RGB")).copy()
+    paste(canvas, np.asarray(Image.open(samples / "obama.jpg").convert("RGB")), 0, 0, canvas.shape[1] // 3)
+    Image.fromarray(canvas).save(cams / "garden" / "two.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    settings = load_settings(db=db)
+    model = model_of(settings)
+    with open_store(db) as store:
+        blocks = list(store.clusters.unknown_faces(settings.identify_min_quality, model, settings.min_recognisability,
+                                                   size=2))
+        batches = list(store.sightings.to_name(model, size=1))
+        count = store.clusters.count_unknown(settings.identify_min_quality, model, settings.min_recognisability)
+    ids = [int(i) for b in blocks for i in b.sighting_ids]
+    assert len(blocks) >= 2 and all(len(b.sighting_ids) <= 2 for b in blocks), "blocks of the asked size"
+    assert all(isinstance(b.embeddings, np.ndarray) and b.embeddings.dtype == np.float32
+               and b.embeddings.shape == (len(b.sighting_ids), 320) for b in blocks)
+    assert len(ids) == len(set(ids)) == count[0] == len(rows(db, "SELECT sighting_id FROM sightings "
+                                                            "WHERE embedding IS NOT NULL AND person_id IS NULL "
+                                                            f"AND quality >= {settings.identify_min_quality}"))
+    faces = [f for batch in batches for f in batch]
+    assert len(faces) == len({f.sighting_id for f in faces}) == rows(db, "SELECT count(*) FROM sightings "
+                                                                       "WHERE embedding IS NOT NULL")[0][0]
+    assert all(isinstance(f.embedding, np.ndarray) and f.embedding.dtype == np.float32 for f in faces)
+    images = [{f.image_id for f in batch} for batch in batches]
+    assert sum(len(i) for i in images) == len(set().union(*images)), "an image is never split across two batches"
+    assert any(len(batch) > 1 for batch in batches), "the photo of two faces comes whole"
+
+
+def test_naming_a_cluster_matches_only_what_it_can_change_and_agrees_with_a_full_identify(
+        db: Target, cams: Path, samples: Path) -> None:
+    from facelake.identities.people import _reach
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert cli(db, "cluster")[0] == 0
+    (cluster,) = {c for (c,) in rows(db, "SELECT cluster_id FROM sightings WHERE cluster_id IS NOT NULL")}
+    assert cli(db, "clusters", "name", str(cluster), "Barack", "--consent", "test")[0] == 0
+    named = rows(db, "SELECT sighting_id, person_id FROM sightings ORDER BY 1")
+    code, output = cli(db, "identify")
+    assert code == 0 and rows(db, "SELECT sighting_id, person_id FROM sightings ORDER BY 1") == named
+    assert "named, 0 changed" in output, "a full identify finds nothing the narrow one missed"
+    from facelake.store import open_store
+
+    settings = load_settings(db=db)
+    biden = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%b.jpg'")
+    with open_store(db) as store:
+        reach = _reach(store, settings, [biden[0][0]], [], {})
+    assert reach is not None and len(reach) == 1, "a face like nobody else's reaches only its own image"
+
+
 # --- search ------------------------------------------------------------------------------------
 
 

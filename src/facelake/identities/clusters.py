@@ -133,7 +133,7 @@ def name_cluster(store: Store, settings: Settings, cluster_id: int, name: str, c
     members = store.clusters.members(cluster_id)
     person = store.clusters.enroll(cluster_id, name.strip(), consent.strip(), [s for s, _ in members[:max_faces]],
                                    actor)
-    identify(store, settings)
+    identify(store, settings, enrolled=[s for s, _ in members[:max_faces]], renamed=[s for s, _ in members])
     return Enrollment(person, name.strip(), [s for s, _ in members[:max_faces]])
 
 
@@ -147,7 +147,7 @@ def assign_cluster(store: Store, settings: Settings, cluster_id: int, person: in
     members = store.clusters.members(cluster_id)
     chosen = [s for s, _ in members[:max_faces]]
     store.clusters.assign(cluster_id, person, chosen, actor)
-    identify(store, settings)
+    identify(store, settings, enrolled=chosen, renamed=[s for s, _ in members])
     return Enrollment(person, name, chosen)
 
 

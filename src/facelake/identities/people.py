@@ -22,7 +22,7 @@ from ..store.tracks import TrackToName
 from ..vision.models import EMBEDDER_MODELS
 from ..vision.recognisability import clearest
 from .index import sync_index
-from .matching import Namer, load_namer, model_of, overlapping, thresholds
+from .matching import Namer, dim_of, load_namer, model_of, overlapping, thresholds
 from .photos import Photo
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -115,12 +115,24 @@ class IdentifyResult:
     """Every face whose name changed, so that ``identify`` says which (a name taken back included)."""
 
 
-def identify(store: Store, settings: Settings) -> IdentifyResult:
-    """Re-match every stored face against the current enrollments (after people change).
+REACH_MAX_IMAGES = 20_000
+"""Past this many images within reach of an enrollment, ``identify`` re-matches every image
+(one ordered pass is then cheaper than that many look-ups by image)."""
+
+
+def identify(store: Store, settings: Settings, enrolled: Sequence[int] | None = None,
+             renamed: Sequence[int] = ()) -> IdentifyResult:
+    """Re-match the stored faces against the current enrollments (after people change).
 
     Image by image, so two faces of one image never get the same person, nor the person
     whose enrollment photo the image is. A clip's faces are named with their track, by its
-    template, as at ingest: every face of a track keeps the track's one name.
+    template, as at ingest: every face of a track keeps the track's one name. A batch of
+    images at a time: memory holds one batch and the changes, never every embedding.
+
+    With ``enrolled`` (the sightings just added to one person's enrollments, the only change
+    to the gallery) and ``renamed`` (faces the same edit gave that person's name), only the
+    images those can change are matched again (:func:`_reach`): naming a cluster of 20 faces
+    at a million sightings reads the embeddings once, unordered, instead of re-deciding them all.
     """
     namer = load_namer(store, settings)
     model = model_of(settings)
@@ -128,7 +140,8 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
     changes: list[tuple[int, int | None, float | None, int | None]] = []
     track_changes: list[tuple[int, int | None, float | None]] = []
     named = checked = 0
-    for batch in store.sightings.to_name(model):
+    images = None if enrolled is None else _reach(store, settings, enrolled, renamed, tracks)
+    for batch in store.sightings.to_name(model, images):
         by_image: dict[str, list[FaceToName]] = {}
         for f in batch:
             by_image.setdefault(f.image_id, []).append(f)
@@ -140,6 +153,39 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
     store.tracks.set_names(track_changes)
     return IdentifyResult(checked, named, len(changes),
                           tuple(NameChange(sighting, was, person) for sighting, person, _, was in changes))
+
+
+def _reach(store: Store, settings: Settings, enrolled: Sequence[int], renamed: Sequence[int],
+           tracks: dict[int, TrackToName]) -> list[str] | None:
+    """The images whose names new enrollments of one person can change, or None past
+    ``REACH_MAX_IMAGES`` (then every image is matched again).
+
+    A new enrollment raises only its person's score, and only for faces at least as alike to
+    it as to their old closest face of that person. A face less alike to every new enrollment
+    than ``identify - margin`` cannot change: were that person its best, it scores under the
+    threshold (and nobody better named it before); were they second, the named face keeps a
+    margin above ``margin``. A little slack is taken below that bound, so a namer's rule for
+    a particular face (e.g. raised for low quality) only ever widens what is looked at.
+    The images of the enrolled and renamed faces themselves are always in (an enrollment
+    keeps its person from the rest of its image; a renamed face is decided anew).
+    """
+    _, vectors = store.sightings.embeddings_of(list(enrolled)) if enrolled else (None, np.zeros((0, 0), np.float32))
+    if len(vectors) and vectors.shape[1] != dim_of(settings):
+        return None  # enrolled from another model's embedding: every image, to be safe
+    images = store.sightings.images_of([*enrolled, *renamed])
+    if len(images) > REACH_MAX_IMAGES:
+        return None
+    if len(vectors):
+        t = thresholds(settings)
+        limit = t.identify - t.margin - 0.02
+        for image_ids, X in store.sightings.embedded(model_of(settings)):
+            for i in np.nonzero((X @ vectors.T).max(axis=1) >= limit)[0].tolist():
+                images.add(image_ids[i])
+            if len(images) > REACH_MAX_IMAGES:
+                return None
+        images |= {track.image_id for track in tracks.values()
+                   if float((vectors @ track.template).max()) >= limit}
+    return sorted(images)
 
 
 def _identify_image(namer: Namer, faces: list[FaceToName], tracks: dict[int, TrackToName],
@@ -235,7 +281,7 @@ def name_face(store: Store, settings: Settings, sighting: int, name: str | None,
         elif store.people.name_of(person) is None:
             raise NotFound(f"no enrolled person with id {person}")
         store.people.enroll(person, sighting, actor=actor)
-    identify(store, settings)
+    identify(store, settings, enrolled=[sighting])
     return Enrollment(person, store.people.name_of(person) or "", [sighting])
 
 

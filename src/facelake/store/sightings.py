@@ -100,6 +100,16 @@ class Sightings:
                                    "AND model = ?", [model], size):
             yield b["image_id"], b["embedding"]
 
+    def images_of(self, ids: Sequence[int]) -> set[str]:
+        """The images the sightings ``ids`` belong to."""
+        out: set[str] = set()
+        chosen = sorted(set(ids))
+        for start in range(0, len(chosen), 1000):
+            part = chosen[start : start + 1000]
+            out |= {str(r[0]) for r in self._sql.all(
+                f"SELECT DISTINCT image_id FROM sightings WHERE sighting_id IN ({marks(len(part))})", part)}
+        return out
+
     def embeddings_after(self, model: str, after: int, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Up to ``limit`` embeddings of ``model`` with ids above ``after``, by id (ids, vectors)."""
         return _arrays(self._sql.all(
