@@ -132,6 +132,9 @@ def vector_columns(names: Sequence[str], columns: Sequence[Sequence[Any]], vecto
     for name, values in zip(names, columns):
         if name in vectors:
             dim = next((len(v) for v in values if v is not None), 0)
+            if dim == 0:
+                out[name] = np.zeros((len(values), 0), np.float32)
+                continue
             out[name] = np.array([np.full(dim, np.nan) if v is None else v for v in values],
                                  dtype=np.float32).reshape(len(values), dim)
         else:

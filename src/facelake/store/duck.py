@@ -123,8 +123,10 @@ class _DuckSql(Sql):
             for batch in reader:
                 out: dict[str, Any] = {}
                 for name, column in zip(batch.schema.names, batch.columns):
-                    if name in vectors and column.null_count == 0:
-                        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+                    if name in vectors and column.null_count == len(column):  # e.g. no face of a track
+                        out[name] = np.zeros((len(column), 0), np.float32)
+                    elif name in vectors and column.null_count == 0:
+                        flat = np.array(column.flatten().to_numpy(zero_copy_only=False), np.float32)  # writable
                         out[name] = flat.reshape(len(column), -1 if len(column) else 0)
                     elif name in vectors:
                         out[name] = vector_columns([name], [column.to_pylist()], vectors)[name]
