@@ -67,14 +67,18 @@ def run(db: Path, args: list[str], code: Path, stop_mb: float, stop_s: float) ->
 def new_face(db: Path) -> None:
     """One new unknown face, as an ingest of one photo stores it: a copy of an unknown face in a new
     image, its embedding moved by noise, no cluster yet."""
+    from datetime import UTC, datetime
+
     import duckdb
 
+    now = datetime.now(UTC).replace(tzinfo=None)
     with duckdb.connect(str(db)) as con:
         con.execute("""CREATE TEMP TABLE one AS SELECT * FROM sightings
                        WHERE person_id IS NULL AND embedding IS NOT NULL ORDER BY sighting_id LIMIT 1""")
         image = con.execute("SELECT image_id FROM one").fetchone()[0]
         con.execute("""INSERT INTO images BY NAME SELECT i.* REPLACE (sha256(i.image_id || '#new') AS image_id,
-                           i.uri || '#new' AS uri) FROM images i WHERE image_id = ?""", [image])
+                           i.uri || '#new' AS uri, CAST(? AS TIMESTAMP) AS ingested_at)
+                       FROM images i WHERE image_id = ?""", [now, image])
         con.execute("""INSERT INTO sightings BY NAME SELECT o.* REPLACE (nextval('sighting_seq') AS sighting_id,
                            sha256(o.image_id || '#new') AS image_id, NULL AS cluster_id,
                            list_transform(o.embedding, lambda x: x + (random() - 0.5) * 0.04)::FLOAT[] AS embedding)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +209,48 @@ def test_cluster_name_merge_and_split(db: Target, cams: Path, samples: Path) -> 
     assert rows(db, "SELECT count(*) FROM sightings s JOIN people p USING (person_id) WHERE p.name = 'Barack'") == [(3,)]
     assert rows(db, "SELECT count(*) FROM enrollments") == [(3,)]
     assert cli(db, "clusters", "name", "999", "X", "--consent", "y")[0] == 4
+
+
+def test_an_incremental_run_looks_only_at_new_faces_and_the_ungrouped_ones_near_them(
+        db: Target, cams: Path, samples: Path) -> None:
+    from facelake.identities import cluster
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    execute(db, "UPDATE images SET ingested_at = ?", [datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)])
+    settings = load_settings(db=db)
+    first = cluster(settings)
+    assert (first.faces, first.clusters, first.new_faces) == (4, 1, 3), "b.jpg stays alone"
+    again = cluster(settings)
+    assert (again.looked_at, again.new_faces) == (0, 0), "nothing new: b.jpg is not regrouped at every run"
+    # One new photo of the man in a.jpg, far from b.jpg: only its face is looked at, and it joins his group.
+    later = cams / "garden" / "later"
+    later.mkdir()
+    Image.open(samples / "obama_partial_face.jpg").convert("RGB").save(later / "x.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    one = cluster(settings)
+    assert (one.looked_at, one.new_faces) == (1, 1)
+    # Two more photos of the man in b.jpg: b.jpg is close to them, so it is looked at again and grouped.
+    biden = Image.open(samples / "biden.jpg").convert("RGB")
+    biden.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(later / "e.jpg", quality=95)
+    biden.crop((10, 10, biden.width - 10, biden.height - 10)).save(later / "f.jpg", quality=95)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    third = cluster(settings)
+    assert (third.looked_at, third.new_faces, third.clusters) == (3, 3, 2), "e.jpg, f.jpg, and b.jpg near them"
+    by_file = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
+                            "JOIN images i USING (image_id)"))
+    assert by_file["b.jpg"] == by_file["e.jpg"] == by_file["f.jpg"] is not None
+    full = cluster(settings, full=True)
+    assert full.looked_at == full.faces == 7, "a full run looks at every face"
+    # After an edit that leaves older faces ungrouped (a person removed: their faces are unknown
+    # again), every ungrouped face is new once more, and the removed person's faces group again.
+    execute(db, "UPDATE images SET ingested_at = ?", [datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)])
+    group = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
+                          "JOIN images i USING (image_id)"))["b.jpg"]
+    assert cli(db, "clusters", "name", str(group), "Joe", "--consent", "test")[0] == 0
+    assert cli(db, "people", "remove", "Joe")[0] == 0
+    back = cluster(settings)
+    assert back.looked_at == 3 and back.new_faces == 3, back
 
 
 def test_the_store_reads_faces_as_numpy_blocks_every_face_once(db: Target, cams: Path, samples: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +29,9 @@ class ClusterResult:
     """Clusters with at least two faces."""
     new_faces: int
     """Faces that had no group before this run and have one now (a face left alone is not new again)."""
+    looked_at: int = 0
+    """Faces this run could move: every face of a full run; else the new ones, faces alone in
+    their group, and faces left alone before that are close to them."""
 
 
 def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "cli") -> ClusterResult:
@@ -41,16 +45,26 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
     everything from scratch. Low-quality and unrecognisable faces are left out: their embeddings
     are too unreliable to group. A group starts only from ``CentroidClustering.min_samples``
     mutually close faces; a face with no group yet keeps ``cluster_id`` NULL and is looked at
-    again next run.
+    again when a new face comes close to it (:func:`_with_company`): not at every run, which in
+    a crowd of strangers was a full run each time. After an edit that can leave older faces
+    ungrouped (``unname``, ``people remove``, ``reembed``) or a change of threshold, model or
+    gates, every ungrouped face counts as new once more (``Clusters.last_run``).
     """
     with store.exclusive("cluster"):  # one clustering at a time
+        started = datetime.now(UTC).replace(tzinfo=None)
+        threshold = thresholds(settings).cluster
         args = (settings.identify_min_quality, model_of(settings), settings.min_recognisability)
-        part = "all" if full else "free"
+        rule = f"{args[1]}/{threshold}/{args[0]}/{args[2]}"
+        last = None if full else store.clusters.last_run(rule)
+        since = None if last is None else last - OVERLAP
+        part = "all" if full else ("free" if since is None else "new")
         faces, groups = store.clusters.count_unknown(*args)
-        expected, _ = store.clusters.count_unknown(*args, part=part)
-        free = _read(store.clusters.unknown_faces(*args, part=part), expected)
+        expected, _ = store.clusters.count_unknown(*args, part=part, since=since)
+        free = _read(store.clusters.unknown_faces(*args, part=part, since=since), expected)
         if free is None:
-            return ClusterResult(faces, groups, 0)
+            return ClusterResult(faces, groups, 0, 0)
+        if since is not None:
+            free = _with_company(store, args, since, free, threshold)
         known = None if full else _groups(store.clusters.unknown_faces(*args, part="grouped"), set(free.keys),
                                           free.embeddings.shape[1])
         base = store.clusters.top_id()
@@ -69,9 +83,41 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
             labels.append(value if value in kept else fresh[value])
         previous = [None if c < 0 else c for c in free.cluster_ids.tolist()]
         store.clusters.save_grouping([(s, new) for s, was, new in zip(free.sighting_ids.tolist(), previous, labels)
-                                      if was != new], faces, actor)
+                                      if was != new], faces, actor, started, rule)
         grouped = sum(1 for was, new in zip(previous, labels) if was is None and new is not None)
-        return ClusterResult(faces, int((clusterer.sizes_ >= 2).sum()), grouped)
+        return ClusterResult(faces, int((clusterer.sizes_ >= 2).sum()), grouped, len(free.sighting_ids))
+
+
+OVERLAP = timedelta(minutes=10)
+"""Faces stored up to this long before the last run began count as new again: an image being
+written on a server as that run read the faces is stored (and visible) only after it."""
+
+
+def _with_company(store: Store, args: tuple[float, str, float], since: datetime, new: FaceBlock,
+                  threshold: float, rounds: int = 4) -> FaceBlock:
+    """``new`` and the faces left alone by earlier runs that are close to them, or close to those
+    (a few rounds): the only alone faces the new ones can give a group. The rest are read a block
+    at a time and left: were they looked at again every run, a crowd of strangers made every
+    run a full one."""
+    blocks, frontier, seen = [new], new.embeddings, set(new.sighting_ids.tolist())
+    for _ in range(rounds):
+        found = []
+        for block in store.clusters.unknown_faces(*args, part="alone", since=since):
+            near = (block.embeddings @ frontier.T).max(axis=1) >= threshold if len(frontier) else []
+            rows = [r for r in np.nonzero(near)[0].tolist() if int(block.sighting_ids[r]) not in seen]
+            if rows:
+                found.append(FaceBlock(block.sighting_ids[rows], block.embeddings[rows], block.cluster_ids[rows],
+                                       [block.keys[r] for r in rows], block.quality[rows]))
+                seen |= {int(block.sighting_ids[r]) for r in rows}
+        if not found:
+            break
+        blocks += found
+        frontier = np.concatenate([b.embeddings for b in found])
+    if len(blocks) == 1:
+        return new
+    return FaceBlock(np.concatenate([b.sighting_ids for b in blocks]), np.concatenate([b.embeddings for b in blocks]),
+                     np.concatenate([b.cluster_ids for b in blocks]), [k for b in blocks for k in b.keys],
+                     np.concatenate([b.quality for b in blocks]))
 
 
 def _read(blocks: Iterator[FaceBlock], expected: int) -> FaceBlock | None:

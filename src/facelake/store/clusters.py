@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,8 +57,9 @@ class ClusterFace:
 
 
 _UNKNOWN = """WITH f AS (
-    SELECT s.sighting_id, s.embedding, t.template, s.cluster_id, s.image_id, s.track_id, s.quality
-    FROM sightings s LEFT JOIN tracks t ON t.track_id = s.track_id
+    SELECT s.sighting_id, s.embedding, t.template, s.cluster_id, s.image_id, s.track_id, s.quality,
+           i.ingested_at AS stored_at
+    FROM sightings s JOIN images i ON i.image_id = s.image_id LEFT JOIN tracks t ON t.track_id = s.track_id
     WHERE s.person_id IS NULL AND s.embedding IS NOT NULL AND s.quality >= ? AND s.model = ?
       AND (s.recognisability IS NULL OR s.recognisability >= ?)
       AND s.sighting_id NOT IN (SELECT sighting_id FROM enrollments)
@@ -68,7 +70,19 @@ _PARTS = {
     "all": "",
     "free": "WHERE cluster_id IS NULL OR cluster_id IN (SELECT cluster_id FROM f GROUP BY 1 HAVING count(*) < 2)",
     "grouped": "WHERE cluster_id IN (SELECT cluster_id FROM f GROUP BY 1 HAVING count(*) >= 2)",
+    "new": "WHERE (cluster_id IS NULL AND stored_at > ?) "
+           "OR cluster_id IN (SELECT cluster_id FROM f GROUP BY 1 HAVING count(*) < 2)",
+    "alone": "WHERE cluster_id IS NULL AND stored_at <= ?",
 }
+_UNGROUPING = ("unname", "remove_person", "reembed")
+"""Audited edits that can leave a face stored before a clustering run unknown and ungrouped."""
+
+
+def _params(min_quality: float, model: str, min_recognisability: float, part: str,
+            since: datetime | None) -> list[object]:
+    if part in ("new", "alone") and since is None:
+        raise ValueError(f"part {part!r} needs since")
+    return [min_quality, model, min_recognisability, *([since] if part in ("new", "alone") else [])]
 
 
 class Clusters:
@@ -79,23 +93,26 @@ class Clusters:
         self._people = people
 
     def unknown_faces(self, min_quality: float, model: str, min_recognisability: float = 0.0,
-                      part: str = "all", size: int = 20_000) -> Iterator[FaceBlock]:
+                      part: str = "all", size: int = 20_000, since: datetime | None = None) -> Iterator[FaceBlock]:
         """Unknown faces of ``model`` good enough to group (not enrolled, recognisable), in blocks
         of up to ``size`` rows as numpy arrays, in no particular order.
 
         ``part`` picks which: ``"all"``; ``"free"`` (no group yet, or alone in theirs: a group of
         one is no evidence, so it is grouped again); ``"grouped"`` (in a group of at least two:
-        what an incremental run reads to know the groups, never to move them).
+        what an incremental run reads to know the groups, never to move them); ``"new"`` (no group
+        and stored after ``since``, or alone in their group) and ``"alone"`` (no group, stored by
+        ``since``): an incremental run looks at the new, and at the alone only near them.
 
         A clip's track takes part once, as its best sighting carrying the track's template: one
         person walking past is one face of evidence, not three, and the template is the better
         estimate of who they are. Its cluster then goes to every face of the track (:meth:`_assign`).
         Why blocks: as rows of Python floats, a million embeddings held over 10 GB.
         """
-        if part not in ("all", "free", "grouped"):
-            raise ValueError(f"part must be 'all', 'free' or 'grouped', got {part!r}")
+        if part not in _PARTS:
+            raise ValueError(f"part must be one of {sorted(_PARTS)}, got {part!r}")
         for b in self._sql.batches(f"{_UNKNOWN} SELECT * FROM f {_PARTS[part]}",
-                                   [min_quality, model, min_recognisability], size, vectors=("embedding", "template")):
+                                   _params(min_quality, model, min_recognisability, part, since), size,
+                                   vectors=("embedding", "template")):
             X, T = b["embedding"], b["template"]
             if T.shape == X.shape:  # a track's template where it has one
                 has = ~np.isnan(T).any(axis=1)
@@ -106,14 +123,26 @@ class Clusters:
                             np.array(b["quality"], dtype=np.float32))
 
     def count_unknown(self, min_quality: float, model: str, min_recognisability: float = 0.0,
-                      part: str = "all") -> tuple[int, int]:
+                      part: str = "all", since: datetime | None = None) -> tuple[int, int]:
         """How many faces :meth:`unknown_faces` reads for ``part``, and how many groups of at least
         two faces they make."""
         row = self._sql.one(f"{_UNKNOWN}, p AS (SELECT * FROM f {_PARTS[part]}) "
                             "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM (SELECT cluster_id FROM p "
                             "WHERE cluster_id IS NOT NULL GROUP BY 1 HAVING count(*) >= 2) g)",
-                            [min_quality, model, min_recognisability])
+                            _params(min_quality, model, min_recognisability, part, since))
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def last_run(self, rule: str) -> datetime | None:
+        """When the last clustering run under ``rule`` (model, threshold, gates) began, or None when
+        there was none, another rule ran last, or an edit since (``unname``, ``people remove``,
+        ``reembed``) may have left older faces ungrouped: then every ungrouped face is new again."""
+        row = self._sql.one("""SELECT subject FROM audit WHERE action = 'cluster' ORDER BY "at" DESC LIMIT 1""")
+        if row is None or row[0] is None or not str(row[0]).endswith(f" rule:{rule}") or " started:" not in str(row[0]):
+            return None
+        started = datetime.fromisoformat(str(row[0]).split(" started:")[1].split()[0])
+        edits = self._sql.count(f"""SELECT count(*) FROM audit WHERE action IN ({marks(len(_UNGROUPING))})
+                                    AND "at" >= ?""", [*_UNGROUPING, started])
+        return None if edits else started
 
     def faces(self, sightings: Sequence[int]) -> list[ClusterFace]:
         """The given sightings as clustering sees them."""
@@ -156,11 +185,14 @@ class Clusters:
         self._sql.execute("UPDATE tracks SET cluster_id = g.cid FROM new_groups g WHERE tracks.best_sighting_id = g.sid")
         self._sql.execute("DELETE FROM new_groups")
 
-    def save_grouping(self, labels: Sequence[tuple[int, int | None]], faces: int, actor: str) -> None:
-        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs (None: left alone) and audit the run."""
+    def save_grouping(self, labels: Sequence[tuple[int, int | None]], faces: int, actor: str,
+                      started: datetime | None = None, rule: str = "") -> None:
+        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs (None: left alone) and audit
+        the run, with when it began and under which ``rule`` (what :meth:`last_run` reads)."""
         with self._sql.transaction():
             self._assign(labels)
-            self._sql.audit(actor, "cluster", f"faces:{faces}")
+            when = "" if started is None else f" started:{started.isoformat()} rule:{rule}"
+            self._sql.audit(actor, "cluster", f"faces:{faces}{when}")
 
     def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int | None]], groups: int, actor: str,
                    merged_from: Sequence[tuple[int, int | None]] = ()) -> None:
