@@ -54,8 +54,8 @@ class CentroidClustering:
     strangers every face has a nearest look-alike, and with ``min_samples=1`` one such pair
     opened a group that the next look-alike's look-alike joined (a crowd of 900 people grew a
     cluster of 81 strangers); three mutually close faces are rare unless they are one person.
-    A face that neither joins nor founds stays ``-1``, and is looked at again next run, when
-    more faces may give it company. A fixed group of one face is no evidence either: it is
+    A face that neither joins nor founds stays ``-1``, and is looked at again in a later run
+    when new faces come close to it and may give it company. A fixed group of one face is no evidence either: it is
     taken as free. ``min_samples=1`` is the previous rule (every face founds its own group).
 
     Joining (``linkage``): with ``"average"`` (the default) a face joins when its mean similarity
