@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +209,103 @@ def test_cluster_name_merge_and_split(db: Target, cams: Path, samples: Path) -> 
     assert rows(db, "SELECT count(*) FROM sightings s JOIN people p USING (person_id) WHERE p.name = 'Barack'") == [(3,)]
     assert rows(db, "SELECT count(*) FROM enrollments") == [(3,)]
     assert cli(db, "clusters", "name", "999", "X", "--consent", "y")[0] == 4
+
+
+def test_an_incremental_run_looks_only_at_new_faces_and_the_ungrouped_ones_near_them(
+        db: Target, cams: Path, samples: Path) -> None:
+    from facelake.identities import cluster
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    execute(db, "UPDATE images SET ingested_at = ?", [datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)])
+    settings = load_settings(db=db)
+    first = cluster(settings)
+    assert (first.faces, first.clusters, first.new_faces) == (4, 1, 3), "b.jpg stays alone"
+    again = cluster(settings)
+    assert (again.looked_at, again.new_faces) == (0, 0), "nothing new: b.jpg is not regrouped at every run"
+    # One new photo of the man in a.jpg, far from b.jpg: only its face is looked at, and it joins his group.
+    later = cams / "garden" / "later"
+    later.mkdir()
+    Image.open(samples / "obama_partial_face.jpg").convert("RGB").save(later / "x.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    one = cluster(settings)
+    assert (one.looked_at, one.new_faces) == (1, 1)
+    # Two more photos of the man in b.jpg: b.jpg is close to them, so it is looked at again and grouped.
+    biden = Image.open(samples / "biden.jpg").convert("RGB")
+    biden.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(later / "e.jpg", quality=95)
+    biden.crop((10, 10, biden.width - 10, biden.height - 10)).save(later / "f.jpg", quality=95)
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    third = cluster(settings)
+    assert (third.looked_at, third.new_faces, third.clusters) == (3, 3, 2), "e.jpg, f.jpg, and b.jpg near them"
+    by_file = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
+                            "JOIN images i USING (image_id)"))
+    assert by_file["b.jpg"] == by_file["e.jpg"] == by_file["f.jpg"] is not None
+    full = cluster(settings, full=True)
+    assert full.looked_at == full.faces == 7, "a full run looks at every face"
+    # After an edit that leaves older faces ungrouped (a person removed: their faces are unknown
+    # again), every ungrouped face is new once more, and the removed person's faces group again.
+    execute(db, "UPDATE images SET ingested_at = ?", [datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)])
+    group = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
+                          "JOIN images i USING (image_id)"))["b.jpg"]
+    assert cli(db, "clusters", "name", str(group), "Joe", "--consent", "test")[0] == 0
+    assert cli(db, "people", "remove", "Joe")[0] == 0
+    back = cluster(settings)
+    assert back.looked_at == 3 and back.new_faces == 3, back
+
+
+def test_the_store_reads_faces_as_numpy_blocks_every_face_once(db: Target, cams: Path, samples: Path) -> None:
+    from facelake.identities.matching import model_of
+    from facelake.store import open_store
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    Image.open(samples / "obama.jpg").convert("RGB").save(cams / "garden" / "group.jpg")  # then two faces in one
+    canvas = np.asarray(Image.open(samples / "biden.jpg").convert("RGB")).copy()
+    paste(canvas, np.asarray(Image.open(samples / "obama.jpg").convert("RGB")), 0, 0, canvas.shape[1] // 3)
+    Image.fromarray(canvas).save(cams / "garden" / "two.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    settings = load_settings(db=db)
+    model = model_of(settings)
+    with open_store(db) as store:
+        blocks = list(store.clusters.unknown_faces(settings.identify_min_quality, model, settings.min_recognisability,
+                                                   size=2))
+        batches = list(store.sightings.to_name(model, size=1))
+        count = store.clusters.count_unknown(settings.identify_min_quality, model, settings.min_recognisability)
+    ids = [int(i) for b in blocks for i in b.sighting_ids]
+    assert len(blocks) >= 2 and all(len(b.sighting_ids) <= 2 for b in blocks), "blocks of the asked size"
+    assert all(isinstance(b.embeddings, np.ndarray) and b.embeddings.dtype == np.float32
+               and b.embeddings.shape == (len(b.sighting_ids), 320) for b in blocks)
+    assert len(ids) == len(set(ids)) == count[0] == len(rows(db, "SELECT sighting_id FROM sightings "
+                                                            "WHERE embedding IS NOT NULL AND person_id IS NULL "
+                                                            f"AND quality >= {settings.identify_min_quality}"))
+    faces = [f for batch in batches for f in batch]
+    assert len(faces) == len({f.sighting_id for f in faces}) == rows(db, "SELECT count(*) FROM sightings "
+                                                                       "WHERE embedding IS NOT NULL")[0][0]
+    assert all(isinstance(f.embedding, np.ndarray) and f.embedding.dtype == np.float32 for f in faces)
+    images = [{f.image_id for f in batch} for batch in batches]
+    assert sum(len(i) for i in images) == len(set().union(*images)), "an image is never split across two batches"
+    assert any(len(batch) > 1 for batch in batches), "the photo of two faces comes whole"
+
+
+def test_naming_a_cluster_matches_only_what_it_can_change_and_agrees_with_a_full_identify(
+        db: Target, cams: Path, samples: Path) -> None:
+    from facelake.identities.people import _reach
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    assert cli(db, "cluster")[0] == 0
+    (cluster,) = {c for (c,) in rows(db, "SELECT cluster_id FROM sightings WHERE cluster_id IS NOT NULL")}
+    assert cli(db, "clusters", "name", str(cluster), "Barack", "--consent", "test")[0] == 0
+    named = rows(db, "SELECT sighting_id, person_id FROM sightings ORDER BY 1")
+    code, output = cli(db, "identify")
+    assert code == 0 and rows(db, "SELECT sighting_id, person_id FROM sightings ORDER BY 1") == named
+    assert "named, 0 changed" in output, "a full identify finds nothing the narrow one missed"
+    from facelake.store import open_store
+
+    settings = load_settings(db=db)
+    biden = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%b.jpg'")
+    with open_store(db) as store:
+        reach = _reach(store, settings, [biden[0][0]], [], {})
+    assert reach is not None and len(reach) == 1, "a face like nobody else's reaches only its own image"
 
 
 # --- search ------------------------------------------------------------------------------------

@@ -166,6 +166,55 @@ def test_a_group_starts_only_from_three_mutually_close_faces_of_different_images
     assert again.tolist() == [-1, -1, -1]
 
 
+def _people(rng: np.random.Generator, n_people: int, faces: int, dim: int, spread: float) -> np.ndarray:
+    """``faces`` unit vectors around each of ``n_people`` random centres, person by person."""
+    centres = rng.normal(size=(n_people, dim))
+    X = np.repeat(centres / np.linalg.norm(centres, axis=1, keepdims=True), faces, axis=0)
+    X = X + rng.normal(scale=spread, size=X.shape)
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_incremental_clustering_from_group_sums_decides_as_a_run_over_every_face() -> None:
+    from facelake.identities.clustering import CentroidClustering, KnownGroups
+
+    rng = np.random.default_rng(3)
+    X = _people(rng, 12, 8, 32, 0.05)
+    images = [f"img{i}" for i in rng.integers(0, 60, len(X))]
+    quality = rng.random(len(X)).astype(np.float32)
+    first = CentroidClustering(0.85).fit(X[:60], groups=images[:60], quality=quality[:60]).labels_
+    assert (first >= 0).sum() > 30
+    fixed = np.concatenate([first, np.full(len(X) - 60, -1)])
+    everything = CentroidClustering(0.85).fit(X, fixed, groups=images, quality=quality).labels_
+    # The same run given only the new faces and the old groups as sums, sizes and images held.
+    ids, sizes = np.unique(first[first >= 0], return_counts=True)
+    kept = ids[sizes >= 2]
+    known = KnownGroups(kept, np.stack([X[:60][first == k].sum(axis=0) for k in kept]),
+                        np.array([(first == k).sum() for k in kept]),
+                        [{images[i] for i in np.nonzero(first == k)[0]} for k in kept])
+    free = np.concatenate([np.nonzero(~np.isin(first, kept))[0], np.arange(60, len(X))])
+    alone = CentroidClustering(0.85).fit(X[free], groups=[images[i] for i in free], quality=quality[free],
+                                         known=known, ties=free).labels_
+    assert alone.tolist() == everything[free].tolist()
+    assert (everything[:60][np.isin(first, kept)] == first[np.isin(first, kept)]).all(), "old groups never move"
+
+
+def test_clustering_one_large_group_holds_no_neighbour_lists_of_all_pairs() -> None:
+    import tracemalloc
+
+    from facelake.identities.clustering import CentroidClustering
+
+    # 4,000 faces of one person: every pair is close. Listing every face's neighbours up front
+    # held 16 million pairs (hundreds of MB as Python lists); a face that joins the group by its
+    # centre never needs its neighbours.
+    X = _people(np.random.default_rng(4), 1, 4000, 16, 0.01)
+    tracemalloc.start()
+    labels = CentroidClustering(0.9).fit(X, quality=np.ones(len(X), np.float32)).labels_
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (labels == labels[0]).all() and labels[0] >= 0
+    assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
+
+
 def test_a_face_below_the_recognisability_gate_is_never_named() -> None:
     face = unit(1, 0.01, 0)  # as close to person 1 as a face gets
     assert namer().name_image(face[None], [1.0], recognisability=[0.9]) == [(1, namer().gallery.match(face[None])[0].score)]

@@ -13,18 +13,40 @@ groups keep their ids, so names the owner gave stay attached.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class KnownGroups:
+    """Groups a run starts from whose faces are not handed to ``fit`` (an incremental run).
+
+    What joining needs of a group is its sum of embeddings, its size, and which images it already
+    holds; ``members`` may be limited to the images of the faces being grouped (no other image can
+    meet the "two faces of one image" rule), so a run over a few new faces never holds a million keys.
+    """
+
+    ids: NDArray[np.int64]
+    sums: NDArray[np.float32]
+    """``(groups, dim)``: each group's sum of its faces' embeddings."""
+    counts: NDArray[np.int64]
+    members: list[set[str]]
 
 
 class CentroidClustering:
     """Online centroid clustering with cannot-link groups and a density rule, in scikit-learn's style.
 
-    ``fit(X, fixed_labels=None, groups=None, quality=None)``: ``X`` holds unit-length
+    ``fit(X, fixed_labels=None, groups=None, quality=None, known=None)``: ``X`` holds unit-length
     embeddings; rows whose ``fixed_labels`` is not ``-1`` keep their label and found their
     group's centre; ``groups`` (e.g. image ids) marks rows that must not share a label;
-    ``quality`` orders the free rows (best first). ``labels_`` numbers the groups; new groups
-    get labels above the fixed ones; ``-1`` is a face left alone (no group yet).
+    ``quality`` orders the free rows (best first); ``known`` are groups whose faces are not in
+    ``X`` (:class:`KnownGroups`, an incremental run); ``ties`` orders faces of equal quality
+    (default: row order; the store's rows come in no order, so their ids). ``labels_`` numbers the groups; new groups
+    get labels above the fixed and known ones; ``-1`` is a face left alone (no group yet);
+    ``sizes_`` is every group's size after the run (known groups included).
 
     The density rule (``min_samples``, HDBSCAN's word): a free face joins an existing group
     it is close to (see ``linkage``), as before; but a *new* group starts only from ``min_samples``
@@ -32,8 +54,8 @@ class CentroidClustering:
     strangers every face has a nearest look-alike, and with ``min_samples=1`` one such pair
     opened a group that the next look-alike's look-alike joined (a crowd of 900 people grew a
     cluster of 81 strangers); three mutually close faces are rare unless they are one person.
-    A face that neither joins nor founds stays ``-1``, and is looked at again next run, when
-    more faces may give it company. A fixed group of one face is no evidence either: it is
+    A face that neither joins nor founds stays ``-1``, and is looked at again in a later run
+    when new faces come close to it and may give it company. A fixed group of one face is no evidence either: it is
     taken as free. ``min_samples=1`` is the previous rule (every face founds its own group).
 
     Joining (``linkage``): with ``"average"`` (the default) a face joins when its mean similarity
@@ -45,11 +67,17 @@ class CentroidClustering:
     shorter the looser its group, so a loose group stops growing while a tight one (one person,
     pairwise ≥ 0.9) is hardly affected (docs/accuracy.md).
 
-    Cost: founding needs the free faces' close neighbours among each other, found by blocked
-    matrix products (O(free² · dim) time, in BLAS; memory for the close pairs only).
+    Cost: founding needs a free face's close neighbours among the free faces still alone. They
+    are found only for faces that join no group, a block of the next such faces at a time (one
+    matrix product of at most ``block_floats`` similarities, in BLAS), keeping only the pairs over
+    the threshold. Memory is the embeddings, the groups' centres and one block, never all pairs:
+    at 166,000 faces of one person, all pairs over the threshold were 27 billion.
+    The decisions are those of computing every neighbour list up front (the lists are filtered
+    to faces still alone when used, and faces only ever leave "alone").
     """
 
-    def __init__(self, threshold: float, min_samples: int = 3, linkage: str = "average") -> None:
+    def __init__(self, threshold: float, min_samples: int = 3, linkage: str = "average",
+                 block_floats: int = 1 << 24) -> None:
         if min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, got {min_samples}")
         if linkage not in ("average", "centroid"):
@@ -57,109 +85,81 @@ class CentroidClustering:
         self.threshold = threshold
         self.min_samples = min_samples
         self.linkage = linkage
+        self.block_floats = block_floats
 
     def fit(self, X: NDArray[np.float32], fixed_labels: NDArray[np.int64] | None = None,
-            groups: list[str] | None = None, quality: NDArray[np.float32] | None = None) -> CentroidClustering:
+            groups: Sequence[str] | None = None, quality: NDArray[np.float32] | None = None,
+            known: KnownGroups | None = None, ties: NDArray[np.int64] | None = None) -> CentroidClustering:
         X = np.asarray(X, dtype=np.float32)
         n = len(X)
         fixed = np.full(n, -1, dtype=np.int64) if fixed_labels is None else np.asarray(fixed_labels, np.int64).copy()
+        dim = X.shape[1] if X.ndim == 2 else (known.sums.shape[1] if known is not None else 0)
+        top = max(int(fixed.max(initial=-1)), int(np.max(known.ids, initial=-1)) if known is not None else -1)
         if n == 0:
             self.labels_ = fixed
+            self.sizes_ = np.asarray(known.counts if known is not None else [], np.int64)
             return self
-        next_label = int(fixed.max()) + 1 if fixed.max() >= 0 else 0
+        next_label = top + 1
         if self.min_samples > 1:
             values, sizes = np.unique(fixed[fixed >= 0], return_counts=True)
             fixed[np.isin(fixed, values[sizes < 2])] = -1
         labels = fixed.copy()
         group_of = list(groups) if groups is not None else [str(i) for i in range(n)]
-        ids: list[int] = []
-        sums: list[NDArray[np.float32]] = []
-        counts: list[int] = []
-        members: list[set[str]] = []
-        index: dict[int, int] = {}
+        state = _Groups(dim, self._centre)
+        if known is not None:
+            for g in range(len(known.ids)):
+                state.new(int(known.ids[g]), known.sums[g], int(known.counts[g]), set(known.members[g]))
         for row in np.nonzero(fixed >= 0)[0].tolist():
             label = int(fixed[row])
-            if label not in index:
-                index[label] = len(ids)
-                ids.append(label)
-                sums.append(np.zeros(X.shape[1], np.float32))
-                counts.append(0)
-                members.append(set())
-            k = index[label]
-            sums[k] = sums[k] + X[row]
-            counts[k] += 1
-            members[k].add(group_of[row])
+            if label not in state.index:
+                state.new(label, np.zeros(dim, np.float32), 0, set())
+            state.add(state.index[label], X[row], group_of[row], refresh=False)
+        state.refresh()
         free = np.nonzero(fixed < 0)[0]
         if quality is not None:
-            free = free[np.argsort(-np.asarray(quality)[free], kind="stable")]
-        centres = np.zeros((len(ids) + len(free) + 1, X.shape[1]), np.float32)
-        for k, total in enumerate(sums):
-            centres[k] = self._centre(total, counts[k])
+            after = np.arange(n) if ties is None else np.asarray(ties)
+            free = free[np.lexsort((after[free], -np.asarray(quality)[free]))]
 
         def add(i: int, k: int) -> None:
-            sums[k] = sums[k] + X[i]
-            if k == len(counts):
-                counts.append(0)
-            counts[k] += 1
-            members[k].add(group_of[i])
-            centres[k] = self._centre(sums[k], counts[k])
-            labels[i] = ids[k]
+            state.add(k, X[i], group_of[i])
+            labels[i] = state.ids[k]
 
         def join(i: int) -> bool:
             """Put face ``i`` in the group it is closest to (by ``linkage``), if close enough."""
-            if not ids:
+            if not state.ids:
                 return False
-            sims = centres[: len(ids)] @ X[i]
-            for k in np.argsort(-sims):
-                if sims[k] < self.threshold:
-                    return False
-                if group_of[i] not in members[k]:
-                    add(i, int(k))
+            sims = state.centres[: len(state.ids)] @ X[i]
+            close = np.nonzero(sims >= self.threshold)[0]
+            for k in close[np.argsort(-sims[close], kind="stable")].tolist():
+                if group_of[i] not in state.members[k]:
+                    add(i, k)
                     return True
             return False
 
-        near = self._neighbours(X, free) if self.min_samples > 1 else {}
+        near = _Neighbours(X, free, labels, self.threshold, self.block_floats) if self.min_samples > 1 else None
         alone: list[int] = []
         for i in free.tolist():
             if labels[i] >= 0 or join(i):  # grouped already (a founder's company), or joins a group
                 continue
-            core = self._core(X, i, [j for j in near.get(i, []) if labels[j] < 0], group_of)
+            core = self._core(X, i, near.of(i) if near is not None else [], group_of)
             if core is None:
                 alone.append(i)
                 continue
-            ids.append(next_label)
+            k = state.new(next_label, np.zeros(dim, np.float32), 0, set())
             next_label += 1
-            sums.append(np.zeros(X.shape[1], np.float32))
-            members.append(set())
             for j in [i, *core]:
-                add(j, len(ids) - 1)
+                add(j, k)
         for i in alone:  # a face passed over before a group near it was founded may join it now
             if labels[i] < 0:
                 join(i)
         self.labels_ = labels
+        self.sizes_ = np.asarray(state.counts, np.int64)
         return self
 
     def _centre(self, total: NDArray[np.float32], count: int) -> NDArray[np.float32]:
         """What a face's similarity to a group is measured against (see ``linkage``)."""
         scale = max(count, 1) if self.linkage == "average" else max(float(np.linalg.norm(total)), 1e-12)
         return (total / scale).astype(np.float32)
-
-    def _neighbours(self, X: NDArray[np.float32], free: NDArray[np.int64], block: int = 1024) -> dict[int, list[int]]:
-        """Each free face's other free faces at least ``threshold`` alike, most alike first.
-
-        In blocks of rows (matrix products, not one product per face), keeping only the pairs
-        over the threshold: among strangers they are few, so memory stays near O(free).
-        """
-        F = X[free]
-        out: dict[int, list[int]] = {}
-        for start in range(0, len(free), block):
-            sims = F[start : start + block] @ F.T
-            for r, row in enumerate(sims):
-                hits = np.nonzero(row >= self.threshold)[0]
-                hits = hits[np.argsort(-row[hits], kind="stable")]
-                i = int(free[start + r])
-                out[i] = [int(free[h]) for h in hits if int(free[h]) != i]
-        return out
 
     def _core(self, X: NDArray[np.float32], i: int, candidates: list[int], group_of: list[str]) -> list[int] | None:
         """``min_samples - 1`` faces of ``candidates`` (``i``'s close neighbours, most alike first) that
@@ -179,6 +179,94 @@ class CentroidClustering:
             if len(chosen) == need:
                 return chosen
         return None
+
+
+class _Groups:
+    """The groups of a run: ids, sums, sizes, images held, and centres in arrays that grow by
+    doubling (room for one group per free face was a second copy of every embedding)."""
+
+    def __init__(self, dim: int, centre: Callable[[NDArray[np.float32], int], NDArray[np.float32]]) -> None:
+        self.ids: list[int] = []
+        self.counts: list[int] = []
+        self.members: list[set[str]] = []
+        self.index: dict[int, int] = {}
+        self.sums = np.zeros((16, dim), np.float32)
+        self.centres = np.zeros((16, dim), np.float32)
+        self._centre = centre
+
+    def new(self, label: int, total: NDArray[np.float32], count: int, members: set[str]) -> int:
+        k = len(self.ids)
+        if k == len(self.sums):
+            self.sums = np.concatenate([self.sums, np.zeros_like(self.sums)])
+            self.centres = np.concatenate([self.centres, np.zeros_like(self.centres)])
+        self.index[label] = k
+        self.ids.append(label)
+        self.counts.append(count)
+        self.members.append(members)
+        self.sums[k] = total
+        self.centres[k] = self._centre(self.sums[k], count)
+        return k
+
+    def add(self, k: int, x: NDArray[np.float32], group: str, refresh: bool = True) -> None:
+        self.sums[k] += x
+        self.counts[k] += 1
+        self.members[k].add(group)
+        if refresh:
+            self.centres[k] = self._centre(self.sums[k], self.counts[k])
+
+    def refresh(self) -> None:
+        for k in range(len(self.ids)):
+            self.centres[k] = self._centre(self.sums[k], self.counts[k])
+
+
+class _Neighbours:
+    """Each free face's free faces at least ``threshold`` alike, most alike first (ties: the
+    earlier in the free order first), computed when asked, for a block of faces at a time.
+
+    A block is the asked face and the next faces in the free order still alone (those most
+    likely to be asked next), as many as ``block_floats`` similarities allow; a list is kept
+    until asked for. Faces already grouped when a block is computed are left out of its lists:
+    a list is only ever used filtered to faces still alone, and a grouped face never returns.
+    """
+
+    def __init__(self, X: NDArray[np.float32], free: NDArray[np.int64], labels: NDArray[np.int64],
+                 threshold: float, block_floats: int, max_hits: int = 1 << 23) -> None:
+        self.X, self.free, self.labels, self.threshold = X, free, labels, threshold
+        self.rank = np.full(len(X), len(X), dtype=np.int64)
+        self.rank[free] = np.arange(len(free))
+        self.is_free = np.zeros(len(X), dtype=bool)
+        self.is_free[free] = True
+        self.block = int(max(1, min(1024, block_floats // max(len(X), 1))))
+        self.max_hits = max_hits
+        self.kept: dict[int, NDArray[np.int64]] = {}
+        self.listed = np.zeros(len(X), dtype=bool)
+
+    def of(self, i: int) -> list[int]:
+        """``i``'s list, filtered to the faces still alone."""
+        if i not in self.kept:
+            self._compute(i)
+        self.listed[i] = False
+        close = self.kept.pop(i)
+        return close[self.labels[close] < 0].tolist()
+
+    def _compute(self, i: int) -> None:
+        rows, start = [i], int(self.rank[i]) + 1
+        while len(rows) < self.block and start < len(self.free):
+            seg = self.free[start : start + 4 * self.block]
+            rows += seg[(self.labels[seg] < 0) & ~self.listed[seg]][: self.block - len(rows)].tolist()
+            start += len(seg)
+        sims = self.X[rows] @ self.X.T
+        open_ = self.is_free & (self.labels < 0)
+        hits = 0
+        for r, row in enumerate(rows):
+            close = np.nonzero((sims[r] >= self.threshold) & open_)[0]
+            close = close[close != row]
+            close = close[np.lexsort((self.rank[close], -sims[r, close]))]
+            self.kept[row] = close
+            self.listed[row] = True
+            hits += len(close)
+            if hits > self.max_hits:  # the rest of the block is computed again when asked
+                break
 
 
 def bcubed(truth: list[str], predicted: list[int]) -> tuple[float, float, float]:

@@ -18,10 +18,11 @@ from ..errors import ConfigError, NotFound, StoreError
 from ..pipeline import records
 from ..store import Store
 from ..store.sightings import FaceToName
+from ..store.tracks import TrackToName
 from ..vision.models import EMBEDDER_MODELS
 from ..vision.recognisability import clearest
 from .index import sync_index
-from .matching import load_namer, model_of, overlapping, thresholds
+from .matching import Namer, dim_of, load_namer, model_of, overlapping, thresholds
 from .photos import Photo
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -114,12 +115,24 @@ class IdentifyResult:
     """Every face whose name changed, so that ``identify`` says which (a name taken back included)."""
 
 
-def identify(store: Store, settings: Settings) -> IdentifyResult:
-    """Re-match every stored face against the current enrollments (after people change).
+REACH_MAX_IMAGES = 20_000
+"""Past this many images within reach of an enrollment, ``identify`` re-matches every image
+(one ordered pass is then cheaper than that many look-ups by image)."""
+
+
+def identify(store: Store, settings: Settings, enrolled: Sequence[int] | None = None,
+             renamed: Sequence[int] = ()) -> IdentifyResult:
+    """Re-match the stored faces against the current enrollments (after people change).
 
     Image by image, so two faces of one image never get the same person, nor the person
     whose enrollment photo the image is. A clip's faces are named with their track, by its
-    template, as at ingest: every face of a track keeps the track's one name.
+    template, as at ingest: every face of a track keeps the track's one name. A batch of
+    images at a time: memory holds one batch and the changes, never every embedding.
+
+    With ``enrolled`` (the sightings just added to one person's enrollments, the only change
+    to the gallery) and ``renamed`` (faces the same edit gave that person's name), only the
+    images those can change are matched again (:func:`_reach`): naming a cluster of 20 faces
+    at a million sightings reads the embeddings once, unordered, instead of re-deciding them all.
     """
     namer = load_namer(store, settings)
     model = model_of(settings)
@@ -127,46 +140,92 @@ def identify(store: Store, settings: Settings) -> IdentifyResult:
     changes: list[tuple[int, int | None, float | None, int | None]] = []
     track_changes: list[tuple[int, int | None, float | None]] = []
     named = checked = 0
-    by_image: dict[str, list[FaceToName]] = {}
-    for f in store.sightings.to_name(model):
-        by_image.setdefault(f.image_id, []).append(f)
-    for faces in by_image.values():
-        taken = {f.enrolled_as for f in faces if f.enrolled_as is not None}
-        free = [f for f in faces if f.enrolled_as is None]
-        photo = [f for f in free if f.track_id not in tracks]
-        members: dict[int, list[FaceToName]] = {}
-        for f in free:
-            if f.track_id in tracks:
-                members.setdefault(f.track_id, []).append(f)
-        checked += len(free)
-        if photo:
-            decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
-                                         [f.quality for f in photo], taken, [f.recognisability for f in photo])
-            for f, (person, score) in zip(photo, decisions):
-                named += person is not None
-                if person != f.person_id:
-                    changes.append((int(f.sighting_id), person, score, f.person_id))
-        # A track with an enrolled face is that person (the owner said so); the others are named by
-        # their templates, never as a person enrolled from a track seen at the same time.
-        owned = {f.track_id: f.enrolled_as for f in faces if f.enrolled_as is not None and f.track_id in tracks}
-        ids = sorted(set(members) | set(owned))
-        for group in overlapping([(tracks[t].start_s, tracks[t].end_s) for t in ids]):
-            chosen = [ids[g] for g in group if ids[g] in members and ids[g] not in owned]
-            beside = {owned[ids[g]] for g in group if ids[g] in owned}
-            decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
-                                         [max(f.quality for f in members[t]) for t in chosen],
-                                         beside, [clearest(f.recognisability for f in members[t]) for t in chosen]) if chosen else []
-            fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
-            for t, (person, score) in [*zip(chosen, decisions), *fixed]:
-                named += len(members[t]) if person is not None else 0
-                changes += [(int(f.sighting_id), person, score, f.person_id) for f in members[t]
-                            if person != f.person_id]
-                if person != tracks[t].person_id:
-                    track_changes.append((t, person, score))
+    images = None if enrolled is None else _reach(store, settings, enrolled, renamed, tracks)
+    for batch in store.sightings.to_name(model, images):
+        by_image: dict[str, list[FaceToName]] = {}
+        for f in batch:
+            by_image.setdefault(f.image_id, []).append(f)
+        for faces in by_image.values():
+            named_here, checked_here = _identify_image(namer, faces, tracks, changes, track_changes)
+            named += named_here
+            checked += checked_here
     store.people.set_identities(changes, actor="identify")
     store.tracks.set_names(track_changes)
     return IdentifyResult(checked, named, len(changes),
                           tuple(NameChange(sighting, was, person) for sighting, person, _, was in changes))
+
+
+def _reach(store: Store, settings: Settings, enrolled: Sequence[int], renamed: Sequence[int],
+           tracks: dict[int, TrackToName]) -> list[str] | None:
+    """The images whose names new enrollments of one person can change, or None past
+    ``REACH_MAX_IMAGES`` (then every image is matched again).
+
+    A new enrollment raises only its person's score, and only for faces at least as alike to
+    it as to their old closest face of that person. A face less alike to every new enrollment
+    than ``identify - margin`` cannot change: were that person its best, it scores under the
+    threshold (and nobody better named it before); were they second, the named face keeps a
+    margin above ``margin``. A little slack is taken below that bound, so a namer's rule for
+    a particular face (e.g. raised for low quality) only ever widens what is looked at.
+    The images of the enrolled and renamed faces themselves are always in (an enrollment
+    keeps its person from the rest of its image; a renamed face is decided anew).
+    """
+    _, vectors = store.sightings.embeddings_of(list(enrolled)) if enrolled else (None, np.zeros((0, 0), np.float32))
+    if len(vectors) and vectors.shape[1] != dim_of(settings):
+        return None  # enrolled from another model's embedding: every image, to be safe
+    images = store.sightings.images_of([*enrolled, *renamed])
+    if len(images) > REACH_MAX_IMAGES:
+        return None
+    if len(vectors):
+        t = thresholds(settings)
+        limit = t.identify - t.margin - 0.02
+        for image_ids, X in store.sightings.embedded(model_of(settings)):
+            for i in np.nonzero((X @ vectors.T).max(axis=1) >= limit)[0].tolist():
+                images.add(image_ids[i])
+            if len(images) > REACH_MAX_IMAGES:
+                return None
+        images |= {track.image_id for track in tracks.values()
+                   if float((vectors @ track.template).max()) >= limit}
+    return sorted(images)
+
+
+def _identify_image(namer: Namer, faces: list[FaceToName], tracks: dict[int, TrackToName],
+                    changes: list[tuple[int, int | None, float | None, int | None]],
+                    track_changes: list[tuple[int, int | None, float | None]]) -> tuple[int, int]:
+    """Name one image's faces (appending what changed); returns how many were named and checked."""
+    named = checked = 0
+    taken = {f.enrolled_as for f in faces if f.enrolled_as is not None}
+    free = [f for f in faces if f.enrolled_as is None]
+    photo = [f for f in free if f.track_id not in tracks]
+    members: dict[int, list[FaceToName]] = {}
+    for f in free:
+        if f.track_id in tracks:
+            members.setdefault(f.track_id, []).append(f)
+    checked += len(free)
+    if photo:
+        decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
+                                     [f.quality for f in photo], taken, [f.recognisability for f in photo])
+        for f, (person, score) in zip(photo, decisions):
+            named += person is not None
+            if person != f.person_id:
+                changes.append((int(f.sighting_id), person, score, f.person_id))
+    # A track with an enrolled face is that person (the owner said so); the others are named by
+    # their templates, never as a person enrolled from a track seen at the same time.
+    owned = {f.track_id: f.enrolled_as for f in faces if f.enrolled_as is not None and f.track_id in tracks}
+    ids = sorted(set(members) | set(owned))
+    for group in overlapping([(tracks[t].start_s, tracks[t].end_s) for t in ids]):
+        chosen = [ids[g] for g in group if ids[g] in members and ids[g] not in owned]
+        beside = {owned[ids[g]] for g in group if ids[g] in owned}
+        decisions = namer.name_image(np.stack([tracks[t].template for t in chosen]),
+                                     [max(f.quality for f in members[t]) for t in chosen],
+                                     beside, [clearest(f.recognisability for f in members[t]) for t in chosen]) if chosen else []
+        fixed = [(t, (owned[t], None)) for t in (ids[g] for g in group) if t in owned and t in members]
+        for t, (person, score) in [*zip(chosen, decisions), *fixed]:
+            named += len(members[t]) if person is not None else 0
+            changes += [(int(f.sighting_id), person, score, f.person_id) for f in members[t]
+                        if person != f.person_id]
+            if person != tracks[t].person_id:
+                track_changes.append((t, person, score))
+    return named, checked
 
 
 @dataclass(frozen=True)
@@ -222,7 +281,7 @@ def name_face(store: Store, settings: Settings, sighting: int, name: str | None,
         elif store.people.name_of(person) is None:
             raise NotFound(f"no enrolled person with id {person}")
         store.people.enroll(person, sighting, actor=actor)
-    identify(store, settings)
+    identify(store, settings, enrolled=[sighting])
     return Enrollment(person, store.people.name_of(person) or "", [sighting])
 
 

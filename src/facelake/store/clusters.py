@@ -6,11 +6,15 @@ what it decides comes back as ``(sighting_id, cluster_id)`` pairs, written in on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import NotFound
-from .connection import Sql, marks, utcnow
+from .connection import Sql, marks, utcnow, value_rows
 from .erasures import Erasures
 from .people import People
 
@@ -22,6 +26,21 @@ class ClusterRow:
     first_seen: object
     last_seen: object
     cameras: str
+
+
+@dataclass(frozen=True)
+class FaceBlock:
+    """Unknown faces as clustering sees them, a block of rows as arrays (one row per face)."""
+
+    sighting_ids: NDArray[np.int64]
+    embeddings: NDArray[np.float32]
+    """``(rows, dim)``: a clip's track is its template."""
+    cluster_ids: NDArray[np.int64]
+    """``-1``: no group yet."""
+    keys: list[str]
+    """What "two faces of one image never share a cluster" is judged on: a photo's image id, or
+    for a clip's track its own key (two tracks of one clip may be one person coming back)."""
+    quality: NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,42 @@ class ClusterFace:
     quality: float
 
 
+_UNKNOWN = """WITH f AS (
+    SELECT s.sighting_id, s.embedding, t.template, s.cluster_id, s.image_id, s.track_id, s.quality, {stored}
+    FROM sightings s {images} LEFT JOIN tracks t ON t.track_id = s.track_id
+    WHERE s.person_id IS NULL AND s.embedding IS NOT NULL AND s.quality >= ? AND s.model = ?
+      AND (s.recognisability IS NULL OR s.recognisability >= ?)
+      AND s.sighting_id NOT IN (SELECT sighting_id FROM enrollments)
+      AND (s.track_id IS NULL OR t.best_sighting_id = s.sighting_id))"""
+"""The faces clustering may group (``Clusters.unknown_faces``), as a CTE ``f``; see :func:`_unknown`."""
+
+_PARTS = {
+    "all": "",
+    "free": "WHERE cluster_id IS NULL OR cluster_id IN (SELECT cluster_id FROM f GROUP BY 1 HAVING count(*) < 2)",
+    "grouped": "WHERE cluster_id IN (SELECT cluster_id FROM f GROUP BY 1 HAVING count(*) >= 2)",
+    "new": "WHERE (cluster_id IS NULL AND stored_at > ?) "
+           "OR cluster_id IN (SELECT cluster_id FROM f GROUP BY 1 HAVING count(*) < 2)",
+    "alone": "WHERE cluster_id IS NULL AND stored_at <= ?",
+}
+_UNGROUPING = ("unname", "remove_person", "reembed")
+"""Audited edits that can leave a face stored before a clustering run unknown and ungrouped."""
+
+
+def _unknown(part: str) -> str:
+    """``_UNKNOWN`` for ``part``: with when each face was stored only where the part needs it (the
+    join to ``images`` cost DuckDB 300 MB at a million faces)."""
+    if part in ("new", "alone"):
+        return _UNKNOWN.format(stored="i.ingested_at AS stored_at", images="JOIN images i ON i.image_id = s.image_id")
+    return _UNKNOWN.format(stored="NULL AS stored_at", images="")
+
+
+def _params(min_quality: float, model: str, min_recognisability: float, part: str,
+            since: datetime | None) -> list[object]:
+    if part in ("new", "alone") and since is None:
+        raise ValueError(f"part {part!r} needs since")
+    return [min_quality, model, min_recognisability, *([since] if part in ("new", "alone") else [])]
+
+
 class Clusters:
     """The ``cluster_id`` column of unknown faces, and the ``not_faces`` table."""
 
@@ -44,23 +99,57 @@ class Clusters:
         self._sql = sql
         self._people = people
 
-    def unknown_faces(self, min_quality: float, model: str, min_recognisability: float = 0.0) -> list[ClusterFace]:
-        """Unknown faces of ``model`` good enough to group (not enrolled, recognisable), by id.
+    def unknown_faces(self, min_quality: float, model: str, min_recognisability: float = 0.0,
+                      part: str = "all", size: int = 20_000, since: datetime | None = None) -> Iterator[FaceBlock]:
+        """Unknown faces of ``model`` good enough to group (not enrolled, recognisable), in blocks
+        of up to ``size`` rows as numpy arrays, in no particular order.
+
+        ``part`` picks which: ``"all"``; ``"free"`` (no group yet, or alone in theirs: a group of
+        one is no evidence, so it is grouped again); ``"grouped"`` (in a group of at least two:
+        what an incremental run reads to know the groups, never to move them); ``"new"`` (no group
+        and stored after ``since``, or alone in their group) and ``"alone"`` (no group, stored by
+        ``since``): an incremental run looks at the new, and at the alone only near them.
 
         A clip's track takes part once, as its best sighting carrying the track's template: one
         person walking past is one face of evidence, not three, and the template is the better
         estimate of who they are. Its cluster then goes to every face of the track (:meth:`_assign`).
+        Why blocks: as rows of Python floats, a million embeddings held over 10 GB.
         """
-        return [ClusterFace(int(r[0]), r[1] if r[5] is None else r[5], r[2],
-                            r[3] if r[4] is None else f"{r[3]}#track{r[4]}", float(r[6]))
-                for r in self._sql.all(
-            """SELECT s.sighting_id, s.embedding, s.cluster_id, s.image_id, s.track_id, t.template, s.quality
-               FROM sightings s LEFT JOIN tracks t ON t.track_id = s.track_id
-               WHERE s.person_id IS NULL AND s.embedding IS NOT NULL AND s.quality >= ? AND s.model = ?
-                 AND (s.recognisability IS NULL OR s.recognisability >= ?)
-                 AND s.sighting_id NOT IN (SELECT sighting_id FROM enrollments)
-                 AND (s.track_id IS NULL OR t.best_sighting_id = s.sighting_id)
-               ORDER BY s.sighting_id""", [min_quality, model, min_recognisability])]
+        if part not in _PARTS:
+            raise ValueError(f"part must be one of {sorted(_PARTS)}, got {part!r}")
+        for b in self._sql.batches(f"{_unknown(part)} SELECT * FROM f {_PARTS[part]}",
+                                   _params(min_quality, model, min_recognisability, part, since), size,
+                                   vectors=("embedding", "template")):
+            X, T = b["embedding"], b["template"]
+            if T.shape == X.shape:  # a track's template where it has one
+                has = ~np.isnan(T).any(axis=1)
+                X[has] = T[has]
+            yield FaceBlock(np.array(b["sighting_id"], dtype=np.int64), X,
+                            np.array([-1 if c is None else c for c in b["cluster_id"]], dtype=np.int64),
+                            [i if t is None else f"{i}#track{t}" for i, t in zip(b["image_id"], b["track_id"])],
+                            np.array(b["quality"], dtype=np.float32))
+
+    def count_unknown(self, min_quality: float, model: str, min_recognisability: float = 0.0,
+                      part: str = "all", since: datetime | None = None) -> tuple[int, int]:
+        """How many faces :meth:`unknown_faces` reads for ``part``, and how many groups of at least
+        two faces they make."""
+        row = self._sql.one(f"{_unknown(part)}, p AS (SELECT * FROM f {_PARTS[part]}) "
+                            "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM (SELECT cluster_id FROM p "
+                            "WHERE cluster_id IS NOT NULL GROUP BY 1 HAVING count(*) >= 2) g)",
+                            _params(min_quality, model, min_recognisability, part, since))
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def last_run(self, rule: str) -> datetime | None:
+        """When the last clustering run under ``rule`` (model, threshold, gates) began, or None when
+        there was none, another rule ran last, or an edit since (``unname``, ``people remove``,
+        ``reembed``) may have left older faces ungrouped: then every ungrouped face is new again."""
+        row = self._sql.one("""SELECT subject FROM audit WHERE action = 'cluster' ORDER BY "at" DESC LIMIT 1""")
+        if row is None or row[0] is None or not str(row[0]).endswith(f" rule:{rule}") or " started:" not in str(row[0]):
+            return None
+        started = datetime.fromisoformat(str(row[0]).split(" started:")[1].split()[0])
+        edits = self._sql.count(f"""SELECT count(*) FROM audit WHERE action IN ({marks(len(_UNGROUPING))})
+                                    AND "at" >= ?""", [*_UNGROUPING, started])
+        return None if edits else started
 
     def faces(self, sightings: Sequence[int]) -> list[ClusterFace]:
         """The given sightings as clustering sees them."""
@@ -83,21 +172,34 @@ class Clusters:
     def in_use(self, cluster_id: int) -> bool:
         return self._sql.count("SELECT count(*) FROM sightings WHERE cluster_id = ?", [cluster_id]) > 0
 
-    def _assign(self, labels: Sequence[tuple[int, int | None]]) -> None:
+    def _assign(self, labels: Sequence[tuple[int, int | None]], chunk: int = 1000) -> None:
         """Each ``(sighting_id, cluster_id)`` (None: no group); a track's best sighting takes its track and
-        its other faces along."""
-        for sighting, cluster in labels:
-            value = None if cluster is None else int(cluster)
-            self._sql.execute("UPDATE sightings SET cluster_id = ? WHERE sighting_id = ?", [value, sighting])
-            self._sql.execute("""UPDATE sightings SET cluster_id = ? WHERE track_id IN
-                                 (SELECT track_id FROM tracks WHERE best_sighting_id = ?)""", [value, sighting])
-            self._sql.execute("UPDATE tracks SET cluster_id = ? WHERE best_sighting_id = ?", [value, sighting])
+        its other faces along. The pairs go into a temporary table, then three statements apply
+        them: a first run at a million faces writes them all, and one statement per face (three
+        with its track) took minutes, a few hundred per ``UPDATE ... FROM VALUES`` still 85 s."""
+        if not labels:
+            return
+        self._sql.execute("CREATE TEMP TABLE IF NOT EXISTS new_groups (sid BIGINT, cid BIGINT)")
+        self._sql.execute("DELETE FROM new_groups")
+        for start in range(0, len(labels), chunk):
+            part = labels[start : start + chunk]
+            self._sql.execute(f"INSERT INTO new_groups VALUES {value_rows(len(part), 2)}",
+                              [x for sighting, cluster in part
+                               for x in (int(sighting), None if cluster is None else int(cluster))])
+        self._sql.execute("UPDATE sightings SET cluster_id = g.cid FROM new_groups g WHERE sightings.sighting_id = g.sid")
+        self._sql.execute("""UPDATE sightings SET cluster_id = g.cid FROM new_groups g, tracks t
+                             WHERE t.best_sighting_id = g.sid AND sightings.track_id = t.track_id""")
+        self._sql.execute("UPDATE tracks SET cluster_id = g.cid FROM new_groups g WHERE tracks.best_sighting_id = g.sid")
+        self._sql.execute("DELETE FROM new_groups")
 
-    def save_grouping(self, labels: Sequence[tuple[int, int | None]], faces: int, actor: str) -> None:
-        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs (None: left alone) and audit the run."""
+    def save_grouping(self, labels: Sequence[tuple[int, int | None]], faces: int, actor: str,
+                      started: datetime | None = None, rule: str = "") -> None:
+        """Write a clustering run's changed ``(sighting_id, cluster_id)`` pairs (None: left alone) and audit
+        the run, with when it began and under which ``rule`` (what :meth:`last_run` reads)."""
         with self._sql.transaction():
             self._assign(labels)
-            self._sql.audit(actor, "cluster", f"faces:{faces}")
+            when = "" if started is None else f" started:{started.isoformat()} rule:{rule}"
+            self._sql.audit(actor, "cluster", f"faces:{faces}{when}")
 
     def save_split(self, cluster_id: int, labels: Sequence[tuple[int, int | None]], groups: int, actor: str,
                    merged_from: Sequence[tuple[int, int | None]] = ()) -> None:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from ..errors import ReadOnlyViolation, StoreError
 from .base import VectorHit
-from .connection import Sql
+from .connection import Sql, vector_columns
 from .files import recover, replace_wiping, wipe
 from .schema import MIGRATIONS, SEQUENCES
 from .sql import SqlStore
@@ -116,16 +116,30 @@ class _DuckSql(Sql):
     def erasing(self) -> None:
         self._pending.touch()
 
-    def vectors(self, sql: str, params: Sequence[Any] = ()) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """As numpy arrays straight from DuckDB: a chunk of 2,000 faces as Python lists was 640,000
-        float objects, made while holding the interpreter (0.7-1.4 s on two busy cores), and every
-        request of ``serve`` waited behind its index sync."""
-        cursor: Any = self.con.execute(sql, list(params))  # a DuckDB connection: it has fetchnumpy
-        got = cursor.fetchnumpy()
-        ids, vectors = (got[name] for name in list(got)[:2])
-        if not len(ids):
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        return np.asarray(ids, dtype=np.int64), np.stack(list(vectors)).astype(np.float32, copy=False)
+    def batches(self, sql: str, params: Sequence[Any] = (), size: int = 20_000,
+                vectors: Sequence[str] = ("embedding",)) -> Iterator[dict[str, Any]]:
+        """Through Arrow, streamed: the vectors arrive as one float buffer per batch (no Python
+        float per value), and DuckDB holds no more of the result than a batch (``execute``
+        would materialise all of it first)."""
+        con: Any = self.con
+        con.complete()  # a result that ``one`` read a row of would keep the connection busy
+        reader = con.sql(sql, params=list(params)).to_arrow_reader(size)
+        try:
+            for batch in reader:
+                out: dict[str, Any] = {}
+                for name, column in zip(batch.schema.names, batch.columns):
+                    if name in vectors and column.null_count == len(column):  # e.g. no face of a track
+                        out[name] = np.zeros((len(column), 0), np.float32)
+                    elif name in vectors and column.null_count == 0:
+                        flat = np.array(column.flatten().to_numpy(zero_copy_only=False), np.float32)  # writable
+                        out[name] = flat.reshape(len(column), -1 if len(column) else 0)
+                    elif name in vectors:
+                        out[name] = vector_columns([name], [column.to_pylist()], vectors)[name]
+                    else:
+                        out[name] = column.to_pylist()
+                yield out
+        finally:
+            reader.close()  # a reader left open keeps the connection from its next statement
 
 
 class DuckStore(SqlStore):

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError, ConnectionLost, ReadOnlyViolation, StoreError
 from .base import Store, VectorHit, describe_target
 from .clusters import ClusterRow, Clusters
-from .connection import Sql, marks
+from .connection import Sql, marks, vector_columns
 from .copy import copy_tables
 from .duck import DuckStore
 from .reports import Reports
@@ -350,6 +350,17 @@ class PgSql(Sql):
     """The handle's lock hooks on a server, where many processes write at once."""
 
     con: _Connection
+
+    def batches(self, sql: str, params: Sequence[Any] = (), size: int = 20_000,
+                vectors: Sequence[str] = ("embedding",)) -> Iterator[dict[str, Any]]:
+        """Through a server-side cursor: psycopg's client cursor would fetch every row at once."""
+        raw = self.con.raw
+        with raw.transaction(), raw.cursor(name="facelake_batches") as cur:
+            cur.itersize = size
+            cur.execute(to_pg(sql), list(params))
+            names = [d.name for d in cur.description or []]
+            while rows := cur.fetchmany(size):
+                yield vector_columns(names, list(zip(*rows)), vectors)
 
     def lock_image(self, image_id: str) -> None:
         self.con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [image_id])

@@ -3,7 +3,7 @@ hits, crops, face contexts and re-embedding."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ class FaceToName:
 
     sighting_id: int
     image_id: str
-    embedding: list[float]
+    embedding: NDArray[np.float32]
     quality: float
     person_id: int | None
     enrolled_as: int | None
@@ -74,13 +74,41 @@ class Sightings:
                             [image_id, face_index])
         return None if row is None else int(row[0])
 
-    def to_name(self, model: str) -> list[FaceToName]:
-        """Every embedded face of ``model``, image by image in face order (what ``identify`` re-matches)."""
-        return [FaceToName(*r) for r in self._sql.all(
-            """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id, s.track_id,
-                      s.recognisability
-               FROM sightings s LEFT JOIN enrollments e USING (sighting_id)
-               WHERE s.embedding IS NOT NULL AND s.model = ? ORDER BY s.image_id, s.face_index""", [model])]
+    def to_name(self, model: str, images: Sequence[str] | None = None,
+                size: int = 20_000) -> Iterator[list[FaceToName]]:
+        """Every embedded face of ``model`` (or of the images ``images`` only), image by image in
+        face order, in batches of whole images of about ``size`` faces (what ``identify`` re-matches).
+
+        Why batches: as rows of Python floats, a million embeddings held over 10 GB.
+        """
+        sql = """SELECT s.sighting_id, s.image_id, s.embedding, s.quality, s.person_id, e.person_id AS enrolled_as,
+                        s.track_id, s.recognisability
+                 FROM sightings s LEFT JOIN enrollments e USING (sighting_id)
+                 WHERE s.embedding IS NOT NULL AND s.model = ? {images} ORDER BY s.image_id, s.face_index"""
+        if images is None:
+            yield from _whole_images(self._sql.batches(sql.format(images=""), [model], size))
+            return
+        chosen = sorted(set(images))
+        for start in range(0, len(chosen), 1000):
+            part = chosen[start : start + 1000]
+            yield from _whole_images(self._sql.batches(
+                sql.format(images=f"AND s.image_id IN ({marks(len(part))})"), [model, *part], size))
+
+    def embedded(self, model: str, size: int = 20_000) -> Iterator[tuple[list[str], NDArray[np.float32]]]:
+        """Every embedded face of ``model`` as ``(image ids, embeddings)`` blocks, in no order."""
+        for b in self._sql.batches("SELECT image_id, embedding FROM sightings WHERE embedding IS NOT NULL "
+                                   "AND model = ?", [model], size):
+            yield b["image_id"], b["embedding"]
+
+    def images_of(self, ids: Sequence[int]) -> set[str]:
+        """The images the sightings ``ids`` belong to."""
+        out: set[str] = set()
+        chosen = sorted(set(ids))
+        for start in range(0, len(chosen), 1000):
+            part = chosen[start : start + 1000]
+            out |= {str(r[0]) for r in self._sql.all(
+                f"SELECT DISTINCT image_id FROM sightings WHERE sighting_id IN ({marks(len(part))})", part)}
+        return out
 
     def embeddings_after(self, model: str, after: int, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Up to ``limit`` embeddings of ``model`` with ids above ``after``, by id (ids, vectors).
@@ -167,6 +195,27 @@ class Sightings:
     def count_other_models(self, model: str) -> int:
         """Embedded faces whose embedding is not of ``model``."""
         return self._sql.count("SELECT count(*) FROM sightings WHERE embedding IS NOT NULL AND model <> ?", [model])
+
+
+def _whole_images(batches: Iterator[dict[str, Any]]) -> Iterator[list[FaceToName]]:
+    """Faces of ``batches`` (rows in image order) regrouped so that no image is split across two."""
+    held: list[FaceToName] = []
+    for b in batches:
+        X = b["embedding"]
+        faces = [FaceToName(int(sid), image, X[i], float(q), person, enrolled, track, score)
+                 for i, (sid, image, q, person, enrolled, track, score) in enumerate(zip(
+                     b["sighting_id"], b["image_id"], b["quality"], b["person_id"], b["enrolled_as"],
+                     b["track_id"], b["recognisability"]))]
+        held += faces
+        last = held[-1].image_id
+        cut = len(held)
+        while cut > 0 and held[cut - 1].image_id == last:
+            cut -= 1
+        if cut:
+            yield held[:cut]
+            held = held[cut:]
+    if held:
+        yield held
 
 
 def _arrays(rows: list[tuple[Any, ...]]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
