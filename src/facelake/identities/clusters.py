@@ -11,6 +11,7 @@ import numpy as np
 from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..store import Store
+from ..vision.recognisability import recognisability
 from .clustering import CentroidClustering
 from .index import sync_index
 from .matching import model_of, thresholds
@@ -34,7 +35,9 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
     neighbours belong to, or start new ones, and existing clusters keep their ids (names the
     owner already gave stay attached). ``full`` regroups everything from scratch.
     Low-quality and unrecognisable faces are left out: their embeddings are too unreliable to
-    group. A group starts only from ``CentroidClustering.min_samples`` mutually close faces;
+    group. A group starts only from ``CentroidClustering.min_samples`` mutually close faces, or
+    from two far closer ones that are both clearly recognisable (``Thresholds.cluster_pair``, at
+    ``enroll_min_recognisability``: the level an enrolled face needs);
     a face with no group yet keeps ``cluster_id`` NULL and is looked at again next run.
     """
     with store.exclusive("cluster"):  # one clustering at a time
@@ -46,9 +49,12 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
         previous = np.array([-1 if r.cluster_id is None else r.cluster_id for r in rows], dtype=np.int64)
         base = store.clusters.top_id()
         fixed = np.full(len(rows), -1, dtype=np.int64) if full else previous
-        found = CentroidClustering(thresholds(settings).cluster).fit(
+        t = thresholds(settings)
+        clear_at = max(settings.enroll_min_recognisability, settings.min_recognisability)
+        clear = np.array([v is not None and v >= clear_at for v in recognisability(model_of(settings), X)])
+        found = CentroidClustering(t.cluster, pair_threshold=t.cluster_pair).fit(
             X, fixed, groups=[r.image_id for r in rows],
-            quality=np.array([r.quality for r in rows], dtype=np.float32)).labels_
+            quality=np.array([r.quality for r in rows], dtype=np.float32), clear=clear).labels_
         # Groups that did not grow out of an existing cluster get ids above every id in use.
         kept = {int(v) for v in fixed[fixed >= 0]}
         fresh: dict[int, int] = {}
