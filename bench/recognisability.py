@@ -32,12 +32,18 @@ Steps:
    person's scores by quality, from a database ``bench/identify.py`` left (``--identify-db``, its "files in"
    folder); then, per half of the people and of wider_dev (20 faces enrolled in each half, the rest of that
    half as strangers), the names given before and after.
+6. ``masks``: a surgical mask alone on a sharp frontal face scores like a clear face. Does it cost names? Every
+   clean photo of the identify bench (``--identify-db``'s folder) gets a pale blue mask drawn from the nose
+   bridge to below the chin (from the detector's landmarks and box), and is named against that bench's
+   enrollments: right and wrong names of enrolled people, names given to strangers, and the masked faces'
+   recognisability.
 
 Usage: python bench/recognisability.py extract [--facedata ../shared/facedata] [--cache /tmp/ers]
        python bench/recognisability.py fit [--cache /tmp/ers] [--write]
        python bench/recognisability.py clusters [--cache /tmp/ers]
        python bench/recognisability.py naming [--cache /tmp/ers]
        python bench/recognisability.py sharp [--cache /tmp/ers] --identify-db /tmp/facelake-identify-…/facelake.duckdb
+       python bench/recognisability.py masks --identify-db /tmp/facelake-identify-…/facelake.duckdb
 """
 
 from __future__ import annotations
@@ -365,9 +371,61 @@ def sharp(cache: Path, identify_db: Path, min_quality: float = 0.13) -> None:
               f"named {counts[0]} before, {counts[1]} after (all wrong)")
 
 
+def masks(identify_db: Path, min_quality: float = 0.13) -> None:
+    """The identify bench's clean photos with a surgical mask drawn on, named against its enrollments."""
+    from PIL import ImageDraw
+
+    from facelake.config import Settings
+    from facelake.identities.matching import CALIBRATED, Gallery, Namer
+    from facelake.vision.analyzer import FaceAnalyzer, face_quality
+    from facelake.vision.models import FUSION
+    from facelake.vision.options import AnalyzerOptions
+    from facelake.vision.recognisability import calibrations
+
+    analyzer = FaceAnalyzer(AnalyzerOptions.from_settings(Settings.model_construct()))
+    ident = identify_faces(identify_db)
+    t = CALIBRATED[FUSION]
+    namer = Namer(Gallery(t.identify, t.margin).fit(ident["G"].astype(np.float32), np.arange(len(ident["G"]))),
+                  t, min_quality)
+    enrolled = set(ident["gname"].tolist())
+    counts = {"right": 0, "wrong": 0, "unknown": 0, "stranger named": 0, "stranger unknown": 0, "not found": 0}
+    scores = []
+    for path in sorted((identify_db.parent / "clean").iterdir()):
+        image = Image.open(path).convert("RGB")
+        faces = analyzer.detect(np.asarray(image))
+        if not faces:
+            continue
+        face = max(faces, key=lambda d: d.width)
+        x, y, w, h = face.box
+        eyes_y = float(face.landmarks[:2, 1].mean())
+        top = float(face.landmarks[2, 1]) - 0.35 * (float(face.landmarks[2, 1]) - eyes_y)  # the nose bridge
+        ImageDraw.Draw(image).polygon([(x + 0.02 * w, top), (x + 0.98 * w, top), (x + 0.95 * w, y + 1.02 * h),
+                                       (x + w / 2, y + 1.08 * h), (x + 0.05 * w, y + 1.02 * h)], fill=(170, 200, 225))
+        rgb = np.asarray(image)
+        found = analyzer.detect(rgb)
+        if not found:
+            counts["not found"] += 1
+            continue
+        masked = max(found, key=lambda d: d.width)
+        aligned = analyzer.align(rgb, [masked])
+        embedding = analyzer.embedder.embed_faces(aligned)
+        r = float(calibrations()[FUSION].score(embedding)[0])
+        scores.append(r)
+        person, _ = namer.name_image(embedding, [face_quality(masked, aligned[0].chip)], recognisability=[r])[0]
+        who = f"orls{int(path.stem[3:5])}" if path.stem.startswith("orl") else path.stem.split("_")[0]
+        name = None if person is None else str(ident["gname"][person])
+        if who in enrolled:
+            counts["right" if name == who else "wrong" if name else "unknown"] += 1
+        else:
+            counts["stranger named" if name else "stranger unknown"] += 1
+    print(f"masked photos: {counts}")
+    print(f"recognisability of the masked faces: min {min(scores):.3f}, median {np.median(scores):.3f}, "
+          f"under the gate 0.5: {sum(v < 0.5 for v in scores)} of {len(scores)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming", "sharp"])
+    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming", "sharp", "masks"])
     parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/facelake-ers"))
     parser.add_argument("--write", action="store_true")
@@ -382,8 +440,10 @@ def main() -> None:
         clusters(args.cache)
     elif args.step == "naming":
         naming(args.cache)
-    else:
+    elif args.step == "sharp":
         sharp(args.cache, args.identify_db)
+    else:
+        masks(args.identify_db)
 
 
 if __name__ == "__main__":
