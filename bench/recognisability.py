@@ -22,14 +22,28 @@ Steps:
 
 3. ``clusters``: on the same cached faces, without a store: the largest cluster, the faces in
    clusters of 2+ and the heavily occluded or blurred ones among them, and BCubed F (every face its
-   own person), for the previous rule, the gate alone, the density rule alone and both.
+   own person), for the previous rule, the gate alone, the density rule alone and both; and where
+   ``Thresholds.cluster_pair`` comes from (the even half's closest two faces of different photos, rounded up
+   to the hundredth, plus 0.01), with the rule that lets such a pair of clear faces start a group.
 4. ``naming``: 20 clear faces of different photos enrolled, the names the others get (all wrong),
    by WIDER's labels, with and without the gate (the store-backed version is ``bench/identify.py --wider``).
+5. ``sharp``: where the fused embedder's ``sharp_extra`` comes from. Different people's scores (every two
+   recognisable faces of different even-half photos) at FAR 0.1 % and 0.01 % per pair, by quality; the same
+   person's scores by quality, from a database ``bench/identify.py`` left (``--identify-db``, its "files in"
+   folder); then, per half of the people and of wider_dev (20 faces enrolled in each half, the rest of that
+   half as strangers), the names given before and after.
+6. ``masks``: a surgical mask alone on a sharp frontal face scores like a clear face. Does it cost names? Every
+   clean photo of the identify bench (``--identify-db``'s folder) gets a pale blue mask drawn from the nose
+   bridge to below the chin (from the detector's landmarks and box), and is named against that bench's
+   enrollments: right and wrong names of enrolled people, names given to strangers, and the masked faces'
+   recognisability.
 
 Usage: python bench/recognisability.py extract [--facedata ../shared/facedata] [--cache /tmp/ers]
        python bench/recognisability.py fit [--cache /tmp/ers] [--write]
        python bench/recognisability.py clusters [--cache /tmp/ers]
        python bench/recognisability.py naming [--cache /tmp/ers]
+       python bench/recognisability.py sharp [--cache /tmp/ers] --identify-db /tmp/facelake-identify-…/facelake.duckdb
+       python bench/recognisability.py masks --identify-db /tmp/facelake-identify-…/facelake.duckdb
 """
 
 from __future__ import annotations
@@ -206,15 +220,23 @@ def clusters(cache: Path, min_quality: float = 0.13) -> None:
         scores = calibrations()[entry.model_name].score(X)
         base = z["quality"] >= min_quality
         t = CALIBRATED[entry.model_name].cluster
-        for rule, keep, min_samples, linkage in (
-                ("before", base, 1, "centroid"), ("gate", base & (scores >= GATE), 1, "centroid"),
-                ("density", base, 3, "centroid"), ("gate+density", base & (scores >= GATE), 3, "centroid"),
-                ("gate+average", base & (scores >= GATE), 1, "average"),
-                ("gate+dens+avg", base & (scores >= GATE), 3, "average")):
+        gated = np.nonzero(base & (scores >= GATE) & z["even"])[0]
+        S = X[gated] @ X[gated].T
+        S[z["image"][gated][:, None] == z["image"][gated][None, :]] = -1
+        pair = np.ceil(S.max() * 100) / 100 + 0.01
+        print(f"{entry.model_name:34} pair threshold: even half's closest two faces of different photos "
+              f"{S.max():.4f} -> {pair:.2f} (CALIBRATED: {CALIBRATED[entry.model_name].cluster_pair})")
+        clear = scores >= 0.53  # Settings.enroll_min_recognisability
+        for rule, keep, min_samples, linkage, pair_at in (
+                ("before", base, 1, "centroid", None), ("gate", base & (scores >= GATE), 1, "centroid", None),
+                ("density", base, 3, "centroid", None), ("gate+density", base & (scores >= GATE), 3, "centroid", None),
+                ("gate+average", base & (scores >= GATE), 1, "average", None),
+                ("gate+dens+avg", base & (scores >= GATE), 3, "average", None),
+                ("+pair", base & (scores >= GATE), 3, "average", CALIBRATED[entry.model_name].cluster_pair)):
             idx = np.nonzero(keep)[0]
             labels = np.full(len(X), -1, dtype=np.int64)
-            labels[idx] = CentroidClustering(t, min_samples, linkage).fit(
-                X[idx], groups=list(z["image"][idx]), quality=z["quality"][idx]).labels_
+            labels[idx] = CentroidClustering(t, min_samples, linkage, pair_at).fit(
+                X[idx], groups=list(z["image"][idx]), quality=z["quality"][idx], clear=clear[idx]).labels_
             sel = np.nonzero(base)[0]
             values, counts = np.unique(labels[labels >= 0], return_counts=True)
             size = dict(zip(values.tolist(), counts.tolist()))
@@ -262,12 +284,152 @@ def naming(cache: Path, enroll: int = 20, min_quality: float = 0.13) -> None:
         print(f"  {k:18} {int(m.sum()):6d} {int(named[False][m].sum()):18d} {int(named[True][m].sum()):9d}")
 
 
+def identify_faces(db: Path) -> dict[str, np.ndarray]:
+    """The identify bench's enrolled faces and its probes (the largest face of each clean and CCTV photo)."""
+    import duckdb
+
+    def person(key: str) -> str:  # bench/accuracy.py's keys: orl01_3 is subject s1, obama_b is obama
+        return f"orls{int(key[3:5])}" if key.startswith("orl") else key.split("_")[0]
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("""SELECT i.camera, regexp_extract(i.uri, '([^/]+)\\.[a-z]+$', 1), s.embedding, s.quality,
+                                     s.recognisability, p.name
+                              FROM sightings s JOIN images i USING (image_id) LEFT JOIN enrollments e USING (sighting_id)
+                              LEFT JOIN people p ON p.person_id = e.person_id
+                              WHERE s.face_index = 0 AND i.camera IN ('enrollment', 'clean', 'cctv')""").fetchall()
+    enrolled = [r for r in rows if r[0] == "enrollment"]
+    probes = [r for r in rows if r[0] != "enrollment"]
+    return {"G": np.array([r[2] for r in enrolled], np.float64), "gname": np.array([r[5] for r in enrolled]),
+            "P": np.array([r[2] for r in probes], np.float64), "q": np.array([r[3] for r in probes]),
+            "r": np.array([r[4] for r in probes]), "person": np.array([person(r[1]) for r in probes]),
+            "camera": np.array([r[0] for r in probes])}
+
+
+def sharp(cache: Path, identify_db: Path, min_quality: float = 0.13) -> None:
+    """Different people's scores do not depend on quality, the same person's do: the threshold for sharp faces."""
+    from dataclasses import replace
+
+    from facelake.identities.matching import CALIBRATED, Gallery, Namer
+    from facelake.vision.models import FUSION
+    from facelake.vision.recognisability import GATE, calibrations
+
+    z = dict(np.load(cache / "wider_dev.npz"))
+    X, q, image, even = z["fusion"].astype(np.float64), z["quality"], z["image"], z["even"]
+    ok = (q >= min_quality) & (calibrations()[FUSION].score(X.astype(np.float32)) >= GATE)
+    t = CALIBRATED[FUSION]
+    bands = [(0.13, 0.25), (0.25, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
+    idx = np.nonzero(ok & even)[0]
+    iu = np.triu_indices(len(idx), 1)
+    other = image[idx][iu[0]] != image[idx][iu[1]]
+    impostor = (X[idx] @ X[idx].T)[iu][other]
+    low_q = np.minimum(q[idx][iu[0]], q[idx][iu[1]])[other]
+    far3, far4 = (float(np.quantile(impostor, 1 - f)) for f in (1e-3, 1e-4))
+    print(f"different people, even half ({len(impostor)} pairs): FAR 0.1 % at {far3:.4f}, 0.01 % at {far4:.4f} "
+          f"-> sharp_extra {far4 - t.identify:.3f} over identify {t.identify}")
+    ident = identify_faces(identify_db)
+    S = ident["P"] @ ident["G"].T
+    genuine = S[ident["person"][:, None] == ident["gname"][None, :]]
+    genuine_q = np.repeat(ident["q"][:, None], len(ident["G"]), 1)[ident["person"][:, None] == ident["gname"][None, :]]
+    print(f"  {'quality':10} {'different: mean':>15} {'FAR 0.1 %':>9} {'same: n':>7} {'min':>7} {'10th pct':>8}")
+    for lo, hi in bands:
+        d, g = (low_q >= lo) & (low_q < hi), (genuine_q >= lo) & (genuine_q < hi)
+        print(f"  {lo:.2f}-{min(hi, 1):.2f}  {impostor[d].mean():15.4f} {np.quantile(impostor[d], 0.999):9.4f} "
+              f"{int(g.sum()):7d} {genuine[g].min() if g.any() else float('nan'):7.4f} "
+              f"{np.quantile(genuine[g], 0.1) if g.any() else float('nan'):8.4f}")
+    before, after = replace(t, sharp_extra=0.0), t
+    print(f"\nnames before (sharp_extra 0) and after (sharp_extra {t.sharp_extra})")
+    best = S.argmax(1)
+    right = ident["gname"][best] == ident["person"]
+    gallery = Gallery(t.identify, t.margin).fit(ident["G"].astype(np.float32), np.arange(len(ident["G"])))
+    for label, th in (("before", before), ("after", after)):
+        namer = Namer(gallery, th, min_quality)
+        named = np.array([namer.name_image(ident["P"][i:i + 1].astype(np.float32), [float(ident["q"][i])],
+                                           recognisability=[float(ident["r"][i])])[0][0] is not None
+                          for i in range(len(ident["P"]))])
+        for half in (True, False):
+            people = np.array([even_half(p) == half for p in ident["person"]])
+            cells = []
+            for camera in ("clean", "cctv"):
+                m = people & (ident["camera"] == camera)
+                cells.append(f"{camera} right {int((named & right & m).sum())} wrong {int((named & ~right & m).sum())}")
+            print(f"  identify, {'even' if half else 'odd'} people, {label}: " + ", ".join(cells))
+    for label, half in (("even", even), ("odd", ~even), ("all", np.ones(len(X), bool))):
+        chosen: list[int] = []
+        for i in np.argsort(-q):
+            if half[i] and ok[i] and image[i] not in {image[j] for j in chosen} and len(chosen) < 20:
+                chosen.append(int(i))
+        probes = [int(i) for i in np.nonzero(half)[0] if image[i] not in {image[j] for j in chosen}]
+        gallery = Gallery(t.identify, t.margin).fit(X[chosen].astype(np.float32), np.arange(len(chosen)))
+        counts = []
+        for th in (before, after):
+            namer = Namer(gallery, th, min_quality)
+            counts.append(sum(namer.name_image(X[i:i + 1].astype(np.float32), [float(q[i])],
+                                               recognisability=[float(v) for v in
+                                                                calibrations()[FUSION].score(X[i:i + 1].astype(np.float32))])[0][0]
+                              is not None for i in probes))
+        print(f"  wider_dev {label} half, 20 enrolled, {len(probes)} other faces of other photos: "
+              f"named {counts[0]} before, {counts[1]} after (all wrong)")
+
+
+def masks(identify_db: Path, min_quality: float = 0.13) -> None:
+    """The identify bench's clean photos with a surgical mask drawn on, named against its enrollments."""
+    from PIL import ImageDraw
+
+    from facelake.config import Settings
+    from facelake.identities.matching import CALIBRATED, Gallery, Namer
+    from facelake.vision.analyzer import FaceAnalyzer, face_quality
+    from facelake.vision.models import FUSION
+    from facelake.vision.options import AnalyzerOptions
+    from facelake.vision.recognisability import calibrations
+
+    analyzer = FaceAnalyzer(AnalyzerOptions.from_settings(Settings.model_construct()))
+    ident = identify_faces(identify_db)
+    t = CALIBRATED[FUSION]
+    namer = Namer(Gallery(t.identify, t.margin).fit(ident["G"].astype(np.float32), np.arange(len(ident["G"]))),
+                  t, min_quality)
+    enrolled = set(ident["gname"].tolist())
+    counts = {"right": 0, "wrong": 0, "unknown": 0, "stranger named": 0, "stranger unknown": 0, "not found": 0}
+    scores = []
+    for path in sorted((identify_db.parent / "clean").iterdir()):
+        image = Image.open(path).convert("RGB")
+        faces = analyzer.detect(np.asarray(image))
+        if not faces:
+            continue
+        face = max(faces, key=lambda d: d.width)
+        x, y, w, h = face.box
+        eyes_y = float(face.landmarks[:2, 1].mean())
+        top = float(face.landmarks[2, 1]) - 0.35 * (float(face.landmarks[2, 1]) - eyes_y)  # the nose bridge
+        ImageDraw.Draw(image).polygon([(x + 0.02 * w, top), (x + 0.98 * w, top), (x + 0.95 * w, y + 1.02 * h),
+                                       (x + w / 2, y + 1.08 * h), (x + 0.05 * w, y + 1.02 * h)], fill=(170, 200, 225))
+        rgb = np.asarray(image)
+        found = analyzer.detect(rgb)
+        if not found:
+            counts["not found"] += 1
+            continue
+        masked = max(found, key=lambda d: d.width)
+        aligned = analyzer.align(rgb, [masked])
+        embedding = analyzer.embedder.embed_faces(aligned)
+        r = float(calibrations()[FUSION].score(embedding)[0])
+        scores.append(r)
+        person, _ = namer.name_image(embedding, [face_quality(masked, aligned[0].chip)], recognisability=[r])[0]
+        who = f"orls{int(path.stem[3:5])}" if path.stem.startswith("orl") else path.stem.split("_")[0]
+        name = None if person is None else str(ident["gname"][person])
+        if who in enrolled:
+            counts["right" if name == who else "wrong" if name else "unknown"] += 1
+        else:
+            counts["stranger named" if name else "stranger unknown"] += 1
+    print(f"masked photos: {counts}")
+    print(f"recognisability of the masked faces: min {min(scores):.3f}, median {np.median(scores):.3f}, "
+          f"under the gate 0.5: {sum(v < 0.5 for v in scores)} of {len(scores)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming"])
+    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming", "sharp", "masks"])
     parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/facelake-ers"))
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--identify-db", type=Path, help="sharp: the facelake.duckdb bench/identify.py left")
     parser.add_argument("--keep", type=float, default=0.97, help="share of the even half's clear faces the gate keeps")
     args = parser.parse_args()
     if args.step == "extract":
@@ -276,8 +438,12 @@ def main() -> None:
         fit(args.cache, args.write, args.keep)
     elif args.step == "clusters":
         clusters(args.cache)
-    else:
+    elif args.step == "naming":
         naming(args.cache)
+    elif args.step == "sharp":
+        sharp(args.cache, args.identify_db)
+    else:
+        masks(args.identify_db)
 
 
 if __name__ == "__main__":

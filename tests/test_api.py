@@ -132,6 +132,11 @@ def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str
     before = rows(db, "SELECT count(*) FROM images")
     faces = client.post("/api/recognize", headers=read, files={"photo": jpeg(samples / "obama3.jpg")}).json()["faces"]
     assert [f["person"] for f in faces] == ["Barack"] and rows(db, "SELECT count(*) FROM images") == before
+    # The scores say how sure a name is, and why a face stayed unknown (a stranger: under what it needed).
+    assert faces[0]["best_score"] == faces[0]["match_score"] >= faces[0]["required_score"] > 0
+    stranger = client.post("/api/recognize", headers=read, files={"photo": jpeg(samples / "biden.jpg")}).json()["faces"]
+    assert stranger[0]["person"] is None and stranger[0]["match_score"] is None
+    assert stranger[0]["best_score"] < stranger[0]["required_score"] and stranger[0]["recognisability"] > 0.5
     stored = client.post("/api/recognize?store=true&camera=phone", headers=admin,
                          files={"photo": jpeg(samples / "obama3.jpg")}).json()
     assert stored["stored"] and stored["faces"][0]["sighting_id"] is not None

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facelake.identities.matching import Gallery, Namer, Thresholds
+from facelake.identities.matching import CALIBRATED, Gallery, Namer, Thresholds
 from facelake.store.base import Target
+from facelake.vision.models import FUSION
 
 from .conftest import paste
 from .dbs import rows
@@ -43,6 +44,20 @@ def test_low_quality_faces_need_a_higher_score() -> None:
     similar = float(face @ unit(1, 0, 0))
     assert n.name_image(face[None], [1.0])[0][0] == 1
     assert n.required(0.15) > similar and n.name_image(face[None], [0.15]) == [(None, None)]
+
+
+def test_a_sharp_face_just_over_the_threshold_is_a_look_alike() -> None:
+    """wider_dev: a sharp stranger (quality 0.84) scored 0.8811 against an enrolled face, over the
+    fused threshold 0.879; sharp photos of one person score 0.915 or more, so it stays unknown,
+    while a blurred CCTV face at that score (quality 0.5 or less) is still named."""
+    t = CALIBRATED[FUSION]
+    enrolled = unit(1, 0, 0)
+    angle = np.arccos(0.8811)
+    face = np.array([np.cos(angle), np.sin(angle), 0], dtype=np.float32)
+    n = Namer(Gallery(t.identify, t.margin).fit(enrolled[None], np.array([1])), t, min_quality=0.13)
+    assert n.name_image(face[None], [0.84]) == [(None, None)]
+    assert n.name_image(face[None], [0.5])[0][0] == 1
+    assert n.required(0.5) == t.identify and n.required(1.0) == t.identify + t.sharp_extra
 
 
 def test_a_rejected_face_and_its_near_duplicates_are_not_named_again() -> None:
@@ -213,6 +228,22 @@ def test_clustering_one_large_group_holds_no_neighbour_lists_of_all_pairs() -> N
     tracemalloc.stop()
     assert (labels == labels[0]).all() and labels[0] >= 0
     assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_a_very_close_pair_of_clear_faces_starts_a_group_but_an_unclear_or_merely_close_pair_does_not() -> None:
+    """A repeat visitor seen twice: far closer than look-alikes get, both clearly recognisable."""
+    from facelake.identities.clustering import CentroidClustering
+
+    twice = np.stack([unit(1, 0, 0), unit(1, 0.1, 0), unit(0, 1, 0)])  # 0.995 alike, and a stranger
+    look_alikes = np.stack([unit(1, 0, 0), unit(1, 0.4, 0), unit(0, 1, 0)])  # 0.93: over 0.9, under 0.98
+    clear = np.array([True, True, True])
+    rule = CentroidClustering(0.9, pair_threshold=0.98)
+    labels = rule.fit(twice, clear=clear).labels_
+    assert labels[0] == labels[1] >= 0 and labels[2] == -1
+    assert (rule.fit(look_alikes, clear=clear).labels_ == -1).all()
+    assert (rule.fit(twice, clear=np.array([True, False, True])).labels_ == -1).all(), "one face unclear"
+    assert (rule.fit(twice, groups=["a", "a", "b"], clear=clear).labels_ == -1).all(), "one image: two people"
+    assert (CentroidClustering(0.9).fit(twice, clear=clear).labels_ == -1).all(), "no pair threshold: three needed"
 
 
 def test_a_face_below_the_recognisability_gate_is_never_named() -> None:

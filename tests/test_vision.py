@@ -36,6 +36,20 @@ def test_detection_scale_enlarges_small_and_shrinks_large_images() -> None:
     assert detection_scale(3000, 4000, 640, 1920, 8.0) == pytest.approx(0.48)
 
 
+def test_a_doubtful_detection_with_its_landmarks_crammed_at_the_bottom_is_no_face() -> None:
+    """A CCTV texture the network scored 0.64, its five points in the box's bottom eighth."""
+    from facelake.vision.detect import RetinaFaceDetector
+    from facelake.vision.types import Detection
+
+    detector = RetinaFaceDetector(session=None)
+    face = np.array([[11, 14], [22, 14], [16, 20], [12, 25], [21, 25]], dtype=np.float32)  # a 33-px face's
+    texture = np.array([[12, 26], [19, 26], [16, 28], [13, 30], [19, 30]], dtype=np.float32)  # mouth at 91 %
+    assert detector.plausible(Detection((0.0, 0.0, 33.0, 33.0), 0.64, face))
+    assert not detector.plausible(Detection((0.0, 0.0, 33.0, 33.0), 0.64, texture))
+    assert detector.plausible(Detection((0.0, 0.0, 33.0, 33.0), 0.95, texture)), "a sure detection is not judged"
+    assert detector.plausible(Detection((0.0, 0.0, 16.0, 16.0), 0.64, texture / 2)), "too small to judge"
+
+
 def test_anchor_count_matches_the_three_pyramid_levels() -> None:
     anchors = _anchors(64, 96)
     assert anchors.shape == (2 * (8 * 12 + 4 * 6 + 2 * 3), 4)

@@ -15,6 +15,7 @@ from ..config import Settings
 from ..errors import ConfigError, NotFound
 from ..store import Store
 from ..store.clusters import FaceBlock
+from ..vision.recognisability import recognisability
 from .clustering import CentroidClustering, KnownGroups
 from .index import sync_index
 from .matching import model_of, thresholds
@@ -44,7 +45,9 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
     photo costs a read of the grouped faces, not a clustering of them. ``full`` regroups
     everything from scratch. Low-quality and unrecognisable faces are left out: their embeddings
     are too unreliable to group. A group starts only from ``CentroidClustering.min_samples``
-    mutually close faces; a face with no group yet keeps ``cluster_id`` NULL and is looked at
+    mutually close faces, or from two far closer ones that are both clearly recognisable
+    (``Thresholds.cluster_pair``, at ``enroll_min_recognisability``: the level an enrolled face
+    needs); a face with no group yet keeps ``cluster_id`` NULL and is looked at
     again when a new face comes close to it (:func:`_with_company`): not at every run, which in
     a crowd of strangers was a full run each time. After an edit that can leave older faces
     ungrouped (``unname``, ``people remove``, ``reembed``) or a change of threshold, model or
@@ -52,9 +55,11 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
     """
     with store.exclusive("cluster"):  # one clustering at a time
         started = datetime.now(UTC).replace(tzinfo=None)
-        threshold = thresholds(settings).cluster
+        t = thresholds(settings)
+        threshold = t.cluster
+        clear_at = max(settings.enroll_min_recognisability, settings.min_recognisability)
         args = (settings.identify_min_quality, model_of(settings), settings.min_recognisability)
-        rule = f"{args[1]}/{threshold}/{args[0]}/{args[2]}"
+        rule = f"{args[1]}/{threshold}/{args[0]}/{args[2]}/{t.cluster_pair}/{clear_at}"
         last = None if full else store.clusters.last_run(rule)
         since = None if last is None else last - OVERLAP
         part = "all" if full else ("free" if since is None else "new")
@@ -68,8 +73,11 @@ def cluster(store: Store, settings: Settings, full: bool = False, actor: str = "
         known = None if full else _groups(store.clusters.unknown_faces(*args, part="grouped"), set(free.keys),
                                           free.embeddings.shape[1])
         base = store.clusters.top_id()
-        clusterer = CentroidClustering(thresholds(settings).cluster).fit(
-            free.embeddings, groups=free.keys, quality=free.quality, known=known, ties=free.sighting_ids)
+        clear = np.array([v is not None and v >= clear_at
+                          for v in recognisability(model_of(settings), free.embeddings)], dtype=bool)
+        clusterer = CentroidClustering(t.cluster, pair_threshold=t.cluster_pair).fit(
+            free.embeddings, groups=free.keys, quality=free.quality, known=known, ties=free.sighting_ids,
+            clear=clear)
         # Groups that did not grow out of an existing cluster get ids above every id in use.
         kept = set() if known is None else {int(v) for v in known.ids}
         fresh: dict[int, int] = {}

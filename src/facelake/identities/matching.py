@@ -16,7 +16,9 @@ The rule, in the order it is applied (each part answers a way strangers got name
 3. **The namer decides, image by image** (:class:`Namer`), on the gallery's match: a face
    is named only when its best person scores at least the ``identify`` threshold, raised for
    faces of low quality (a tiny or blurred face's embedding is noisier: ``low_quality_extra``
-   at quality 0, nothing from ``quality_full`` up); when it beats the second best by
+   at quality 0, nothing from ``quality_full`` up) and for sharp ones (``sharp_extra`` from
+   ``quality_full`` up to ``quality_sharp``: two sharp photos of one person score far above the
+   threshold, so a sharp face just over it is a look-alike); when it beats the second best by
    ``margin`` (a face like two people stays unknown); when its quality is at least
    ``min_quality`` and its recognisability at least ``min_recognisability`` (a masked, helmeted
    or profile face embeds near every other such face, whoever it is: ``vision.recognisability``);
@@ -57,17 +59,37 @@ class Thresholds:
     """Two faces this similar are near-duplicates ("not this person" covers both)."""
     margin: float
     """A named face's best person must beat the second best by this much (0.2 impostor sd)."""
+    cluster_pair: float | None = None
+    """Two clearly recognisable unknown faces this similar start a cluster of two (None: only three do).
+
+    Far above ``cluster``: the even half of wider_dev's highest score of two faces of different
+    photos, rounded up to the hundredth, plus 0.01 (bench/recognisability.py clusters).
+    """
+    sharp_extra: float = 0.0
+    """Added to ``identify`` for a sharp face (linearly from quality_full to quality_sharp).
+
+    Different people's scores do not depend on quality, the same person's do: on the development
+    photos sharp faces (quality 0.6 and up) of the same person scored 0.915 or more, blurred and
+    tiny ones down to 0.83. A sharp face scoring just over ``identify`` is therefore far likelier
+    a look-alike than the person, and for it the threshold can sit at a ten times smaller
+    false-accept rate at no cost in right names (docs/accuracy.md, "Sharp look-alikes").
+    """
 
 
 CALIBRATED: dict[str, Thresholds] = {
     # bench/identify.py (identify: FAR 0.1 % per pair; match: FAR 1 %; margin: a fifth of the
     # different-person spread), bench/clustering.py (cluster) on the development photos; the
     # score distributions behind each value are in docs/accuracy.md.
-    DLIB_RESNET: Thresholds(match=0.935, identify=0.958, cluster=0.96, low_quality_extra=0.002, duplicate=0.975, margin=0.005),
-    MOBILEFACENET: Thresholds(match=0.6, identify=0.66, cluster=0.65, low_quality_extra=0.01, duplicate=0.85, margin=0.032),
+    DLIB_RESNET: Thresholds(match=0.935, identify=0.958, cluster=0.96, low_quality_extra=0.002, duplicate=0.975,
+                            margin=0.005, cluster_pair=0.99),
+    MOBILEFACENET: Thresholds(match=0.6, identify=0.66, cluster=0.65, low_quality_extra=0.01, duplicate=0.85,
+                              margin=0.032, cluster_pair=0.74),
     # low_quality_extra 0.004 (was 0): two crowd strangers of quality 0.20 and 0.39 scored 0.8790-0.8793
     # against enrolled faces on wider_dev; every right name of the identify bench still clears it.
-    FUSION: Thresholds(match=0.858, identify=0.879, cluster=0.88, low_quality_extra=0.004, duplicate=0.956, margin=0.0083),
+    # sharp_extra 0.017: identify + 0.017 = 0.896 is the FAR 0.01 % per pair point of different people
+    # in the even half of wider_dev (bench/recognisability.py sharp); a sharp stranger of the odd half scored 0.8811.
+    FUSION: Thresholds(match=0.858, identify=0.879, cluster=0.88, low_quality_extra=0.004, duplicate=0.956,
+                       margin=0.0083, cluster_pair=0.94, sharp_extra=0.017),
 }
 
 
@@ -166,14 +188,19 @@ class Namer:
     thresholds: Thresholds
     min_quality: float
     quality_full: float = 0.5
+    quality_sharp: float = 0.8
     rejected: NDArray[np.float32] | None = None
     """Embeddings of faces the owner said were *not* ``rejected_people[i]``."""
     rejected_people: NDArray[np.int64] | None = None
     min_recognisability: float = GATE
 
     def required(self, quality: float) -> float:
+        """The score a face of this quality needs: raised below ``quality_full`` and above it."""
         shortfall = max(0.0, 1.0 - quality / self.quality_full) if self.quality_full > 0 else 0.0
-        return self.thresholds.identify + self.thresholds.low_quality_extra * shortfall
+        span = self.quality_sharp - self.quality_full
+        sharpness = min(1.0, max(0.0, (quality - self.quality_full) / span)) if span > 0 else 0.0
+        return (self.thresholds.identify + self.thresholds.low_quality_extra * shortfall
+                + self.thresholds.sharp_extra * sharpness)
 
     def _vetoed(self, embedding: NDArray[np.float32], person: int) -> bool:
         if self.rejected is None or self.rejected_people is None or not len(self.rejected):

@@ -51,6 +51,14 @@ class NamingStage(Stage):
                                           recognisability=[s.recognisability for s in sightings])
         return [replace(s, person_id=p, match_score=score) for s, (p, score) in zip(sightings, decisions)]
 
+    def closest(self, sightings: list[SightingRecord]) -> list[tuple[float | None, float | None]]:
+        """Each face's similarity to its most similar enrolled person and the score its quality needed
+        to be named (``None`` with nobody enrolled): why a face stayed unknown, or how sure a name is."""
+        if not sightings or self.namer is None or not len(self.namer.gallery.people_):
+            return [(None, None)] * len(sightings)
+        matches = self.namer.gallery.match(np.stack([s.embedding for s in sightings]))
+        return [(m.score, self.namer.required(s.quality)) for m, s in zip(matches, sightings)]
+
     def _name_tracks(self, tracks: tuple[TrackRecord, ...], sightings: list[SightingRecord]) -> list[SightingRecord]:
         """A clip is named track by track: each track's template (its faces' quality-weighted mean)
         against the gallery, by the same rule and thresholds as a photo's face, judged at the

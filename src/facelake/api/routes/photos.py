@@ -31,9 +31,11 @@ def recognize(settings: Cfg, engine: Models, caller: Who, photo: Annotated[Uploa
         faces = engine.analyzer.analyze(decoded.pixels)
     job = Job(image_id_of(data), f"upload:{photo.filename or 'photo'}", camera, None, None, size=len(data))
     with open_store(settings.db) as db:  # writable: every recognition is audited
-        line = ImageLine([NamingStage(settings)], StoreWriter(db), actor=caller.actor)
+        naming = NamingStage(settings)
+        line = ImageLine([naming], StoreWriter(db), actor=caller.actor)
         line.start(db)
         item = line.prepare(ImageResult(job, decoded.meta, faces, None))
+        closest = naming.closest(item[1])
         ids = (line.commit([item])[0].ids or []) if store else []
         names = db.people.names()
         db.audit(caller.actor, "recognize", f"photo:{job.image_id[:16]} faces:{len(faces)} stored:{store}")
@@ -44,8 +46,11 @@ def recognize(settings: Cfg, engine: Models, caller: Who, photo: Annotated[Uploa
                    "quality": round(f.quality, 4), "person_id": s.person_id,
                    "person": names.get(s.person_id) if s.person_id else None,
                    "match_score": None if s.match_score is None else round(s.match_score, 4),
+                   "best_score": None if best is None else round(best, 4),
+                   "required_score": None if needed is None else round(needed, 4),
+                   "recognisability": None if s.recognisability is None else round(s.recognisability, 4),
                    "sighting_id": ids[i] if i < len(ids) else None}
-                  for i, (f, s) in enumerate(zip(faces, sightings))],
+                  for i, (f, s, (best, needed)) in enumerate(zip(faces, sightings, closest))],
     }
 
 
