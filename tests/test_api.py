@@ -333,3 +333,46 @@ def test_search_never_rebuilds_the_index_inside_a_request(site: tuple[TestClient
     body = client.post("/api/search?top=3", headers=read, files={"photo": jpeg(samples / "obama2.jpg")}).json()
     assert body["index"]["catching_up"] is False and body["hits"][0]["score"] > 0.99
     assert body["index"]["faces_behind"] == 3, "compared one by one, not yet in the index"
+
+
+def test_groups_come_a_page_at_a_time_largest_first(db: Target, samples: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site with thousands of groups listed them all, each with a read of its faces: the page
+    and the API now page them (here pages of 2 groups, made by hand from the sample faces)."""
+    from facelake.api import dashboard
+
+    from .dbs import execute
+
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    for photo in sorted(samples.glob("*.jpg")):
+        shutil.copy(photo, cam / photo.name)
+    assert cli(db, "ingest", str(cam), "--workers", "1")[0] == 0
+    faces = [r[0] for r in rows(db, "SELECT sighting_id FROM sightings ORDER BY sighting_id")]
+    assert len(faces) >= 6
+    # Groups 1, 2 and 3 hold 3, 2 and 1 faces (the last is under min_size 2, so never listed).
+    sizes = {1: faces[:3], 2: faces[3:5], 3: faces[5:6]}
+    for cluster_id, members in sizes.items():
+        execute(db, f"UPDATE sightings SET cluster_id = {cluster_id} WHERE sighting_id IN "
+                    f"({', '.join(map(str, members))})")
+    monkeypatch.setattr(dashboard, "CLUSTERS_PAGE", 1)
+    settings = load_settings(db=db)
+    admin = create_token(settings, "admin", "admin")[1]
+    DuckStore.shared = True
+    try:
+        with TestClient(create_app(settings)) as client:
+            got = client.get("/api/clusters?limit=1", headers=auth(admin)).json()
+            assert [(c["cluster_id"], c["faces"]) for c in got] == [(1, 3)]
+            got = client.get("/api/clusters?limit=1&offset=1", headers=auth(admin)).json()
+            assert [(c["cluster_id"], c["faces"]) for c in got] == [(2, 2)]
+            assert client.get("/api/clusters?limit=5&offset=2", headers=auth(admin)).json() == []
+            assert client.get("/api/clusters?limit=501", headers=auth(admin)).status_code == 422
+            first = client.get("/clusters", headers=auth(admin)).text
+            assert 'id="cluster-1"' in first and 'id="cluster-2"' not in first
+            assert 'href="/clusters?page=2"' in first and 'id="previous"' not in first
+            second = client.get("/clusters?page=2", headers=auth(admin)).text
+            assert 'id="cluster-2"' in second and 'id="cluster-1"' not in second
+            assert 'href="/clusters?page=1"' in second and 'id="next"' not in second
+            assert "No more groups" in client.get("/clusters?page=3", headers=auth(admin)).text
+    finally:
+        DuckStore.shared = False

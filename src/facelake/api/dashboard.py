@@ -52,6 +52,8 @@ PAGE = 60
 
 VISITS_PAGE = 50
 """Visits per page on a person's page (``Older visits`` pages on by start time)."""
+CLUSTERS_PAGE = 24
+"""Groups on a page of /clusters, largest first: each is a read of its best faces and a dozen crops."""
 
 PageSize = Annotated[int, Query(ge=1, le=200, description="faces per page")]
 
@@ -187,13 +189,17 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         return page(request, "sighting.html", context)
 
     @app.get("/clusters", include_in_schema=False)
-    def clusters_page(request: Request) -> Response:
+    def clusters_page(request: Request, page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1) -> Response:
         def context() -> dict[str, Any]:
-            listing = people.list_clusters(settings, 2)
+            # One more than a page tells whether there is a next one.
+            listing = people.list_clusters(settings, 2, CLUSTERS_PAGE + 1, (page_no - 1) * CLUSTERS_PAGE)
+            more, listing = len(listing) > CLUSTERS_PAGE, listing[:CLUSTERS_PAGE]
             with open_store(settings.db, read_only=True) as store:
                 faces = {c.cluster_id: store.clusters.best_faces(c.cluster_id) for c in listing}
                 everyone = store.people.names()
-            return {"clusters": listing, "faces": faces,
+            return {"clusters": listing, "faces": faces, "page_no": page_no,
+                    "next": f"/clusters?page={page_no + 1}" if more else None,
+                    "previous": f"/clusters?page={page_no - 1}" if page_no > 1 else None,
                     "everyone": sorted(everyone.items(), key=lambda kv: kv[1].lower())}
 
         return page(request, "clusters.html", context)

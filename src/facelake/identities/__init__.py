@@ -166,9 +166,10 @@ def cluster(settings: Settings, full: bool = False, actor: str = "cli") -> Clust
         return _clusters.cluster(store, settings, full, actor)
 
 
-def list_clusters(settings: Settings, min_size: int = 2) -> list[ClusterRow]:
+def list_clusters(settings: Settings, min_size: int = 2, limit: int | None = None, offset: int = 0) -> list[ClusterRow]:
+    """Groups of unknown faces, largest first (``limit`` from ``offset``: a page; None: all)."""
     with open_store(settings.db, read_only=True) as store:
-        return store.clusters.listing(min_size)
+        return store.clusters.listing(min_size, limit, offset)
 
 
 def name_cluster(settings: Settings, cluster_id: int, name: str, consent: str, max_faces: int = 5,

@@ -210,14 +210,17 @@ class Clusters:
                 self._sql.execute("UPDATE sightings SET merged_from = ? WHERE sighting_id = ?", [origin, sighting])
             self._sql.audit(actor, "split_cluster", f"cluster:{cluster_id} into {groups}")
 
-    def listing(self, min_size: int = 2) -> list[ClusterRow]:
-        """Clusters of at least ``min_size`` unknown faces, largest first."""
+    def listing(self, min_size: int = 2, limit: int | None = None, offset: int = 0) -> list[ClusterRow]:
+        """Clusters of at least ``min_size`` unknown faces, largest first; ``limit`` of them from
+        ``offset`` (a page: the counts are one grouped pass, but each listed cluster's faces are
+        read by the caller, and a site with thousands of groups made that thousands of reads)."""
         return [ClusterRow(*r) for r in self._sql.all(
             """SELECT s.cluster_id, count(*), min(i.taken_at), max(i.taken_at),
                       string_agg(DISTINCT i.camera, ', ' ORDER BY i.camera)
                FROM sightings s JOIN images i USING (image_id)
                WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
-               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1""", [min_size])]
+               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1 LIMIT ? OFFSET ?""",
+            [min_size, limit, offset])]
 
     def members(self, cluster_id: int) -> list[tuple[int, float]]:
         """``(sighting_id, quality)`` of a cluster's unknown faces, best first; raises if there are none."""

@@ -423,12 +423,12 @@ class PgClusters(Clusters):
     """The clusters' listing on the sightings' own time and camera, from the ``sightings_cluster``
     index alone (its INCLUDE columns): the join to images read every clustered face's image."""
 
-    def listing(self, min_size: int = 2) -> list[ClusterRow]:
+    def listing(self, min_size: int = 2, limit: int | None = None, offset: int = 0) -> list[ClusterRow]:
         return [ClusterRow(*r) for r in self._sql.all(
             """SELECT s.cluster_id, count(*), min(s.seen_at), max(s.seen_at),
                       string_agg(DISTINCT s.camera, ', ' ORDER BY s.camera)
                FROM sightings s WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
-               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1""", [min_size])]
+               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1 LIMIT ? OFFSET ?""", [min_size, limit, offset])]
 
 
 class PgStore(SqlStore):

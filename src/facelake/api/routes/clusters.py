@@ -14,11 +14,14 @@ router = APIRouter()
 
 
 @router.get("/api/clusters", dependencies=[READ])
-def list_clusters(settings: Cfg, min_size: Annotated[int, Query(ge=1, le=1_000_000)] = 2) -> list[dict[str, Any]]:
+def list_clusters(settings: Cfg, min_size: Annotated[int, Query(ge=1, le=1_000_000)] = 2,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[dict[str, Any]]:
+    """A page of groups, largest first (each group's crops are a query of their own)."""
     with open_store(settings.db, read_only=True) as store:
         return [{**{k: plain(v) for k, v in vars(c).items()},
                  "crops": [f"/api/sightings/{s}/crop" for s in store.clusters.best_faces(c.cluster_id)]}
-                for c in identities.list_clusters(settings, min_size)]
+                for c in identities.list_clusters(settings, min_size, limit, offset)]
 
 
 @router.post("/api/clusters/refresh", dependencies=[ADMIN])
