@@ -23,7 +23,8 @@ from ..config import Settings
 from ..reports import charts, views
 from ..reports.visits import VisitRow, list_tracks, list_visits, visit_totals
 from ..store import open_store
-from ..store.reports import SightingRow
+from ..store.reports import SightingRow, weekday_hours
+from ..store.reports import days as per_day
 from .auth import SESSION_COOKIE, check_csrf, identify_caller
 from .deps import Int64
 
@@ -208,9 +209,9 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def activity_page(request: Request, camera: str | None = None) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
-                heat = charts.heatmap(store.reports.activity(camera),
-                                      f"Sightings by hour and weekday — {camera or 'all cameras'}")
-                days = charts.bars(store.reports.per_day(camera), "Sightings per day")
+                hours = store.reports.hours(camera)
+                heat = charts.heatmap(weekday_hours(hours), f"Sightings by hour and weekday — {camera or 'all cameras'}")
+                days = charts.bars(per_day(hours), "Sightings per day")
                 cells = store.reports.gps_cells(camera)
                 cameras = store.reports.cameras()
             if settings.map_tile_url:

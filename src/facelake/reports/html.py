@@ -18,6 +18,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..config import Settings
 from ..errors import ConfigError
 from ..store import open_store, utcnow
+from ..store.reports import days as per_day
+from ..store.reports import weekday_hours
 from . import charts, views
 from .visits import list_visits, visit_totals
 
@@ -51,6 +53,7 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
     start = parse_since(since)
     with open_store(settings.db, read_only=True) as store:
         reports = store.reports
+        hours = reports.hours(camera, start)
         recent = reports.sightings(camera=camera, since=start, limit=60)
         total = reports.totals(camera, start)
         people = reports.people_seen(camera, start)
@@ -65,8 +68,8 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
             generated=utcnow(), since=start, camera=camera, total=total, people=people, per_camera=per_camera,
             recent=recent, crops=crops, visits=visits, totals=totals, gap_s=settings.visit_gap_s,
             who=views.who, duration=views.duration_text, visits_text=views.visits_text,
-            days=charts.bars(reports.per_day(camera, start), "Sightings per day"),
-            heat=charts.heatmap(reports.activity(camera, start), "Sightings by hour and weekday"),
+            days=charts.bars(per_day(hours), "Sightings per day"),
+            heat=charts.heatmap(weekday_hours(hours), "Sightings by hour and weekday"),
             map=charts.gps_map(points, "GPS-tagged sightings"), points=points,
         )
     out.write_text(html, encoding="utf-8")
@@ -79,8 +82,8 @@ def build_png(settings: Settings, out: Path, since: str | None = None, camera: s
 
     start = parse_since(since)
     with open_store(settings.db, read_only=True) as store:
-        days = store.reports.per_day(camera, start)
-        heat = store.reports.activity(camera, start)
+        hours = store.reports.hours(camera, start)
+        days, heat = per_day(hours), weekday_hours(hours)
         people = store.reports.top_people(camera, start, limit=8)
         totals = {t.person: t for t in visit_totals(store, settings, camera, start).values()}
     total = sum(n for _, n in days)

@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -375,28 +374,14 @@ class PgSql(Sql):
             f"SELECT person_id FROM people WHERE person_id IN ({marks(len(ids))}) FOR SHARE", sorted(ids))}
 
 
-_SEEN = "s.camera <> 'enrollment' AND (? IS NULL OR s.camera = ?) AND (? IS NULL OR s.seen_at >= ?)"
-"""The reports' camera / start-time filter on the sighting's own columns (as in store/reports.py)."""
-
-
 class PgReports(Reports):
     """The reports where a row store wants other SQL than DuckDB's (plans in docs/scale.md).
 
-    At a million sightings PostgreSQL reads a whole table row by row, vectors and all: counts
-    read an index alone instead (``sightings_camera_seen`` holds the camera and the time), and
-    the distinct cameras are found by skipping through an index, one probe per camera, rather
-    than by reading every row to find eight values.
+    At a million sightings PostgreSQL reads a whole table row by row, vectors and all: the
+    distinct cameras are found by skipping through an index, one probe per camera, rather than
+    by reading every row to find eight values. (The counts per hour, ``Reports.hours``, are one
+    ``date_trunc`` pass on both engines, read from ``sightings_camera_seen`` alone here.)
     """
-
-    def activity(self, camera: str | None = None, since: datetime | None = None) -> dict[tuple[int, int], int]:
-        """Per hour first (one cheap ``date_trunc`` a row, then ~2,000 hours folded into weekdays):
-        ``EXTRACT`` yields a numeric, and two of them a row, sorted, took three times as long."""
-        rows = self._sql.all(
-            f"""SELECT EXTRACT(ISODOW FROM h) - 1, EXTRACT(HOUR FROM h), sum(n) FROM (
-                    SELECT date_trunc('hour', s.seen_at) AS h, count(*) AS n FROM sightings s
-                    WHERE s.seen_at IS NOT NULL AND {_SEEN} GROUP BY 1) hours
-                GROUP BY 1, 2""", [camera, camera, since, since])
-        return {(int(d), int(h)): int(n) for d, h, n in rows}
 
     def cameras(self) -> list[str]:
         return [r[0] for r in self._sql.all(
@@ -405,18 +390,6 @@ class PgReports(Reports):
                    UNION ALL
                    SELECT (SELECT min(camera) FROM images WHERE camera > c.camera) FROM c WHERE c.camera IS NOT NULL)
                SELECT camera FROM c WHERE camera IS NOT NULL AND camera <> 'enrollment' ORDER BY 1""")]
-
-    def cameras_of(self, person: int) -> list[str]:
-        """From the sightings' own camera (the image's, kept on the sighting), skipping through
-        ``(person_id, camera)``: the join to images read every face of the person."""
-        return [r[0] for r in self._sql.all(
-            """WITH RECURSIVE c AS (
-                   SELECT min(camera) AS camera FROM sightings WHERE person_id = ? AND camera IS NOT NULL
-                   UNION ALL
-                   SELECT (SELECT min(camera) FROM sightings WHERE person_id = ? AND camera > c.camera)
-                   FROM c WHERE c.camera IS NOT NULL)
-               SELECT camera FROM c WHERE camera IS NOT NULL AND camera <> 'enrollment' ORDER BY 1""",
-            [person, person])]
 
 
 class PgClusters(Clusters):
