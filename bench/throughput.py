@@ -470,7 +470,8 @@ def run_corpus(args: argparse.Namespace) -> None:
     recipe_fps = next((r[1] for r in rows if r[0].startswith("cli/recipe")), None)
     labels = " ".join(f"{f'{lo}-{hi - 1}px' if hi < 100_000 else f'{lo}px+':>9}" for lo, hi in buckets)
     unit = "photo" if args.kind == "photos" else "frame"
-    header = (f"{'pipeline':20} {unit + 's/s':>8} {'x base':>6} {'detect ms/' + unit:>15} {'align ms/face':>13} "
+    width = max([20] + [len(r[0]) for r in rows])
+    header = (f"{'pipeline':{width}} {unit + 's/s':>8} {'x base':>6} {'detect ms/' + unit:>15} {'align ms/face':>13} "
               f"{'embed ms/face':>13} {'peak RSS MB':>11} {labels} {'false +':>7}")
     print(header)
     print("-" * len(header))
@@ -480,7 +481,7 @@ def run_corpus(args: argparse.Namespace) -> None:
         rec = " ".join(f"{h:>4}/{n:<4}" for h, n in per_bucket)
         stage = " ".join(f"{ms[k]:{w}.{d}f}" if k in ms else f"{'-':>{w}}"
                          for k, w, d in (("detect", 15, 0), ("align", 13, 1), ("embed", 13, 1)))
-        print(f"{kind:20} {fps:8.2f} {ratio} {stage} {rss:11.0f} {rec} {false_pos:7d}")
+        print(f"{kind:{width}} {fps:8.2f} {ratio} {stage} {rss:11.0f} {rec} {false_pos:7d}")
     print(f"\nfacelake ran {args.workers} worker processes; 'x base' is relative to the first baseline row "
           "(baseline/1 = face_recognition used as a library, one process); recall is found/total per face-width bucket; stage times are "
           "per frame (detect) and per face (align, embed), measured single-threaded on the first "
