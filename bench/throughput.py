@@ -16,24 +16,27 @@ Each pipeline runs in its own process (so peak memory is its own) over the same 
 With ``--kind photos`` the corpus is instead N photos like the held-out ones of issue #21:
 0.3-12 MP (log-uniform), 1-6 faces, portraits and groups in turn. Portraits are the development
 photos (all folders but ``att_orl``'s grey 92x112 faces and ``wider_dev``) where RetinaFace finds
-one or two faces, groups those where it finds three to six; the ``wider_dev`` photos (WIDER FACE
-validation, mostly ~1024 px wide) count only where their hand labels hold one to six faces. Each draw (seeded) is resized with Lanczos to its drawn size — most sources are
-under 1 MP, so most photos are honestly upscaled, soft as an upscale is — and saved as a camera
-would (JPEG quality 90). Their truth is what RetinaFace finds in the source photo at its own
+one or two faces, groups those where it finds three to six; the ``wider_dev`` photos (WIDER
+FACE validation, mostly ~1024 px wide) count only where their hand labels hold one to six
+faces. Each draw (seeded) is resized with Lanczos to its drawn size — most sources are under
+1 MP, so most photos are upscaled, as soft as an upscale is — and saved as a camera would
+(JPEG quality 90). Their truth is what RetinaFace finds in the source photo at its own
 resolution (score >= 0.9), scaled, faces of 20 px and more — "faces the network can find".
 The corpus is built at run time in a temporary folder (``--corpus`` keeps it elsewhere).
 
 Two more rows time whole processes, as the issues do (interpreter start, imports and model
 loading included), on the same files:
 
-- ``cli/embed``: ``python -m facelake embed --jsonl CORPUS`` (its default workers);
+- ``cli/embed``: ``facelake embed --jsonl CORPUS`` (its default workers; with
+  ``FACELAKE_BENCH_KEEP=DIR`` its output is kept there, for ``shared/eval/verify.py``);
 - ``cli/recipe``: face_recognition's recipe in one process, written with dlib directly (the
   package is not installed; these are the calls it makes): ``load_image_file`` (Pillow, RGB),
   ``face_locations`` (HOG, one upsample), ``face_encodings`` (the 5-point predictor, dlib's
   ResNet, no jitter) on every photo.
 
 Usage: python bench/throughput.py [--kind frames|photos|both] [--frames 40] [--photo-count 60] [--workers 2] [--photos DIR]
-                                  [--seed 0] [--pipelines facelake/retinaface facelake/hog baseline]
+                                  [--seed 0] [--pipelines facelake/retinaface facelake/hog baseline/1 cli/embed cli/recipe
+                                               cli/embed@PYTHONPATH=OTHER/src ...] [--corpus DIR]
 """
 
 from __future__ import annotations
