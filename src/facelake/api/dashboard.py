@@ -22,7 +22,7 @@ from .. import identities as people
 from ..config import Settings
 from ..reports import charts, views
 from ..reports.visits import VisitRow, list_tracks, list_visits, visit_totals
-from ..store import open_store
+from ..store import Store, open_store
 from ..store.reports import SightingRow, weekday_hours
 from ..store.reports import days as per_day
 from .auth import SESSION_COOKIE, check_csrf, identify_caller
@@ -57,6 +57,19 @@ CLUSTERS_PAGE = 24
 """Groups on a page of /clusters, largest first: each is a read of its best faces and a dozen crops."""
 
 PageSize = Annotated[int, Query(ge=1, le=200, description="faces per page")]
+
+
+def warm(store: Store) -> None:
+    """Compile every page's template and read the first page's rows once, before the first visitor.
+
+    A fresh process's first timeline at a million sightings took 136 ms against 24 ms for the
+    next ones: DuckDB reading the columns into its cache, and Jinja compiling the templates.
+    ``serve`` calls this before it listens, so nobody pays that.
+    """
+    for name in _env.list_templates():
+        _env.get_template(name)
+    store.reports.timeline(limit=PAGE)
+    store.reports.sightings(limit=50)
 
 
 def older(request: Request, rows: list[SightingRow], n: int) -> str | None:
