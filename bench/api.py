@@ -28,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_healthy
 
 
 def timed(fn, n: int, clients: int) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
@@ -70,12 +70,7 @@ def main() -> None:
     proc = subprocess.Popen([*fl, "serve", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(base)
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
         buf = io.BytesIO()
         Image.open(photos[0]).save(buf, "JPEG", quality=90)

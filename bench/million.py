@@ -68,14 +68,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_healthy
 
 FL = [sys.executable, "-m", "facelake.cli"]
 
 
-def build(db: Path, sightings: int) -> None:
-    """The sample photos ingested, then copied in SQL to about ``sightings`` faces (see the docstring)."""
-    import duckdb
+def sample_cams() -> tuple[Path, list[Path]]:
+    """The sample photos as one camera's folder (``<tmp>/cams/door``); returns the folder of
+    cameras and the photos (the enrollment is the second)."""
     from PIL import Image
 
     from facelake.samples import sample_photos
@@ -86,9 +86,17 @@ def build(db: Path, sightings: int) -> None:
     photos = sorted(sample_photos().glob("*.jpg"))
     for i, photo in enumerate(photos):
         Image.open(photo).convert("RGB").save(cams / f"{i}.jpg", quality=88)
+    return cams.parent, photos
+
+
+def build(db: Path, sightings: int) -> None:
+    """The sample photos ingested, then copied in SQL to about ``sightings`` faces (see the docstring)."""
+    import duckdb
+
+    cams, photos = sample_cams()
     subprocess.run([*FL, "--db", str(db), "people", "add", "Barack", str(photos[1]), "--consent", "bench"],
                    check=True, capture_output=True)
-    subprocess.run([*FL, "--db", str(db), "ingest", str(work / "cams"), "--workers", "1"], check=True,
+    subprocess.run([*FL, "--db", str(db), "ingest", str(cams), "--workers", "1"], check=True,
                    capture_output=True)
     con = duckdb.connect(str(db))
     base = con.execute("SELECT count(*) FROM sightings s JOIN images i USING (image_id) "
@@ -254,12 +262,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(base, 120)
         started = rss_mb(proc.pid)[0]
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600)
         day = "2024-02-10"
@@ -324,21 +327,14 @@ def pg_server(root: Path) -> Iterator[str]:
 def build_pg(url: str, sightings: int) -> None:
     """The sample photos ingested into ``url`` by facelake, then copied in SQL (see the docstring)."""
     import psycopg
-    from PIL import Image
 
-    from facelake.samples import sample_photos
     from facelake.store.pg import _hnsw_ddl, _hnsw_name
     from facelake.vision.models import EMBEDDING_DIMS, FUSION
 
-    work = Path(tempfile.mkdtemp(prefix="facelake-million-"))
-    cams = work / "cams" / "door"
-    cams.mkdir(parents=True)
-    photos = sorted(sample_photos().glob("*.jpg"))
-    for i, photo in enumerate(photos):
-        Image.open(photo).convert("RGB").save(cams / f"{i}.jpg", quality=88)
+    cams, photos = sample_cams()
     subprocess.run([*FL, "--db", url, "people", "add", "Barack", str(photos[1]), "--consent", "bench"],
                    check=True, capture_output=True)
-    subprocess.run([*FL, "--db", url, "ingest", str(work / "cams"), "--workers", "1"], check=True, capture_output=True)
+    subprocess.run([*FL, "--db", url, "ingest", str(cams), "--workers", "1"], check=True, capture_output=True)
     with psycopg.connect(url, autocommit=True) as con:
         base = con.execute("SELECT count(*) FROM sightings WHERE camera <> 'enrollment'").fetchone()[0]
         copies = max(1, sightings // base)
@@ -484,12 +480,7 @@ def serve_pg(url: str, requests: int) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(base, 120)
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600)
         cursor = client.get("/api/sightings", params={"limit": 50}).json()["next_cursor"]
         day = "2024-02-10"

@@ -128,16 +128,22 @@ outputs = ["webhook", "mqtt"]
 """
 
 
+def _door(tmp_path: Path, samples: Path) -> Path:
+    """A camera folder of three sample photos, each a face that raises one stranger alert."""
+    door = tmp_path / "cams" / "door"
+    door.mkdir(parents=True)
+    for i, name in enumerate(["obama.jpg", "biden.jpg", "obama2.jpg"]):
+        shutil.copy(samples / name, door / f"{i}.jpg")
+    return door
+
+
 def test_an_mqtt_broker_that_is_down_holds_up_no_webhook_alert(
     tmp_path: Path, samples: Path, receiver: tuple[str, list[dict]]  # noqa: F811 - the fixture imported above
 ) -> None:
     from .test_alerts import wait_for
 
     url, posts = receiver
-    door = tmp_path / "cams" / "door"
-    door.mkdir(parents=True)
-    for i, name in enumerate(["obama.jpg", "biden.jpg", "obama2.jpg"]):
-        shutil.copy(samples / name, door / f"{i}.jpg")
+    door = _door(tmp_path, samples)
     rules = tmp_path / "alerts.toml"
     rules.write_text(ALERTS.format(flush=3, url=url, mqtt=free_port()))
     code, output = cli(tmp_path / "a.duckdb", "ingest", str(door.parent), "--workers", "1", "--alerts", str(rules))
@@ -166,10 +172,7 @@ def test_serve_watch_says_what_it_could_not_deliver_when_it_stops(
     from .test_alerts import wait_for
 
     url, posts = receiver
-    door = tmp_path / "cams" / "door"
-    door.mkdir(parents=True)
-    for i, name in enumerate(["obama.jpg", "biden.jpg", "obama2.jpg"]):
-        shutil.copy(samples / name, door / f"{i}.jpg")
+    door = _door(tmp_path, samples)
     rules = tmp_path / "alerts.toml"
     rules.write_text(ALERTS.format(flush=1, url=url, mqtt=free_port()))
     port = free_port()
