@@ -213,6 +213,25 @@ def during_sync(client: httpx.Client, photo: bytes, requests: int) -> None:
           f"{ms.max():9.1f}   ≤ 50")
 
 
+def page_cases(cursor: str | None = None) -> dict[str, tuple[str, dict[str, object]]]:
+    """The listings and pages measured, by name: path and parameters. With ``cursor`` (PostgreSQL's
+    run, whose copies are clustered) also the next page and one cluster's faces."""
+    day = "2024-02-10"
+    cases: dict[str, tuple[str, dict[str, object]]] = {"GET /api/sightings?limit=50": ("/api/sightings", {"limit": 50})}
+    if cursor is not None:
+        cases["  next page (cursor)"] = ("/api/sightings", {"limit": 50, "cursor": cursor})
+    cases["  ?camera=cam3"] = ("/api/sightings", {"camera": "cam3", "limit": 50})
+    cases["  ?person=Barack"] = ("/api/sightings", {"person": "Barack", "limit": 50})
+    if cursor is not None:
+        cases["  ?cluster=7"] = ("/api/sightings", {"cluster": 7, "limit": 50})
+    cases["  one day (since, until)"] = ("/api/sightings", {"since": f"{day}T00:00:00", "until": f"{day}T23:59:59",
+                                                           "limit": 50})
+    for name, path in (("GET / (timeline page)", "/"), ("GET /people", "/people"), ("GET /clusters", "/clusters"),
+                       ("GET /activity", "/activity"), ("GET /api/visits", "/api/visits")):
+        cases[name] = (path, {})
+    return cases
+
+
 def timed(fn, n: int, clients: int = 1) -> np.ndarray:  # type: ignore[no-untyped-def]
     def one(_: int) -> float:
         t = time.perf_counter()
@@ -265,19 +284,7 @@ def main() -> None:
         wait_healthy(base, 120)
         started = rss_mb(proc.pid)[0]
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600)
-        day = "2024-02-10"
-        cases: dict[str, tuple[str, dict[str, object]]] = {
-            "GET /api/sightings?limit=50": ("/api/sightings", {"limit": 50}),
-            "  ?camera=cam3": ("/api/sightings", {"camera": "cam3", "limit": 50}),
-            "  ?person=Barack": ("/api/sightings", {"person": "Barack", "limit": 50}),
-            "  one day (since, until)": ("/api/sightings", {"since": f"{day}T00:00:00", "until": f"{day}T23:59:59",
-                                                           "limit": 50}),
-            "GET / (timeline page)": ("/", {}),
-            "GET /people": ("/people", {}),
-            "GET /clusters": ("/clusters", {}),
-            "GET /activity": ("/activity", {}),
-            "GET /api/visits": ("/api/visits", {}),
-        }
+        cases = page_cases()
         photo = (Path.home() / ".cache/facelake/samples/obama.jpg").read_bytes()
         print(f"{'request':34} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}   goal p99")
         for name, (path, params) in cases.items():
@@ -482,22 +489,7 @@ def serve_pg(url: str, requests: int) -> None:
     try:
         wait_healthy(base, 120)
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600)
-        cursor = client.get("/api/sightings", params={"limit": 50}).json()["next_cursor"]
-        day = "2024-02-10"
-        cases: dict[str, tuple[str, dict[str, object]]] = {
-            "GET /api/sightings?limit=50": ("/api/sightings", {"limit": 50}),
-            "  next page (cursor)": ("/api/sightings", {"limit": 50, "cursor": cursor}),
-            "  ?camera=cam3": ("/api/sightings", {"camera": "cam3", "limit": 50}),
-            "  ?person=Barack": ("/api/sightings", {"person": "Barack", "limit": 50}),
-            "  ?cluster=7": ("/api/sightings", {"cluster": 7, "limit": 50}),
-            "  one day (since, until)": ("/api/sightings", {"since": f"{day}T00:00:00", "until": f"{day}T23:59:59",
-                                                           "limit": 50}),
-            "GET / (timeline page)": ("/", {}),
-            "GET /people": ("/people", {}),
-            "GET /clusters": ("/clusters", {}),
-            "GET /activity": ("/activity", {}),
-            "GET /api/visits": ("/api/visits", {}),
-        }
+        cases = page_cases(client.get("/api/sightings", params={"limit": 50}).json()["next_cursor"])
         photo = (Path.home() / ".cache/facelake/samples/obama.jpg").read_bytes()
         print(f"{'request':34} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}   goal p99", flush=True)
         for name, (path, params) in cases.items():
