@@ -253,6 +253,8 @@ def test_the_listings_plans_use_an_index_for_every_filter(pg_servers: PostgresSe
                             (lambda: store.reports.sightings(person=pid, limit=5), "sightings_person_id"),
                             (lambda: store.clusters.best_faces(2), "sightings_cluster"),
                             (lambda: store.clusters.listing(2), "sightings_cluster"),
+                            (lambda: store.people.listing(), "sightings_person_camera"),
+                            (lambda: store.people.listing(), "sightings_person_seen"),
                             (lambda: store.reports.cameras(), "images_camera"),
                             (lambda: store.reports.gps_cells(), "images_gps")):
             plan = _plans(store, monkeypatch, call)
@@ -312,6 +314,13 @@ def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresSer
                                 "GROUP BY 1 ORDER BY 1")[1]
             assert mine.per_day(camera) == [(d, int(n)) for d, n in daily] and len(daily) > 1
         assert mine.cameras() == shared.cameras() == [f"cam{i}" for i in range(8)]
+        from facelake.store.people import People
+
+        listing = store.people.listing()
+        assert listing == People(store._sql).listing(), "PostgreSQL's people counts are the shared ones"
+        barack = next(p for p in listing if p.person_id == pid)
+        assert barack.sightings > 0 and barack.last_seen is not None and barack.cameras == tuple(
+            f"cam{i}" for i in range(8))
         assert store.clusters.listing(2) == Clusters(store._sql, store.people).listing(2)
         assert len(store.clusters.listing(2)) == 3
 

@@ -103,15 +103,7 @@ class People:
         asked for each one's cameras (54 + 180 ms for one person at a million sightings, in
         DuckDB; the pass takes 5-10 ms whatever the number of people).
         """
-        seen: dict[int, tuple[int, datetime | None, list[str]]] = {}
-        for person, camera, n, last in self._sql.all(
-                """SELECT person_id, camera, count(*), max(seen_at) FROM sightings
-                   WHERE person_id IS NOT NULL GROUP BY person_id, camera"""):
-            count, latest, cameras = seen.get(int(person), (0, None, []))
-            if camera != "enrollment" and camera is not None:
-                cameras.append(str(camera))
-            seen[int(person)] = (count + int(n), max((t for t in (latest, last) if t is not None), default=None),
-                                 cameras)
+        seen = self._seen()
         rows = self._sql.all(
             """SELECT p.person_id, p.name, p.consent_note, p.created_at, coalesce(e.n, 0)
                FROM people p
@@ -123,6 +115,19 @@ class People:
             count, latest, cameras = seen.get(int(r[0]), (0, None, []))
             out.append(PersonRow(int(r[0]), r[1], r[2], r[3], int(r[4]), count, latest, tuple(sorted(cameras))))
         return out
+
+    def _seen(self) -> dict[int, tuple[int, datetime | None, list[str]]]:
+        """Each named person's sightings, last capture time and cameras (enrollment aside)."""
+        seen: dict[int, tuple[int, datetime | None, list[str]]] = {}
+        for person, camera, n, last in self._sql.all(
+                """SELECT person_id, camera, count(*), max(seen_at) FROM sightings
+                   WHERE person_id IS NOT NULL GROUP BY person_id, camera"""):
+            count, latest, cameras = seen.get(int(person), (0, None, []))
+            if camera != "enrollment" and camera is not None:
+                cameras.append(str(camera))
+            seen[int(person)] = (count + int(n), max((t for t in (latest, last) if t is not None), default=None),
+                                 cameras)
+        return seen
 
     def ids(self) -> set[int]:
         """Every enrolled person's id."""
