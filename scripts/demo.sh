@@ -29,6 +29,6 @@ Next steps. This demo used the database $FACELAKE_DB: to keep using it, run
 (or give --db $FACELAKE_DB to each command); then
   what is stored, per camera:             $fl stats
   who is enrolled, with consent notes:    $fl people list
-  the dashboard (http://127.0.0.1:8470):  $fl serve
+  the dashboard (http://127.0.0.1:8470):  .venv/bin/python -m pip install -e '.[serve]' && $fl serve
   your own camera folders:                $fl ingest YOUR-FOLDER
 EOF

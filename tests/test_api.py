@@ -374,5 +374,28 @@ def test_groups_come_a_page_at_a_time_largest_first(db: Target, samples: Path, t
             assert 'id="cluster-2"' in second and 'id="cluster-1"' not in second
             assert 'href="/clusters?page=1"' in second and 'id="next"' not in second
             assert "No more groups" in client.get("/clusters?page=3", headers=auth(admin)).text
+            bad = client.get("/clusters?page=abc", headers={**auth(admin), "Accept": "text/html"})
+            assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html"), bad.text
+            assert "page: " in bad.text and "Back to the timeline" in bad.text, "a page of the dashboard saying what was wrong"
+            assert client.get("/api/clusters?limit=abc", headers={**auth(admin), "Accept": "text/html"}).json()[
+                "detail"], "the API answers JSON whatever the client accepts"
     finally:
         DuckStore.shared = False
+
+
+def test_serve_refuses_a_missing_watch_folder_and_a_busy_port_before_it_says_it_serves(tmp_path: Path) -> None:
+    """``serve --watch /nonexistent`` served on and said "1 failed" at the end; on a port another
+    server held it printed where it served, then ended with uvicorn's exit code 3 (facelake's "sql
+    refused a write"). Both are usage errors now (exit 2), said before anything is served."""
+    import socket
+
+    db = tmp_path / "s.duckdb"
+    code, output = cli(db, "serve", "--port", str(free_port()), "--watch", str(tmp_path / "nope"))
+    assert code == 2 and "nope" in output and "serving" not in output, output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, output = cli(db, "serve", "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in output and "serving" not in output, output
+    assert not db.exists(), "nothing was opened"

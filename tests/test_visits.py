@@ -353,6 +353,8 @@ def test_api_and_person_page_page_the_visits(db: Target) -> None:
                     break
                 params.update(body["next"])
             assert len(seen) == 53 and seen == sorted(seen, reverse=True) and len(set(seen)) == 53
+            full = c.get("/api/visits", params={"person_id": alice, "limit": 53}, headers=read).json()
+            assert len(full["items"]) == 53 and full["next"] is None, "an exactly full last page has no next"
             assert c.get("/api/visits", params={"before": "2024-05-01T10:00:00"}, headers=read).status_code == 422
             c.post("/login", data={"token": token})
             first = c.get(f"/people/{alice}").text

@@ -215,10 +215,17 @@ def serve_cmd(
 ) -> None:
     """Watcher + HTTP API + dashboard in one process that owns the database (Ctrl-C or SIGTERM stops)."""
     try:
-        from .api.serve import serve
+        from .api.serve import check_port, serve
     except ImportError as exc:
         raise errors.ConfigError(f"serve needs the serve extra: pip install 'facelake[serve]' ({exc})") from exc
+    from .sources import require_present
+    from .triggers.streams import plan_streams
+
     settings = _settings(alerts_file=alerts)
+    # What watch refuses, serve --watch refuses too, before it says it serves anything.
+    if watch:
+        require_present(plan_streams(list(watch), None, settings)[1])
+    check_port(host, port)
     console.print(f"facelake serving {describe_target(settings.db)} on http://{host}:{port} (dashboard at /, API at /api, docs at /docs)"
                   + (f"; watching {', '.join(map(mask_url, watch))}" if watch else ""), markup=False)
     summary = serve(settings, host, port, watch or [], workers)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import duckdb
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -91,6 +92,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         if wants_html(request):
             return error_page(exc.status_code, str(exc.detail), exc.headers)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        """A page asked for with a bad parameter (``/clusters?page=abc``) is a page saying which
+        one, as a 404 is; a client gets FastAPI's 422 detail."""
+        if wants_html(request):
+            wrong = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+                              for e in exc.errors())
+            return error_page(422, f"This page cannot show that ({wrong}).")
+        return await request_validation_exception_handler(request, exc)
 
     def write_conflict(request: Request, exc: Exception) -> JSONResponse:
         """Another writer changed the same rows at the same moment (DuckDB's optimistic

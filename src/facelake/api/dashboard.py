@@ -82,9 +82,12 @@ def older(request: Request, rows: list[SightingRow], n: int) -> str | None:
 
 
 def older_visits(request: Request, rows: list[VisitRow], n: int) -> str | None:
-    """The link to a person's next page of visits, or ``None`` on the last one (the faces' cursor is kept)."""
-    if len(rows) < n:
+    """The link to a person's next page of visits, or ``None`` on the last one (the faces' cursor is kept).
+
+    ``rows`` is the page read with one more than ``n``: only that one more says a next page exists."""
+    if len(rows) <= n:
         return None
+    rows = rows[:n]
     query = {k: v for k, v in request.query_params.items() if k not in ("visits_before", "visits_before_track")}
     query.update(visits_before=rows[-1].started_at.isoformat(), visits_before_track=str(rows[-1].first_track_id))
     return f"{request.url.path}?{urlencode(query)}#visits"
@@ -177,11 +180,11 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
                 if found is None:
                     raise HTTPException(404, f"no person with id {person_id}")
                 rows = store.reports.timeline(person=person_id, before=cursor, limit=n)
-                visits = list_visits(store, settings, person=person_id, limit=VISITS_PAGE, before=since)
+                visits = list_visits(store, settings, person=person_id, limit=VISITS_PAGE + 1, before=since)
                 total = visit_totals(store, settings).get(person_id)
                 face = store.reports.person_faces().get(person_id)
-            return {"name": found, "person_id": person_id, "rows": rows, "visits": visits, "total": total,
-                    "gap_s": settings.visit_gap_s, "older": older(request, rows, n), "face": face,
+            return {"name": found, "person_id": person_id, "rows": rows, "visits": visits[:VISITS_PAGE],
+                    "total": total, "gap_s": settings.visit_gap_s, "older": older(request, rows, n), "face": face,
                     "older_visits": older_visits(request, visits, VISITS_PAGE)}
 
         return page(request, "person.html", context)

@@ -15,12 +15,13 @@ import gc
 import json
 import os
 import signal
+import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from ..service import default_stages
 from ..sources import open_source
 from ..store import is_postgres, open_store
@@ -31,12 +32,28 @@ from .app import create_app
 from .dashboard import warm
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise ConfigError when ``host:port`` cannot be listened on (another server has it).
+
+    uvicorn would say so only after serve had opened the database and printed where it serves,
+    then end the process with its own exit code 3 (facelake's "sql refused a write")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                              "(another server there? stop it or give --port)") from exc
+
+
 def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), workers: int | None = None,
           on_ready: object = None) -> WatchSummary | None:
     """Serve until SIGTERM or Ctrl-C; with ``watch``, returns the watcher's totals once it has
     finished the images in hand (the alerts its outputs never took among them), as ``watch`` does."""
     import uvicorn
 
+    check_port(host, port)
     # A DuckDB file admits one process: serve holds it and says so where other commands look.
     # A PostgreSQL server needs no such note: every command may write beside serve.
     lock = None if is_postgres(settings.db) else serve_lock_path(Path(settings.db))

@@ -35,9 +35,11 @@ def get_visits(
         raise HTTPException(422, "give before and before_track together (both from next)")
     cursor = (before, before_track) if before is not None and before_track is not None else None
     with open_store(settings.db, read_only=True) as store:
-        rows = list_visits(store, settings, person_filter(store, person, person_id), camera, since, cluster, limit,
-                           cursor)
-    last = rows[-1] if len(rows) == limit else None
+        # One more than the page says whether a next one exists (an exactly full last page has none).
+        rows = list_visits(store, settings, person_filter(store, person, person_id), camera, since, cluster,
+                           limit + 1, cursor)
+    more, rows = len(rows) > limit, rows[:limit]
+    last = rows[-1] if more else None
     return {"gap_s": settings.visit_gap_s, "items": [views.visit_json(v) for v in rows],
             "next": {"before": last.started_at.isoformat(), "before_track": last.first_track_id} if last else None}
 
