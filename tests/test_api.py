@@ -65,6 +65,7 @@ ENDPOINTS = [  # method, path, scope needed
     ("POST", "/api/clusters/1/split", "admin"), ("POST", "/api/clusters/1/dismiss", "admin"),
     ("POST", "/api/sightings/1/unname", "admin"), ("POST", "/api/sightings/1/name", "admin"),
     ("GET", "/api/sightings/1/photo", "read"), ("POST", "/api/clusters/1/assign", "admin"), ("POST", "/api/recognize?store=true", "admin"),
+    ("GET", "/api/tokens", "admin"), ("DELETE", "/api/tokens/9999", "admin"),
     ("GET", "/", "page"), ("GET", "/people", "page"), ("GET", "/clusters", "page"), ("GET", "/activity", "page"),
 ]
 
@@ -106,6 +107,23 @@ def test_every_endpoint_needs_a_token_and_the_right_scope(site: tuple[TestClient
                 assert r.status_code not in (401, 403, 500), where
     for open_path in ("/api/health", "/login", "/docs", "/openapi.json", "/static/app.js"):
         assert client.get(open_path).status_code == 200, open_path
+
+
+def test_an_admin_revokes_a_leaked_token_while_serve_owns_the_database(
+        site: tuple[TestClient, dict[str, str], Target]) -> None:
+    """``facelake tokens revoke`` is refused while serve holds a DuckDB file: the API revokes it
+    at once, by id (a token named like another's id cannot be hit instead)."""
+    client, tokens, db = site
+    admin, read = auth(tokens["admin"]), auth(tokens["read"])
+    listed = client.get("/api/tokens", headers=admin).json()
+    assert {t["name"] for t in listed} == {"read", "admin", "old"} and not any("hash" in k for t in listed for k in t)
+    assert client.get("/api/sightings", headers=read).status_code == 200
+    reader = next(t for t in listed if t["name"] == "read")
+    revoked = client.delete(f"/api/tokens/{reader['token_id']}", headers=admin).json()
+    assert revoked["name"] == "read" and revoked["revoked_at"] is not None
+    assert client.get("/api/sightings", headers=read).status_code == 401, "revoked from the next request on"
+    assert client.delete("/api/tokens/9999", headers=admin).status_code == 404
+    assert rows(db, "SELECT actor FROM audit WHERE action = 'revoke_token' AND subject = 'token:read'") == [("token:admin",)]
 
 
 def test_recognize_enroll_cluster_search_forget(site: tuple[TestClient, dict[str, str], Target], samples: Path) -> None:

@@ -54,10 +54,14 @@ class Tokens:
     def listing(self) -> list[Token]:
         return [Token(*r) for r in self._sql.all(f"SELECT {_COLUMNS} FROM tokens ORDER BY token_id")]
 
-    def revoke(self, who: str, actor: str) -> Token:
-        """Revoke the token named ``who`` (or whose id is ``who``); revoking twice keeps the first time."""
-        row = self._sql.one("SELECT token_id, name FROM tokens WHERE name = ? OR CAST(token_id AS VARCHAR) = ?",
-                            [who, who])
+    def revoke(self, who: str | int, actor: str) -> Token:
+        """Revoke the token named ``who`` (or whose id is ``who``; an int is an id only, as the API
+        addresses it: a token named "5" must not shadow token 5); revoking twice keeps the first time."""
+        if isinstance(who, int):
+            row = self._sql.one("SELECT token_id, name FROM tokens WHERE token_id = ?", [who])
+        else:
+            row = self._sql.one("SELECT token_id, name FROM tokens WHERE name = ? OR CAST(token_id AS VARCHAR) = ?",
+                                [who, who])
         if row is None:
             raise NotFound(f"no token called {who!r} (see `facelake tokens list`)")
         self._sql.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE token_id = ?",
