@@ -82,6 +82,11 @@ class _State:
     config: Path | None = None
 
 
+def _count(n: int, thing: str) -> str:
+    """``n`` things, in English: "1 face", "3 faces" (not "1 faces")."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
 def _settings(**overrides: Any) -> Settings:
     return load_settings(_State.config, db=_State.db, **overrides)
 
@@ -698,7 +703,8 @@ def sightings_unname(
 ) -> None:
     """"Not this person": remove the name, and never give it to this face or its near-duplicates again."""
     done = people_service.unname(_settings(), sighting)
-    out.print(f"sighting {sighting} is no longer named as person {done.person}; the correction is remembered")
+    who = f"{done.name} (person {done.person})" if done.name else f"person {done.person}"
+    out.print(f"sighting {sighting} is no longer named as {who}; the correction is remembered")
     if done.near_duplicates:
         out.print(f"its near-duplicates lost the name too: sightings {', '.join(map(str, done.near_duplicates))}")
 
@@ -720,7 +726,7 @@ def identify_cmd() -> None:
     settings = _settings()
     _warn_gallery_gap(settings)
     result = people_service.identify(settings)
-    out.print(f"checked {result.checked} faces: {result.named} named, {result.changed} changed")
+    out.print(f"checked {_count(result.checked, 'face')}: {result.named} named, {result.changed} changed")
     for change in result.changes:
         was = "unknown" if change.was is None else f"person {change.was}"
         now = "unknown" if change.now is None else f"person {change.now}"
@@ -831,7 +837,8 @@ def cluster_cmd(
 ) -> None:
     """Group unknown faces into candidate identities (new faces join or start groups)."""
     result = people_service.cluster(_settings(), full=full)
-    out.print(f"clustered {result.faces} unknown faces ({result.new_faces} new): {result.clusters} groups of 2 or more")
+    out.print(f"clustered {_count(result.faces, 'unknown face')} ({result.new_faces} new): "
+              f"{_count(result.clusters, 'group')} of 2 or more")
 
 
 clusters_app = typer.Typer(help="Candidate identities among unknown faces.", invoke_without_command=True)
@@ -874,7 +881,7 @@ def clusters_merge(
 ) -> None:
     """Merge two clusters that are the same person."""
     moved = people_service.merge_clusters(_settings(), keep, other)
-    out.print(f"moved {moved} faces from cluster {other} into {keep}")
+    out.print(f"moved {_count(moved, 'face')} from cluster {other} into {keep}")
 
 
 @clusters_app.command("split")

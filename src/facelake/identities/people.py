@@ -238,6 +238,8 @@ class Unnamed:
     """Other faces named as ``person`` that are near-duplicates of this one (cosine at least
     ``duplicate``): the rejection vetoes the name for them too, so they lose it now, audited,
     rather than silently at the next naming."""
+    name: str | None = None
+    """The person's name, to say whose name went."""
 
 
 def unname(store: Store, settings: Settings, sighting: int, actor: str = "cli") -> Unnamed:
@@ -252,7 +254,7 @@ def unname(store: Store, settings: Settings, sighting: int, actor: str = "cli") 
         if float(np.asarray(emb, dtype=np.float32) @ np.asarray(veto, dtype=np.float32)) >= limit]
     if also:
         store.people.set_identities([(sid, None, None, person) for sid in also], actor=actor)
-    return Unnamed(sighting, person, tuple(also))
+    return Unnamed(sighting, person, tuple(also), store.people.name_of(person))
 
 
 def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
