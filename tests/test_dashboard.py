@@ -61,17 +61,20 @@ def test_pages_order_by_capture_time_and_page_on(db: Target, cams: Path, samples
             assert len(ids) == 4 and [taken[i] for i in ids] == sorted(taken.values(), reverse=True)
             assert ids != sorted(ids, reverse=True), "the test's capture times run against the ids"
             # Two at a time: every face once, in the same order, then no Older link.
-            seen, url = [], "/?n=2"
+            seen, url, pages = [], "/?n=2", 0
             while url:
                 page = c.get(url).text
+                pages += 1
                 seen += [int(x.split('"')[0]) for x in page.split('data-sighting="')[1:]]
                 link = re.search(r'<a href="([^"]+)" id="older"', page)
                 url = html.unescape(link.group(1)) if link else ""
-            assert seen == ids
+            assert seen == ids and pages == 2, "two full pages, and no Older link to an empty third"
             # The activity page: places counted on the map, not a table row per point; the zone said.
             activity = c.get("/activity").text
             assert "<circle" in activity and re.search(r"\d+ faces?</text>", activity), "dots and their legend"
             assert "this server's zone" in activity and activity.count("<tr>") <= 11
+            typo = c.get("/activity?camera=nope", headers={"Accept": "text/html"})
+            assert typo.status_code == 404 and "no camera called" in typo.text, "not a chart of zeros"
     finally:
         DuckStore.shared = False
 

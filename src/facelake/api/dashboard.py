@@ -73,8 +73,14 @@ def warm(store: Store) -> None:
 
 
 def older(request: Request, rows: list[SightingRow], n: int) -> str | None:
-    """The link to the next page of a time-ordered listing, or ``None`` on its last page."""
-    if len(rows) < n or rows[-1].taken_at is None:
+    """The link to the next page of a time-ordered listing, or ``None`` on its last page.
+
+    ``rows`` is the page read with one more than ``n``: only that one more says a next page
+    exists (an exactly full last page linked to an empty one)."""
+    if len(rows) <= n:
+        return None
+    rows = rows[:n]
+    if rows[-1].taken_at is None:
         return None
     query = {k: v for k, v in request.query_params.items() if k not in ("before", "before_id")}
     query.update(before=rows[-1].taken_at.isoformat(), before_id=str(rows[-1].sighting_id))
@@ -147,10 +153,10 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
         def context() -> dict[str, Any]:
             cursor = (before, before_id) if before is not None and before_id is not None else None
             with open_store(settings.db, read_only=True) as store:
-                rows = store.reports.timeline(camera=camera, before=cursor, limit=n)
+                rows = store.reports.timeline(camera=camera, before=cursor, limit=n + 1)
                 tracks = list_tracks(store, camera=camera, limit=30) if cursor is None else []
                 latest = store.reports.sightings(camera=camera, limit=1)
-            return {"rows": rows, "camera": camera, "tracks": tracks, "live": cursor is None,
+            return {"rows": rows[:n], "camera": camera, "tracks": tracks, "live": cursor is None,
                     "newest": latest[0].sighting_id if latest else 0, "older": older(request, rows, n)}
 
         return page(request, "timeline.html", context)
@@ -179,11 +185,11 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
                 found = store.people.name_of(person_id)
                 if found is None:
                     raise HTTPException(404, f"no person with id {person_id}")
-                rows = store.reports.timeline(person=person_id, before=cursor, limit=n)
+                rows = store.reports.timeline(person=person_id, before=cursor, limit=n + 1)
                 visits = list_visits(store, settings, person=person_id, limit=VISITS_PAGE + 1, before=since)
                 total = visit_totals(store, settings).get(person_id)
                 face = store.reports.person_faces().get(person_id)
-            return {"name": found, "person_id": person_id, "rows": rows, "visits": visits[:VISITS_PAGE],
+            return {"name": found, "person_id": person_id, "rows": rows[:n], "visits": visits[:VISITS_PAGE],
                     "total": total, "gap_s": settings.visit_gap_s, "older": older(request, rows, n), "face": face,
                     "older_visits": older_visits(request, visits, VISITS_PAGE)}
 
@@ -225,11 +231,13 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
     def activity_page(request: Request, camera: str | None = None) -> Response:
         def context() -> dict[str, Any]:
             with open_store(settings.db, read_only=True) as store:
+                cameras = store.reports.cameras()
+                if camera is not None and camera not in cameras:  # a typo is not a camera that saw nobody
+                    raise HTTPException(404, f"no camera called {camera!r}")
                 hours = store.reports.hours(camera)
                 heat = charts.heatmap(weekday_hours(hours), f"Sightings by hour and weekday — {camera or 'all cameras'}")
                 days = charts.bars(per_day(hours), "Sightings per day")
                 cells = store.reports.gps_cells(camera)
-                cameras = store.reports.cameras()
             if settings.map_tile_url:
                 labelled = [(lat, lon, f"{faces} face(s) in {images} photo(s)") for lat, lon, images, faces in cells]
                 drawn = charts.tiled_map(labelled, "GPS-tagged sightings", settings.map_tile_url)
