@@ -550,7 +550,7 @@ def visits_cmd(
         sys.stdout.write(json.dumps([visit_json(v) for v in rows]) + "\n")
         return
     table = _whole(Table("person", "camera", "start", "end", "duration", "tracks", "best sighting",
-                         title=f"{len(rows)} visit{'' if len(rows) == 1 else 's'}"))
+                         title=_count(len(rows), "visit")))
     for v in rows:
         table.add_row(who(v.person, v.cluster_id), v.camera or "", f"{v.started_at:%Y-%m-%d %H:%M:%S}",
                       f"{v.ended_at:%Y-%m-%d %H:%M:%S}", duration_text(v.seconds), str(v.tracks),
