@@ -16,8 +16,17 @@ runs write to it). Each step is a real ``facelake`` process, its peak RSS read f
 The goal of the issue (≤ 2 GB) is printed beside each figure. ``--code PATH`` runs another
 checkout's ``src`` (e.g. main's, for the figures before).
 
+``--strangers N`` builds another database instead: N unknown faces, none named, written through
+the store's own ``write_images`` (4 faces an image, as a street camera's frame): random unit
+vectors of the default embedder's length (strangers: two are ~0.0 ± 0.06 alike), except
+``--planted`` of them (default 2 %) in tight groups of 5 faces of different images (each a random
+centre moved by noise: ~0.94 alike within a group), so that a first ``cluster --full`` has most
+faces lonely (each needs its neighbour list) and a few groups to find. Only the cluster step
+makes sense there (``--steps cluster``); the groups found are checked against the planted ones.
+
 Usage: python bench/memory.py [--sightings 1000000] [--db PATH (a built one, copied)] [--code SRC]
                               [--steps cluster new identify name] [--stop-gb 12] [--stop-s 180]
+                              [--strangers N [--planted 0.02]]
 """
 
 from __future__ import annotations
@@ -85,6 +94,61 @@ def new_face(db: Path) -> None:
                        FROM one o""")
 
 
+def build_strangers(db: Path, n: int, planted: float, seed: int = 0) -> None:
+    """``n`` unknown faces through the store (see the docstring), written a few thousand at a time."""
+    import numpy as np
+
+    from facelake import load_settings
+    from facelake.identities.matching import dim_of, model_of
+    from facelake.store import ImageRecord, SightingRecord, open_store
+
+    settings = load_settings(db=db)
+    model, dim = model_of(settings), dim_of(settings)
+    rng = np.random.default_rng(seed)
+    groups = int(n * planted) // 5
+    order = rng.permutation(n)  # where each face goes: the planted ones spread over the images
+    t = time.perf_counter()
+    with open_store(db) as store:
+        for start in range(0, n, 4000):
+            rows = order[start : start + 4000]
+            X = rng.normal(size=(len(rows), dim)).astype(np.float32)
+            mine = rows < 5 * groups  # the first 5 * groups faces are the planted ones, 5 a group
+            centres = np.random.default_rng([seed, 1]).normal(size=(groups, dim)).astype(np.float32)
+            X[mine] = centres[rows[mine] // 5] + rng.normal(scale=0.25, size=(int(mine.sum()), dim)).astype(np.float32)
+            X /= np.linalg.norm(X, axis=1, keepdims=True)
+            items = []
+            for first in range(0, len(rows), 4):
+                image = f"stranger-{start + first}"
+                faces = [SightingRecord(f, (10.0 + 60 * f, 10.0, 50.0, 50.0), np.zeros((5, 2), np.float32), 0.95,
+                                        0.8, X[first + f], model, b"", recognisability=0.9)
+                         for f in range(min(4, len(rows) - first))]
+                items.append((ImageRecord(image, f"/street/{image}.jpg", "street", "ok"), faces, None))
+            store.write_images(items)
+    print(f"built {n:,} unknown faces ({groups:,} planted groups of 5) in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def planted_found(db: Path, n: int, planted: float, seed: int = 0) -> str:
+    """How many planted groups came out as clusters of exactly their 5 faces, and how many other
+    faces were grouped (the sightings are numbered in the order ``build_strangers`` wrote them)."""
+    from collections import Counter
+
+    import duckdb
+    import numpy as np
+
+    groups = int(n * planted) // 5
+    order = np.random.default_rng(seed).permutation(n)
+    with duckdb.connect(str(db), read_only=True) as con:
+        clusters = [c for (c,) in con.execute("SELECT cluster_id FROM sightings ORDER BY sighting_id").fetchall()]
+    sizes = Counter(c for c in clusters if c is not None)
+    members: dict[int, set[int | None]] = {}
+    for face, c in zip(order.tolist(), clusters):
+        if face < 5 * groups:
+            members.setdefault(face // 5, set()).add(c)
+    whole = sum(1 for cs in members.values() if len(cs) == 1 and None not in cs and sizes[next(iter(cs))] == 5)
+    others = sum(1 for face, c in zip(order.tolist(), clusters) if face >= 5 * groups and c is not None)
+    return f"{whole:,} of {groups:,} planted groups found whole, {others:,} strangers grouped"
+
+
 def largest_cluster(db: Path) -> int | None:
     import duckdb
 
@@ -103,11 +167,15 @@ def main() -> None:
     parser.add_argument("--stop-gb", type=float, default=12.0)
     parser.add_argument("--stop-s", type=float, default=180.0)
     parser.add_argument("--work", type=Path, help="where the copy goes (default: a temporary folder)")
+    parser.add_argument("--strangers", type=int, help="build N unknown faces (random, a few planted groups) instead")
+    parser.add_argument("--planted", type=float, default=0.02, help="the share of --strangers in planted groups of 5")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="facelake-memory-"))
     work.mkdir(parents=True, exist_ok=True)
     db = work / "copy.duckdb"
-    if args.db is None:
+    if args.db is None and args.strangers:
+        build_strangers(db, args.strangers, args.planted)
+    elif args.db is None:
         from million import build
 
         build(db, args.sightings)
@@ -122,6 +190,8 @@ def main() -> None:
     try:
         if "cluster" in args.steps:
             show("cluster --full", *run(db, ["cluster", "--full"], *limits))
+            if args.strangers and args.db is None:
+                print(f"  {planted_found(db, args.strangers, args.planted)}", flush=True)
             show("cluster (nothing new)", *run(db, ["cluster"], *limits))
         if "new" in args.steps:
             new_face(db)
