@@ -39,6 +39,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -94,6 +98,14 @@ def new_face(db: Path) -> None:
                        FROM one o""")
 
 
+def strangers_layout(n: int, planted: float, seed: int) -> tuple[int, np.ndarray]:
+    """How many planted groups of 5, and which face each written sighting is: faces below
+    ``5 * groups`` are the planted ones, 5 a group, spread over the images by the permutation."""
+    import numpy as np
+
+    return int(n * planted) // 5, np.random.default_rng(seed).permutation(n)
+
+
 def build_strangers(db: Path, n: int, planted: float, seed: int = 0) -> None:
     """``n`` unknown faces through the store (see the docstring), written a few thousand at a time."""
     import numpy as np
@@ -104,16 +116,15 @@ def build_strangers(db: Path, n: int, planted: float, seed: int = 0) -> None:
 
     settings = load_settings(db=db)
     model, dim = model_of(settings), dim_of(settings)
-    rng = np.random.default_rng(seed)
-    groups = int(n * planted) // 5
-    order = rng.permutation(n)  # where each face goes: the planted ones spread over the images
+    groups, order = strangers_layout(n, planted, seed)
+    rng = np.random.default_rng([seed, 2])
+    centres = np.random.default_rng([seed, 1]).normal(size=(groups, dim)).astype(np.float32)
     t = time.perf_counter()
     with open_store(db) as store:
         for start in range(0, n, 4000):
             rows = order[start : start + 4000]
             X = rng.normal(size=(len(rows), dim)).astype(np.float32)
-            mine = rows < 5 * groups  # the first 5 * groups faces are the planted ones, 5 a group
-            centres = np.random.default_rng([seed, 1]).normal(size=(groups, dim)).astype(np.float32)
+            mine = rows < 5 * groups
             X[mine] = centres[rows[mine] // 5] + rng.normal(scale=0.25, size=(int(mine.sum()), dim)).astype(np.float32)
             X /= np.linalg.norm(X, axis=1, keepdims=True)
             items = []
@@ -133,10 +144,8 @@ def planted_found(db: Path, n: int, planted: float, seed: int = 0) -> str:
     from collections import Counter
 
     import duckdb
-    import numpy as np
 
-    groups = int(n * planted) // 5
-    order = np.random.default_rng(seed).permutation(n)
+    groups, order = strangers_layout(n, planted, seed)
     with duckdb.connect(str(db), read_only=True) as con:
         clusters = [c for (c,) in con.execute("SELECT cluster_id FROM sightings ORDER BY sighting_id").fetchall()]
     sizes = Counter(c for c in clusters if c is not None)
