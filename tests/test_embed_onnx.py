@@ -106,3 +106,19 @@ def test_the_int8_copy_is_cached_by_both_files_and_a_broken_or_missing_ranges_fi
     with pytest.raises(ModelLoadError, match="cannot read"):
         cached_int8(fp32, tmp_path / "missing.json")
     assert not list(tmp_path.glob("*.part*"))
+
+
+def test_a_seven_bit_copy_for_saturating_cpus_has_its_own_name_and_an_eight_bit_one_keeps_its_old_name(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from facelake.vision.quantize import cached_int8
+
+    fp32 = cached_onnx(models.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"), tmp_path)
+    ranges = Path(models.__file__).parent / "weights" / "dlib_resnet_v1_int8.json"
+    eight, seven = cached_int8(fp32, ranges, seven_bits=False), cached_int8(fp32, ranges, seven_bits=True)
+    assert eight != seven and eight.is_file() and seven.is_file()
+    assert eight.read_bytes() != seven.read_bytes()
+    before = hashlib.sha256(fp32.name.encode() + ranges.read_bytes()).hexdigest()[:16]
+    assert eight.name == f"{fp32.stem}-int8-{before}.onnx", "copies cached by earlier versions stay valid"
