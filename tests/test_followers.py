@@ -223,6 +223,32 @@ def test_watch_survives_a_postgresql_restart(tmp_path: Path, samples: Path) -> N
         pg.close()
 
 
+def test_a_read_in_blocks_after_a_restart_reconnects_like_any_statement(tmp_path: Path, samples: Path) -> None:
+    """The blocks identify and clustering read come through a server-side cursor, on the
+    connection as it was: after a restart its first statement failed where any other reconnects."""
+    from facelake.store import open_store
+    from facelake.store.pg import close_pools
+
+    pg = _restartable()
+    try:
+        db = new_database(pg.url, "blocks")
+        cams = tmp_path / "door"
+        cams.mkdir()
+        shutil.copy(samples / "obama.jpg", cams / "a.jpg")
+        code, output = cli(db, "ingest", str(cams), "--workers", "1")
+        assert code == 0, output
+        with open_store(db) as store:
+            model = rows(db, "SELECT model FROM sightings")[0][0]
+            before = [ids for ids, _ in store.sightings.embedded(model)]
+            pg.stop()
+            pg.start()
+            after = [ids for ids, _ in store.sightings.embedded(model)]
+        assert after == before and sum(len(ids) for ids in after) == 1
+    finally:
+        close_pools()
+        pg.close()
+
+
 def test_a_writer_whose_server_stays_away_gives_up_in_one_line_with_exit_4(tmp_path: Path, samples: Path) -> None:
     from .test_watch import Watch
 

@@ -188,13 +188,18 @@ class _Connection:
                 time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
                 wait = min(wait * 2, 8.0)
 
+    def live(self) -> psycopg.Connection[Any]:
+        """The connection, replaced first if it broke while idle (outside a transaction nothing is lost)."""
+        if self.raw is None or (not self.in_transaction and self._broken()):
+            self._reconnect(psycopg.OperationalError("connection closed"))
+        return self.raw
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         word = sql.lstrip()[:8].upper()
         if word.startswith("ROLLBACK") and (self.raw is None or self._broken()):
             self.in_transaction = False  # the server rolled back when the connection went
             return None
-        if self.raw is None or (not self.in_transaction and self._broken()):
-            self._reconnect(psycopg.OperationalError("connection closed"))
+        self.live()
         try:
             cur = self.raw.cursor()
             cur.execute(to_pg(sql), list(params) if params is not None else [])
@@ -354,14 +359,32 @@ class PgSql(Sql):
 
     def batches(self, sql: str, params: Sequence[Any] = (), size: int = 20_000,
                 vectors: Sequence[str] = ("embedding",)) -> Iterator[dict[str, Any]]:
-        """Through a server-side cursor: psycopg's client cursor would fetch every row at once."""
-        raw = self.con.raw
-        with raw.transaction(), raw.cursor(name="facelake_batches") as cur:
-            cur.itersize = size
-            cur.execute(to_pg(sql), list(params))
-            names = [d.name for d in cur.description or []]
-            while rows := cur.fetchmany(size):
-                yield vector_columns(names, list(zip(*rows)), vectors)
+        """Through a server-side cursor: psycopg's client cursor would fetch every row at once.
+
+        A connection lost before the first block is replaced and the read starts again, as
+        :meth:`_Connection.execute` sends a statement again (a restarted server cut off ``watch``
+        here, where it holds no connection between images); one lost after blocks were handed
+        out cannot resume, and is :class:`ConnectionLost`.
+        """
+        handed = False
+        for attempt in range(2):
+            raw = self.con.live()
+            try:
+                with raw.transaction(), raw.cursor(name="facelake_batches") as cur:
+                    cur.itersize = size
+                    cur.execute(to_pg(sql), list(params))
+                    names = [d.name for d in cur.description or []]
+                    while rows := cur.fetchmany(size):
+                        handed = True
+                        yield vector_columns(names, list(zip(*rows)), vectors)
+                return
+            except psycopg.OperationalError as exc:
+                if not self.con._broken():
+                    raise
+                if handed or attempt or self.con.in_transaction:
+                    raise ConnectionLost(f"the connection to {describe_target(self.con.url)} was lost while "
+                                         f"reading: {_first_line(exc)}") from exc
+                self.con._reconnect(exc)
 
     def lock_image(self, image_id: str) -> None:
         self.con.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [image_id])
