@@ -77,11 +77,12 @@ class RtspCamera:
     def start(self) -> None:
         self.proc = subprocess.Popen([DEBIAN_PYTHON, str(SERVER), str(self.clip), "--port", str(self.port),
                                       "--path", "/cam", *self.auth],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     errors="replace")
         ready = threading.Event()
 
         def pump(stream) -> None:  # type: ignore[no-untyped-def]
-            for line in stream:
+            for line in stream:  # decoded with errors="replace": a stray byte must not end the reading
                 line = line.rstrip("\n")
                 self.lines.append(line)
                 if line.startswith("ready"):
@@ -152,7 +153,10 @@ def test_credentials_from_the_environment_reach_the_camera_and_sigterm_commits_t
 
     # The first person's track is written once they have been gone for track_max_age_s.
     good.wait_for(lambda: good.new_lines("#t="), 60, "the first track's segment")
-    good.wait_for(lambda: camera.played_at, 10, "the camera's own line that it played (read by a thread)")
+    try:
+        good.wait_for(lambda: camera.played_at, 10, "the camera's own line that it played (read by a thread)")
+    except pytest.fail.Exception as failed:
+        pytest.fail(f"{failed}; the camera said {camera.lines[-20:]}")
     assert len(camera.played_at) == 1, "only the right password gets the clip played"
     # The second person is in view from 6 s after the clip started: let them be seen a while.
     good.wait_for(lambda: time.monotonic() - camera.played_at[0] > 9.5, 20, "the second person in view")

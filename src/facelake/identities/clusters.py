@@ -131,16 +131,15 @@ def _with_company(store: Store, args: tuple[float, str, float], since: datetime,
 def _read(blocks: Iterator[FaceBlock], expected: int) -> FaceBlock | None:
     """The blocks as one, or None when there are none; filled into arrays of the ``expected`` size
     (a list of blocks joined at the end held every embedding twice)."""
-    ids = np.zeros(expected, np.int64)
-    clusters = np.zeros(expected, np.int64)
-    quality = np.zeros(expected, np.float32)
     keys: list[str] = []
     X: NDArray[np.float32] | None = None
     n = 0
     for block in blocks:
         m = len(block.sighting_ids)
-        if X is None:
-            X = np.zeros((max(expected, m), block.embeddings.shape[1]), np.float32)
+        if X is None:  # every array of one size: the first block may already outgrow the count
+            size = max(expected, m)
+            X = np.zeros((size, block.embeddings.shape[1]), np.float32)
+            ids, clusters, quality = np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.float32)
         if n + m > len(X):  # faces stored since the count (a server's other writers)
             grow = n + m - len(X)
             X = np.concatenate([X, np.zeros((grow, X.shape[1]), np.float32)])
