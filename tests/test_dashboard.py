@@ -283,3 +283,38 @@ def test_the_owners_workflows_in_chromium(served: tuple[str, str], tmp_path: Pat
     keep = os.environ.get("FACELAKE_SCREENSHOTS")
     if keep:
         shutil.copytree(tmp_path, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.duckdb*", "cams"))
+
+
+def test_timeline_pages_by_capture_time_across_gaps_of_years(tmp_path: Path) -> None:
+    """The timeline asks recent windows of time first (``Reports._newest_by_time``): across
+    stretches with no sighting (months, years), a window that is too short, sightings at the
+    same second and a camera or person filter, page after page gives every sighting once, newest
+    capture time first, as one sort of the whole table does."""
+    import dataclasses
+    from datetime import datetime, timedelta
+
+    from facelake.store.base import ImageRecord
+
+    from .test_postgres import _face
+
+    now = datetime(2026, 11, 30, 12)
+    times = ([now - timedelta(minutes=m) for m in range(0, 40, 4)]  # the last hour
+             + [now - timedelta(days=700, seconds=s // 3) for s in range(30)]  # two years back, ties
+             + [now - timedelta(days=1500 + 9 * d) for d in range(25)]  # further back, sparse
+             + [datetime(2001, 1, 1)])  # one very old photo
+    with DuckStore(tmp_path / "t.duckdb") as store:
+        pid = store.people.add("Barack", "test")
+        for n, taken in enumerate(times):
+            image = ImageRecord(f"img-{n}", f"/cams/{n}.jpg", f"cam{n % 3}", "ok", taken_at=taken)
+            store.write_image(image, [_face(pid if n % 2 else None), dataclasses.replace(_face(None), face_index=1)])
+        every = store.query("SELECT sighting_id, seen_at, camera, person_id FROM sightings")[1]
+        for name, value, at in (("camera", "cam1", 2), ("person", pid, 3), (None, None, 0)):
+            want = [r for r in every if name is None or r[at] == value]
+            for limit in (7, 25):
+                shown, sizes, before = [], [], None
+                while page := store.reports.timeline(**({name: value} if name else {}), before=before, limit=limit):
+                    shown += [r.sighting_id for r in page]
+                    sizes.append(len(page))
+                    before = (page[-1].taken_at, page[-1].sighting_id)
+                assert all(n == limit for n in sizes[:-1]), ("every page but the last is full", name, sizes)
+                assert shown == [r[0] for r in sorted(want, key=lambda r: (r[1], r[0]), reverse=True)], (name, limit)

@@ -55,7 +55,8 @@ def nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], iou: float) -> 
     if len(boxes) == 0:
         return []
     xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
-    kept = cv2.dnn.NMSBoxes(xywh, np.asarray(scores, np.float64), 0.0, float(iou))
+    # OpenCV's stubs ask for sequences; arrays go in without a copy to lists
+    kept = cv2.dnn.NMSBoxes(xywh, np.asarray(scores, np.float64), 0.0, float(iou))  # type: ignore[arg-type]
     return np.asarray(kept, dtype=np.int64).ravel().tolist()
 
 
