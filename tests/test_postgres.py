@@ -325,6 +325,41 @@ def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresSer
         assert len(store.clusters.listing(2)) == 3
 
 
+def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_servers: PostgresServers) -> None:
+    """``sighting_hours`` (migration 9's triggers) after writes, an image's faces deleted, a
+    person forgotten, faces moved to another camera and time, compactions of the log and a start
+    time mid-hour: every count is the one a pass over the sightings gives (the shared SQL)."""
+    from facelake.store.reports import Reports
+
+    db: Target = pg_servers.database("pgvector")
+    with open_store(db) as store:
+        ids = _year(store)
+        mine, shared = store.reports, Reports(store._sql)
+
+        def agree(note: str) -> None:
+            for camera in (None, "cam2", "cam9"):
+                for since in (None, datetime(2024, 1, 2, 9), datetime(2024, 1, 2, 9, 20, 0, 500)):
+                    assert mine.hours(camera, since) == shared.hours(camera, since), (note, camera, since)
+            counted = store.query("SELECT count(*) FROM sightings WHERE camera <> 'enrollment' AND seen_at IS NOT NULL")
+            assert store.query("SELECT sum(n) FROM sighting_hours")[1] == counted[1], ("the log itself", note)
+
+        agree("written")
+        assert sum(n for _, n in mine.hours()) == len(ids)
+        store.query("DELETE FROM sightings WHERE image_id = 'img-4'")
+        agree("one image's faces deleted")
+        store.people.erase("Barack", "test", forget=True)
+        agree("a person forgotten")
+        store.query("UPDATE sightings SET camera = 'cam9', seen_at = seen_at + INTERVAL '30 minutes' "
+                    "WHERE sighting_id % 5 = 0")
+        store.query("UPDATE sightings SET cluster_id = 7 WHERE sighting_id % 2 = 0")  # no camera, no time
+        agree("faces moved")
+        store.query("SELECT sighting_hours_compact()")
+        assert store.query("SELECT count(*) FROM sighting_hours WHERE n <= 0")[1] == [(0,)]
+        agree("compacted")
+        _year(store, images=10)
+        agree("written after the compaction")
+
+
 def test_a_read_only_store_searches_without_creating_the_index(pg_servers: PostgresServers) -> None:
     """A reader (`facelake sql`'s role, a read-only store) cannot create an index: it searches
     with the one there, else without, and never fails (it raised "read-only transaction")."""

