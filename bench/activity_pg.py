@@ -1,9 +1,10 @@
-"""/activity's counts on PostgreSQL: the log kept by triggers (``PgReports.hours``) against grouping
-the sightings (the shared SQL), at N sightings, and what the triggers cost a writer.
+"""/activity's and /people's counts on PostgreSQL: the logs kept by triggers (``PgReports.hours``,
+``PgPeople``) against grouping the sightings (the shared SQL) or counting a person's index entries
+(what ``PgPeople`` ran before), at N sightings, and what the triggers cost a writer.
 
 The database: 60 images of two faces written by the store (as ingest writes them), then copied in
 one ``INSERT … SELECT`` into N sightings over 8 cameras and 90 days (no embeddings or crops: the
-counts read neither). Then each way of counting p50 / p99 over 15 calls (checked equal), and
+counts read neither); half the faces are one person's. Then each way of counting p50 / p99 over 15 calls (checked equal), and
 ``write_images`` batches of 8 images with the triggers, without (``DISABLE TRIGGER USER``), and
 with them again. The server is the tests' pgserver, its data under ``--pg-dir`` (deleted first).
 
@@ -31,6 +32,7 @@ from million import pg_server
 
 from facelake.store import open_store
 from facelake.store.base import ImageRecord, Store
+from facelake.store.people import People
 from facelake.store.reports import Reports
 from tests.test_postgres import _face
 
@@ -41,10 +43,11 @@ def build(url: str, sightings: int) -> None:
     import psycopg
 
     with open_store(url) as store:
+        person = store.people.add("Barack", "bench")
         for n in range(60):
             image = ImageRecord(f"base-{n}", f"/c/{n}.jpg", f"cam{n % 8}", "ok",
                                 taken_at=datetime(2024, 1, 1) + timedelta(hours=n))
-            store.write_image(image, [_face(None), dataclasses.replace(_face(None), face_index=1)])
+            store.write_image(image, [_face(person), dataclasses.replace(_face(None), face_index=1)])
     with psycopg.connect(url, autocommit=True) as con:
         copies = max(1, sightings // 120)
         con.execute(f"""INSERT INTO images (image_id, uri, camera, taken_at, taken_at_source, format, width, height,
@@ -54,9 +57,9 @@ def build(url: str, sightings: int) -> None:
                         FROM images b, generate_series(1, {copies}) k""")
         t = time.perf_counter()
         con.execute(f"""INSERT INTO sightings (image_id, face_index, box, landmarks, det_score, quality, model,
-                            seen_at, camera)
+                            seen_at, camera, person_id)
                         SELECT b.image_id || '#' || k, s.face_index, s.box, s.landmarks, s.det_score, s.quality,
-                               s.model, {WHEN}, 'cam' || (k % 8)
+                               s.model, {WHEN}, 'cam' || (k % 8), s.person_id
                         FROM images b JOIN sightings s USING (image_id), generate_series(1, {copies}) k
                         WHERE b.image_id LIKE 'base-%'""")
         copied = time.perf_counter() - t
@@ -103,6 +106,14 @@ def main() -> None:
                 b = timed(lambda: shared.hours(camera, since))  # noqa: B023
                 print(f"{name + f' ({a[2]} hours)':<44} {f'{a[0]:.1f} / {a[1]:.1f} ms':>22} "
                       f"{f'{b[0]:.1f} / {b[1]:.1f} ms':>22}")
+            assert store.people.listing() == People(store._sql).listing()
+            pid = store.people.find("Barack")
+            a = timed(lambda: [(p.person_id, p.sightings) for p in store.people.listing()])  # type: ignore[misc]
+            b = timed(lambda: store.query("SELECT count(*) FROM sightings WHERE person_id = ?", [pid])[1])  # type: ignore[arg-type,return-value]
+            c = timed(lambda: [(p.person_id, p.sightings) for p in People(store._sql).listing()])  # type: ignore[misc]
+            print(f"people listing ({store.people.listing()[0].sightings:,} faces of one person): {a[0]:.1f} / {a[1]:.1f} ms "
+                  f"now; before, the person's count alone {b[0]:.1f} / {b[1]:.1f} ms; the shared SQL's pass "
+                  f"{c[0]:.1f} / {c[1]:.1f} ms")
             on = writes(store, "on")
             store.query("ALTER TABLE sightings DISABLE TRIGGER USER")
             off = writes(store, "off")

@@ -326,9 +326,11 @@ def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresSer
 
 
 def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_servers: PostgresServers) -> None:
-    """``sighting_hours`` (migration 9's triggers) after writes, an image's faces deleted, a
-    person forgotten, faces moved to another camera and time, compactions of the log and a start
-    time mid-hour: every count is the one a pass over the sightings gives (the shared SQL)."""
+    """``sighting_hours`` and ``person_sightings`` (migration 9's triggers) after writes, faces
+    named, renamed and unnamed, an image's faces deleted, a person forgotten and one removed, faces
+    moved to another camera and time, compactions of the logs and a start time mid-hour: every
+    count is the one a pass over the sightings gives (the shared SQL)."""
+    from facelake.store.people import People
     from facelake.store.reports import Reports
 
     db: Target = pg_servers.database("pgvector")
@@ -342,18 +344,30 @@ def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_
                     assert mine.hours(camera, since) == shared.hours(camera, since), (note, camera, since)
             counted = store.query("SELECT count(*) FROM sightings WHERE camera <> 'enrollment' AND seen_at IS NOT NULL")
             assert store.query("SELECT sum(n) FROM sighting_hours")[1] == counted[1], ("the log itself", note)
+            assert store.people.listing() == People(store._sql).listing(), ("the people's counts", note)
+            named = store.query("SELECT count(*) FROM sightings WHERE person_id IS NOT NULL")[1][0][0]
+            assert (store.query("SELECT coalesce(sum(n), 0) FROM person_sightings")[1][0][0] or 0) == named, note
 
         agree("written")
         assert sum(n for _, n in mine.hours()) == len(ids)
+        joe, ann = store.people.add("Joe", "test"), store.people.add("Ann", "test")
+        store.query(f"UPDATE sightings SET person_id = {joe} WHERE sighting_id % 7 = 0")  # named, renamed
+        store.query(f"UPDATE sightings SET person_id = {ann} WHERE sighting_id % 11 = 0")
+        store.query("UPDATE sightings SET person_id = NULL WHERE sighting_id % 13 = 0")  # unnamed
+        agree("named, renamed and unnamed")
         store.query("DELETE FROM sightings WHERE image_id = 'img-4'")
         agree("one image's faces deleted")
         store.people.erase("Barack", "test", forget=True)
         agree("a person forgotten")
+        store.people.erase("Ann", "test", forget=False)
+        agree("a person removed")
+        assert store.query("SELECT DISTINCT person_id FROM person_sightings")[1] in ([(joe,)], []), \
+            "no trace of the erased ids"
         store.query("UPDATE sightings SET camera = 'cam9', seen_at = seen_at + INTERVAL '30 minutes' "
                     "WHERE sighting_id % 5 = 0")
         store.query("UPDATE sightings SET cluster_id = 7 WHERE sighting_id % 2 = 0")  # no camera, no time
         agree("faces moved")
-        store.query("SELECT sighting_hours_compact()")
+        store.query("SELECT sighting_counts_compact()")
         assert store.query("SELECT count(*) FROM sighting_hours WHERE n <= 0")[1] == [(0,)]
         agree("compacted")
         _year(store, images=10)

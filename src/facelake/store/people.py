@@ -236,8 +236,12 @@ class People:
             sql.execute("DELETE FROM enrollments WHERE person_id = ?", [pid])
             sql.execute("DELETE FROM rejections WHERE person_id = ?", [pid])
             sql.execute("DELETE FROM people WHERE person_id = ?", [pid])
+            self._erased(pid)
             sql.audit(actor, "forget" if forget else "remove_person", f"person:{pid}")
         return counts
+
+    def _erased(self, person_id: int) -> None:
+        """What an engine keeps about a person beside the tables above, removed with them (none here)."""
 
     def _drop_audit_links(self, pid: int) -> int:
         """Delete the audit rows that name the person (inside :meth:`erase`); returns how many.

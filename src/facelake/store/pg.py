@@ -443,20 +443,24 @@ class PgReports(Reports):
 
 
 class PgPeople(People):
-    """The people's counts from the indexes, person by person.
+    """The people's counts from the log its triggers keep and from the indexes, person by person.
 
     DuckDB groups every named sighting by person and camera in one pass (5-10 ms at a million);
-    PostgreSQL does that pass row by row through the heap (115 ms p50 at 100,000 sightings). Here
-    each person costs an index-only count and last time (``sightings_person_seen``) and a skip
-    scan for the cameras (``sightings_person_camera``, one probe per camera): 22 ms at 100,000
-    and 54 ms at a million for the bench's one person (docs/scale.md).
+    PostgreSQL does that pass row by row through the heap (115 ms p50 at 100,000 sightings), and
+    even an index-only count of one person's 833,331 faces took 129 ms at a million. Here each
+    person costs a sum over ``person_sightings`` (migration 9's triggers), the last time from
+    ``sightings_person_seen`` and a skip scan for the cameras (``sightings_person_camera``, one
+    probe per camera).
     """
 
     def _seen(self) -> dict[int, tuple[int, datetime | None, list[str]]]:
         seen: dict[int, tuple[int, datetime | None, list[str]]] = {}
+        counts = {int(r[0]): int(r[1]) for r in self._sql.all(
+            "SELECT person_id, sum(n) FROM person_sightings GROUP BY 1 HAVING sum(n) <> 0")}
         for (person,) in self._sql.all("SELECT person_id FROM people"):
-            # Two statements: together the planner read the count's rows from the heap for the time.
-            n = self._sql.count("SELECT count(*) FROM sightings WHERE person_id = ?", [person])
+            n = counts.get(int(person), 0)
+            if not n:
+                continue
             last = self._sql.one("SELECT max(seen_at) FROM sightings WHERE person_id = ?", [person])
             cameras = [r[0] for r in self._sql.all(
                 """WITH RECURSIVE c AS (
@@ -466,9 +470,16 @@ class PgPeople(People):
                        FROM c WHERE c.camera IS NOT NULL)
                    SELECT camera FROM c WHERE camera IS NOT NULL AND camera <> 'enrollment' ORDER BY 1""",
                 [person, person])]
-            if n:
-                seen[int(person)] = (n, None if last is None else last[0], cameras)
+            seen[int(person)] = (n, None if last is None else last[0], cameras)
         return seen
+
+    def _erased(self, person_id: int) -> None:
+        """Their rows of the count log go too: once none of their faces is linked they sum to 0,
+        and the id of someone erased is not kept beside the counts. The table is locked against
+        writers first (a few milliseconds, until the erasure commits): a compaction committing
+        meanwhile would otherwise put back the sum it read before the faces were unlinked."""
+        self._sql.execute("LOCK TABLE person_sightings IN SHARE ROW EXCLUSIVE MODE")
+        self._sql.execute("DELETE FROM person_sightings WHERE person_id = ?", [person_id])
 
 
 class PgClusters(Clusters):
