@@ -4,6 +4,7 @@ several photos per person and `people import` — unit tests on synthetic vector
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,27 @@ def test_a_gallery_file_is_named_with_its_size_like_the_store(tmp_path: Path) ->
     fixed = NamingStage(Settings(db=tmp_path / "facelake.duckdb", identify_gallery_extra=0.0))
     fixed.use_gallery(file.gallery())
     assert fixed.namer is not None and fixed.namer.name_image(stranger[None], [0.5])[0][0] == 7, "0: a fixed bar"
+
+
+def test_a_new_person_in_a_gallery_past_its_reference_size_is_matched_against_every_image(
+        db: Target, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming one face as a new person raises every bar, so faces far from it can lose their
+    names: the narrow identify after it (which looks only near the new face) must agree with a
+    full one. Here the bar rises past any score from the second person on (reference 1)."""
+    from facelake import load_settings
+    from facelake.identities import name_face
+
+    monkeypatch.setitem(CALIBRATED, FUSION, replace(CALIBRATED[FUSION], gallery_reference=1, gallery_extra=1.0))
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    obama = "SELECT count(s.person_id) FROM sightings s JOIN images i USING (image_id) WHERE i.uri NOT LIKE '%b.jpg' " \
+            "AND i.camera IN ('frontdoor', 'garden')"
+    assert rows(db, obama) == [(2,)], "one person enrolled: the calibrated bar"
+    biden = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%b.jpg'")
+    name_face(load_settings(db=db), biden[0][0], "Joe", "test")
+    assert rows(db, obama) == [(0,)], "two people: every bar rose, the far images were matched again"
+    code, output = cli(db, "identify")
+    assert code == 0 and "0 changed" in output, output
 
 
 def test_a_rejected_face_and_its_near_duplicates_are_not_named_again() -> None:
