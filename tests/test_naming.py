@@ -4,12 +4,16 @@ several photos per person and `people import` — unit tests on synthetic vector
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from facelake.identities.matching import CALIBRATED, Gallery, Namer, Thresholds
+from facelake.config import Settings
+from facelake.identities.matching import CALIBRATED, Gallery, GalleryFile, Namer, Thresholds, thresholds
+from facelake.identities.stages import NamingStage
 from facelake.store.base import Target
 from facelake.vision.models import FUSION
 
@@ -58,6 +62,80 @@ def test_a_sharp_face_just_over_the_threshold_is_a_look_alike() -> None:
     assert n.name_image(face[None], [0.84]) == [(None, None)]
     assert n.name_image(face[None], [0.5])[0][0] == 1
     assert n.required(0.5) == t.identify and n.required(1.0) == t.identify + t.sharp_extra
+
+
+def _crowd(people: int, dim: int = 256) -> np.ndarray:
+    """``people`` enrolled faces that look nothing alike (orthonormal rows)."""
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(dim, people)))
+    return q.T.astype(np.float32)
+
+
+def _at(enrolled: np.ndarray, similarity: float, away: np.ndarray) -> np.ndarray:
+    """A face scoring ``similarity`` against ``enrolled`` (``away`` orthogonal to every enrolled face)."""
+    return (similarity * enrolled + np.sqrt(1 - similarity**2) * away).astype(np.float32)
+
+
+def test_a_larger_gallery_needs_a_higher_score_for_the_same_false_accept_rate() -> None:
+    """wider_dev, 100 clear faces enrolled: 24 strangers got a name with the fixed threshold, 0 with
+    20. A stranger just over the calibrated bar stays unknown in a gallery of 200 people, a true
+    match far above it is still named, and with up to ``gallery_reference`` people the rule is the
+    calibrated one."""
+    t = CALIBRATED[FUSION]
+    assert t.gallery_extra > 0 and t.gallery_reference == 20
+    enrolled = _crowd(201)
+    away = enrolled[200]  # orthogonal to every enrolled face
+    stranger = _at(enrolled[0], t.identify + 0.003, away)
+    same = _at(enrolled[0], 0.95, away)
+
+    def gallery_of(n: int) -> Namer:
+        return Namer(Gallery(t.identify, t.margin).fit(enrolled[:n], np.arange(n)), t, min_quality=0.13)
+
+    few, reference, many = gallery_of(5), gallery_of(20), gallery_of(200)
+    assert few.required(0.5) == reference.required(0.5) == t.identify, "up to 20 people: the calibrated bar"
+    assert few.name_image(stranger[None], [0.5])[0][0] == 0 == reference.name_image(stranger[None], [0.5])[0][0]
+    assert many.required(0.5) == pytest.approx(t.identify + t.gallery_extra), "tenfold the people: one step"
+    assert many.required(0.2) - few.required(0.2) == pytest.approx(t.gallery_extra), "every quality's bar rises alike"
+    assert many.name_image(stranger[None], [0.5]) == [(None, None)]
+    assert many.name_image(same[None], [0.5])[0][0] == 0
+    assert gallery_of(50).required(0.5) < gallery_of(100).required(0.5) < many.required(0.5)
+
+
+def test_a_gallery_file_is_named_with_its_size_like_the_store(tmp_path: Path) -> None:
+    """The Cloud Function names with a gallery read from a file: the same rise applies there."""
+    t = CALIBRATED[FUSION]
+    enrolled = _crowd(201)
+    people = np.arange(200, dtype=np.int64)
+    file = GalleryFile(enrolled[:200], people, {int(i): f"person {i}" for i in people}, FUSION, t.identify, t.margin)
+    stage = NamingStage(Settings(db=tmp_path / "facelake.duckdb"))
+    stage.use_gallery(GalleryFile.from_bytes(file.to_bytes()).gallery())
+    assert stage.namer is not None and stage.namer.required(0.5) == pytest.approx(t.identify + t.gallery_extra)
+    stranger = _at(enrolled[7], t.identify + 0.003, enrolled[200])
+    assert stage.namer.name_image(stranger[None], [0.5]) == [(None, None)]
+    assert thresholds(Settings(identify_gallery_extra=0.0)).gallery_extra == 0.0
+    fixed = NamingStage(Settings(db=tmp_path / "facelake.duckdb", identify_gallery_extra=0.0))
+    fixed.use_gallery(file.gallery())
+    assert fixed.namer is not None and fixed.namer.name_image(stranger[None], [0.5])[0][0] == 7, "0: a fixed bar"
+
+
+def test_a_new_person_in_a_gallery_past_its_reference_size_is_matched_against_every_image(
+        db: Target, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming one face as a new person raises every bar, so faces far from it can lose their
+    names: the narrow identify after it (which looks only near the new face) must agree with a
+    full one. Here the bar rises past any score from the second person on (reference 1)."""
+    from facelake import load_settings
+    from facelake.identities import name_face
+
+    monkeypatch.setitem(CALIBRATED, FUSION, replace(CALIBRATED[FUSION], gallery_reference=1, gallery_extra=1.0))
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    obama = "SELECT count(s.person_id) FROM sightings s JOIN images i USING (image_id) WHERE i.uri NOT LIKE '%b.jpg' " \
+            "AND i.camera IN ('frontdoor', 'garden')"
+    assert rows(db, obama) == [(2,)], "one person enrolled: the calibrated bar"
+    biden = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%b.jpg'")
+    name_face(load_settings(db=db), biden[0][0], "Joe", "test")
+    assert rows(db, obama) == [(0,)], "two people: every bar rose, the far images were matched again"
+    code, output = cli(db, "identify")
+    assert code == 0 and "0 changed" in output, output
 
 
 def test_a_rejected_face_and_its_near_duplicates_are_not_named_again() -> None:

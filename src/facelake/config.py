@@ -188,6 +188,15 @@ class Settings(BaseSettings):
         "threshold because a stranger gets one try per enrolled face; raised for low-quality faces "
         "where the model needs it (docs/accuracy.md has the score distributions behind each value).",
     )
+    identify_gallery_extra: float | None = Field(
+        None, ge=0.0, le=0.2, title="Rise of the naming bar per tenfold of enrolled people",
+        description="A stranger is compared with every enrolled person, so with more people enrolled "
+        "one of them scores over a fixed bar more often; every bar rises by this much per tenfold of "
+        "people beyond 20 (log-scale: +0.007 at 50, +0.0126 at 100 with fusion's value). None: the "
+        "embedder's calibrated value (fusion 0.018, the rise of its different-person scores per tenfold "
+        "smaller false-accept rate; dlib and MobileFaceNet 0, not measured). 0 keeps the bar fixed: more "
+        "tiny camera faces named in a large gallery, and more strangers (docs/accuracy.md, \"Larger galleries\").",
+    )
     match_margin: float | None = Field(
         None, ge=0.0, le=1.0, title="Margin over the second-best person",
         description="A face is named only if its best person beats the next one by this much, so "

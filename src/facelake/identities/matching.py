@@ -24,6 +24,9 @@ The rule, in the order it is applied (each part answers a way strangers got name
    or profile face embeds near every other such face, whoever it is: ``vision.recognisability``);
    when the owner has not said "not this person" for it or a near-duplicate;
    and when no other face of the same image got that person (the better-scoring one keeps it).
+   Every bar rises with the number of people enrolled beyond the size the thresholds were checked
+   at (``gallery_extra`` per tenfold): a stranger meets every enrolled person, so a larger gallery
+   needs a smaller false-accept rate per person to name strangers as rarely.
 4. **The gallery as a file** (:class:`GalleryFile`): what a Cloud Function needs to name
    faces without a database.
 """
@@ -31,6 +34,7 @@ The rule, in the order it is applied (each part answers a way strangers got name
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -74,6 +78,18 @@ class Thresholds:
     a look-alike than the person, and for it the threshold can sit at a ten times smaller
     false-accept rate at no cost in right names (docs/accuracy.md, "Sharp look-alikes").
     """
+    gallery_extra: float = 0.0
+    """Added to every required score per tenfold of enrolled people beyond ``gallery_reference``.
+
+    A stranger is compared with every enrolled person, so the chance that one of N people scores
+    over a fixed threshold grows about N-fold. Keeping it what it was at ``gallery_reference``
+    people needs, per person, an N / ``gallery_reference`` times smaller false-accept rate: the
+    threshold moves up the different-person score distribution's tail, which on the development
+    crowds rises by this much per tenfold smaller false-accept rate (docs/accuracy.md, "Larger galleries").
+    """
+    gallery_reference: int = 20
+    """The most people the thresholds were checked with end to end and named no stranger
+    (``bench/identify.py --wider 20``); galleries up to this size keep the calibrated rule."""
 
 
 CALIBRATED: dict[str, Thresholds] = {
@@ -88,8 +104,10 @@ CALIBRATED: dict[str, Thresholds] = {
     # against enrolled faces on wider_dev; every right name of the identify bench still clears it.
     # sharp_extra 0.017: identify + 0.017 = 0.896 is the FAR 0.01 % per pair point of different people
     # in the even half of wider_dev (bench/recognisability.py sharp); a sharp stranger of the odd half scored 0.8811.
+    # gallery_extra 0.018: the even half of wider_dev's different-person scores rise 0.0181 per tenfold smaller
+    # FAR per pair from 10^-3 (0.8786, the identify bar) to 10^-4 (bench/recognisability.py gallery; odd half 0.0209).
     FUSION: Thresholds(match=0.858, identify=0.879, cluster=0.88, low_quality_extra=0.004, duplicate=0.956,
-                       margin=0.0083, cluster_pair=0.94, sharp_extra=0.017),
+                       margin=0.0083, cluster_pair=0.94, sharp_extra=0.017, gallery_extra=0.018),
 }
 
 
@@ -110,6 +128,7 @@ def thresholds(settings: Settings) -> Thresholds:
         identify=base.identify if settings.identify_threshold is None else settings.identify_threshold,
         cluster=base.cluster if settings.cluster_threshold is None else settings.cluster_threshold,
         margin=base.margin if settings.match_margin is None else settings.match_margin,
+        gallery_extra=base.gallery_extra if settings.identify_gallery_extra is None else settings.identify_gallery_extra,
     )
 
 
@@ -194,13 +213,21 @@ class Namer:
     rejected_people: NDArray[np.int64] | None = None
     min_recognisability: float = GATE
 
+    def gallery_extra(self) -> float:
+        """What this gallery's size adds to every required score (0 up to ``gallery_reference`` people)."""
+        people, reference = len(self.gallery.people_), self.thresholds.gallery_reference
+        if people <= reference or reference < 1:
+            return 0.0
+        return self.thresholds.gallery_extra * math.log10(people / reference)
+
     def required(self, quality: float) -> float:
-        """The score a face of this quality needs: raised below ``quality_full`` and above it."""
+        """The score a face of this quality needs in this gallery: raised below ``quality_full`` and
+        above it, and for a gallery of more people than the thresholds were checked with."""
         shortfall = max(0.0, 1.0 - quality / self.quality_full) if self.quality_full > 0 else 0.0
         span = self.quality_sharp - self.quality_full
         sharpness = min(1.0, max(0.0, (quality - self.quality_full) / span)) if span > 0 else 0.0
         return (self.thresholds.identify + self.thresholds.low_quality_extra * shortfall
-                + self.thresholds.sharp_extra * sharpness)
+                + self.thresholds.sharp_extra * sharpness + self.gallery_extra())
 
     def _vetoed(self, embedding: NDArray[np.float32], person: int) -> bool:
         if self.rejected is None or self.rejected_people is None or not len(self.rejected):

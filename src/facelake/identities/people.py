@@ -132,7 +132,9 @@ def identify(store: Store, settings: Settings, enrolled: Sequence[int] | None = 
     With ``enrolled`` (the sightings just added to one person's enrollments, the only change
     to the gallery) and ``renamed`` (faces the same edit gave that person's name), only the
     images those can change are matched again (:func:`_reach`): naming a cluster of 20 faces
-    at a million sightings reads the embeddings once, unordered, instead of re-deciding them all.
+    at a million sightings reads the embeddings once, unordered, instead of re-deciding them all
+    — unless the edit made a new person in a gallery whose bars rise with its size
+    (:func:`_new_person_raised_bars`): then every image is.
     """
     namer = load_namer(store, settings)
     model = model_of(settings)
@@ -140,7 +142,8 @@ def identify(store: Store, settings: Settings, enrolled: Sequence[int] | None = 
     changes: list[tuple[int, int | None, float | None, int | None]] = []
     track_changes: list[tuple[int, int | None, float | None]] = []
     named = checked = 0
-    images = None if enrolled is None else _reach(store, settings, enrolled, renamed, tracks)
+    images = None if enrolled is None or _new_person_raised_bars(store, namer, enrolled) else \
+        _reach(store, settings, enrolled, renamed, tracks)
     for batch in store.sightings.to_name(model, images):
         by_image: dict[str, list[FaceToName]] = {}
         for f in batch:
@@ -153,6 +156,24 @@ def identify(store: Store, settings: Settings, enrolled: Sequence[int] | None = 
     store.tracks.set_names(track_changes)
     return IdentifyResult(checked, named, len(changes),
                           tuple(NameChange(sighting, was, person) for sighting, person, _, was in changes))
+
+
+def _new_person_raised_bars(store: Store, namer: Namer, enrolled: Sequence[int]) -> bool:
+    """Whether ``enrolled`` made a new person in a gallery past ``gallery_reference`` people.
+
+    Every bar rises with the number of people (:meth:`Namer.gallery_extra`), so a new person can
+    take a name from a face anywhere, not only near the new enrollments: ``identify`` then
+    matches every image again. A person whose every enrolled face is among ``enrolled`` is new
+    (a face enrolled twice, byte for byte, counts as new too: the safe side).
+    """
+    if not enrolled or namer.gallery_extra() == 0.0:
+        return False
+    _, vectors = store.sightings.embeddings_of(list(enrolled))
+    gallery = namer.gallery
+    if not len(vectors) or vectors.shape[1] != gallery.embeddings_.shape[1]:
+        return False
+    mine = (gallery.embeddings_ @ vectors.T).max(axis=1) >= 1.0 - 1e-5
+    return any(bool(mine[gallery.labels_ == person].all()) for person in np.unique(gallery.labels_[mine]))
 
 
 def _reach(store: Store, settings: Settings, enrolled: Sequence[int], renamed: Sequence[int],
