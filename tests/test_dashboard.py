@@ -286,10 +286,9 @@ def test_the_owners_workflows_in_chromium(served: tuple[str, str], tmp_path: Pat
 
 
 def test_timeline_pages_by_capture_time_across_gaps_of_years(tmp_path: Path) -> None:
-    """The timeline asks recent windows of time first (``Reports._newest_by_time``): across
-    stretches with no sighting (months, years), a window that is too short, sightings at the
-    same second and a camera or person filter, page after page gives every sighting once, newest
-    capture time first, as one sort of the whole table does."""
+    """Across stretches with no sighting (months, years), sightings at the same second and a
+    camera or person filter, the timeline's keyset pages are full and give every sighting once,
+    newest capture time first, as one sort of the whole table does."""
     import dataclasses
     from datetime import datetime, timedelta
 

@@ -408,13 +408,6 @@ class PgReports(Reports):
     ``date_trunc`` pass on both engines, read from ``sightings_camera_seen`` alone here.)
     """
 
-    def _newest_by_time(self, where: list[str], params: list[Any], before: tuple[datetime, int] | None,
-                        limit: int) -> list[int]:
-        """One statement: the index on ``(seen_at, sighting_id)`` reads the newest rows backwards."""
-        return [int(r[0]) for r in self._sql.all(
-            f"SELECT s.sighting_id FROM sightings s WHERE {' AND '.join(where)} "
-            f"ORDER BY s.seen_at DESC, s.sighting_id DESC LIMIT ?", [*params, limit])]
-
     def hours(self, camera: str | None = None, since: datetime | None = None) -> list[tuple[datetime, int]]:
         """Summed from ``sighting_hours``, which triggers keep (PostgreSQL migration 9): grouping
         a million sightings took 0.55 s a call, the log of a year's changes a few milliseconds.

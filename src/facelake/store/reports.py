@@ -9,7 +9,7 @@ filter when given (``? IS NULL OR …``: one statement serves both).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from ..vision.recognisability import GATE, recognisable
@@ -103,10 +103,6 @@ _STATS = {
 }
 
 
-_WINDOWS = 4
-"""Windows of time a timeline page tries before it sorts every sighting (``Reports._newest_by_time``)."""
-
-
 class Reports:
     """Read-only summaries over images, sightings and people."""
 
@@ -159,45 +155,10 @@ class Reports:
         if before is not None:
             where.append("(s.seen_at < ? OR (s.seen_at = ? AND s.sighting_id < ?))")
             params += [before[0], before[0], before[1]]
-        return self._rows(self._newest_by_time(where, params, before, limit), capture_time=False)
-
-    def _newest_by_time(self, where: list[str], params: list[Any], before: tuple[datetime, int] | None,
-                        limit: int) -> list[int]:
-        """The ids of the ``limit`` newest sightings by capture time that match ``where``.
-
-        Why in windows: DuckDB answers ``ORDER BY seen_at DESC, sighting_id DESC LIMIT 60`` with
-        a top-N over every row (13.7 ms of CPU at a million sightings, most of a timeline page;
-        four clients on two cores wait for each other's), while the same query bounded to a
-        recent stretch of time is a filtered scan (1-3 ms). The hour before the newest time (or
-        the page's cursor) is asked first. A window that holds ``limit`` rows holds the newest
-        ``limit`` of all (every row outside it is older). One that holds fewer is followed by a
-        window eight times as long, ending at the newest time before it, so a stretch with no
-        sightings at all (a camera off for months, an old archive) is jumped in one step. After
-        ``_WINDOWS`` windows, or once one reaches the oldest time, the query runs unbounded.
-        """
-        def newest(bound: datetime | None) -> list[int]:
-            clauses, values = (where, params) if bound is None else ([*where, "s.seen_at >= ?"], [*params, bound])
-            return [int(r[0]) for r in self._sql.all(
-                f"SELECT s.sighting_id FROM sightings s WHERE {' AND '.join(clauses)} "
-                f"ORDER BY s.seen_at DESC, s.sighting_id DESC LIMIT ?", [*values, limit])]
-
-        span = self._sql.one("SELECT min(seen_at), max(seen_at) FROM sightings")
-        if span is None or span[0] is None:
-            return []
-        oldest, top = span[0], before[0] if before is not None else span[1]
-        window = timedelta(hours=1)
-        for _ in range(_WINDOWS):
-            bound = top - window
-            if bound <= oldest:
-                break
-            ids = newest(bound)
-            if len(ids) >= limit:
-                return ids
-            below = self._sql.one("SELECT max(seen_at) FROM sightings WHERE seen_at < ?", [bound])
-            if below is None or below[0] is None:
-                return ids
-            top, window = below[0], window * 8
-        return newest(None)
+        ids = [int(r[0]) for r in self._sql.all(
+            f"SELECT s.sighting_id FROM sightings s WHERE {' AND '.join(where)} "
+            f"ORDER BY s.seen_at DESC, s.sighting_id DESC LIMIT ?", [*params, limit])]
+        return self._rows(ids, capture_time=False)
 
     def _rows(self, ids: list[int], capture_time: bool) -> list[SightingRow]:
         """The listing rows of ``ids``, in that order, in three small lookups instead of one join.
