@@ -138,6 +138,28 @@ def test_a_new_person_in_a_gallery_past_its_reference_size_is_matched_against_ev
     assert code == 0 and "0 changed" in output, output
 
 
+def test_removing_a_person_from_a_gallery_past_its_reference_size_names_what_the_lower_bars_allow(
+        db: Target, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One person fewer lowers every bar: ``people remove`` matches every face again, so the names
+    stored agree with a full identify at once (they waited for the next one)."""
+    from facelake import load_settings
+    from facelake.identities import name_face
+
+    monkeypatch.setitem(CALIBRATED, FUSION, replace(CALIBRATED[FUSION], gallery_reference=1, gallery_extra=1.0))
+    assert cli(db, "people", "add", "Barack", str(samples / "obama3.jpg"), "--consent", "test")[0] == 0
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    obama = "SELECT count(s.person_id) FROM sightings s JOIN images i USING (image_id) WHERE i.uri NOT LIKE '%b.jpg' " \
+            "AND i.camera IN ('frontdoor', 'garden')"
+    biden = rows(db, "SELECT s.sighting_id FROM sightings s JOIN images i USING (image_id) WHERE i.uri LIKE '%b.jpg'")
+    name_face(load_settings(db=db), biden[0][0], "Joe", "test")
+    assert rows(db, obama) == [(0,)], "two people: every bar rose past Barack's faces"
+    code, output = cli(db, "people", "remove", "Joe")
+    assert code == 0, output
+    assert rows(db, obama) == [(2,)], "one person again: the calibrated bar names Barack's faces at once"
+    code, output = cli(db, "identify")
+    assert code == 0 and "0 changed" in output, output
+
+
 def test_a_rejected_face_and_its_near_duplicates_are_not_named_again() -> None:
     face = unit(1, 0.2, 0)
     near = unit(1, 0.25, 0)

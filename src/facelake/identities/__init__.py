@@ -120,7 +120,7 @@ def rename_person(settings: Settings, who: str | int, new_name: str, actor: str 
 def remove_person(settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Un-enroll a person: their faces become unknown again (and expire like any unknown face)."""
     with open_store(settings.db) as store:
-        return store.people.erase(who, actor, forget=False)
+        return _people.remove(store, settings, who, actor)
 
 
 def forget(settings: Settings, who: str | int, actor: str = "cli", lake: str | None = None) -> dict[str, int]:

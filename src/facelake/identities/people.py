@@ -308,13 +308,27 @@ def name_face(store: Store, settings: Settings, sighting: int, name: str | None,
     return Enrollment(person, store.people.name_of(person) or "", [sighting])
 
 
+def remove(store: Store, settings: Settings, who: str | int, actor: str = "cli", forget: bool = False) -> dict[str, int]:
+    """Take a person out (``store.people.erase``); in a gallery whose bars rise with its size
+    (:meth:`~.matching.Namer.gallery_extra`), match every stored face again afterwards.
+
+    Why: one person fewer lowers every bar, so a face left unknown under the stricter bar may
+    now be named, as a full ``identify`` would name it (without this, only the next one did).
+    """
+    raised = load_namer(store, settings).gallery_extra() > 0.0
+    counts = store.people.erase(who, actor, forget=forget)
+    if raised:
+        counts["faces named again (every bar fell)"] = identify(store, settings).changed
+    return counts
+
+
 def forget(store: Store, settings: Settings, who: str | int, actor: str = "cli") -> dict[str, int]:
     """Erase a person completely (``store.people.erase``), from the face index, and from the disk.
 
     The index is rebuilt without their faces and the database compacted (``Store.compact``),
     so the erased crops and embeddings cannot be carved back from the files either.
     """
-    counts = store.people.erase(who, actor, forget=True)
+    counts = remove(store, settings, who, actor, forget=True)
     synced = sync_index(store, settings)
     if synced.index is not None:  # pgvector's index follows the table: nothing of ours to clean
         counts["index entries"] = synced.removed
