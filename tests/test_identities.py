@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -209,6 +210,30 @@ def test_cluster_name_merge_and_split(db: Target, cams: Path, samples: Path) -> 
     assert rows(db, "SELECT count(*) FROM sightings s JOIN people p USING (person_id) WHERE p.name = 'Barack'") == [(3,)]
     assert rows(db, "SELECT count(*) FROM enrollments") == [(3,)]
     assert cli(db, "clusters", "name", "999", "X", "--consent", "y")[0] == 4
+
+
+def test_a_run_over_more_faces_than_the_exact_lists_take_groups_real_faces_from_the_graph(
+        db: Target, cams: Path, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``EXACT_UP_TO`` free faces the neighbour lists come from an HNSW graph (set to 0 here,
+    so these four real faces take that path): the same groups as the exact lists give."""
+    from facelake.identities import clustering
+
+    shutil.copy(samples / "obama3.jpg", cams / "garden" / "d.jpg")
+    assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
+    monkeypatch.setattr(clustering, "EXACT_UP_TO", 0)
+    built: list[int] = []
+
+    class Counted(clustering._GraphNeighbours):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(clustering, "_GraphNeighbours", Counted)
+    code, output = cli(db, "cluster", "--full")
+    assert code == 0 and "clustered 4 unknown faces (3 new)" in output and built == [1]
+    by_file = dict(rows(db, "SELECT regexp_replace(i.uri, '^.*/', ''), s.cluster_id FROM sightings s "
+                            "JOIN images i USING (image_id)"))
+    assert by_file["a.jpg"] == by_file["c.jpg"] == by_file["d.jpg"] is not None and by_file["b.jpg"] is None
 
 
 def test_an_incremental_run_looks_only_at_new_faces_and_the_ungrouped_ones_near_them(

@@ -370,3 +370,27 @@ def test_eval_reports_on_a_folder_per_person(tmp_path: Path, samples: Path, astr
     assert report["strangers_named"] == 0.0 and report["named_wrong"] == 0.0 and report["named_right"] > 0.5
     assert report["cluster_precision"] == 1.0 and report["tar_at_far_1"] > 0.5
     assert not (tmp_path / "unused.duckdb").exists(), "eval stores nothing"
+
+
+def test_neighbours_from_the_graph_decide_as_the_exact_lists() -> None:
+    """Past ``exact_up_to`` free faces the lists come from an HNSW graph: people seen many times,
+    strangers, and repeat visitors seen twice, in images of four faces, group face for face as
+    with the exact lists (``exact_up_to=0`` forces the graph here)."""
+    from facelake.identities.clustering import CentroidClustering
+
+    rng = np.random.default_rng(5)
+    people = _people(rng, 40, 12, 128, 0.03)
+    strangers = rng.normal(size=(3000, 128)).astype(np.float32)
+    twice = np.repeat(rng.normal(size=(30, 128)), 2, axis=0) + rng.normal(scale=0.01, size=(60, 128))
+    X = np.vstack([people, strangers, twice]).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    order = rng.permutation(len(X))
+    X = X[order]
+    images = [f"img{i // 4}" for i in rng.permutation(len(X))]
+    quality = np.round(rng.random(len(X)), 1).astype(np.float32)  # ties: the row order decides
+    clear = rng.random(len(X)) > 0.2
+    exact = CentroidClustering(0.8, pair_threshold=0.97).fit(X, groups=images, quality=quality, clear=clear)
+    graph = CentroidClustering(0.8, pair_threshold=0.97, exact_up_to=0).fit(X, groups=images, quality=quality,
+                                                                          clear=clear)
+    assert (exact.labels_ >= 0).sum() > 400 and exact.sizes_.max() >= 10
+    assert graph.labels_.tolist() == exact.labels_.tolist()
