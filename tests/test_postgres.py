@@ -323,6 +323,9 @@ def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresSer
             f"cam{i}" for i in range(8))
         assert store.clusters.listing(2) == Clusters(store._sql, store.people).listing(2)
         assert len(store.clusters.listing(2)) == 3
+        for size, limit, offset in ((2, 1, 0), (2, 2, 1), (2, 5, 2), (1, None, 0), (4, None, 0)):
+            assert store.clusters.listing(size, limit, offset) == Clusters(store._sql, store.people).listing(
+                size, limit, offset), "counted, then the page's clusters read: as one grouped pass"
 
 
 def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_servers: PostgresServers) -> None:

@@ -480,11 +480,26 @@ class PgClusters(Clusters):
     index alone (its INCLUDE columns): the join to images read every clustered face's image."""
 
     def listing(self, min_size: int = 2, limit: int | None = None, offset: int = 0) -> list[ClusterRow]:
-        return [ClusterRow(*r) for r in self._sql.all(
-            """SELECT s.cluster_id, count(*), min(s.seen_at), max(s.seen_at),
-                      string_agg(DISTINCT s.camera, ', ' ORDER BY s.camera)
-               FROM sightings s WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
-               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1 LIMIT ? OFFSET ?""", [min_size, limit, offset])]
+        """Counted first, then the times and cameras of the page's clusters only.
+
+        Why two steps: grouped in one pass, every clustered face went through a sort by camera
+        for the cameras' ``DISTINCT`` and through ``min``/``max`` (63 ms at 166,665 clustered
+        faces in 2,000 clusters, 80 ms for a page of ``/clusters``); counting alone reads the
+        same index in 18 ms, and the 25 clusters of a page are then read by key in one statement.
+        """
+        counts = self._sql.all(
+            """SELECT s.cluster_id, count(*) FROM sightings s WHERE s.cluster_id IS NOT NULL AND s.person_id IS NULL
+               GROUP BY 1 HAVING count(*) >= ? ORDER BY 2 DESC, 1 LIMIT ? OFFSET ?""", [min_size, limit, offset])
+        if not counts:
+            return []
+        ids = [int(c) for c, _ in counts]
+        details = {int(r[0]): r[1:] for r in self._sql.all(
+            """SELECT c.id, d.first_seen, d.last_seen, d.cameras FROM unnest(?::bigint[]) AS c(id)
+               CROSS JOIN LATERAL (SELECT min(s.seen_at) AS first_seen, max(s.seen_at) AS last_seen,
+                                          string_agg(DISTINCT s.camera, ', ' ORDER BY s.camera) AS cameras
+                                   FROM sightings s WHERE s.cluster_id = c.id AND s.person_id IS NULL) AS d""",
+            [ids])}
+        return [ClusterRow(c, int(n), *details[c]) for c, n in zip(ids, (n for _, n in counts)) if c in details]
 
 
 class PgStore(SqlStore):
