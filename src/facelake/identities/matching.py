@@ -179,14 +179,14 @@ class Gallery:
         if len(self.people_) == 0:
             return [Match(None, -1.0, 0.0) for _ in range(len(X))]
         per_person = self.scores(X)
+        order = np.argsort(-per_person, axis=1)  # row by row, as one call: the same order each row had alone
+        rows = np.arange(len(per_person))
+        best = per_person[rows, order[:, 0]].astype(np.float64)
+        margins = best - per_person[rows, order[:, 1]] if len(self.people_) > 1 else np.ones(len(best))
         out = []
-        for row in per_person:
-            order = np.argsort(-row)
-            best = float(row[order[0]])
-            margin = best - float(row[order[1]]) if len(self.people_) > 1 else 1.0
-            candidate = int(self.people_[order[0]])
-            named = best >= self.threshold and margin >= self.margin
-            out.append(Match(candidate if named else None, best, margin, candidate))
+        for b, margin, candidate in zip(best.tolist(), margins.tolist(), self.people_[order[:, 0]].tolist()):
+            named = b >= self.threshold and margin >= self.margin
+            out.append(Match(candidate if named else None, b, margin, candidate))
         return out
 
 
@@ -237,16 +237,22 @@ class Namer:
 
     def name_image(self, embeddings: NDArray[np.float32], qualities: Sequence[float],
                    taken: set[int] | None = None,
-                   recognisability: Sequence[float | None] | None = None) -> list[Decision]:
+                   recognisability: Sequence[float | None] | None = None,
+                   matches: Sequence[Match] | None = None) -> list[Decision]:
         """Decisions for the faces of one image; ``taken`` are people already in it (enrollment faces).
 
         ``recognisability`` (one per face, ``None`` where not scored) keeps faces below the gate unknown.
+        ``matches``: the gallery's matches of ``embeddings``, when the caller matched many images'
+        faces at once (a face's match depends on nothing else; one call per image was most of
+        ``identify``'s time at a million sightings).
         """
         n = len(embeddings)
         if n == 0 or len(self.gallery.people_) == 0:
             return [(None, None)] * n
+        if matches is None:
+            matches = self.gallery.match(np.asarray(embeddings, dtype=np.float32))
         candidates: list[tuple[float, int, int]] = []
-        for i, match in enumerate(self.gallery.match(np.asarray(embeddings, dtype=np.float32))):
+        for i, match in enumerate(matches):
             person = match.candidate
             assert person is not None  # someone is enrolled
             if qualities[i] < self.min_quality or match.score < self.required(qualities[i]):

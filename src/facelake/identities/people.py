@@ -22,7 +22,7 @@ from ..store.tracks import TrackToName
 from ..vision.models import EMBEDDER_MODELS
 from ..vision.recognisability import clearest
 from .index import sync_index
-from .matching import Namer, dim_of, load_namer, model_of, overlapping, thresholds
+from .matching import Match, Namer, dim_of, load_namer, model_of, overlapping, thresholds
 from .photos import Photo
 
 ENROLLMENT_CAMERA = "enrollment"
@@ -148,8 +148,11 @@ def identify(store: Store, settings: Settings, enrolled: Sequence[int] | None = 
         by_image: dict[str, list[FaceToName]] = {}
         for f in batch:
             by_image.setdefault(f.image_id, []).append(f)
+        photo = [f for f in batch if f.enrolled_as is None and f.track_id not in tracks]
+        matches = dict(zip((f.sighting_id for f in photo), namer.gallery.match(
+            np.stack([f.embedding for f in photo]).astype(np.float32)))) if photo else {}
         for faces in by_image.values():
-            named_here, checked_here = _identify_image(namer, faces, tracks, changes, track_changes)
+            named_here, checked_here = _identify_image(namer, faces, tracks, changes, track_changes, matches)
             named += named_here
             checked += checked_here
     store.people.set_identities(changes, actor="identify")
@@ -211,8 +214,10 @@ def _reach(store: Store, settings: Settings, enrolled: Sequence[int], renamed: S
 
 def _identify_image(namer: Namer, faces: list[FaceToName], tracks: dict[int, TrackToName],
                     changes: list[tuple[int, int | None, float | None, int | None]],
-                    track_changes: list[tuple[int, int | None, float | None]]) -> tuple[int, int]:
-    """Name one image's faces (appending what changed); returns how many were named and checked."""
+                    track_changes: list[tuple[int, int | None, float | None]],
+                    matches: dict[int, Match]) -> tuple[int, int]:
+    """Name one image's faces (appending what changed); returns how many were named and checked.
+    ``matches``: the gallery's match of each photo face (not of a clip's), made for the batch at once."""
     named = checked = 0
     taken = {f.enrolled_as for f in faces if f.enrolled_as is not None}
     free = [f for f in faces if f.enrolled_as is None]
@@ -224,7 +229,8 @@ def _identify_image(namer: Namer, faces: list[FaceToName], tracks: dict[int, Tra
     checked += len(free)
     if photo:
         decisions = namer.name_image(np.array([f.embedding for f in photo], dtype=np.float32),
-                                     [f.quality for f in photo], taken, [f.recognisability for f in photo])
+                                     [f.quality for f in photo], taken, [f.recognisability for f in photo],
+                                     [matches[f.sighting_id] for f in photo])
         for f, (person, score) in zip(photo, decisions):
             named += person is not None
             if person != f.person_id:
