@@ -86,6 +86,26 @@ def test_enrollment_refuses_a_cat_a_blurred_and_a_masked_face_and_writes_nothing
     assert code == 0, output
 
 
+def test_enrollment_refuses_a_tiny_or_box_blurred_face_the_gate_lets_through(
+        db: Target, tmp_path: Path, samples: Path, analyzer: FaceAnalyzer) -> None:
+    """The recognisability gate passes both (a 16-px face ~0.6, a box blur of an eighth of the face ~0.58):
+    their embeddings still look like a face's, but neither is fit to be the template of a person."""
+    obama = load_rgb(samples / "obama.jpg")
+    small = cv2.resize(obama, (60, round(60 * obama.shape[0] / obama.shape[1])), interpolation=cv2.INTER_AREA)
+    k = int(analyzer.detect(obama)[0].width / 8)
+    weak = {"tiny": small, "smeared": cv2.blur(obama, (k, k))}
+    for name, rgb in weak.items():
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp_path / f"{name}.jpg", quality=95)
+        largest = analyzer.analyze(np.ascontiguousarray(rgb))[0]
+        assert largest.recognisability is not None and largest.recognisability >= GATE, (name, largest.recognisability)
+        code, output = cli(db, "people", "add", "Barack", str(tmp_path / f"{name}.jpg"), "--face", "0",
+                           "--consent", "asked")
+        assert code == 7 and "too small or too blurred to enroll" in output and "80 px wide" in output, output
+    assert empty(db, "people") and empty(db, "sightings") and empty(db, "enrollments")
+    code, output = cli(db, "people", "add", "Barack", str(samples / "obama.jpg"), "--consent", "asked")
+    assert code == 0, output
+
+
 def test_unclear_faces_are_stored_scored_and_never_named_or_clustered(
         db: Target, tmp_path: Path, variants: dict[str, np.ndarray], samples: Path) -> None:
     assert cli(db, "people", "add", "Barack", str(samples / "obama.jpg"), "--consent", "asked")[0] == 0

@@ -215,6 +215,14 @@ class Settings(BaseSettings):
         description="A face the detector doubts is often no face (scikit-image's cat scores 0.65) or a "
         "covered one; the sample portraits score 0.99 or more. Such a photo is refused, nothing is written.",
     )
+    enroll_min_quality: float = Field(
+        0.3, ge=0.0, le=1.0, title="Lowest face quality an enrollment photo's face may have",
+        description="Size and sharpness (vision/analyzer.py's quality). An enrolled face is the template every "
+        "later face is compared with, so it must be better than a face that is merely named "
+        "(identify_min_quality): the development set's first photos of each person score 0.45-0.76 "
+        "(ORL's 92x112 grey portraits included), a portrait shrunk to a 16-px face 0.09, a box-blurred "
+        "one 0.16. Such a photo is refused, nothing is written.",
+    )
     enroll_min_recognisability: float = Field(
         0.53, ge=0.0, le=1.0, title="Lowest recognisability an enrollment photo's face may have",
         description="Stricter than naming's gate (min_recognisability; the higher of the two applies): an "

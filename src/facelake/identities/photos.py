@@ -50,6 +50,11 @@ def check_enrollable(path: Path, faces: list[Face], chosen: int, settings: Setti
             f"{path}: the face cannot be recognised well enough to enroll (recognisability "
             f"{face.recognisability:.2f}, enrollment needs {needed:.2f}: covered, turned away, "
             "blurred or too small); use a sharp photo of the uncovered face, looking at the camera")
+    if face.quality < settings.enroll_min_quality:
+        raise UnclearFace(
+            f"{path}: the face is too small or too blurred to enroll (quality {face.quality:.2f}, "
+            f"{face.detection.width:.0f} px wide; enrollment needs {settings.enroll_min_quality:.2f}); use a sharp "
+            "photo where the face is at least 80 px wide")
 
 
 def photo_faces(
