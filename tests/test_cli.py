@@ -117,3 +117,21 @@ def test_tables_wrap_long_values_instead_of_cutting_them(db: Target, cams: Path)
     assert code == 0 and "…" not in output and output.lstrip().startswith("stored files"), output
     cells = "".join(line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│"))
     assert long_name in cells, output
+
+
+def test_a_wrong_file_or_folder_is_named_for_what_it_is(tmp_path: Path, samples: Path) -> None:
+    """A photo given as --db said another process held it; a report into a missing folder was a
+    traceback (exit 1, "a bug") after the work; a clip given to `people add` said "None"."""
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(samples / "obama.jpg", photo)
+    result = runner.invoke(app, ["--db", str(photo), "stats"], catch_exceptions=False)
+    assert result.exit_code == 4 and "is not a DuckDB database" in result.output, result.output
+    assert "another process" not in result.output and photo.read_bytes() == (samples / "obama.jpg").read_bytes()
+    db = tmp_path / "f.duckdb"
+    code, output = cli(db, "report", "--out", str(tmp_path / "missing" / "r.html"))
+    assert code == 2 and "does not exist" in output and not (tmp_path / "missing").exists(), output
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    for args in (("people", "add", "Ann", str(clip), "--consent", "asked"), ("search", str(clip))):
+        code, output = cli(db, *args)
+        assert code == 6 and "this is a video; give a photo" in output and "None" not in output, output

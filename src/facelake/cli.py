@@ -525,6 +525,9 @@ def report_cmd(
 
     if fmt not in ("html", "png"):
         raise errors.ConfigError(f"--format must be html or png, got {fmt!r}")
+    folder = out_file.parent if str(out_file.parent) else Path(".")
+    if not folder.is_dir():  # before the work, not as a traceback after it
+        raise errors.ConfigError(f"--out {out_file}: the folder {folder} does not exist; create it or pick another")
     summary = (build_report(_settings(), out_file, since, camera, faces=not no_faces) if fmt == "html"
                else build_png(_settings(), out_file, since, camera))
     out.print(f"wrote {summary.path} ({summary.bytes / 1e3:.0f} kB, {summary.sightings} sightings)")

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ConfigError, ImageUnreadable, NoFaceFound, UnclearFace
 from ..pipeline import Job, make_job
+from ..sources.base import is_video_name
 from ..sources.decode import ImageMeta, decode_image
 from ..sources.folder import FolderSource, file_entry
 from ..vision.analyzer import FaceAnalyzer
@@ -63,6 +64,9 @@ def photo_faces(
     """Read, decode and analyse a photo given on the command line; returns the chosen face's index too."""
     if not (path.exists() or path.is_symlink()):  # a usage error, like a missing ingest source
         raise ConfigError(f"{path}: no such file")
+    if is_video_name(path.name):  # a clip's faces are a track's: enroll or search from a still of it
+        raise ImageUnreadable(f"{path}: this is a video; give a photo (a frame saved from the clip will do), "
+                              "or ingest the clip and name its face in the dashboard")
     job = make_job(file_entry(path, camera), FolderSource(path, camera), int(settings.max_file_mb * 1e6))
     if job.data is None:
         raise ImageUnreadable(f"{path}: {job.error}")

@@ -284,6 +284,9 @@ class DuckStore(SqlStore):
                 return duckdb.connect(str(self.path), read_only=self.read_only and not DuckStore.shared,
                                       config={"memory_limit": DuckStore.memory_limit})
             except duckdb.IOException as exc:
+                if "not a valid DuckDB database" in str(exc):  # no lock involved: saying "held" misleads
+                    raise StoreError(f"{self.path} is not a DuckDB database (is --db pointing at another kind of "
+                                     "file?); give a new file name, or the .duckdb file facelake wrote") from exc
                 if (held := held_message(self.path)) is not None:  # serve lends the file to nobody
                     raise StoreError(held) from exc
                 pid = _watcher_of(self.path)
