@@ -143,6 +143,15 @@ def test_api_lists_visits_and_tracks_and_the_dashboard_shows_them(client: tuple[
     assert "Barack: 2 visits, 1 min in all" in person
     assert person.count("<tr>") == 3, "a header and two visits"
     assert "2 visits, 1 min in all" in c.get("/people").text
+    # A clip's face: its page shows its track's still (a clip is no photo: /photo is a 404 there).
+    t = next(t for t in tracks if len(t["crops"]) > 1)
+    other = int(t["crops"][-1].split("/")[3])
+    for sid in (t["best_sighting_id"], other):
+        face = c.get(f"/sightings/{sid}").text
+        assert f'src="/api/tracks/{t["track_id"]}/still"' in face and f"/api/sightings/{sid}/photo" not in face, face
+        assert ("this face's frame" in face) == (sid == t["best_sighting_id"]), face
+    still = c.get(f"/api/tracks/{t['track_id']}/still", headers=read)
+    assert still.status_code == 200 and still.headers["content-type"] == "image/jpeg"
 
 
 def test_report_counts_visits(recorded: Target, tmp_path: Path) -> None:

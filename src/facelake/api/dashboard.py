@@ -204,9 +204,11 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
                 if found is None:
                     raise HTTPException(404, f"no sighting {sighting_id}")
                 everyone = store.people.names()
+                track = store.tracks.of_sighting(sighting_id)
             row, width, height = found
             # The owner's own enrollment photo is taken back by forgetting the person, not face by face.
             return {"r": row, "width": width, "height": height, "enrolled": row.camera == "enrollment",
+                    "track": track,
                     "everyone": sorted(everyone.items(), key=lambda kv: kv[1].lower())}
 
         return page(request, "sighting.html", context)

@@ -40,6 +40,14 @@ class Tracks:
         row = self._sql.one("SELECT still FROM tracks WHERE track_id = ?", [track_id])
         return bytes(row[0]) if row and row[0] is not None else None
 
+    def of_sighting(self, sighting_id: int) -> tuple[int, float | None, bool] | None:
+        """A clip's face: its track, its time in the clip and whether it is the face the track's still
+        shows; ``None`` for a photo's face (a page about one face shows its photo, or else this)."""
+        row = self._sql.one("""SELECT s.track_id, s.offset_s, t.best_sighting_id = s.sighting_id
+                               FROM sightings s JOIN tracks t ON t.track_id = s.track_id
+                               WHERE s.sighting_id = ?""", [sighting_id])
+        return (int(row[0]), None if row[1] is None else float(row[1]), bool(row[2])) if row else None
+
     def set_names(self, changes: Sequence[tuple[int, int | None, float | None]]) -> None:
         """Apply ``(track_id, person_id, match_score)``: the name its sightings were given with it."""
         with self._sql.transaction():
