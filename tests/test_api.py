@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,6 +235,39 @@ def test_dashboard_session_needs_csrf_for_changes(site: tuple[TestClient, dict[s
     assert client.get("/", follow_redirects=False).status_code == 200
     assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
     assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_stopped_server_waits_for_a_stalled_upload_only_so_long(tmp_path: Path, samples: Path) -> None:
+    """SIGTERM during an upload that stalls (a client that sends part of its photo and waits): the
+    server kept running without a word, its database held, until it was killed."""
+    from facelake.api.serve import SHUTDOWN_GRACE_S
+
+    db = tmp_path / "f.duckdb"
+    token = cli(db, "tokens", "create", "--scope", "read", "--name", "slow")[1].strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "facelake.cli", "--db", str(db), "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    body = (b'--b0undary\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + (samples / "obama.jpg").read_bytes() + b"\r\n--b0undary--\r\n")
+    head = (f"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as stalled:
+            stalled.sendall(head + body[:1000])  # the rest never comes
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            out, _ = proc.communicate(timeout=SHUTDOWN_GRACE_S + 20)
+            waited = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and waited < SHUTDOWN_GRACE_S + 15, (proc.returncode, waited, out)
+    assert not Path(f"{db}.serve.json").exists(), "the note that the server holds the file is gone"
+    assert cli(db, "stats")[0] == 0, "the file is free again"
+    assert "Traceback" not in out and "timeout graceful shutdown exceeded" in out, out
 
 
 def test_serve_watches_answers_while_ingesting_and_tells_the_cli(

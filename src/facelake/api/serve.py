@@ -11,8 +11,10 @@ SIGTERM or Ctrl-C stop the web server, then the watcher finishes the images in h
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import socket
@@ -31,6 +33,19 @@ from ..triggers.watch import Watcher, WatchSummary
 from .app import create_app
 from .dashboard import warm
 
+SHUTDOWN_GRACE_S = 10.0
+"""How long SIGTERM or Ctrl-C waits for requests in flight before it drops them: uvicorn's
+default is to wait for ever, and one slow upload kept a stopped server alive (and its database
+held) with nothing said."""
+
+
+
+class _CancelledAtShutdown(logging.Filter):
+    """Drops uvicorn's traceback of a request cancelled when the grace ran out: its one line
+    ("Cancel 1 running task(s), timeout graceful shutdown exceeded") says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is asyncio.CancelledError)
 
 def check_port(host: str, port: int) -> None:
     """Raise ConfigError when ``host:port`` cannot be listened on (another server has it).
@@ -91,13 +106,17 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
         # of a request took ~80 ms at a million sightings (a timeline every ~40 requests at 110 ms).
         gc.collect()
         gc.freeze()
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         # uvicorn handles SIGTERM/SIGINT (graceful shutdown), then re-raises the signal to the
         # handlers it found; these let the process go on to stop the watcher and remove its note.
         previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+        quiet = _CancelledAtShutdown()
+        logging.getLogger("uvicorn.error").addFilter(quiet)
         try:
             uvicorn.Server(config).run()
         finally:
+            logging.getLogger("uvicorn.error").removeFilter(quiet)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
