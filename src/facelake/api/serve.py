@@ -33,7 +33,7 @@ from ..triggers.watch import Watcher, WatchSummary
 from .app import create_app
 from .dashboard import warm
 
-SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_GRACE_S = 10
 """How long SIGTERM or Ctrl-C waits for requests in flight before it drops them: uvicorn's
 default is to wait for ever, and one slow upload kept a stopped server alive (and its database
 held) with nothing said."""
