@@ -76,13 +76,14 @@ IMAGE_COLUMNS = "image_id, uri, camera, taken_at, width, height, bytes, status, 
 def _bad_inputs(folder: Path, good: Path) -> dict[str, str]:
     """Writes one file per kind of broken input; returns name → expected words in the error."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "zero.jpg").write_bytes(b"")
+    for empty in ("zero.jpg", "zero2.jpg", "zero.mp4", "zero2.mp4"):  # one sha256: never "copies" of each other
+        (folder / empty).write_bytes(b"")
     data = good.read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
     (folder / "text.jpg").write_text("this is a text file, not a photo\n")
     (folder / "random.png").write_bytes(np.random.default_rng(5).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     Image.new("L", (12000, 12000)).save(folder / "bomb.png")
-    return {"zero.jpg": "empty", "truncated.jpg": "truncated", "text.jpg": "not an image",
+    return {"zero.jpg": "empty", "zero2.jpg": "empty", "zero.mp4": "empty", "zero2.mp4": "empty", "truncated.jpg": "truncated", "text.jpg": "not an image",
             "random.png": "", "bomb.png": "MP"}
 
 

@@ -222,14 +222,23 @@ def make_job(entry: Entry, source: Source, max_bytes: int, video_max_bytes: int 
                 local = source.local_path(entry)
                 if local is not None:
                     image_id, size = _hash_file(local, limit)
-                    return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
-                               version=entry.version, path=str(local))
-                image_id, size, spooled = _spool(entry, source, limit)
-                return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
-                           version=entry.version, path=spooled, spooled=True)
-            data = source.read(entry, max_bytes)
-            return Job(image_id_of(data), entry.uri, entry.camera, data, entry.mtime, size=len(data),
-                       version=entry.version)
+                    if size:
+                        return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
+                                   version=entry.version, path=str(local))
+                else:
+                    image_id, size, spooled = _spool(entry, source, limit)
+                    if size:
+                        return Job(image_id, entry.uri, entry.camera, None, entry.mtime, size=size,
+                                   version=entry.version, path=spooled, spooled=True)
+                    Path(spooled).unlink(missing_ok=True)
+            else:
+                data = source.read(entry, max_bytes)
+                if data:
+                    return Job(image_id_of(data), entry.uri, entry.camera, data, entry.mtime, size=len(data),
+                               version=entry.version)
+            # Every empty file has the same sha256: as an id, the second would pass for a copy of the
+            # first and never get its own error row.
+            error = "empty file (0 bytes)"
         except SourceUnavailable as exc:
             if raise_unavailable:
                 raise
