@@ -76,8 +76,8 @@ IMAGE_COLUMNS = "image_id, uri, camera, taken_at, width, height, bytes, status, 
 def _bad_inputs(folder: Path, good: Path) -> dict[str, str]:
     """Writes one file per kind of broken input; returns name → expected words in the error."""
     folder.mkdir(parents=True, exist_ok=True)
-    for empty in ("zero.jpg", "zero2.jpg", "zero.mp4", "zero2.mp4"):  # one sha256: never "copies" of each other
-        (folder / empty).write_bytes(b"")
+    for nothing in ("zero.jpg", "zero2.jpg", "zero.mp4", "zero2.mp4"):  # one sha256: never "copies" of each other
+        (folder / nothing).write_bytes(b"")
     data = good.read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
     (folder / "text.jpg").write_text("this is a text file, not a photo\n")
