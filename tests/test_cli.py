@@ -121,7 +121,8 @@ def test_tables_wrap_long_values_instead_of_cutting_them(db: Target, cams: Path)
 
 def test_a_wrong_file_or_folder_is_named_for_what_it_is(tmp_path: Path, samples: Path) -> None:
     """A photo given as --db said another process held it; a report into a missing folder was a
-    traceback (exit 1, "a bug") after the work; a clip given to `people add` said "None"."""
+    traceback (exit 1, "a bug") after the work; a clip given to `people add` said "None"; `embed` of
+    a missing photo exited 0 (the table says 2, as ingest does)."""
     photo = tmp_path / "photo.jpg"
     shutil.copy(samples / "obama.jpg", photo)
     result = runner.invoke(app, ["--db", str(photo), "stats"], catch_exceptions=False)
@@ -135,3 +136,5 @@ def test_a_wrong_file_or_folder_is_named_for_what_it_is(tmp_path: Path, samples:
     for args in (("people", "add", "Ann", str(clip), "--consent", "asked"), ("search", str(clip))):
         code, output = cli(db, *args)
         assert code == 6 and "this is a video; give a photo" in output and "None" not in output, output
+    result = runner.invoke(app, ["embed", "--jsonl", str(photo), str(tmp_path / "nope.jpg")], catch_exceptions=False)
+    assert result.exit_code == 2 and "nope.jpg: no such file or folder" in result.output, result.output

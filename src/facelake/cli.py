@@ -371,6 +371,9 @@ def embed_cmd(
                        "for 8 images or more, else this process).")] = None,
 ) -> None:
     """Detect and embed faces without storing anything; --jsonl is the stable machine interface."""
+    missing = [p for p in paths if not (p.exists() or p.is_symlink())]
+    if missing:  # a usage mistake, as for ingest: before any model loads
+        raise errors.ConfigError(f"{missing[0]}: no such file or folder")
     settings = _settings(detector=detector, det_threshold=min_score)
     results = embed_paths(paths, settings, workers=workers)
     table = _whole(Table("image", "faces", "largest box", "score", "error")) if not jsonl else None
