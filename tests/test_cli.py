@@ -138,3 +138,11 @@ def test_a_wrong_file_or_folder_is_named_for_what_it_is(tmp_path: Path, samples:
         assert code == 6 and "this is a video; give a photo" in output and "None" not in output, output
     result = runner.invoke(app, ["embed", "--jsonl", str(photo), str(tmp_path / "nope.jpg")], catch_exceptions=False)
     assert result.exit_code == 2 and "nope.jpg: no such file or folder" in result.output, result.output
+
+
+def test_version_is_printed_without_a_database(tmp_path: Path) -> None:
+    from facelake import __version__
+
+    result = runner.invoke(app, ["--db", str(tmp_path / "none.duckdb"), "--version"], catch_exceptions=False)
+    assert result.exit_code == 0 and result.output.strip() == f"facelake {__version__}", result.output
+    assert not (tmp_path / "none.duckdb").exists()

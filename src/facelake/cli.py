@@ -115,6 +115,14 @@ def _reports_errors(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"facelake {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     db: Annotated[str | None, typer.Option(
@@ -122,6 +130,8 @@ def main(
     config: Annotated[
         Path | None, typer.Option("--config", envvar="FACELAKE_CONFIG", help="TOML settings file.")
     ] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print facelake's version and exit.")] = False,
 ) -> None:
     _State.db = db
     _State.config = config
