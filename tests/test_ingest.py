@@ -379,7 +379,8 @@ def test_file_names_that_are_not_utf8_are_stored_readable_and_exact(db: Target, 
 
 
 def test_folder_links_are_followed_once_each_and_loops_end(tmp_path: Path, samples: Path) -> None:
-    """Two links back up the tree listed forever (1 GB after 90 s); one listed each file ~40 times."""
+    """Two links back up the tree listed forever (1 GB after 90 s); one listed each file ~40 times; a
+    link from one camera's folder to another's stored the other's files as the first camera's."""
     from facelake.sources import FolderSource
 
     cams = tmp_path / "cams"
@@ -392,8 +393,13 @@ def test_folder_links_are_followed_once_each_and_loops_end(tmp_path: Path, sampl
     elsewhere.mkdir()
     shutil.copy(samples / "obama2.jpg", elsewhere / "c.jpg")
     (cams / "garden").symlink_to(elsewhere)  # a link to a folder outside is followed
-    names = [Path(e.uri).name for e in itertools.islice(FolderSource(cams).entries(), 100)]
-    assert sorted(names) == ["a.jpg", "b.jpg", "c.jpg"]
+    (cams / "yard").mkdir()
+    shutil.copy(samples / "biden.jpg", cams / "yard" / "d.jpg")
+    (cams / "door" / "yardlink").symlink_to(cams / "yard")  # listed first ("door" < "yard"), never used
+    listed = [(Path(e.uri).relative_to(cams).as_posix(), e.camera)
+              for e in itertools.islice(FolderSource(cams).entries(), 100)]
+    assert sorted(listed) == [("door/a.jpg", "door"), ("door/sub/b.jpg", "door"), ("garden/c.jpg", "garden"),
+                              ("yard/d.jpg", "yard")], "each file once, under its own folder's camera"
 
 
 class _Listing:

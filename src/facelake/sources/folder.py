@@ -69,7 +69,8 @@ class FolderSource:
     def _walk(self, top: Path) -> Iterator[Entry]:
         """Every media file under ``top``, depth first in name order, as it is found.
 
-        Symbolic links to folders are followed, but each real folder (device, inode) once:
+        Symbolic links to folders outside the source are followed (a link inside it leads to files
+        listed under their own names anyway), and each real folder (device, inode) once:
         a link back up the tree would otherwise list the same files again at every level
         (one loop: each file ~40 times) or never end (two loops). An explicit stack, not
         recursion, so a deep tree cannot hit Python's recursion limit, and the listing is
@@ -109,9 +110,18 @@ class FolderSource:
                 yield Entry(str(path), camera or camera_for(path, root), error=f"cannot stat: {exc.strerror or exc}")
                 continue
             if is_dir:
-                yield path
+                if not (child.is_symlink() and self._inside(path)):
+                    yield path
             elif path.suffix.lower() in MEDIA_SUFFIXES:
                 yield file_entry(path, camera or camera_for(path, root))
+
+    def _inside(self, link: Path) -> bool:
+        """Whether a link to a folder leads back inside the source: its files are listed where they
+        are, under their own camera (cam1/cam3link -> cam3 stored cam3's clips as cam1's)."""
+        try:
+            return link.resolve().is_relative_to(self.path.resolve())
+        except (OSError, RuntimeError):  # a loop resolve gives up on: not followed either
+            return True
 
     def read(self, entry: Entry, max_bytes: int) -> bytes:
         return read_file(Path(entry.uri), max_bytes)
