@@ -130,6 +130,25 @@ def test_a_group_or_a_face_goes_to_someone_enrolled(db: Target, cams: Path, samp
         DuckStore.shared = False
 
 
+def test_the_photo_behind_a_face_opens_a_file_whose_name_is_not_utf8(db: Target, tmp_path: Path, samples: Path) -> None:
+    """The stored uri writes such a name readable (``caf\\xe9.jpg``), which opens no file: 404."""
+    folder = tmp_path / "cams" / "door"
+    folder.mkdir(parents=True)
+    shutil.copy(samples / "biden.jpg", folder / os.fsdecode(b"caf\xe9.jpg"))
+    assert cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")[0] == 0
+    settings = load_settings(db=db)
+    token = create_token(settings, "read", "viewer")[1]
+    DuckStore.shared = True
+    try:
+        with TestClient(create_app(settings)) as c:
+            face = c.get("/api/sightings", headers=auth(token)).json()["items"][0]
+            assert face["uri"].endswith("caf\\xe9.jpg"), face["uri"]
+            photo = c.get(f"/api/sightings/{face['sighting_id']}/photo", headers=auth(token))
+            assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg", photo.text
+    finally:
+        DuckStore.shared = False
+
+
 @pytest.fixture
 def served(db: Target, cams: Path, samples: Path) -> Iterator[tuple[str, str]]:
     assert cli(db, "people", "add", "Joe", str(samples / "biden.jpg"), "--consent", "test")[0] == 0

@@ -8,6 +8,7 @@ filter when given (``? IS NULL OR …``: one statement serves both).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -205,6 +206,14 @@ class Reports:
             return None
         row = SightingRow(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[15])
         return row, r[13], r[14]
+
+    def exact_uri(self, image_id: str) -> str | None:
+        """The image's uri exactly as the source named it (a file name that is not UTF-8 is stored
+        readable, with ``\\xNN``, which opens no file); ``None`` for an unknown image."""
+        row = self._sql.one("SELECT uri, uri_bytes FROM images WHERE image_id = ?", [image_id])
+        if row is None:
+            return None
+        return os.fsdecode(bytes(row[1])) if row[1] is not None else str(row[0])
 
     def person_faces(self) -> dict[int, int]:
         """Per person, the sighting of one face to show them by: an enrollment face with a crop, else

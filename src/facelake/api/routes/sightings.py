@@ -91,10 +91,11 @@ def sighting_photo(settings: Cfg, sighting_id: Int64) -> Response:
     """
     with open_store(settings.db, read_only=True) as store:
         found = store.reports.sighting(sighting_id)
+        exact = store.reports.exact_uri(found[0].image_id) if found is not None else None
     if found is None:
         raise HTTPException(404, f"no sighting {sighting_id}")
     row = found[0]
-    path = Path(row.uri)
+    path = Path(exact or row.uri)
     if not path.is_file():
         raise HTTPException(404, f"the photo of sighting {sighting_id} is not a file on this server")
     if path.stat().st_size > settings.max_file_mb * 1e6:
