@@ -229,7 +229,7 @@ class Clusters:
             "ORDER BY quality DESC",
             [cluster_id])
         if not members:
-            raise NotFound(f"no cluster {cluster_id} (see `facelake clusters`)")
+            raise NotFound(f"no cluster {cluster_id} (listed by `facelake clusters` and GET /api/clusters)")
         return [(int(s), float(q)) for s, q in members]
 
     def best_faces(self, cluster_id: int, limit: int = 12) -> list[int]:

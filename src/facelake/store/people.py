@@ -62,7 +62,7 @@ class People:
         found = self._lookup("person_id", who)
         if found is None:
             what = f"with id {who}" if isinstance(who, int) else f"called {who!r}"
-            raise NotFound(f"no enrolled person {what} (see `facelake people list`)")
+            raise NotFound(f"no enrolled person {what} (listed by `facelake people list` and GET /api/people)")
         return int(found)
 
     def find(self, name: str) -> int | None:

@@ -63,7 +63,7 @@ class Tokens:
             row = self._sql.one("SELECT token_id, name FROM tokens WHERE name = ? OR CAST(token_id AS VARCHAR) = ?",
                                 [who, who])
         if row is None:
-            raise NotFound(f"no token called {who!r} (see `facelake tokens list`)")
+            raise NotFound(f"no token called {who!r} (listed by `facelake tokens list` and GET /api/tokens)")
         self._sql.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE token_id = ?",
                           [utcnow(), row[0]])
         self._sql.audit(actor, "revoke_token", f"token:{row[1]}")
