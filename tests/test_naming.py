@@ -226,6 +226,17 @@ def test_people_import_enrolls_a_folder_per_person_and_adds_photos(db: Target, t
     Image.fromarray(np.full((200, 200, 3), 90, dtype=np.uint8)).save(people / "Nobody" / "x.jpg")
     assert cli(db, "people", "import", str(people), "--consent", "family")[0] == 7
     assert rows(db, "SELECT count(*) FROM people") == [(2,)]
+    shutil.rmtree(people / "Nobody")
+    # A photo outside the people's folders, or a folder whose name is no name, is refused by name.
+    shutil.copy(samples / "biden.jpg", people / "loose.jpg")
+    code, output = cli(db, "people", "import", str(people), "--consent", "family")
+    assert code == 2 and "loose.jpg outside the people's folders" in output, output
+    (people / "loose.jpg").unlink()
+    (people / "   ").mkdir()
+    shutil.copy(samples / "biden.jpg", people / "   " / "1.jpg")
+    code, output = cli(db, "people", "import", str(people), "--consent", "family")
+    assert code == 2 and f"{people / '   '}: the person's name must not be empty" in output, output
+    assert rows(db, "SELECT count(*) FROM people") == [(2,)]
 
 
 def chain(n: int, step: float) -> np.ndarray:

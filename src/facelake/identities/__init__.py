@@ -61,23 +61,37 @@ def enroll_person(
 def import_people(settings: Settings, folder: Path, consent: str) -> list[Enrollment]:
     """Enroll a folder of people: ``folder/<name>/*.jpg``, each photo showing one face.
 
-    Every photo of every person is checked before anything is written; a person already
-    enrolled gets the new photos added.
+    Every photo of every person is checked before anything is written (and analysed once); a
+    person already enrolled gets the new photos added. A photo outside the people's folders
+    is refused rather than skipped: it is the owner's photo of someone, and a silent import
+    without it looks complete.
     """
     people = sorted(p for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
     if not people:
         raise ConfigError(f"{folder}: expected one folder per person (FOLDER/<name>/*.jpg)")
+    loose = sorted(p.name for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if loose:
+        raise ConfigError(f"{folder}: {', '.join(loose[:5])}{' …' if len(loose) > 5 else ''} outside the people's "
+                          "folders; put each photo in a folder named after its person (FOLDER/<name>/*.jpg)")
+    for person in people:  # every name before any photo is analysed, saying whose folder it is
+        try:
+            _people.check_name(person.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{person}: {exc}") from exc
+    _people.check_enrollment(people[0].name, consent)
     analyzer = FaceAnalyzer(analyzer_options(settings))
     plan = []
     for person in people:
         photos = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not photos:
             raise ConfigError(f"{person}: no photos")
+        prepared = []
         for photo in photos:  # fail before writing anything: every photo must show exactly one clear face
-            _, _, faces, chosen = photo_faces(photo, ENROLLMENT_CAMERA, None, settings, analyzer)
-            check_enrollable(photo, faces, chosen, settings)
-        plan.append((person.name, photos))
-    return [enroll_person(settings, name, photos, consent, analyzer=analyzer, extend=True) for name, photos in plan]
+            prepared.append(photo_faces(photo, ENROLLMENT_CAMERA, None, settings, analyzer))
+            check_enrollable(photo, prepared[-1][2], prepared[-1][3], settings)
+        plan.append((person.name, prepared))
+    with open_store(settings.db) as store:
+        return [_people.enroll(store, name, prepared, consent, extend=True) for name, prepared in plan]
 
 
 def identify(settings: Settings) -> IdentifyResult:
