@@ -45,6 +45,12 @@ def test_verbose_ingest_says_each_thing_once_and_truly(db: Target, cams: Path) -
     skipped = [line for line in lines if line.startswith("skipped ")]
     assert len(skipped) == 3 and not [line for line in skipped if "faces=" in line], output
     assert len([line for line in lines if "late.jpg" in line]) == 1, output
+    # A newline in a file's name is written as an escape: the image's line stays one line.
+    (cams / "garden" / "two\nlines.jpg").write_bytes(b"not a photo, and oddly named")
+    code, output = cli(db, "ingest", str(cams), "--workers", "1", "-v")
+    assert code == 0 and "garden/two\\nlines.jpg error:" in output, output
+    code, output = cli(db, "ingest", str(cams), "--workers", "1")
+    assert "garden/two\\nlines.jpg:" in output and "\nlines.jpg" not in output, output
 
 
 def test_the_exit_codes_are_the_documented_table() -> None:

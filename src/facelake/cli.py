@@ -115,6 +115,13 @@ def _reports_errors(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its control characters written as escapes (a newline as ``\\n``): a file may be
+    named with one, and a line per image must stay one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def _print_version(value: bool) -> None:
     if value:
         from . import __version__
@@ -181,7 +188,7 @@ def ingest_cmd(
                 progress.remove_task(clips.pop(uri))
             if verbose:  # a skipped image's faces are stored already: no count to give
                 detail = f" error: {error}" if error else "" if outcome == "skipped" else f" faces={faces}"
-                console.print(f"{outcome} {uri}{detail}", highlight=False)
+                console.print(_one_line(f"{outcome} {uri}{detail}"), highlight=False)
 
         def clip(uri: str, seconds: float, duration: float | None) -> None:
             # An hour-long clip is minutes of work: a bar of its own, in seconds of footage read.
@@ -203,7 +210,7 @@ def ingest_cmd(
     if verbose:  # each failed image had its line already
         return
     for uri, error in summary.errors[:20]:
-        out.print(_styled("failed", "red", f" {uri}: {error}"), highlight=False)
+        out.print(_styled("failed", "red", _one_line(f" {uri}: {error}")), highlight=False)
     if len(summary.errors) > 20:
         out.print(f"... and {len(summary.errors) - 20} more (see images.status = 'error')")
 
