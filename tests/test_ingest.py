@@ -396,10 +396,14 @@ def test_folder_links_are_followed_once_each_and_loops_end(tmp_path: Path, sampl
     (cams / "yard").mkdir()
     shutil.copy(samples / "biden.jpg", cams / "yard" / "d.jpg")
     (cams / "door" / "yardlink").symlink_to(cams / "yard")  # listed first ("door" < "yard"), never used
+    (cams / "raw" / "cam09").mkdir(parents=True)
+    shutil.copy(samples / "obama3.jpg", cams / "raw" / "cam09" / "e.jpg")
+    (cams / "porch").symlink_to(cams / "raw" / "cam09")  # a camera's folder as a link: its name is the camera
     listed = [(Path(e.uri).relative_to(cams).as_posix(), e.camera)
               for e in itertools.islice(FolderSource(cams).entries(), 100)]
     assert sorted(listed) == [("door/a.jpg", "door"), ("door/sub/b.jpg", "door"), ("garden/c.jpg", "garden"),
-                              ("yard/d.jpg", "yard")], "each file once, under its own folder's camera"
+                              ("porch/e.jpg", "porch"), ("yard/d.jpg", "yard")], \
+        "each file once, under its own folder's camera"
 
 
 class _Listing:

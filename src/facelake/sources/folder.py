@@ -49,10 +49,13 @@ class FolderSource:
 
     read_threads = 1
 
-    def __init__(self, path: Path, camera: str | None = None) -> None:
+    def __init__(self, path: Path, camera: str | None = None, within: Path | None = None) -> None:
         self.path = Path(path)
         self.uri = str(self.path)
         self.camera = camera
+        self.within = Path(within) if within is not None else self.path
+        """The source whose links are judged (:meth:`_inside`): ``watch`` lists a folder that
+        appeared in the one it watches."""
 
     def __repr__(self) -> str:
         return f"FolderSource({self.uri!r})"
@@ -69,8 +72,9 @@ class FolderSource:
     def _walk(self, top: Path) -> Iterator[Entry]:
         """Every media file under ``top``, depth first in name order, as it is found.
 
-        Symbolic links to folders outside the source are followed (a link inside it leads to files
-        listed under their own names anyway), and each real folder (device, inode) once:
+        Symbolic links to folders are followed (a camera's folder may be one), except a link below
+        a camera's folder back inside the source, whose files are listed under their own folder
+        and camera; and each real folder (device, inode) once:
         a link back up the tree would otherwise list the same files again at every level
         (one loop: each file ~40 times) or never end (two loops). An explicit stack, not
         recursion, so a deep tree cannot hit Python's recursion limit, and the listing is
@@ -110,7 +114,10 @@ class FolderSource:
                 yield Entry(str(path), camera or camera_for(path, root), error=f"cannot stat: {exc.strerror or exc}")
                 continue
             if is_dir:
-                if not (child.is_symlink() and self._inside(path)):
+                # A camera's own folder may be a link (cams/frontdoor -> /mnt/nvr/cam01, or to a folder
+                # beside it): its name is the camera, so it is always followed. Deeper down, a link
+                # back inside the source only leads to files listed under their own folder.
+                if not (child.is_symlink() and path.parent != self.within and self._inside(path)):
                     yield path
             elif path.suffix.lower() in MEDIA_SUFFIXES:
                 yield file_entry(path, camera or camera_for(path, root))
@@ -119,7 +126,7 @@ class FolderSource:
         """Whether a link to a folder leads back inside the source: its files are listed where they
         are, under their own camera (cam1/cam3link -> cam3 stored cam3's clips as cam1's)."""
         try:
-            return link.resolve().is_relative_to(self.path.resolve())
+            return link.resolve().is_relative_to(self.within.resolve())
         except (OSError, RuntimeError):  # a loop resolve gives up on: not followed either
             return True
 

@@ -165,7 +165,7 @@ class FolderFollower(threading.Thread):
         no event of their own, and files written into a folder created at the same moment come
         before the notifier watches it (``cams/frontdoor/2024-05-01/x.jpg``, a recorder's new day)."""
         # The folder source's walk: each real folder once, so a link loop moved in ends.
-        for entry in FolderSource(folder).entries():
+        for entry in FolderSource(folder, within=self.source.path).entries():
             path = Path(entry.uri)
             if entry.error is None and _is_media(path):
                 self._note(path)
