@@ -405,3 +405,28 @@ def test_neighbours_from_the_graph_decide_as_the_exact_lists() -> None:
                                                                           clear=clear)
     assert (exact.labels_ >= 0).sum() > 400 and exact.sizes_.max() >= 10
     assert graph.labels_.tolist() == exact.labels_.tolist()
+
+
+def test_faces_matched_in_blocks_match_as_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """identify matches a batch's faces at once, MATCH_ROWS at a time: every face's best person,
+    score and margin must be what matching it alone gives (to float32's last bits), ties between
+    two people included."""
+    from facelake.identities import matching
+
+    rng = np.random.default_rng(3)
+    enrolled = rng.normal(size=(40, 16)).astype(np.float32)
+    enrolled /= np.linalg.norm(enrolled, axis=1, keepdims=True)
+    people = np.repeat(np.arange(1, 21), 2)
+    enrolled[39] = enrolled[0]  # person 20's second face is person 1's first: a tie for faces near it
+    gallery = Gallery(threshold=0.5, margin=0.02).fit(enrolled, people)
+    faces = enrolled[rng.integers(0, 40, 60)] + rng.normal(scale=0.15, size=(60, 16)).astype(np.float32)
+    faces = np.vstack([faces, enrolled[:1]])
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    monkeypatch.setattr(matching, "MATCH_ROWS", 7)
+    together = gallery.match(faces)
+    alone = [gallery.match(faces[i:i + 1])[0] for i in range(len(faces))]
+    # A product of 7 rows and one of 1 may round the last bit apart (BLAS picks other kernels).
+    assert [(m.person, m.candidate) for m in together] == [(m.person, m.candidate) for m in alone]
+    assert np.allclose([(m.score, m.margin) for m in together], [(m.score, m.margin) for m in alone], atol=1e-6)
+    assert together[-1].margin == 0.0 and together[-1].person is None, "a tie names nobody"
+    assert sum(m.person is not None for m in together) > 20, "most faces near an enrolled one are named"

@@ -145,6 +145,12 @@ class Match:
     """The best person, named or not (``None`` only with nobody enrolled): what the namer judges."""
 
 
+MATCH_ROWS = 1024
+"""Faces matched at once: the similarities to every enrolled face and the per-person scores of a
+block are held together, so a large gallery (10,000 people) at ``identify``'s 20,000-face batches
+would hold gigabytes; 1,024 rows keep that to a few hundred megabytes at most."""
+
+
 class Gallery:
     """Enrolled embeddings and the open-set decision rule, in scikit-learn's style.
 
@@ -178,15 +184,16 @@ class Gallery:
             return []
         if len(self.people_) == 0:
             return [Match(None, -1.0, 0.0) for _ in range(len(X))]
-        per_person = self.scores(X)
-        order = np.argsort(-per_person, axis=1)  # row by row, as one call: the same order each row had alone
-        rows = np.arange(len(per_person))
-        best = per_person[rows, order[:, 0]].astype(np.float64)
-        margins = best - per_person[rows, order[:, 1]] if len(self.people_) > 1 else np.ones(len(best))
-        out = []
-        for b, margin, candidate in zip(best.tolist(), margins.tolist(), self.people_[order[:, 0]].tolist()):
-            named = b >= self.threshold and margin >= self.margin
-            out.append(Match(candidate if named else None, b, margin, candidate))
+        out: list[Match] = []
+        for start in range(0, len(X), MATCH_ROWS):
+            per_person = self.scores(X[start:start + MATCH_ROWS])
+            order = np.argsort(-per_person, axis=1)  # row by row, as one call: the same order each row had alone
+            rows = np.arange(len(per_person))
+            best = per_person[rows, order[:, 0]].astype(np.float64)
+            margins = best - per_person[rows, order[:, 1]] if len(self.people_) > 1 else np.ones(len(best))
+            for b, margin, candidate in zip(best.tolist(), margins.tolist(), self.people_[order[:, 0]].tolist()):
+                named = b >= self.threshold and margin >= self.margin
+                out.append(Match(candidate if named else None, b, margin, candidate))
         return out
 
 
