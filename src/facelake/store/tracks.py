@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +24,17 @@ class TrackToName:
     person_id: int | None
 
 
+class TrackOfFace(NamedTuple):
+    """Where a clip's face sits in its track (:meth:`Tracks.of_sighting`)."""
+
+    track_id: int
+    offset_s: float | None
+    is_best: bool
+    """The track's still is this face's frame."""
+    has_still: bool
+    """False once the still was erased (forget, purge, "not a face")."""
+
+
 class Tracks:
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
@@ -40,13 +52,16 @@ class Tracks:
         row = self._sql.one("SELECT still FROM tracks WHERE track_id = ?", [track_id])
         return bytes(row[0]) if row and row[0] is not None else None
 
-    def of_sighting(self, sighting_id: int) -> tuple[int, float | None, bool] | None:
-        """A clip's face: its track, its time in the clip and whether it is the face the track's still
-        shows; ``None`` for a photo's face (a page about one face shows its photo, or else this)."""
-        row = self._sql.one("""SELECT s.track_id, s.offset_s, t.best_sighting_id = s.sighting_id
+    def of_sighting(self, sighting_id: int) -> TrackOfFace | None:
+        """A clip's face: its track, its time in the clip, whether it is the face the track's still
+        shows and whether a still is kept; ``None`` for a photo's face (a page about one face shows
+        its photo, or else this)."""
+        row = self._sql.one("""SELECT s.track_id, s.offset_s, t.best_sighting_id = s.sighting_id, t.still IS NOT NULL
                                FROM sightings s JOIN tracks t ON t.track_id = s.track_id
                                WHERE s.sighting_id = ?""", [sighting_id])
-        return (int(row[0]), None if row[1] is None else float(row[1]), bool(row[2])) if row else None
+        if row is None:
+            return None
+        return TrackOfFace(int(row[0]), None if row[1] is None else float(row[1]), bool(row[2]), bool(row[3]))
 
     def set_names(self, changes: Sequence[tuple[int, int | None, float | None]]) -> None:
         """Apply ``(track_id, person_id, match_score)``: the name its sightings were given with it."""
