@@ -137,6 +137,10 @@ def test_a_wrong_file_or_folder_is_named_for_what_it_is(tmp_path: Path, samples:
     db = tmp_path / "f.duckdb"
     code, output = cli(db, "report", "--out", str(tmp_path / "missing" / "r.html"))
     assert code == 2 and "does not exist" in output and not (tmp_path / "missing").exists(), output
+    code, output = cli(db, "report", "--out", str(tmp_path))
+    assert code == 2 and "is a folder; give a file name" in output, output
+    code, output = cli(db, "report", "--out", "/proc/report.html")  # a folder nobody can write into, root included
+    assert code == 2 and "cannot write the report there" in output, output
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
     for args in (("people", "add", "Ann", str(clip), "--consent", "asked"), ("search", str(clip))):

@@ -545,9 +545,11 @@ def report_cmd(
 
     if fmt not in ("html", "png"):
         raise errors.ConfigError(f"--format must be html or png, got {fmt!r}")
-    folder = out_file.parent if str(out_file.parent) else Path(".")
-    if not folder.is_dir():  # before the work, not as a traceback after it
+    folder = out_file.parent  # checked before the work, not found as a traceback after it
+    if not folder.is_dir():
         raise errors.ConfigError(f"--out {out_file}: the folder {folder} does not exist; create it or pick another")
+    if out_file.is_dir():
+        raise errors.ConfigError(f"--out {out_file} is a folder; give a file name, e.g. {out_file / 'report.html'}")
     summary = (build_report(_settings(), out_file, since, camera, faces=not no_faces) if fmt == "html"
                else build_png(_settings(), out_file, since, camera))
     out.print(f"wrote {summary.path} ({summary.bytes / 1e3:.0f} kB, {summary.sightings} sightings)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,7 +73,7 @@ def build_report(settings: Settings, out: Path, since: str | None = None, camera
             heat=charts.heatmap(weekday_hours(hours), "Sightings by hour and weekday"),
             map=charts.gps_map(points, "GPS-tagged sightings"), points=points,
         )
-    out.write_text(html, encoding="utf-8")
+    _write(out, lambda: out.write_text(html, encoding="utf-8"))
     return ReportSummary(out, out.stat().st_size, total[0])
 
 
@@ -108,5 +109,13 @@ def build_png(settings: Settings, out: Path, since: str | None = None, camera: s
     draw.text((60, 445), "sightings by hour (0-23) and weekday", fill=ink)
     for k, (name, n) in enumerate(people):
         draw.text((620, 60 + k * 18), views.visits_text(totals[name]) if name in totals else f"{name}: {n}", fill=ink)
-    img.save(out, "PNG")
+    _write(out, lambda: img.save(out, "PNG"))
     return ReportSummary(out, out.stat().st_size, total)
+
+
+def _write(out: Path, write: Callable[[], object]) -> None:
+    """Write the report, a place it cannot go being a usage mistake (exit 2), not a traceback."""
+    try:
+        write()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write the report there ({exc.strerror or exc}); pick another place") from exc
