@@ -139,6 +139,7 @@ def test_a_wrong_file_or_folder_is_named_for_what_it_is(tmp_path: Path, samples:
     assert code == 2 and "does not exist" in output and not (tmp_path / "missing").exists(), output
     code, output = cli(db, "report", "--out", str(tmp_path))
     assert code == 2 and "is a folder; give a file name" in output, output
+    assert cli(db, "tokens", "create", "--scope", "read", "--name", "r")[0] == 0  # the database, to report on
     code, output = cli(db, "report", "--out", "/proc/report.html")  # a folder nobody can write into, root included
     assert code == 2 and "cannot write the report there" in output, output
     clip = tmp_path / "clip.mp4"
