@@ -123,6 +123,7 @@ def _one_line(text: str) -> str:
 
 
 def _print_version(value: bool) -> None:
+    """``--version``: eager, so it answers before any database or setting is looked at."""
     if value:
         from . import __version__
 

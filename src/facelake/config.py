@@ -217,11 +217,11 @@ class Settings(BaseSettings):
     )
     enroll_min_quality: float = Field(
         0.3, ge=0.0, le=1.0, title="Lowest face quality an enrollment photo's face may have",
-        description="Size and sharpness (vision/analyzer.py's quality). An enrolled face is the template every "
+        description="Size and sharpness (vision/analyzer.py's quality). An enrollment photo's face is the template every "
         "later face is compared with, so it must be better than a face that is merely named "
         "(identify_min_quality): the development set's first photos of each person score 0.45-0.76 "
         "(ORL's 92x112 grey portraits included), a portrait shrunk to a 16-px face 0.09, a box-blurred "
-        "one 0.16. Such a photo is refused, nothing is written.",
+        "one 0.16-0.17. Such a photo is refused, nothing is written.",
     )
     enroll_min_recognisability: float = Field(
         0.53, ge=0.0, le=1.0, title="Lowest recognisability an enrollment photo's face may have",

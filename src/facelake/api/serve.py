@@ -6,7 +6,8 @@ refused, never run between two requests to have the API fail after it), runs the
 the given sources (the same ingest, naming and alerts as ``ingest``) in a thread, answers
 HTTP while it ingests, and leaves a note next to the database (``<db>.serve.json``) so that
 a CLI command started meanwhile can say who holds the file and where its data is served.
-SIGTERM or Ctrl-C stop the web server, then the watcher finishes the images in hand.
+SIGTERM or Ctrl-C stop the web server (requests in flight get :data:`SHUTDOWN_GRACE_S`), then the
+watcher finishes the images in hand.
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ default is to wait for ever, and one slow upload kept a stopped server alive (an
 held) with nothing said."""
 
 
-
 class _CancelledAtShutdown(logging.Filter):
     """Drops uvicorn's traceback of a request cancelled when the grace ran out: its one line
     ("Cancel 1 running task(s), timeout graceful shutdown exceeded") says what happened."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and record.exc_info[0] is asyncio.CancelledError)
+
 
 def check_port(host: str, port: int) -> None:
     """Raise ConfigError when ``host:port`` cannot be listened on (another server has it).
