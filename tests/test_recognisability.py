@@ -136,3 +136,19 @@ def test_unclear_faces_are_stored_scored_and_never_named_or_clustered(
     assert '">unclear</a><br>' in face.render(r=listed["blurred0.jpg"])
     assert '">unclear</a>' not in face.render(r=listed["clear.jpg"])
     assert sighting_json(listed["blurred0.jpg"])["unclear"] is True and sighting_json(listed["clear.jpg"])["unclear"] is False
+    # Nor does the owner make one of them someone's example, by name or as "this is them".
+    from facelake import identities
+    from facelake.errors import UnclearFace
+    from facelake.store import open_store as reopen
+
+    settings = load_settings(db=db)
+    with reopen(settings.db, read_only=True) as store:
+        ids = {Path(r.uri).name: r.sighting_id for r in store.reports.sightings(camera="door")}
+        barack = store.people.find("Barack")
+    assert barack is not None
+    for person, name in ((None, "Someone"), (barack, None)):
+        with pytest.raises(UnclearFace, match="cannot be recognised well enough to be someone's example"):
+            identities.name_face(settings, ids["blurred0.jpg"], name, "asked" if name else None, person)
+    assert rows(db, "SELECT count(*) FROM enrollments") == [(1,)] and rows(db, "SELECT count(*) FROM people") == [(1,)]
+    identities.name_face(settings, ids["clear.jpg"], person=barack)  # a clear face is taken
+    assert rows(db, "SELECT count(*) FROM enrollments") == [(2,)]

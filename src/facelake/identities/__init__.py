@@ -116,7 +116,7 @@ def unname(settings: Settings, sighting: int, actor: str = "cli") -> Unnamed:
 def confirm(settings: Settings, sighting: int, actor: str = "cli") -> int:
     """Add a named sighting to its person's enrollment examples (the owner confirms it is them)."""
     with open_store(settings.db) as store:
-        return _people.confirm(store, sighting, actor)
+        return _people.confirm(store, settings, sighting, actor)
 
 
 def list_people(settings: Settings) -> list[PersonRow]:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
-from ..errors import ConfigError, NotFound, StoreError
+from ..errors import ConfigError, NotFound, StoreError, UnclearFace
 from ..pipeline import records
 from ..store import Store
 from ..store.sightings import FaceToName
 from ..store.tracks import TrackToName
 from ..vision.models import EMBEDDER_MODELS
-from ..vision.recognisability import clearest
+from ..vision.recognisability import clearest, recognisable
 from .index import sync_index
 from .matching import Match, Namer, dim_of, load_namer, model_of, overlapping, thresholds
 from .photos import Photo
@@ -284,11 +284,24 @@ def unname(store: Store, settings: Settings, sighting: int, actor: str = "cli") 
     return Unnamed(sighting, person, tuple(also), store.people.name_of(person))
 
 
-def confirm(store: Store, sighting: int, actor: str = "cli") -> int:
+def _check_template(store: Store, settings: Settings, sighting: int) -> None:
+    """Refuse to make a stored face an enrollment example when it is below the recognisability gate:
+    a masked, turned-away or heavily blurred face the owner knows is someone would sit among the
+    unrecognisable faces as that person's template."""
+    found = store.reports.sighting(sighting)
+    score = found[0].recognisability if found is not None else None
+    if not recognisable(score, settings.min_recognisability):
+        raise UnclearFace(f"sighting {sighting} cannot be recognised well enough to be someone's example "
+                          f"(recognisability {score:.2f}, needs {settings.min_recognisability:.2f}: covered, turned "
+                          "away or blurred); it is stored and shown as unclear, name a clearer face of them instead")
+
+
+def confirm(store: Store, settings: Settings, sighting: int, actor: str = "cli") -> int:
     """Add a named sighting to its person's enrollment examples (the owner confirms it is them)."""
     person = store.people.named_as(sighting)
     if person is None:
         raise StoreError(f"sighting {sighting} has no name to confirm (name it first, or enroll a photo)")
+    _check_template(store, settings, sighting)
     with store.transaction():
         store.people.enroll(person, sighting, actor=actor)
     return person
@@ -301,6 +314,7 @@ def name_face(store: Store, settings: Settings, sighting: int, name: str | None,
     face is matched again, so look-alikes of it get the name too."""
     if store.sightings.embeddings_of([sighting])[0].size == 0:
         raise NotFound(f"no face to name in sighting {sighting} (unknown id, or its embedding was erased)")
+    _check_template(store, settings, sighting)
     with store.transaction():
         if person is None:
             check_enrollment(name or "", consent or "")
