@@ -376,17 +376,12 @@ def test_api_and_person_page_page_the_visits(db: Target) -> None:
         DuckStore.shared = False
 
 
-def test_a_clip_face_whose_still_was_erased_shows_its_crop_not_a_broken_picture(recorded: Target) -> None:
+def test_a_clip_face_whose_still_was_erased_shows_its_crop_not_a_broken_picture(
+        client: tuple[TestClient, dict[str, str]], recorded: Target) -> None:
+    c, read = client
     execute(recorded, "UPDATE tracks SET still = NULL")  # what forget, purge and "not a face" leave
     sid = rows(recorded, "SELECT min(sighting_id) FROM sightings WHERE track_id IS NOT NULL")[0][0]
-    settings = load_settings(db=recorded)
-    token = create_token(settings, "read", "reader")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as c:
-            c.post("/login", data={"token": token})
-            face = c.get(f"/sightings/{sid}").text
-    finally:
-        DuckStore.shared = False
+    c.post("/login", data={"token": read["Authorization"].split()[1]})
+    face = c.get(f"/sightings/{sid}").text
     assert "/still" not in face and f"/api/sightings/{sid}/photo" not in face, face
     assert f'src="/api/sightings/{sid}/crop"' in face and "its track's still was erased" in face, face
