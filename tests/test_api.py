@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,6 +269,37 @@ def test_a_stopped_server_waits_for_a_stalled_upload_only_so_long(tmp_path: Path
     assert not Path(f"{db}.serve.json").exists(), "the note that the server holds the file is gone"
     assert cli(db, "stats")[0] == 0, "the file is free again"
     assert "Traceback" not in out and "timeout graceful shutdown exceeded" in out, out
+
+
+def test_a_stopping_server_lets_a_dropped_request_finish_its_write(tmp_path: Path) -> None:
+    """After the grace uvicorn drops a request, but its thread goes on writing: serve waits for the
+    stores such threads hold (``wait_for_others``) before it lets go of the file, so a naming
+    asked for just before the stop is whole, not lost with the process."""
+    from facelake.store import open_store
+    from facelake.store.duck import wait_for_others
+
+    db = tmp_path / "f.duckdb"
+    holder = open_store(db)
+    try:
+        started = threading.Event()
+
+        def slow_write() -> None:
+            with open_store(db) as store:
+                started.set()
+                time.sleep(1.0)
+                store.tokens.create("read", "late", "test")
+
+        worker = threading.Thread(target=slow_write)
+        worker.start()
+        assert started.wait(10)
+        assert wait_for_others(db, 0.1) == 1, "the request's store is still open"
+        begun = time.monotonic()
+        assert wait_for_others(db, 30) == 0
+        assert time.monotonic() - begun < 20
+        worker.join()
+        assert [t.name for t in holder.tokens.listing()] == ["late"], "the write was finished, not dropped"
+    finally:
+        holder.close()
 
 
 def test_serve_watches_answers_while_ingesting_and_tells_the_cli(

@@ -28,16 +28,22 @@ from ..errors import ConfigError, StoreError
 from ..service import default_stages
 from ..sources import open_source
 from ..store import is_postgres, open_store
-from ..store.duck import MEMORY_LIMIT, SERVE_MEMORY_LIMIT, DuckStore, held_message, serve_lock_path
+from ..store.duck import MEMORY_LIMIT, SERVE_MEMORY_LIMIT, DuckStore, held_message, serve_lock_path, wait_for_others
 from ..triggers.streams import plan_streams
 from ..triggers.watch import Watcher, WatchSummary
 from .app import create_app
 from .dashboard import warm
 
+log = logging.getLogger(__name__)
+
 SHUTDOWN_GRACE_S = 10
 """How long SIGTERM or Ctrl-C waits for requests in flight before it drops them: uvicorn's
 default is to wait for ever, and one slow upload kept a stopped server alive (and its database
 held) with nothing said."""
+
+FINISH_WRITES_S = 120
+"""How long a stopping serve then waits for the work of requests uvicorn dropped to finish on
+their threads (a naming runs ``identify`` over every face: ~30 s at a million sightings)."""
 
 
 class _CancelledAtShutdown(logging.Filter):
@@ -125,6 +131,11 @@ def serve(settings: Settings, host: str, port: int, watch: Sequence[str] = (), w
             watcher.stop()
         if thread is not None:
             thread.join(timeout=60)
+        if lock is not None and (busy := wait_for_others(Path(settings.db), 0.0)):
+            log.warning("waiting up to %d s for %d request(s) still at work on the database", FINISH_WRITES_S, busy)
+            if left := wait_for_others(Path(settings.db), FINISH_WRITES_S):
+                log.warning("%d request(s) still at work after %d s: dropped (each change is one transaction, "
+                            "whole or absent)", left, FINISH_WRITES_S)
         if lock is not None:
             lock.unlink(missing_ok=True)
         holder.close()

@@ -106,6 +106,24 @@ _SWAPPING: set[Path] = set()
 """Files being compacted: opening one waits until its new file is in place."""
 
 
+def wait_for_others(path: Path, timeout_s: float) -> int:
+    """Wait up to ``timeout_s`` until this process holds ``path`` through one store only; returns
+    how many others are still open then.
+
+    Why: when serve stops, uvicorn cancels a request still running after its grace, but the
+    thread doing the request's work goes on (Python cannot stop a thread), and the process
+    would exit under it: a naming or an erasure the owner asked for was dropped as a kill
+    drops it. Every such request holds a store until its transaction is done, so serve waits
+    for those to close before it lets go of the file.
+    """
+    key = Path(path).resolve()
+    deadline = time.monotonic() + timeout_s
+    with _GATE:
+        while _OPEN.get(key, 0) > 1 and time.monotonic() < deadline:
+            _GATE.wait(max(0.0, deadline - time.monotonic()))
+        return max(0, _OPEN.get(key, 0) - 1)
+
+
 class _DuckSql(Sql):
     """DuckDB's handle: an erasure marks the file as holding erased bytes until it is compacted."""
 
