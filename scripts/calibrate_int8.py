@@ -14,6 +14,7 @@ Usage: python scripts/calibrate_int8.py [--facedata ../shared/facedata]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -26,7 +27,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from facelake.errors import ImageUnreadable
 from facelake.sources.decode import decode_image
 from facelake.vision import models
-from facelake.vision.analyzer import AnalyzerOptions, FaceAnalyzer
+from facelake.vision.analyzer import FaceAnalyzer, default_options
 from facelake.vision.dlib_onnx import cached_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--facedata", type=Path, default=ROOT.parent / "shared" / "facedata")
     args = parser.parse_args()
-    analyzer = FaceAnalyzer(AnalyzerOptions(embedder="dlib", embed_backend="onnx"))
+    analyzer = FaceAnalyzer(dataclasses.replace(default_options(), embedder="dlib", embed_backend="onnx"))
     found = chips(args.facedata, analyzer)
     inputs = np.stack([v for c in found for v in analyzer.embedder.views(c)]).astype(np.float32)
     fp32 = cached_onnx(models.dlib_model_path(f"{models.DLIB_RESNET}.dat"), models.cache_dir() / "models")
