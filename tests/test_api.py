@@ -23,14 +23,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facelake import load_settings
-from facelake.api.app import create_app
 from facelake.service import create_token, revoke_token
 from facelake.store.base import Target
-from facelake.store.duck import DuckStore
 
 from .dbs import rows
 from .servers import free_port, wait_healthy
 from .test_ingest import cli
+from .web import app_client
 
 
 @pytest.fixture
@@ -41,12 +40,8 @@ def site(db: Target, cams: Path) -> Iterator[tuple[TestClient, dict[str, str], T
     tokens = {scope: create_token(settings, scope, scope)[1] for scope in ("read", "admin")}
     tokens["revoked"] = create_token(settings, "admin", "old")[1]
     revoke_token(settings, "old")
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as client:
-            yield client, tokens, db
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as client:
+        yield client, tokens, db
 
 
 def auth(token: str) -> dict[str, str]:
@@ -442,29 +437,25 @@ def test_groups_come_a_page_at_a_time_largest_first(db: Target, samples: Path, t
     monkeypatch.setattr(dashboard, "CLUSTERS_PAGE", 1)
     settings = load_settings(db=db)
     admin = create_token(settings, "admin", "admin")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as client:
-            got = client.get("/api/clusters?limit=1", headers=auth(admin)).json()
-            assert [(c["cluster_id"], c["faces"]) for c in got] == [(1, 3)]
-            got = client.get("/api/clusters?limit=1&offset=1", headers=auth(admin)).json()
-            assert [(c["cluster_id"], c["faces"]) for c in got] == [(2, 2)]
-            assert client.get("/api/clusters?limit=5&offset=2", headers=auth(admin)).json() == []
-            assert client.get("/api/clusters?limit=501", headers=auth(admin)).status_code == 422
-            first = client.get("/clusters", headers=auth(admin)).text
-            assert 'id="cluster-1"' in first and 'id="cluster-2"' not in first
-            assert 'href="/clusters?page=2"' in first and 'id="previous"' not in first
-            second = client.get("/clusters?page=2", headers=auth(admin)).text
-            assert 'id="cluster-2"' in second and 'id="cluster-1"' not in second
-            assert 'href="/clusters?page=1"' in second and 'id="next"' not in second
-            assert "No more groups" in client.get("/clusters?page=3", headers=auth(admin)).text
-            bad = client.get("/clusters?page=abc", headers={**auth(admin), "Accept": "text/html"})
-            assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html"), bad.text
-            assert "page: " in bad.text and "Back to the timeline" in bad.text, "a page of the dashboard saying what was wrong"
-            assert client.get("/api/clusters?limit=abc", headers={**auth(admin), "Accept": "text/html"}).json()[
-                "detail"], "the API answers JSON whatever the client accepts"
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as client:
+        got = client.get("/api/clusters?limit=1", headers=auth(admin)).json()
+        assert [(c["cluster_id"], c["faces"]) for c in got] == [(1, 3)]
+        got = client.get("/api/clusters?limit=1&offset=1", headers=auth(admin)).json()
+        assert [(c["cluster_id"], c["faces"]) for c in got] == [(2, 2)]
+        assert client.get("/api/clusters?limit=5&offset=2", headers=auth(admin)).json() == []
+        assert client.get("/api/clusters?limit=501", headers=auth(admin)).status_code == 422
+        first = client.get("/clusters", headers=auth(admin)).text
+        assert 'id="cluster-1"' in first and 'id="cluster-2"' not in first
+        assert 'href="/clusters?page=2"' in first and 'id="previous"' not in first
+        second = client.get("/clusters?page=2", headers=auth(admin)).text
+        assert 'id="cluster-2"' in second and 'id="cluster-1"' not in second
+        assert 'href="/clusters?page=1"' in second and 'id="next"' not in second
+        assert "No more groups" in client.get("/clusters?page=3", headers=auth(admin)).text
+        bad = client.get("/clusters?page=abc", headers={**auth(admin), "Accept": "text/html"})
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html"), bad.text
+        assert "page: " in bad.text and "Back to the timeline" in bad.text, "a page of the dashboard saying what was wrong"
+        assert client.get("/api/clusters?limit=abc", headers={**auth(admin), "Accept": "text/html"}).json()[
+            "detail"], "the API answers JSON whatever the client accepts"
 
 
 def test_serve_refuses_a_missing_watch_folder_and_a_busy_port_before_it_says_it_serves(tmp_path: Path) -> None:

@@ -20,10 +20,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from facelake import load_settings
-from facelake.api.app import create_app
 from facelake.service import create_token
 from facelake.store.base import Target
 from facelake.store.duck import DuckStore
@@ -34,6 +32,7 @@ from .test_api import auth
 from .test_browser import CHROMIUM, not_blank
 from .test_cloud import gps_photo
 from .test_ingest import cli
+from .web import app_client
 
 DAY = 86_400
 
@@ -52,31 +51,27 @@ def test_pages_order_by_capture_time_and_page_on(db: Target, cams: Path, samples
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     settings = load_settings(db=db)
     token = create_token(settings, "admin", "owner")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as c:
-            c.post("/login", data={"token": token})
-            ids = [int(x.split('"')[0]) for x in c.get("/").text.split('data-sighting="')[1:]]
-            taken = dict(rows(db, "SELECT s.sighting_id, i.taken_at FROM sightings s JOIN images i USING (image_id)"))
-            assert len(ids) == 4 and [taken[i] for i in ids] == sorted(taken.values(), reverse=True)
-            assert ids != sorted(ids, reverse=True), "the test's capture times run against the ids"
-            # Two at a time: every face once, in the same order, then no Older link.
-            seen, url, pages = [], "/?n=2", 0
-            while url:
-                page = c.get(url).text
-                pages += 1
-                seen += [int(x.split('"')[0]) for x in page.split('data-sighting="')[1:]]
-                link = re.search(r'<a href="([^"]+)" id="older"', page)
-                url = html.unescape(link.group(1)) if link else ""
-            assert seen == ids and pages == 2, "two full pages, and no Older link to an empty third"
-            # The activity page: places counted on the map, not a table row per point; the zone said.
-            activity = c.get("/activity").text
-            assert "<circle" in activity and re.search(r"\d+ faces?</text>", activity), "dots and their legend"
-            assert "this server's zone" in activity and activity.count("<tr>") <= 11
-            typo = c.get("/activity?camera=nope", headers={"Accept": "text/html"})
-            assert typo.status_code == 404 and "no camera called" in typo.text, "not a chart of zeros"
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as c:
+        c.post("/login", data={"token": token})
+        ids = [int(x.split('"')[0]) for x in c.get("/").text.split('data-sighting="')[1:]]
+        taken = dict(rows(db, "SELECT s.sighting_id, i.taken_at FROM sightings s JOIN images i USING (image_id)"))
+        assert len(ids) == 4 and [taken[i] for i in ids] == sorted(taken.values(), reverse=True)
+        assert ids != sorted(ids, reverse=True), "the test's capture times run against the ids"
+        # Two at a time: every face once, in the same order, then no Older link.
+        seen, url, pages = [], "/?n=2", 0
+        while url:
+            page = c.get(url).text
+            pages += 1
+            seen += [int(x.split('"')[0]) for x in page.split('data-sighting="')[1:]]
+            link = re.search(r'<a href="([^"]+)" id="older"', page)
+            url = html.unescape(link.group(1)) if link else ""
+        assert seen == ids and pages == 2, "two full pages, and no Older link to an empty third"
+        # The activity page: places counted on the map, not a table row per point; the zone said.
+        activity = c.get("/activity").text
+        assert "<circle" in activity and re.search(r"\d+ faces?</text>", activity), "dots and their legend"
+        assert "this server's zone" in activity and activity.count("<tr>") <= 11
+        typo = c.get("/activity?camera=nope", headers={"Accept": "text/html"})
+        assert typo.status_code == 404 and "no camera called" in typo.text, "not a chart of zeros"
 
 
 def test_the_map_legend_names_the_colour_of_every_dot() -> None:
@@ -99,35 +94,31 @@ def test_a_group_or_a_face_goes_to_someone_enrolled(db: Target, cams: Path, samp
     assert cli(db, "ingest", str(cams), "--workers", "1")[0] == 0
     settings = load_settings(db=db)
     token = create_token(settings, "admin", "owner")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as c:
-            admin = auth(token)
-            assert c.post("/api/clusters/refresh", headers=admin).json()["clusters"] == 1
-            cid = c.get("/api/clusters", headers=admin).json()[0]["cluster_id"]
-            joe = c.get("/api/people", headers=admin).json()[0]["person_id"]
-            r = c.post(f"/api/clusters/{cid}/name", data={"name": "Joe", "consent": "x"}, headers=admin)
-            assert r.status_code == 409 and "already enrolled" in r.text
-            r = c.post(f"/api/clusters/{cid}/assign", data={"person_id": joe}, headers=admin)
-            assert r.status_code == 200 and r.json() == {"person_id": joe, "name": "Joe"}
-            named = c.get("/api/sightings", params={"person_id": joe}, headers=admin).json()["items"]
-            assert len(named) == 3 and c.get("/api/clusters", headers=admin).json() == []  # (biden.jpg: his enrollment)
-            # Take one back, then name that single face (no group now) as a new person.
-            one = named[0]["sighting_id"]
-            assert c.post(f"/api/sightings/{one}/unname", headers=admin).status_code == 200
-            r = c.post(f"/api/sightings/{one}/name", data={"name": "Barack", "consent": "asked"}, headers=admin)
-            assert r.status_code == 200, r.text
-            assert c.get("/api/sightings", params={"person": "Barack"}, headers=admin).json()["items"][0][
-                "sighting_id"] == one
-            both = c.post(f"/api/sightings/{one}/name", data={"name": "X", "consent": "x", "person_id": joe},
-                          headers=admin)
-            assert both.status_code == 422
-            # The photo behind a face, with its box drawn, as a JPEG the browser must not keep.
-            photo = c.get(f"/api/sightings/{one}/photo", headers=admin)
-            assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
-            assert photo.headers["cache-control"] == "no-store"
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as c:
+        admin = auth(token)
+        assert c.post("/api/clusters/refresh", headers=admin).json()["clusters"] == 1
+        cid = c.get("/api/clusters", headers=admin).json()[0]["cluster_id"]
+        joe = c.get("/api/people", headers=admin).json()[0]["person_id"]
+        r = c.post(f"/api/clusters/{cid}/name", data={"name": "Joe", "consent": "x"}, headers=admin)
+        assert r.status_code == 409 and "already enrolled" in r.text
+        r = c.post(f"/api/clusters/{cid}/assign", data={"person_id": joe}, headers=admin)
+        assert r.status_code == 200 and r.json() == {"person_id": joe, "name": "Joe"}
+        named = c.get("/api/sightings", params={"person_id": joe}, headers=admin).json()["items"]
+        assert len(named) == 3 and c.get("/api/clusters", headers=admin).json() == []  # (biden.jpg: his enrollment)
+        # Take one back, then name that single face (no group now) as a new person.
+        one = named[0]["sighting_id"]
+        assert c.post(f"/api/sightings/{one}/unname", headers=admin).status_code == 200
+        r = c.post(f"/api/sightings/{one}/name", data={"name": "Barack", "consent": "asked"}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert c.get("/api/sightings", params={"person": "Barack"}, headers=admin).json()["items"][0][
+            "sighting_id"] == one
+        both = c.post(f"/api/sightings/{one}/name", data={"name": "X", "consent": "x", "person_id": joe},
+                      headers=admin)
+        assert both.status_code == 422
+        # The photo behind a face, with its box drawn, as a JPEG the browser must not keep.
+        photo = c.get(f"/api/sightings/{one}/photo", headers=admin)
+        assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+        assert photo.headers["cache-control"] == "no-store"
 
 
 def test_the_photo_behind_a_face_opens_a_file_whose_name_is_not_utf8(db: Target, tmp_path: Path, samples: Path) -> None:
@@ -138,15 +129,11 @@ def test_the_photo_behind_a_face_opens_a_file_whose_name_is_not_utf8(db: Target,
     assert cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")[0] == 0
     settings = load_settings(db=db)
     token = create_token(settings, "read", "viewer")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as c:
-            face = c.get("/api/sightings", headers=auth(token)).json()["items"][0]
-            assert face["uri"].endswith("caf\\xe9.jpg"), face["uri"]
-            photo = c.get(f"/api/sightings/{face['sighting_id']}/photo", headers=auth(token))
-            assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg", photo.text
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as c:
+        face = c.get("/api/sightings", headers=auth(token)).json()["items"][0]
+        assert face["uri"].endswith("caf\\xe9.jpg"), face["uri"]
+        photo = c.get(f"/api/sightings/{face['sighting_id']}/photo", headers=auth(token))
+        assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg", photo.text
 
 
 @pytest.fixture

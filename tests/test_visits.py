@@ -33,6 +33,7 @@ from facelake.store.visits import VisitTotal
 from .dbs import execute, rows
 from .test_ingest import cli
 from .test_video_ingest import clip, walker
+from .web import app_client
 
 runner = CliRunner()
 
@@ -108,12 +109,8 @@ def test_visits_command_prints_a_table_and_fails_on_an_unknown_person(recorded: 
 def client(recorded: Target) -> Iterator[tuple[TestClient, dict[str, str]]]:
     settings = load_settings(db=recorded)
     token = create_token(settings, "read", "reader")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as c:
-            yield c, {"Authorization": f"Bearer {token}"}
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as c:
+        yield c, {"Authorization": f"Bearer {token}"}
 
 
 def test_api_lists_visits_and_tracks_and_the_dashboard_shows_them(client: tuple[TestClient, dict[str, str]]) -> None:
@@ -176,16 +173,12 @@ def test_pages_without_tracks_show_photos_only(db: Target, cams: Path, tmp_path:
     assert "<h2>Visits</h2>" not in out.read_text()
     settings = load_settings(db=db)
     token = create_token(settings, "read", "reader")[1]
-    DuckStore.shared = True
-    try:
-        with TestClient(create_app(settings)) as c:
-            c.post("/login", data={"token": token})
-            page = c.get("/")
-            assert page.status_code == 200 and "Tracks" not in page.text and page.text.count('class="face"') == 3
-            assert c.get("/people").status_code == 200
-            assert c.get("/api/visits", headers={"Authorization": f"Bearer {token}"}).json()["items"] == []
-    finally:
-        DuckStore.shared = False
+    with app_client(settings) as c:
+        c.post("/login", data={"token": token})
+        page = c.get("/")
+        assert page.status_code == 200 and "Tracks" not in page.text and page.text.count('class="face"') == 3
+        assert c.get("/people").status_code == 200
+        assert c.get("/api/visits", headers={"Authorization": f"Bearer {token}"}).json()["items"] == []
 
 
 # --- the grouping rules, on track rows written by hand ---
