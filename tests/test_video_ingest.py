@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from facelake.store.base import Target
 
@@ -208,15 +209,31 @@ def test_capture_keeps_the_camera_name_inside_its_folder(tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="scripts/test.sh installs Debian's ffmpeg")
-def test_a_phone_clip_recorded_sideways_is_turned_upright(db: Target, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("turn", "tag"), [(1, "270"), (-1, "90")], ids=["phone-portrait", "other-way"])
+def test_a_phone_clip_recorded_sideways_is_turned_upright(db: Target, tmp_path: Path, turn: int, tag: str) -> None:
+    """The face is stored turned a quarter (``turn``: 1 counter-clockwise) and the clip's display
+    matrix says how to show it; the frames must come out as ffmpeg itself shows them: upright.
+    A phone's portrait clip is the first case (its matrix reads -90). facelake once turned both
+    the wrong way (upside-down faces, too unclear to be named)."""
+    import av
     import numpy as np
 
-    sideways = Actor(np.ascontiguousarray(np.rot90(face_patch("obama.jpg", 160), 1)), (60.0, 20.0), (100.0, 300.0))
+    sideways = Actor(np.ascontiguousarray(np.rot90(face_patch("obama.jpg", 160), turn)), (60.0, 20.0), (100.0, 300.0))
     raw = encode(tmp_path / "raw.mp4", render(360, 640, 3.0, FPS, [sideways]), FPS)
     phone = tmp_path / "cams" / "phone" / "rotated.mp4"
     phone.parent.mkdir(parents=True)
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(raw), "-c", "copy",
-                    "-metadata:s:v:0", "rotate=90", str(phone)], check=True)
+                    "-metadata:s:v:0", f"rotate={tag}", str(phone)], check=True)
+    shown = tmp_path / "shown.png"  # ffmpeg's own display of the clip (it applies the matrix)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(phone), "-frames:v", "1", str(shown)],
+                   check=True)
+    with av.open(str(phone)) as clip:
+        frame = next(clip.decode(video=0))
+        from facelake.sources.video import upright_rgb
+
+        ours = upright_rgb(frame)
+    theirs = np.asarray(Image.open(shown).convert("RGB"), dtype=np.float32)
+    assert ours.shape == theirs.shape and np.abs(ours.astype(np.float32) - theirs).mean() < 12, "as ffmpeg shows it"
     code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
     assert code == 0, output
     assert rows(db, "SELECT width, height FROM images") == [(640, 360)], "stored as it is shown"

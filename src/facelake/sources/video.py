@@ -182,11 +182,16 @@ def _grey_small(frame: av.VideoFrame) -> NDArray[np.float32]:
 
 def upright_rgb(frame: av.VideoFrame) -> NDArray[np.uint8]:
     """A decoded frame's RGB pixels as the clip is meant to be seen: phones record sideways and say
-    so in the stream's display matrix (PyAV's ``rotation``, degrees to turn clockwise for display),
-    and a face detector and embedder want faces upright, as photos are after their EXIF orientation."""
+    so in the stream's display matrix, and a face detector and embedder want faces upright, as
+    photos are after their EXIF orientation.
+
+    PyAV's ``rotation`` is the matrix's angle as FFmpeg reads it (``av_display_rotation_get``):
+    degrees to turn the frame *counter-clockwise* for display, which is what ffmpeg and players
+    do (a phone's portrait clip says -90: turn it clockwise). Checked against ffmpeg's own
+    rotated decode of the same files (tests/test_video_ingest.py)."""
     pixels: NDArray[np.uint8] = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
-    return np.ascontiguousarray(np.rot90(pixels, -turns)) if turns else pixels
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 
 
 def grey_small(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
