@@ -218,6 +218,8 @@ def test_a_phone_clip_recorded_sideways_is_turned_upright(db: Target, tmp_path: 
     import av
     import numpy as np
 
+    from facelake.sources.video import upright_rgb
+
     sideways = Actor(np.ascontiguousarray(np.rot90(face_patch("obama.jpg", 160), turn)), (60.0, 20.0), (100.0, 300.0))
     raw = encode(tmp_path / "raw.mp4", render(360, 640, 3.0, FPS, [sideways]), FPS)
     phone = tmp_path / "cams" / "phone" / "rotated.mp4"
@@ -228,10 +230,7 @@ def test_a_phone_clip_recorded_sideways_is_turned_upright(db: Target, tmp_path: 
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(phone), "-frames:v", "1", str(shown)],
                    check=True)
     with av.open(str(phone)) as clip:
-        frame = next(clip.decode(video=0))
-        from facelake.sources.video import upright_rgb
-
-        ours = upright_rgb(frame)
+        ours = upright_rgb(next(clip.decode(video=0)))
     theirs = np.asarray(Image.open(shown).convert("RGB"), dtype=np.float32)
     assert ours.shape == theirs.shape and np.abs(ours.astype(np.float32) - theirs).mean() < 12, "as ffmpeg shows it"
     code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")

@@ -116,12 +116,16 @@ def wait_for_others(path: Path, timeout_s: float) -> int:
     drops it. Every such request holds a store until its transaction is done, so serve waits
     for those to close before it lets go of the file.
     """
-    key = Path(path).resolve()
-    deadline = time.monotonic() + timeout_s
     with _GATE:
-        while _OPEN.get(key, 0) > 1 and time.monotonic() < deadline:
-            _GATE.wait(max(0.0, deadline - time.monotonic()))
-        return max(0, _OPEN.get(key, 0) - 1)
+        return _others_after(Path(path).resolve(), time.monotonic() + timeout_s)
+
+
+def _others_after(key: Path, deadline: float) -> int:
+    """With ``_GATE`` held: wait until ``deadline`` for the other stores of ``key`` to close;
+    how many are still open."""
+    while _OPEN.get(key, 0) > 1 and time.monotonic() < deadline:
+        _GATE.wait(max(0.0, deadline - time.monotonic()))
+    return max(0, _OPEN.get(key, 0) - 1)
 
 
 class _DuckSql(Sql):
@@ -245,9 +249,7 @@ class DuckStore(SqlStore):
             if self._key in _SWAPPING:
                 return False
             _SWAPPING.add(self._key)
-            while _OPEN.get(self._key, 0) > 1 and time.monotonic() < deadline:
-                _GATE.wait(max(0.0, deadline - time.monotonic()))
-            if _OPEN.get(self._key, 0) > 1:
+            if _others_after(self._key, deadline):
                 _SWAPPING.discard(self._key)
                 _GATE.notify_all()
                 return False
