@@ -114,7 +114,9 @@ def test_a_group_or_a_face_goes_to_someone_enrolled(db: Target, cams: Path, samp
             "sighting_id"] == one
         both = c.post(f"/api/sightings/{one}/name", data={"name": "X", "consent": "x", "person_id": joe},
                       headers=admin)
-        assert both.status_code == 422
+        assert both.status_code == 422 and "not both" in both.text
+        json_body = c.post(f"/api/sightings/{one}/name", json={"person_id": joe}, headers=admin)
+        assert json_body.status_code == 422 and "form fields" in json_body.text and "not both" not in json_body.text
         # The photo behind a face, with its box drawn, as a JPEG the browser must not keep.
         photo = c.get(f"/api/sightings/{one}/photo", headers=admin)
         assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"

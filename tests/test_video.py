@@ -488,8 +488,11 @@ def test_a_full_queue_drops_the_oldest_frames(server) -> None:  # type: ignore[n
     assert first is not None and first.index >= newest - 2  # the oldest were dropped, not the newest
 
 
-def test_a_stream_that_never_sends_a_frame_times_out_with_a_masked_error() -> None:
-    """A server that accepts the connection and never answers (a wedged camera)."""
+@pytest.mark.parametrize("give_up", [True, False], ids=["bare reader", "watcher"])
+def test_a_stream_that_never_sends_a_frame_times_out_with_a_masked_error(give_up: bool) -> None:
+    """A server that accepts the connection and never answers (a wedged camera). The error comes
+    when ``first_frame_timeout_s`` says, even with an open timeout longer than that; the watcher's
+    reader (``give_up=False``) keeps trying, and nothing is counted as a *re*connection."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -509,14 +512,22 @@ def test_a_stream_that_never_sends_a_frame_times_out_with_a_masked_error() -> No
     thread.start()
     try:
         url = f"http://admin:${{TEST_CAM_PW}}@127.0.0.1:{port}/cam"
-        reader = StreamReader(url, fps=None, open_timeout_s=1.0, read_timeout_s=1.0, first_frame_timeout_s=2.0,
-                              backoff_s=0.2, environ={"TEST_CAM_PW": "sup3rsecret"}).start()
+        reader = StreamReader(url, fps=None, open_timeout_s=10.0, read_timeout_s=10.0, first_frame_timeout_s=2.0,
+                              backoff_s=0.2, give_up=give_up, environ={"TEST_CAM_PW": "sup3rsecret"}).start()
         t0 = time.monotonic()
-        assert list(reader.frames()) == []
-        assert time.monotonic() - t0 < 10
+        if give_up:
+            assert list(reader.frames()) == []
+        else:
+            while reader.error is None and time.monotonic() - t0 < 10:
+                time.sleep(0.05)
+        waited = time.monotonic() - t0
+        assert waited < 4.5, f"the error came {waited:.1f} s after start, for a 2-s deadline"
         assert reader.error is not None and "no frame" in reader.error and "2 s" in reader.error
         assert "sup3rsecret" not in reader.error and "admin:***@" in reader.error
         assert "sup3rsecret" not in (reader.last_error or "")
+        assert reader.running is not give_up
+        assert reader.reconnects == 0 and reader.attempts >= 1
+        reader.stop()
     finally:
         stop.set()
         thread.join()

@@ -52,6 +52,11 @@ def test_one_person_passing_is_one_track_with_a_few_best_faces(db: Target, tmp_p
     assert 1 <= len(faces) <= 3, "a track keeps its top-K faces, not one sighting per frame"
     assert {f[1] for f in faces} == {track_id} and best == faces[0][0]
     assert all(start_s <= f[2] <= end_s for f in faces)
+    # Each face is listed at the moment it was filmed: the clip's start plus its offset.
+    taken = rows(db, "SELECT taken_at FROM images")[0][0]
+    seen = rows(db, "SELECT offset_s, seen_at FROM sightings")
+    assert all(abs(at - (taken + timedelta(seconds=off))) < timedelta(milliseconds=1) for off, at in seen), (taken, seen)
+    assert any(off > 0.1 for off, _ in seen), seen
     # Re-ingesting the same clip adds nothing.
     code, output = cli(db, "ingest", str(tmp_path / "cams"), "--workers", "1")
     assert code == 0, output

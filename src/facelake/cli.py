@@ -159,8 +159,9 @@ def _warn_gallery_gap(settings: Settings) -> None:
 @app.command("ingest")
 @_reports_errors
 def ingest_cmd(
-    sources: Annotated[list[str], typer.Argument(help="Folders (searched recursively), image files, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX.")],
-    camera: Annotated[str | None, typer.Option(help="Camera id for every image (default: first folder under the source).")] = None,
+    sources: Annotated[list[str], typer.Argument(help="Folders (searched recursively), image files, video clips (MP4, MOV, MKV, AVI, WebM, TS, MJPEG), "
+                                                       "gs://BUCKET/PREFIX or s3://BUCKET/PREFIX.")],
+    camera: Annotated[str | None, typer.Option(help="Camera id for every image and clip (default: first folder under the source).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: one per core).")] = None,
     detector: Annotated[str | None, typer.Option(help="Face detector: retinaface (default), hog or mtcnn.")] = None,
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert rules file (TOML); see the README.")] = None,
@@ -168,7 +169,7 @@ def ingest_cmd(
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes) or ray (Ray Data actors).")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: a local Ray).")] = None,
 ) -> None:
-    """Find every face in SOURCES and store images and sightings in the database."""
+    """Find every face in SOURCES (photos and video clips) and store images, sightings and tracks in the database."""
     if engine not in ("local", "ray"):
         raise errors.ConfigError(f"--engine must be local or ray, got {engine!r}")
     settings = _settings(detector=detector, alerts_file=alerts)

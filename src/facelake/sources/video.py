@@ -620,6 +620,10 @@ class StreamReader:
         self.dropped = 0
         """Frames dropped from a full queue (the oldest first)."""
         self.reconnects = 0
+        """Attempts to connect again after a connection that worked had ended (failed first opens are not
+        counted here: a stream that never connected was never *re*connected)."""
+        self.attempts = 0
+        """Connections tried, the first one included."""
         self.connected = False
         self.last_error: str | None = None
         """The latest connection problem (masked), kept while the reader retries."""
@@ -692,6 +696,28 @@ class StreamReader:
         self.stop()
 
     # --- the reader thread ---
+    def _first_frame_wait(self) -> float | None:
+        """Seconds left before the first-frame deadline; None once a frame came or the error was said."""
+        if self.received or self.error is not None:
+            return None
+        return self.first_frame_timeout_s - (time.monotonic() - self._started_at)
+
+    def _check_first_frame(self) -> bool:
+        """Say, once, that no frame came in time; True when the reader should then end (``give_up``)."""
+        waiting = self._first_frame_wait()
+        if waiting is None or waiting > 0:
+            return False
+        self.error = (
+            f"no frame from {self.masked_url} within {self.first_frame_timeout_s:g} s"
+            + (f" (last: {self.last_error})" if self.last_error else "")
+        )
+        if self.give_up:
+            return True
+        # A camera still booting after a power cut is a camera late, not gone: say so once, keep
+        # trying with the backoff, and clear the error when it sends a frame.
+        log.error("%s; still trying, every %.0f s at most", self.error, self.backoff_max_s)
+        return False
+
     def _scrub(self, text: str) -> str:
         """A message with the expanded URL and any password in it masked (FFmpeg puts the URL it
         was given into its errors)."""
@@ -732,15 +758,21 @@ class StreamReader:
         next_sample = 0.0
         step = 1.0 / self.fps if self.fps else 0.0
         last_stamp = datetime.min.replace(tzinfo=UTC)
-        attempt = 0
+        was_connected = False
         while not self._stop.is_set():
-            if attempt:
-                self.reconnects += 1
-            attempt += 1
+            if was_connected:
+                self.reconnects += 1  # only a connection that worked is *re*connected: failed opens are attempts
+            self.attempts += 1
             got_frame = False
             opened_at = datetime.now(UTC)
+            open_args = self._open_args()
+            waiting = self._first_frame_wait()
+            if waiting is not None:
+                # Before the first frame, no attempt may outlast the deadline: the "no frame" error
+                # comes when ``first_frame_timeout_s`` says, not one open timeout later.
+                open_args["timeout"] = (max(1.0, min(self.open_timeout_s, waiting)), self.read_timeout_s)
             try:
-                container = av.open(self._expanded, mode="r", **self._open_args())
+                container = av.open(self._expanded, mode="r", **open_args)
             except Exception as exc:  # noqa: BLE001 - a camera that cannot be opened is retried, never raised
                 self.last_error = self._scrub(f"cannot open {self.masked_url}: {_ffmpeg_message(exc)}")
                 container = None
@@ -753,7 +785,7 @@ class StreamReader:
                 try:
                     if not container.streams.video:
                         raise StreamUnavailable(f"{self.masked_url} has no video stream")
-                    self.connected = True
+                    self.connected = was_connected = True
                     log.info("stream %s connected", self.masked_url)
                     clock: tuple[float, datetime] | None = None  # (a frame's pts time, the wall time it maps to)
                     for frame in container.decode(video=0):
@@ -803,31 +835,22 @@ class StreamReader:
                             keyframe=bool(frame.key_frame),
                         ))
                     else:
-                        self.last_error = f"{self.masked_url} ended the stream"
+                        self.last_error = "the server ended the stream"
                 except StreamUnavailable as exc:
                     self.error = str(exc)
                     self._stop.set()
                 except Exception as exc:  # noqa: BLE001 - a stream that fails is reconnected, never raised
-                    self.last_error = self._scrub(f"{self.masked_url} failed: {_ffmpeg_message(exc)}")
+                    self.last_error = self._scrub(f"reading failed: {_ffmpeg_message(exc)}")
                 finally:
                     self.connected = False
                     with contextlib.suppress(Exception):  # a dead connection's close may fail too
                         container.close()
-            if self._stop.is_set():
+            if self._stop.is_set() or self._check_first_frame():
                 break
-            if (self.received == 0 and self.error is None
-                    and time.monotonic() - self._started_at >= self.first_frame_timeout_s):
-                self.error = (
-                    f"no frame from {self.masked_url} within {self.first_frame_timeout_s:g} s"
-                    + (f" (last: {self.last_error})" if self.last_error else "")
-                )
-                if self.give_up:
-                    break
-                # A camera still booting after a power cut is a camera late, not gone: say so once,
-                # keep trying at the longest backoff, and clear the error when it sends a frame.
-                log.error("%s; still trying every %.0f s", self.error, self.backoff_max_s)
-            log.warning("stream %s: %s; reconnecting in %.1f s", self.masked_url, self.last_error, backoff)
-            if self._stop.wait(backoff):
+            waiting = self._first_frame_wait()
+            pause = backoff if waiting is None else max(0.0, min(backoff, waiting))
+            log.warning("stream %s: %s; reconnecting in %.1f s", self.masked_url, self.last_error, pause)
+            if self._stop.wait(pause) or self._check_first_frame():
                 break
             if not got_frame:
                 backoff = min(backoff * 2, self.backoff_max_s)

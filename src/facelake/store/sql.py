@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -271,11 +271,16 @@ def _image_row(image: ImageRecord, now: datetime) -> list[Any]:
 def _sighting_row(image: ImageRecord, s: SightingRecord, erased: bool,
                   track_ids: dict[tuple[str, int], int], now: datetime) -> list[Any]:
     """The sighting's values; ``seen_at`` and ``camera`` are its image's (capture time, else the
-    time it was stored), kept on the sighting so listings need no join (see the schema)."""
+    time it was stored), kept on the sighting so listings need no join (see the schema). A clip's
+    face is seen ``offset_s`` into the clip: an hour-long recording's faces are listed, filtered
+    by day and counted by hour at the moment they were filmed, not all at the clip's start."""
+    seen_at = image.taken_at or now
+    if s.offset_s is not None:
+        seen_at = seen_at + timedelta(seconds=float(s.offset_s))
     return [image.image_id, s.face_index, [float(v) for v in s.box], np.asarray(s.landmarks, dtype=np.float32).tolist(),
             float(s.det_score), float(s.quality),
             None if erased or s.embedding is None else np.asarray(s.embedding, dtype=np.float32).tolist(),
             s.model, None if erased else s.thumb, None if erased else s.person_id,
             None if erased else s.match_score, None if s.track is None else track_ids[(image.image_id, s.track)],
-            s.offset_s, image.taken_at or now, image.camera,
+            s.offset_s, seen_at, image.camera,
             None if s.recognisability is None else float(s.recognisability)]

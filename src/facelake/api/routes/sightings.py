@@ -76,8 +76,11 @@ def sighting_name(settings: Cfg, caller: AdminForm, sighting_id: Int64,
                   ) -> dict[str, Any]:
     """Name one face, clustered or not: a new person (``name`` and ``consent``) enrolled from it,
     or one more example of the person ``person_id``; then every face is matched again."""
-    if (name is None) == (person_id is None):
+    if name is not None and person_id is not None:
         raise HTTPException(422, "give name (a new person, with consent) or person_id (someone enrolled), not both")
+    if name is None and person_id is None:
+        raise HTTPException(422, "give name (a new person, with consent) or person_id (someone enrolled), "
+                                 "as form fields (application/x-www-form-urlencoded or multipart/form-data)")
     result = identities.name_face(settings, sighting_id, name, consent, person_id, actor=caller.actor)
     return {"person_id": result.person_id, "name": result.name, "sighting_id": sighting_id}
 
