@@ -251,7 +251,7 @@ def test_the_listings_plans_use_an_index_for_every_filter(pg_servers: PostgresSe
         for call, index in ((lambda: store.reports.sightings(cluster=2, limit=5), "sightings_cluster"),
                             (lambda: store.reports.sightings(camera="cam3", limit=5), "sightings_camera_id"),
                             (lambda: store.reports.sightings(person=pid, limit=5), "sightings_person_id"),
-                            (lambda: store.clusters.best_faces(2), "sightings_cluster"),
+                            (lambda: store.clusters.best_faces_of([1, 2]), "sightings_cluster"),
                             (lambda: store.clusters.listing(2), "sightings_cluster"),
                             (lambda: store.people.listing(), "sightings_person_camera"),
                             (lambda: store.people.listing(), "sightings_person_seen"),
@@ -326,6 +326,13 @@ def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresSer
         for size, limit, offset in ((2, 1, 0), (2, 2, 1), (2, 5, 2), (1, None, 0), (4, None, 0)):
             assert store.clusters.listing(size, limit, offset) == Clusters(store._sql, store.people).listing(
                 size, limit, offset), "counted, then the page's clusters read: as one grouped pass"
+        # A page's best faces in one statement: the same as the shared SQL's, and as one cluster at a time.
+        page = [c.cluster_id for c in store.clusters.listing(1)] + [999]
+        for limit in (1, 3, 12):
+            together = store.clusters.best_faces_of(page, limit)
+            assert together == Clusters(store._sql, store.people).best_faces_of(page, limit)
+            assert together == {c: store.clusters.best_faces(c, limit) for c in page} and together[999] == []
+            assert all(0 < len(together[c]) <= limit for c in page[:-1])
 
 
 def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_servers: PostgresServers) -> None:

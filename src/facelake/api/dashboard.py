@@ -220,7 +220,7 @@ def add_dashboard(app: FastAPI, settings: Settings) -> None:
             listing = people.list_clusters(settings, 2, CLUSTERS_PAGE + 1, (page_no - 1) * CLUSTERS_PAGE)
             more, listing = len(listing) > CLUSTERS_PAGE, listing[:CLUSTERS_PAGE]
             with open_store(settings.db, read_only=True) as store:
-                faces = {c.cluster_id: store.clusters.best_faces(c.cluster_id) for c in listing}
+                faces = store.clusters.best_faces_of([c.cluster_id for c in listing])
                 everyone = store.people.names()
             return {"clusters": listing, "faces": faces, "page_no": page_no,
                     "next": f"/clusters?page={page_no + 1}" if more else None,

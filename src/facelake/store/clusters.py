@@ -234,9 +234,27 @@ class Clusters:
 
     def best_faces(self, cluster_id: int, limit: int = 12) -> list[int]:
         """Sighting ids of a cluster's best faces that still have a crop (for face grids)."""
-        return [int(r[0]) for r in self._sql.all(
-            """SELECT sighting_id FROM sightings WHERE cluster_id = ? AND person_id IS NULL AND thumb IS NOT NULL
-               ORDER BY quality DESC LIMIT ?""", [cluster_id, limit])]
+        return self.best_faces_of([cluster_id], limit).get(cluster_id, [])
+
+    def best_faces_of(self, cluster_ids: Sequence[int], limit: int = 12) -> dict[int, list[int]]:
+        """:meth:`best_faces` of several clusters in one statement (a page of ``/clusters``).
+
+        Why: a page read its 25 clusters' faces one statement each, and at a million sightings
+        those round trips were half of the page's time on PostgreSQL.
+        """
+        if not cluster_ids:
+            return {}
+        out: dict[int, list[int]] = {int(c): [] for c in cluster_ids}
+        for cluster, sighting in self._sql.all(
+                f"""SELECT cluster_id, sighting_id FROM (
+                        SELECT cluster_id, sighting_id, row_number() OVER (
+                                   PARTITION BY cluster_id ORDER BY quality DESC, sighting_id) AS rank
+                        FROM sightings
+                        WHERE cluster_id IN ({", ".join("?" * len(cluster_ids))})
+                          AND person_id IS NULL AND thumb IS NOT NULL) AS ranked
+                    WHERE rank <= ? ORDER BY cluster_id, rank""", [*map(int, cluster_ids), limit]):
+            out[int(cluster)].append(int(sighting))
+        return out
 
     def enroll(self, cluster_id: int, name: str, consent: str, faces: Sequence[int], actor: str) -> int:
         """Enroll a cluster as a new person in one transaction: ``faces`` become their
