@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -244,17 +245,21 @@ class Clusters:
         """
         if not cluster_ids:
             return {}
-        out: dict[int, list[int]] = {int(c): [] for c in cluster_ids}
-        for cluster, sighting in self._sql.all(
-                f"""SELECT cluster_id, sighting_id FROM (
+        ids = [int(c) for c in cluster_ids]
+        out: dict[int, list[int]] = {c: [] for c in ids}
+        for cluster, sighting in self._sql.all(*self._best_faces_query(ids, limit)):
+            out[int(cluster)].append(int(sighting))
+        return out
+
+    def _best_faces_query(self, ids: list[int], limit: int) -> tuple[str, list[Any]]:
+        """``(cluster_id, sighting_id)`` rows, each cluster's best first: a window over the clusters' faces."""
+        return (f"""SELECT cluster_id, sighting_id FROM (
                         SELECT cluster_id, sighting_id, row_number() OVER (
                                    PARTITION BY cluster_id ORDER BY quality DESC, sighting_id) AS rank
                         FROM sightings
-                        WHERE cluster_id IN ({", ".join("?" * len(cluster_ids))})
+                        WHERE cluster_id IN ({marks(len(ids))})
                           AND person_id IS NULL AND thumb IS NOT NULL) AS ranked
-                    WHERE rank <= ? ORDER BY cluster_id, rank""", [*map(int, cluster_ids), limit]):
-            out[int(cluster)].append(int(sighting))
-        return out
+                    WHERE rank <= ? ORDER BY cluster_id, rank""", [*ids, limit])
 
     def enroll(self, cluster_id: int, name: str, consent: str, faces: Sequence[int], actor: str) -> int:
         """Enroll a cluster as a new person in one transaction: ``faces`` become their

@@ -501,19 +501,13 @@ class PgClusters(Clusters):
             [ids])}
         return [ClusterRow(c, int(n), *details[c]) for c, n in zip(ids, (n for _, n in counts)) if c in details]
 
-    def best_faces_of(self, cluster_ids: Sequence[int], limit: int = 12) -> dict[int, list[int]]:
-        """Each cluster's best faces by key (``sightings_cluster``), a top-N per cluster in one statement."""
-        if not cluster_ids:
-            return {}
-        out: dict[int, list[int]] = {int(c): [] for c in cluster_ids}
-        for cluster, sighting in self._sql.all(
-                """SELECT c.id, b.sighting_id FROM unnest(?::bigint[]) WITH ORDINALITY AS c(id, n)
+    def _best_faces_query(self, ids: list[int], limit: int) -> tuple[str, list[Any]]:
+        """Each cluster's best faces by key (``sightings_cluster``): a top-N per cluster, not a window
+        over every face of the page's clusters."""
+        return ("""SELECT c.id, b.sighting_id FROM unnest(?::bigint[]) AS c(id)
                    CROSS JOIN LATERAL (SELECT s.sighting_id FROM sightings s
                                        WHERE s.cluster_id = c.id AND s.person_id IS NULL AND s.thumb IS NOT NULL
-                                       ORDER BY s.quality DESC, s.sighting_id LIMIT ?) AS b""",
-                [[int(c) for c in cluster_ids], limit]):
-            out[int(cluster)].append(int(sighting))
-        return out
+                                       ORDER BY s.quality DESC, s.sighting_id LIMIT ?) AS b""", [ids, limit])
 
 
 class PgStore(SqlStore):
