@@ -327,7 +327,7 @@ def pg_server(root: Path) -> Iterator[str]:
            "-c", "max_wal_size=8GB", "-c", "checkpoint_timeout=30min"]
     with server(cmd, port, "postgres", root / "log", **drop) as proc:
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        _wait_ready(url, proc)
+        _wait_ready(url, proc, timeout=1800)  # kept data left by a killed server replays its WAL first
         yield url
 
 

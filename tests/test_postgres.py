@@ -336,10 +336,12 @@ def test_postgresql_reports_count_as_the_shared_sql_does(pg_servers: PostgresSer
 
 
 def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_servers: PostgresServers) -> None:
-    """``sighting_hours`` and ``person_sightings`` (migration 9's triggers) after writes, faces
-    named, renamed and unnamed, an image's faces deleted, a person forgotten and one removed, faces
-    moved to another camera and time, compactions of the logs and a start time mid-hour: every
-    count is the one a pass over the sightings gives (the shared SQL)."""
+    """``sighting_hours``, ``person_sightings`` (migration 9's triggers) and ``cluster_sightings``
+    (migration 10's) after writes, faces named, renamed and unnamed, an image's faces deleted, a
+    person forgotten and one removed, faces moved to another camera and time, clusters regrouped,
+    merged, named and dismissed, compactions of the logs and a start time mid-hour: every count is
+    the one a pass over the sightings gives (the shared SQL)."""
+    from facelake.store.clusters import Clusters
     from facelake.store.people import People
     from facelake.store.reports import Reports
 
@@ -357,8 +359,19 @@ def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_
             assert store.people.listing() == People(store._sql).listing(), ("the people's counts", note)
             named = store.query("SELECT count(*) FROM sightings WHERE person_id IS NOT NULL")[1][0][0]
             assert (store.query("SELECT coalesce(sum(n), 0) FROM person_sightings")[1][0][0] or 0) == named, note
+            for size, limit, offset in ((1, None, 0), (2, None, 0), (1, 2, 1), (3, 1, 0)):
+                assert [(c.cluster_id, c.faces) for c in store.clusters.listing(size, limit, offset)] == \
+                    [(c.cluster_id, c.faces) for c in Clusters(store._sql, store.people).listing(size, limit, offset)], \
+                    ("the clusters' counts", note, size, limit, offset)
 
         agree("written")
+        assert len(store.clusters.listing(1)) == 3
+        store.clusters.save_grouping([(sid, 4 + sid % 5) for sid in ids if sid % 3 == 0], len(ids), "test")
+        agree("regrouped")
+        store.clusters.merge(5, 6, "test")
+        agree("two clusters merged")
+        store.clusters.dismiss(7, [m for m, _ in store.clusters.members(7)], "test")
+        agree("a cluster dismissed")
         assert sum(n for _, n in mine.hours()) == len(ids)
         joe, ann = store.people.add("Joe", "test"), store.people.add("Ann", "test")
         store.query(f"UPDATE sightings SET person_id = {joe} WHERE sighting_id % 7 = 0")  # named, renamed
@@ -379,7 +392,11 @@ def test_the_hours_kept_by_triggers_count_what_grouping_the_sightings_counts(pg_
         agree("faces moved")
         store.query("SELECT sighting_counts_compact()")
         assert store.query("SELECT count(*) FROM sighting_hours WHERE n <= 0")[1] == [(0,)]
+        assert store.query("SELECT count(*) FROM cluster_sightings WHERE n = 0")[1] == [(0,)]
         agree("compacted")
+        carl = store.people.add("Carl", "test")
+        store.clusters.assign(5, carl, [m for m, _ in store.clusters.members(5)], "test")
+        agree("a cluster named")
         _year(store, images=10)
         agree("written after the compaction")
 
