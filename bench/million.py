@@ -529,6 +529,9 @@ def main_pg(args: argparse.Namespace) -> None:
                 built = con.execute("SELECT to_regclass('sightings') IS NOT NULL").fetchone()[0]
             if not built:
                 build_pg(url, args.sightings)
+            from facelake.store import open_store
+            with open_store(url):  # a database kept from an older build takes the schema's newer steps
+                pass
             if args.build_only:
                 return
             if args.explain:
