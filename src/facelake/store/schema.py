@@ -428,8 +428,10 @@ PG_MIGRATIONS: list[str] = [
     -- Unnamed faces per cluster (/clusters), kept by triggers as the step before keeps the hours
     -- and people: counting the 166,665 clustered faces of a million sightings took 26-34 ms of
     -- the page's 39 / 49 ms (p50 / p99). The same kind of log, (cluster, +n or -n): a face counts
-    -- for its cluster while it has no person; naming, moving, unclustering or deleting it is
-    -- logged. A clustering run moves many faces at once, so its row trigger folds only this log.
+    -- for its cluster while it has no person; inserting, deleting, naming, moving or unclustering
+    -- it is logged, by statement for inserts and deletes and by row for updates (only faces that
+    -- join, leave or change cluster fire it). A clustering run moves many faces at once, so the
+    -- log folds on its own, apart from the hours and people.
     CREATE TABLE cluster_sightings (cluster_id BIGINT NOT NULL, n BIGINT NOT NULL);
     CREATE INDEX cluster_sightings_cluster ON cluster_sightings (cluster_id);
     INSERT INTO cluster_sightings SELECT cluster_id, count(*) FROM sightings
@@ -438,51 +440,34 @@ PG_MIGRATIONS: list[str] = [
         WITH gone AS (DELETE FROM cluster_sightings RETURNING cluster_id, n)
         INSERT INTO cluster_sightings SELECT cluster_id, sum(n) FROM gone GROUP BY 1 HAVING sum(n) <> 0;
     $$;
-    CREATE OR REPLACE FUNCTION sighting_counts_compact() RETURNS void LANGUAGE sql AS $$
-        WITH gone AS (DELETE FROM sighting_hours RETURNING camera, hour, n)
-        INSERT INTO sighting_hours SELECT camera, hour, sum(n) FROM gone GROUP BY 1, 2 HAVING sum(n) <> 0;
-        WITH gone AS (DELETE FROM person_sightings RETURNING person_id, n)
-        INSERT INTO person_sightings SELECT person_id, sum(n) FROM gone GROUP BY 1 HAVING sum(n) <> 0;
-        SELECT cluster_counts_compact();
-    $$;
-    CREATE OR REPLACE FUNCTION sighting_counts_log() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION cluster_counts_log() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO sighting_hours SELECT camera, date_trunc('hour', seen_at), count(*) FROM new_rows
-                WHERE camera <> 'enrollment' AND seen_at IS NOT NULL GROUP BY 1, 2;
-            INSERT INTO person_sightings SELECT person_id, count(*) FROM new_rows
-                WHERE person_id IS NOT NULL GROUP BY 1;
             INSERT INTO cluster_sightings SELECT cluster_id, count(*) FROM new_rows
                 WHERE cluster_id IS NOT NULL AND person_id IS NULL GROUP BY 1;
-        ELSE
-            INSERT INTO sighting_hours SELECT camera, date_trunc('hour', seen_at), -count(*) FROM old_rows
-                WHERE camera <> 'enrollment' AND seen_at IS NOT NULL GROUP BY 1, 2;
-            INSERT INTO person_sightings SELECT person_id, -count(*) FROM old_rows
-                WHERE person_id IS NOT NULL GROUP BY 1;
+        ELSIF TG_OP = 'DELETE' THEN
             INSERT INTO cluster_sightings SELECT cluster_id, -count(*) FROM old_rows
                 WHERE cluster_id IS NOT NULL AND person_id IS NULL GROUP BY 1;
-        END IF;
-        IF nextval('sighting_counts_changes') % 2000 = 0 THEN
-            PERFORM sighting_counts_compact();
-        END IF;
-        RETURN NULL;
-    END $$;
-    CREATE FUNCTION cluster_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        IF OLD.cluster_id IS NOT NULL AND OLD.person_id IS NULL THEN
-            INSERT INTO cluster_sightings VALUES (OLD.cluster_id, -1);
-        END IF;
-        IF NEW.cluster_id IS NOT NULL AND NEW.person_id IS NULL THEN
-            INSERT INTO cluster_sightings VALUES (NEW.cluster_id, 1);
+        ELSE
+            IF OLD.cluster_id IS NOT NULL AND OLD.person_id IS NULL THEN
+                INSERT INTO cluster_sightings VALUES (OLD.cluster_id, -1);
+            END IF;
+            IF NEW.cluster_id IS NOT NULL AND NEW.person_id IS NULL THEN
+                INSERT INTO cluster_sightings VALUES (NEW.cluster_id, 1);
+            END IF;
         END IF;
         IF nextval('sighting_counts_changes') % 2000 = 0 THEN
             PERFORM cluster_counts_compact();
         END IF;
         RETURN NULL;
     END $$;
+    CREATE TRIGGER cluster_counts_insert AFTER INSERT ON sightings REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION cluster_counts_log();
+    CREATE TRIGGER cluster_counts_delete AFTER DELETE ON sightings REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION cluster_counts_log();
     CREATE TRIGGER cluster_counts_update AFTER UPDATE OF cluster_id, person_id ON sightings FOR EACH ROW
         WHEN (OLD.cluster_id IS DISTINCT FROM NEW.cluster_id OR (OLD.person_id IS NULL) <> (NEW.person_id IS NULL))
-        EXECUTE FUNCTION cluster_counts_move();
+        EXECUTE FUNCTION cluster_counts_log();
     """,
 ]
 """PostgreSQL's schema: its first step is DuckDB's schema as it stood when PostgreSQL came;
